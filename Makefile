@@ -1,0 +1,34 @@
+# One task runner. `make rehearse` = the main job, `make test` = the tests (what CI runs).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup rehearse test lint unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Rehearse every runbook on the local backend; executed notebooks + records land in audit/.
+rehearse: $(STAMP)
+	$(BIN)/aurora-kit run --all -f parameters/local.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check aurora_kit tests benchmarks
+	$(BIN)/ruff format --check aurora_kit tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

