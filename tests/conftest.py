@@ -1,0 +1,3 @@
+"""Fixtures live in plugin modules under tests/plugins (psycopg's layout); this file only lists them."""
+
+pytest_plugins: list[str] = []
