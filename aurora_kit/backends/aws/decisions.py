@@ -1,0 +1,646 @@
+"""Decisions of the ``aws`` backend as plain functions: no boto3 here, so each is unit-testable without AWS.
+
+The backend (:mod:`aurora_kit.backends.aws.backend`) only translates: it reads RDS state, asks a function in
+this module what to do, and makes (or, in a dry run, records) the calls. Inputs are RDS response dicts
+(``DescribeDBClusters → DBClusters[]`` etc.) exactly as boto3 returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from aurora_kit.errors import (
+    ClusterAlreadyExistsError,
+    FailoverNotPossibleError,
+    InvalidParameterError,
+    RestoreWindowError,
+)
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec, window_minutes
+
+ENGINE = "aurora-postgresql"
+ApplyMethodRequest = Literal["auto", "immediate", "pending-reboot"]
+
+# -- parameter knowledge ---------------------------------------------------------------------------------
+#: Fallback when the catalogue (DescribeDBClusterParameters / DescribeEngineDefaultClusterParameters) has no
+#: ApplyType for a name, e.g. against moto, which returns only the parameters set by the user. Values are the
+#: ApplyType Aurora PostgreSQL reports for these cluster-level parameters.
+STATIC_PARAMETERS = frozenset(
+    {
+        "shared_preload_libraries",
+        "max_connections",
+        "max_worker_processes",
+        "max_logical_replication_workers",
+        "max_wal_senders",
+        "max_replication_slots",
+        "max_locks_per_transaction",
+        "max_pred_locks_per_transaction",
+        "max_prepared_transactions",
+        "autovacuum_max_workers",
+        "track_activity_query_size",
+        "track_commit_timestamp",
+        "rds.logical_replication",
+        "pg_stat_statements.max",
+        "shared_buffers",
+        "huge_pages",
+        "max_files_per_process",
+        "apg_plan_mgmt.max_plans",
+    }
+)
+DYNAMIC_PARAMETERS = frozenset(
+    {
+        "log_min_duration_statement",
+        "log_statement",
+        "log_connections",
+        "log_disconnections",
+        "log_lock_waits",
+        "log_temp_files",
+        "log_autovacuum_min_duration",
+        "work_mem",
+        "maintenance_work_mem",
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+        "random_page_cost",
+        "effective_cache_size",
+        "default_statistics_target",
+        "max_parallel_workers",
+        "max_parallel_workers_per_gather",
+        "max_parallel_maintenance_workers",
+        "track_io_timing",
+        "pg_stat_statements.track",
+        "pg_stat_statements.save",
+        "auto_explain.log_min_duration",
+        "autovacuum_naptime",
+        "autovacuum_vacuum_scale_factor",
+        "autovacuum_analyze_scale_factor",
+        "rds.force_ssl",
+        "ssl_min_protocol_version",
+        "password_encryption",
+        "search_path",
+        "timezone",
+        "synchronous_commit",
+        "rds.log_retention_period",
+    }
+)
+#: The engine default for ``shared_preload_libraries`` when the catalogue does not say (Aurora PostgreSQL ships
+#: pg_stat_statements preloaded); setting the parameter replaces the list, so we merge with it.
+DEFAULT_PRELOAD = ("pg_stat_statements",)
+#: Extensions people try to preload but that are installed with CREATE EXTENSION only.
+NOT_PRELOAD = frozenset(
+    {"vector", "pgvector", "postgis", "pg_trgm", "hstore", "citext", "pgcrypto", "uuid-ossp", "btree_gin", "btree_gist"}
+)
+
+
+def parameter_group_family(engine_version: str) -> str:
+    """``16.4`` → ``aurora-postgresql16`` (the DBParameterGroupFamily of cluster parameter groups)."""
+    major = engine_version.split(".")[0]
+    if not major.isdigit():
+        raise InvalidParameterError("engine_version", engine_version, "must start with the major version number")
+    return f"{ENGINE}{major}"
+
+
+def default_parameter_group_name(cluster_id: str) -> str:
+    """Name of the custom cluster parameter group we create when the spec names none: ``default.*`` groups
+    cannot be modified, and every runbook after 01 needs to set parameters."""
+    return f"{cluster_id}-cluster-params"
+
+
+def apply_type_of(name: str, catalogue: Mapping[str, Mapping[str, Any]]) -> str:
+    """``static`` or ``dynamic`` for ``name``: the catalogue's ApplyType first, then the built-in table.
+
+    Unknown names raise InvalidParameterError (before anything changes)."""
+    entry = catalogue.get(name)
+    if entry is not None and entry.get("ApplyType") in ("static", "dynamic"):
+        return str(entry["ApplyType"])
+    if name in STATIC_PARAMETERS:
+        return "static"
+    if name in DYNAMIC_PARAMETERS:
+        return "dynamic"
+    raise InvalidParameterError(
+        name,
+        None,
+        "unknown cluster parameter: not in the parameter group, the engine defaults, nor aurora_kit's table",
+        hint="check the name against `aws rds describe-engine-default-cluster-parameters`",
+    )
+
+
+def choose_apply_method(name: str, apply_type: str, requested: ApplyMethodRequest = "auto") -> str:
+    """ApplyMethod for ModifyDBClusterParameterGroup. Static parameters cannot use ``immediate`` (AWS answers
+    InvalidParameterCombination); we refuse before any call."""
+    if requested == "auto":
+        return "pending-reboot" if apply_type == "static" else "immediate"
+    if requested == "immediate" and apply_type == "static":
+        raise InvalidParameterError(
+            name,
+            "immediate",
+            "is a static parameter: it can only be applied with ApplyMethod=pending-reboot",
+            hint="use apply_method='auto' or 'pending-reboot', then reboot_pending()",
+        )
+    if requested not in ("immediate", "pending-reboot"):
+        raise InvalidParameterError("apply_method", requested, "must be auto, immediate or pending-reboot")
+    return requested
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def merge_preload_libraries(requested: str, current: str | None, engine_default: str | None) -> str:
+    """``shared_preload_libraries`` replaces the list, so keep what is loaded now (or the engine default) and
+    append the requested libraries. Extensions that are not preload libraries (``vector``...) are rejected."""
+    wanted = _split_list(requested)
+    bad = [lib for lib in wanted if lib.lower() in NOT_PRELOAD]
+    if bad:
+        raise InvalidParameterError(
+            "shared_preload_libraries",
+            requested,
+            f"{', '.join(bad)} is not a preload library; install it with CREATE EXTENSION in the database",
+            hint="pgvector needs no preload: run `CREATE EXTENSION vector;`",
+        )
+    base = _split_list(current) or _split_list(engine_default) or list(DEFAULT_PRELOAD)
+    merged = list(base)
+    merged.extend(lib for lib in wanted if lib not in merged)
+    return ",".join(merged)
+
+
+def check_allowed_value(name: str, value: str, entry: Mapping[str, Any] | None) -> None:
+    """Reject values outside the catalogue's AllowedValues (``a-b`` ranges, ``x,y`` lists) and parameters that
+    are not modifiable. Silently accepts what the catalogue does not describe (AWS validates again)."""
+    if entry is None:
+        return
+    if entry.get("IsModifiable") is False:
+        raise InvalidParameterError(name, value, "is not modifiable in Aurora PostgreSQL")
+    allowed = entry.get("AllowedValues")
+    if not allowed or value.startswith("{"):  # formulas like {DBInstanceClassMemory/9531392}
+        return
+    data_type = entry.get("DataType", "string")
+    if data_type == "integer" and "-" in allowed.lstrip("-"):
+        low, _, high = allowed.lstrip("-").partition("-")
+        lo = -int(low) if allowed.startswith("-") else int(low)
+        try:
+            number = int(value)
+        except ValueError as exc:
+            raise InvalidParameterError(name, value, f"must be an integer in {allowed}") from exc
+        if not lo <= number <= int(high):
+            raise InvalidParameterError(name, value, f"must be in {allowed}")
+        return
+    if data_type in ("string", "list", "boolean") and "," in allowed:
+        options = {o.strip().lower() for o in allowed.split(",")}
+        items = _split_list(value) if data_type == "list" else [value.strip()]
+        unknown = [i for i in items if i.lower() not in options]
+        if unknown:
+            raise InvalidParameterError(name, value, f"{', '.join(unknown)} not among the allowed values {allowed}")
+
+
+@dataclass(frozen=True)
+class PlannedParameter:
+    name: str
+    old_value: str | None
+    new_value: str
+    apply_type: str
+    apply_method: str
+
+
+def plan_parameter_changes(
+    requested: Mapping[str, str],
+    catalogue: Mapping[str, Mapping[str, Any]],
+    *,
+    apply_method: ApplyMethodRequest = "auto",
+    engine_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[PlannedParameter]:
+    """Validate every requested parameter and decide its ApplyMethod; drop those already at the value.
+
+    ``catalogue`` is the parameter group's parameters by name (DescribeDBClusterParameters), ``engine_defaults``
+    the family's defaults (DescribeEngineDefaultClusterParameters), either possibly partial (moto). Raises
+    InvalidParameterError before anything is changed."""
+    defaults = engine_defaults or {}
+    merged_catalogue = {**defaults, **{k: {**defaults.get(k, {}), **v} for k, v in catalogue.items()}}
+    out: list[PlannedParameter] = []
+    for name, raw in requested.items():
+        value = str(raw)
+        apply_type = apply_type_of(name, merged_catalogue)
+        entry = merged_catalogue.get(name)
+        current = entry.get("ParameterValue") if entry else None
+        if name == "shared_preload_libraries":
+            default_value = defaults.get(name, {}).get("ParameterValue")
+            value = merge_preload_libraries(value, current, default_value)
+        check_allowed_value(name, value, entry)
+        method = choose_apply_method(name, apply_type, apply_method)
+        if current is not None and str(current) == value:
+            continue
+        out.append(PlannedParameter(name, current, value, apply_type, method))
+    return out
+
+
+def batches(items: Sequence[Any], size: int = 20) -> list[Sequence[Any]]:
+    """ModifyDBClusterParameterGroup accepts at most 20 parameters per call."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# -- create / drift ---------------------------------------------------------------------------------------
+def create_cluster_params(spec: ClusterSpec, parameter_group: str) -> dict[str, Any]:
+    """CreateDBCluster parameters with secure defaults. Never a plain-text password: Secrets Manager owns it."""
+    params: dict[str, Any] = {
+        "DBClusterIdentifier": spec.cluster_id,
+        "Engine": ENGINE,
+        "EngineVersion": spec.engine_version,
+        "MasterUsername": spec.master_username,
+        "ManageMasterUserPassword": True,
+        "DatabaseName": spec.database_name,
+        "StorageEncrypted": spec.storage_encrypted,
+        "DeletionProtection": spec.deletion_protection,
+        "EnableIAMDatabaseAuthentication": spec.iam_database_authentication,
+        "BackupRetentionPeriod": check_retention(spec.backup_retention_period),
+        "PreferredBackupWindow": spec.preferred_backup_window,
+        "CopyTagsToSnapshot": spec.copy_tags_to_snapshot,
+        "EnableCloudwatchLogsExports": list(spec.cloudwatch_logs_exports),
+        "DBClusterParameterGroupName": parameter_group,
+        "Tags": tag_list(spec.tags),
+    }
+    if spec.kms_key_id:
+        params["KmsKeyId"] = spec.kms_key_id
+    if spec.port is not None:
+        params["Port"] = spec.port
+    if spec.preferred_maintenance_window:
+        params["PreferredMaintenanceWindow"] = spec.preferred_maintenance_window
+    if spec.db_subnet_group_name:
+        params["DBSubnetGroupName"] = spec.db_subnet_group_name
+    if spec.vpc_security_group_ids:
+        params["VpcSecurityGroupIds"] = list(spec.vpc_security_group_ids)
+    if spec.serverless_v2_scaling is not None:
+        params["ServerlessV2ScalingConfiguration"] = {
+            "MinCapacity": spec.serverless_v2_scaling.min_capacity,
+            "MaxCapacity": spec.serverless_v2_scaling.max_capacity,
+        }
+    return params
+
+
+def create_instance_params(
+    cluster_id: str, spec: InstanceSpec, tags: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "DBInstanceIdentifier": spec.instance_id,
+        "DBClusterIdentifier": cluster_id,
+        "DBInstanceClass": spec.instance_class,
+        "Engine": ENGINE,
+        "PromotionTier": spec.promotion_tier,
+        "Tags": tag_list(tags or {}),
+    }
+    if spec.availability_zone:
+        params["AvailabilityZone"] = spec.availability_zone
+    return params
+
+
+def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def tag_dict(tag_list_: Iterable[Mapping[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t.get("Value", "") for t in tag_list_ or []}
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One field where the existing cluster differs from the spec."""
+
+    field: str
+    wanted: Any
+    actual: Any
+
+    def __str__(self) -> str:
+        return f"{self.field}: wanted {self.wanted!r}, actual {self.actual!r}"
+
+
+class ClusterDriftError(ClusterAlreadyExistsError):
+    """The cluster id is taken by a cluster that differs from the spec; ``drift`` lists each difference.
+
+    Nothing was created or changed."""
+
+    hint = "reconcile the spec with the existing cluster (modify_cluster / create_instance), or pick another id"
+
+    def __init__(self, cluster_id: str, drift: Sequence[Drift]) -> None:
+        super().__init__(cluster_id)
+        self.drift = list(drift)
+        self.message = f"DB cluster {cluster_id!r} already exists and differs from the spec: " + "; ".join(
+            str(d) for d in self.drift
+        )
+        self.context["drift"] = [{"field": d.field, "wanted": d.wanted, "actual": d.actual} for d in self.drift]
+        self.args = (self._render(),)
+
+
+def _version_matches(wanted: str, actual: str) -> bool:
+    return actual == wanted or actual.startswith(wanted + ".")
+
+
+def cluster_drift(
+    spec: ClusterSpec,
+    cluster: Mapping[str, Any],
+    instances: Mapping[str, Mapping[str, Any]],
+    parameter_group: str,
+) -> list[Drift]:
+    """Compare an existing cluster (DescribeDBClusters entry + DescribeDBInstances by id) with ``spec``.
+
+    Fields the spec leaves open (subnet group, security groups, port, KMS key... when unset) are not compared;
+    which instance is the writer is not compared either (a failover legitimately moves it)."""
+    out: list[Drift] = []
+
+    def cmp(name: str, wanted: Any, actual: Any) -> None:
+        if wanted != actual:
+            out.append(Drift(name, wanted, actual))
+
+    cmp("engine", ENGINE, cluster.get("Engine"))
+    actual_version = str(cluster.get("EngineVersion", ""))
+    if not _version_matches(spec.engine_version, actual_version):
+        out.append(Drift("engine_version", spec.engine_version, actual_version))
+    cmp("master_username", spec.master_username, cluster.get("MasterUsername"))
+    cmp("database_name", spec.database_name, cluster.get("DatabaseName"))
+    if spec.port is not None:
+        cmp("port", spec.port, cluster.get("Port"))
+    cmp("backup_retention_period", spec.backup_retention_period, cluster.get("BackupRetentionPeriod"))
+    cmp("preferred_backup_window", spec.preferred_backup_window, cluster.get("PreferredBackupWindow"))
+    if spec.preferred_maintenance_window:
+        cmp(
+            "preferred_maintenance_window", spec.preferred_maintenance_window, cluster.get("PreferredMaintenanceWindow")
+        )
+    cmp("storage_encrypted", spec.storage_encrypted, cluster.get("StorageEncrypted", False))
+    if spec.kms_key_id:
+        actual_kms = str(cluster.get("KmsKeyId") or "")
+        if not (actual_kms == spec.kms_key_id or actual_kms.endswith("/" + spec.kms_key_id)):
+            out.append(Drift("kms_key_id", spec.kms_key_id, actual_kms or None))
+    cmp("deletion_protection", spec.deletion_protection, cluster.get("DeletionProtection", False))
+    cmp(
+        "iam_database_authentication",
+        spec.iam_database_authentication,
+        cluster.get("IAMDatabaseAuthenticationEnabled", False),
+    )
+    cmp("copy_tags_to_snapshot", spec.copy_tags_to_snapshot, cluster.get("CopyTagsToSnapshot", False))
+    cmp(
+        "cloudwatch_logs_exports",
+        sorted(spec.cloudwatch_logs_exports),
+        sorted(cluster.get("EnabledCloudwatchLogsExports") or []),
+    )
+    cmp("managed_master_user_password", True, bool(cluster.get("MasterUserSecret")))
+    if spec.db_subnet_group_name:
+        cmp("db_subnet_group_name", spec.db_subnet_group_name, cluster.get("DBSubnetGroup"))
+    if spec.vpc_security_group_ids:
+        actual_sgs = sorted(g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups") or [])
+        cmp("vpc_security_group_ids", sorted(spec.vpc_security_group_ids), actual_sgs)
+    cmp("db_cluster_parameter_group_name", parameter_group, cluster.get("DBClusterParameterGroup"))
+    actual_scaling = cluster.get("ServerlessV2ScalingConfiguration")
+    if spec.serverless_v2_scaling is not None:
+        wanted_scaling = (spec.serverless_v2_scaling.min_capacity, spec.serverless_v2_scaling.max_capacity)
+        got = (actual_scaling or {}).get("MinCapacity"), (actual_scaling or {}).get("MaxCapacity")
+        cmp("serverless_v2_scaling", wanted_scaling, got if actual_scaling else None)
+    actual_tags = tag_dict(cluster.get("TagList"))
+    missing_tags = {k: v for k, v in spec.tags.items() if actual_tags.get(k) != v}
+    if missing_tags:
+        out.append(Drift("tags", missing_tags, {k: actual_tags.get(k) for k in missing_tags}))
+
+    members = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or []]
+    wanted_ids = [i.instance_id for i in spec.instances]
+    if sorted(members) != sorted(wanted_ids):
+        out.append(Drift("instances", sorted(wanted_ids), sorted(members)))
+    for inst in spec.instances:
+        actual = instances.get(inst.instance_id)
+        if actual is None:
+            continue
+        prefix = f"instances[{inst.instance_id}]"
+        cmp(f"{prefix}.instance_class", inst.instance_class, actual.get("DBInstanceClass"))
+        cmp(f"{prefix}.promotion_tier", inst.promotion_tier, actual.get("PromotionTier"))
+        if inst.availability_zone:
+            cmp(f"{prefix}.availability_zone", inst.availability_zone, actual.get("AvailabilityZone"))
+    return out
+
+
+# -- modify / delete / restore ------------------------------------------------------------------------------
+def check_retention(days: int) -> int:
+    """BackupRetentionPeriod must be 1-35 days on Aurora (0 disables backups on RDS, not allowed on Aurora)."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 35:
+        raise InvalidParameterError("backup_retention_period", days, "must be an integer from 1 to 35 (days)")
+    return days
+
+
+def check_backup_window(window: str) -> str:
+    try:
+        start, end = window_minutes(window)
+    except ValueError as exc:
+        raise InvalidParameterError("preferred_backup_window", window, str(exc)) from exc
+    if (end - start) % (24 * 60) < 30:
+        raise InvalidParameterError("preferred_backup_window", window, "the backup window must be at least 30 minutes")
+    return window
+
+
+def modify_cluster_params(
+    cluster: Mapping[str, Any],
+    *,
+    deletion_protection: bool | None = None,
+    backup_retention_period: int | None = None,
+    preferred_backup_window: str | None = None,
+) -> dict[str, Any]:
+    """ModifyDBCluster parameters for the fields that actually change (empty dict: nothing to do)."""
+    params: dict[str, Any] = {}
+    if deletion_protection is not None and bool(cluster.get("DeletionProtection")) != deletion_protection:
+        params["DeletionProtection"] = deletion_protection
+    if backup_retention_period is not None:
+        check_retention(backup_retention_period)
+        if cluster.get("BackupRetentionPeriod") != backup_retention_period:
+            params["BackupRetentionPeriod"] = backup_retention_period
+    if preferred_backup_window is not None:
+        check_backup_window(preferred_backup_window)
+        if cluster.get("PreferredBackupWindow") != preferred_backup_window:
+            params["PreferredBackupWindow"] = preferred_backup_window
+    if params:
+        params = {"DBClusterIdentifier": cluster["DBClusterIdentifier"], **params, "ApplyImmediately": True}
+    return params
+
+
+def check_final_snapshot_choice(final_snapshot_id: str | None, skip_final_snapshot: bool) -> None:
+    """Deleting needs an explicit choice: exactly one of a final snapshot id or skip_final_snapshot=True."""
+    if (final_snapshot_id is None) == (not skip_final_snapshot):
+        raise InvalidParameterError(
+            "final_snapshot_id",
+            final_snapshot_id,
+            "give exactly one of final_snapshot_id or skip_final_snapshot=True",
+            hint="deleting a cluster is irreversible; say explicitly whether a final snapshot is taken",
+        )
+
+
+def check_restore_window(restore_time: datetime, earliest: datetime | None, latest: datetime | None) -> datetime:
+    """RestoreWindowError when ``restore_time`` is outside [EarliestRestorableTime, LatestRestorableTime]."""
+    if restore_time.tzinfo is None or restore_time.utcoffset() is None:
+        raise InvalidParameterError("restore_time", restore_time, "must be timezone-aware (UTC)")
+    if earliest is None or latest is None:
+        raise RestoreWindowError(
+            "the source cluster reports no restorable window (no automated backups yet?)",
+            restore_time=restore_time,
+            earliest=earliest,
+            latest=latest,
+        )
+    if not earliest <= restore_time <= latest:
+        raise RestoreWindowError(
+            f"restore time {restore_time.isoformat()} is outside the restorable window "
+            f"[{earliest.isoformat()}, {latest.isoformat()}]",
+            restore_time=restore_time,
+            earliest=earliest,
+            latest=latest,
+        )
+    return restore_time
+
+
+def restore_settings(
+    source: Mapping[str, Any] | None,
+    *,
+    parameter_group: str | None = None,
+    subnet_group: str | None = None,
+    security_group_ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Settings passed EXPLICITLY to a restore (otherwise the new cluster gets the default parameter group and
+    security group, no log exports, IAM auth off...): explicit arguments win, then the source cluster's values."""
+    src = source or {}
+    params: dict[str, Any] = {}
+    pg = parameter_group or src.get("DBClusterParameterGroup")
+    if pg:
+        params["DBClusterParameterGroupName"] = pg
+    subnet = subnet_group or src.get("DBSubnetGroup")
+    if subnet:
+        params["DBSubnetGroupName"] = subnet
+    sgs = (
+        list(security_group_ids)
+        if security_group_ids
+        else [g["VpcSecurityGroupId"] for g in src.get("VpcSecurityGroups") or []]
+    )
+    if sgs:
+        params["VpcSecurityGroupIds"] = sgs
+    if source is not None:
+        params["EnableIAMDatabaseAuthentication"] = bool(src.get("IAMDatabaseAuthenticationEnabled"))
+        params["DeletionProtection"] = bool(src.get("DeletionProtection"))
+        params["CopyTagsToSnapshot"] = bool(src.get("CopyTagsToSnapshot"))
+        if src.get("EnabledCloudwatchLogsExports"):
+            params["EnableCloudwatchLogsExports"] = list(src["EnabledCloudwatchLogsExports"])
+        scaling = src.get("ServerlessV2ScalingConfiguration")
+        if scaling and scaling.get("MaxCapacity"):
+            params["ServerlessV2ScalingConfiguration"] = {
+                "MinCapacity": scaling["MinCapacity"],
+                "MaxCapacity": scaling["MaxCapacity"],
+            }
+        if src.get("BackupRetentionPeriod"):
+            params["BackupRetentionPeriod"] = src["BackupRetentionPeriod"]
+        if src.get("PreferredBackupWindow"):
+            params["PreferredBackupWindow"] = src["PreferredBackupWindow"]
+    else:
+        params["EnableIAMDatabaseAuthentication"] = True
+        params["DeletionProtection"] = True
+        params["CopyTagsToSnapshot"] = True
+        params["EnableCloudwatchLogsExports"] = ["postgresql"]
+    return params
+
+
+# -- failover / reboot ----------------------------------------------------------------------------------------
+def choose_failover_target(
+    cluster: Mapping[str, Any], instance_status: Mapping[str, str], target: str | None = None
+) -> tuple[str, str]:
+    """Return (old_writer, target) or raise FailoverNotPossibleError.
+
+    Needs the cluster ``available``, at least two members, and an ``available`` reader as the target; the
+    default target is the reader with the best (lowest) promotion tier, then by name."""
+    cluster_id = cluster.get("DBClusterIdentifier", "?")
+    members = cluster.get("DBClusterMembers") or []
+    writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")), None)
+
+    def refuse(reason: str) -> FailoverNotPossibleError:
+        return FailoverNotPossibleError(
+            f"cannot fail over cluster {cluster_id!r}: {reason}",
+            cluster_id=cluster_id,
+            target_instance_id=target,
+            writer=writer,
+        )
+
+    if len(members) < 2:
+        raise refuse(f"it has {len(members)} instance(s); a failover needs a writer and at least one reader")
+    if cluster.get("Status") != "available":
+        raise refuse(f"cluster status is {cluster.get('Status')!r}, not 'available'")
+    if writer is None:
+        raise refuse("it has no writer")
+    readers = [m for m in members if not m.get("IsClusterWriter")]
+    if target is not None:
+        if target == writer:
+            raise refuse(f"{target!r} is already the writer")
+        if target not in {m["DBInstanceIdentifier"] for m in readers}:
+            raise refuse(f"{target!r} is not a member of the cluster")
+        if instance_status.get(target) != "available":
+            raise refuse(f"target {target!r} is {instance_status.get(target)!r}, not 'available'")
+        return writer, target
+    candidates = sorted(
+        (m for m in readers if instance_status.get(m["DBInstanceIdentifier"]) == "available"),
+        key=lambda m: (m.get("PromotionTier", 1), m["DBInstanceIdentifier"]),
+    )
+    if not candidates:
+        raise refuse("no reader is 'available'")
+    return writer, candidates[0]["DBInstanceIdentifier"]
+
+
+def reboot_order(members: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Instances whose DBClusterParameterGroupStatus is ``pending-reboot``: readers first (by name), writer last,
+    so the writer restarts once and its readers already run the new settings."""
+    pending = [m for m in members if m.get("DBClusterParameterGroupStatus") == "pending-reboot"]
+    readers = sorted(m["DBInstanceIdentifier"] for m in pending if not m.get("IsClusterWriter"))
+    writers = [m["DBInstanceIdentifier"] for m in pending if m.get("IsClusterWriter")]
+    return readers + writers
+
+
+# -- alarms -------------------------------------------------------------------------------------------------
+ALARM_PREFIX = "aurora-kit"
+
+
+def alarm_prefix(cluster_id: str) -> str:
+    """'/' cannot occur in an identifier, so the prefix of cluster ``a`` never matches cluster ``a-b``."""
+    return f"{ALARM_PREFIX}/{cluster_id}/"
+
+
+@dataclass(frozen=True)
+class AlarmTarget:
+    alarm_name: str
+    dimension_name: str  # DBClusterIdentifier | DBInstanceIdentifier
+    dimension_value: str
+
+
+def alarm_targets(spec: AlarmSpec, cluster_id: str, writer: str | None, readers: Sequence[str]) -> list[AlarmTarget]:
+    """Which resources an alarm watches (namespace AWS/RDS):
+
+    - AuroraReplicaLag is published per replica: one alarm per reader (DBInstanceIdentifier); none without readers.
+    - CPUUtilization and FreeableMemory are per-instance resources: one alarm per instance (DBInstanceIdentifier),
+      so a hot writer is not averaged away by idle readers.
+    - DatabaseConnections: one cluster-wide alarm (DBClusterIdentifier).
+    """
+    prefix = alarm_prefix(cluster_id)
+    if spec.metric == "DatabaseConnections":
+        return [AlarmTarget(f"{prefix}{spec.metric}", "DBClusterIdentifier", cluster_id)]
+    instances = list(readers) if spec.metric == "AuroraReplicaLag" else [*([writer] if writer else []), *readers]
+    return [AlarmTarget(f"{prefix}{iid}/{spec.metric}", "DBInstanceIdentifier", iid) for iid in instances]
+
+
+def put_metric_alarm_params(
+    spec: AlarmSpec, target: AlarmTarget, cluster_id: str, sns_topic_arn: str | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "AlarmName": target.alarm_name,
+        "AlarmDescription": f"aurora_kit: {spec.metric} {spec.comparison} {spec.threshold} on {cluster_id}",
+        "Namespace": "AWS/RDS",
+        "MetricName": spec.metric,
+        "Dimensions": [{"Name": target.dimension_name, "Value": target.dimension_value}],
+        "Statistic": spec.statistic,
+        "Period": spec.period_s,
+        "EvaluationPeriods": spec.evaluation_periods,
+        "Threshold": spec.threshold,
+        "ComparisonOperator": spec.comparison,
+        "TreatMissingData": "missing",
+        "Tags": [{"Key": "aurora-kit:cluster", "Value": cluster_id}],
+    }
+    if sns_topic_arn:
+        params["AlarmActions"] = [sns_topic_arn]
+        params["OKActions"] = [sns_topic_arn]
+    return params
