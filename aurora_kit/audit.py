@@ -1,0 +1,327 @@
+"""Audit records: one folder per run, indexed in an append-only, hash-chained JSONL file.
+
+Layout (``audit/`` at the project root, ``$AURORA_KIT_AUDIT_DIR``, or ``--audit-dir``; git-ignored)::
+
+    audit/
+      index.jsonl                      one line per run, chained by hash
+      20261126T222000Z-06-failover-3fa2c1/
+        06-failover.ipynb              executed notebook (redacted at every save)
+        06-failover.html               nbconvert render
+        summary.json                   who/what/when/outcome/results (see :func:`build_summary`)
+
+Each index entry holds the sha256 of every file of its record, ``prev`` (the previous entry's ``hash``) and its
+own ``hash`` (sha256 of the entry's canonical JSON without ``hash``). :func:`verify` recomputes all of it, so an
+edited or deleted record file, an edited index line, or a removed/reordered entry is reported. The chain proves
+integrity relative to its head: keep the head hash ``verify`` prints (e.g. in the change ticket) to also detect
+a rewritten tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aurora_kit.backends.base import redact
+from aurora_kit.redaction import Redactor
+from aurora_kit.runbook import RESULT_MIME
+
+AUDIT_DIR_ENV = "AURORA_KIT_AUDIT_DIR"
+INDEX = "index.jsonl"
+SUMMARY = "summary.json"
+GENESIS = "0" * 64
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def audit_root(explicit: str | Path | None = None) -> Path:
+    """``explicit`` > ``$AURORA_KIT_AUDIT_DIR`` > ``<project root>/audit``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(AUDIT_DIR_ENV)
+    if env:
+        return Path(env)
+    return PROJECT_ROOT / "audit"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _canonical(entry: Mapping[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+
+
+# -- facts about the run ----------------------------------------------------------------------------------------
+def git_info(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """``{"revision": sha or None, "dirty": bool or None}`` of the project checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        revision = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"revision": None, "dirty": None}
+    return {"revision": revision, "dirty": dirty}
+
+
+def versions() -> dict[str, str]:
+    import nbconvert
+    import papermill
+
+    import aurora_kit
+
+    return {
+        "aurora_kit": aurora_kit.__version__,
+        "python": platform.python_version(),
+        "papermill": papermill.__version__,
+        "nbconvert": nbconvert.__version__,
+    }
+
+
+def collect_results(nb: Any) -> dict[str, Any]:
+    """Key results the notebook recorded with :func:`aurora_kit.record_result` (later values win)."""
+    results: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            payload = (output.get("data") or {}).get(RESULT_MIME)
+            if isinstance(payload, Mapping) and "name" in payload:
+                results[str(payload["name"])] = payload.get("value")
+    return results
+
+
+def failure_of(nb: Any) -> dict[str, Any] | None:
+    """Where and how the run failed: the first cell papermill marked failed (or with an error output)."""
+    for index, cell in enumerate(nb.get("cells", [])):
+        pm = cell.get("metadata", {}).get("papermill", {})
+        errors = [o for o in cell.get("outputs", []) or [] if o.get("output_type") == "error"]
+        if pm.get("status") == "failed" or pm.get("exception") is True or errors:
+            err = errors[0] if errors else {}
+            code_cells = [c for c in nb["cells"][:index] if c.get("cell_type") == "code"]
+            return {
+                "cell_index": index,  # in the executed notebook (papermill's error banner is cell 0)
+                "code_cell_number": len(code_cells) + 1,
+                "execution_count": cell.get("execution_count"),
+                "ename": err.get("ename", "CellExecutionError"),
+                "evalue": err.get("evalue", ""),
+                "source": cell.get("source", ""),
+            }
+    return None
+
+
+def render_html(notebook: Path, html: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    html.write_text(body, encoding="utf-8")
+
+
+@dataclass
+class RunRecord:
+    """Paths of one run's record."""
+
+    root: Path
+    run_id: str
+    runbook: str
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.run_id
+
+    @property
+    def notebook(self) -> Path:
+        return self.dir / f"{self.runbook}.ipynb"
+
+    @property
+    def html(self) -> Path:
+        return self.dir / f"{self.runbook}.html"
+
+    @property
+    def summary(self) -> Path:
+        return self.dir / SUMMARY
+
+    def create(self) -> RunRecord:
+        self.dir.mkdir(parents=True, exist_ok=False)
+        return self
+
+
+@dataclass
+class Outcome:
+    outcome: str  # succeeded | failed
+    failure: dict[str, Any] | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def build_summary(
+    record: RunRecord,
+    *,
+    notebook_path: Path,
+    parameters: Mapping[str, Any],
+    started_at: datetime,
+    ended_at: datetime,
+    outcome: Outcome,
+    operator: str,
+    redactor: Redactor,
+    batch_id: str | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "run_id": record.run_id,
+        "batch_id": batch_id,
+        "runbook": record.runbook,
+        "notebook": str(notebook_path),
+        "operator": operator,
+        "host": socket.gethostname(),
+        "started_at": started_at.isoformat(),
+        "ended_at": ended_at.isoformat(),
+        "duration_s": round((ended_at - started_at).total_seconds(), 3),
+        "outcome": outcome.outcome,
+        "failure": outcome.failure,
+        "error": error,
+        "results": outcome.results,
+        "parameters": redact(parameters),
+        "git": git_info(),
+        "versions": versions(),
+    }
+    redacted: dict[str, Any] = redactor.obj(summary)
+    return redacted
+
+
+# -- the index ------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / ".index.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_index(root: Path) -> list[dict[str, Any]]:
+    path = root / INDEX
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def seal(record: RunRecord, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``summary.json`` and append the record to the hash-chained index; returns the index entry."""
+    record.summary.write_text(json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+    files = {p.name: sha256_file(p) for p in sorted(record.dir.iterdir()) if p.is_file()}
+    index = record.root / INDEX
+    with _locked(index):
+        entries = read_index(record.root)
+        entry: dict[str, Any] = {
+            "run_id": record.run_id,
+            "runbook": record.runbook,
+            "outcome": summary.get("outcome"),
+            "started_at": summary.get("started_at"),
+            "operator": summary.get("operator"),
+            "dir": record.run_id,
+            "files": files,
+            "prev": entries[-1]["hash"] if entries else GENESIS,
+        }
+        entry["hash"] = entry_hash(entry)
+        with index.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    return entry
+
+
+@dataclass
+class Verification:
+    entries: int
+    head: str
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(root: Path, *, expect_head: str | None = None) -> Verification:
+    """Recompute the chain and every file hash; list what does not match."""
+    problems: list[str] = []
+    path = root / INDEX
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    prev = GENESIS
+    seen: set[str] = set()
+    count = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        count += 1
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"index line {number}: not valid JSON (edited?)")
+            prev = hashlib.sha256(line.encode()).hexdigest()
+            continue
+        rid = entry.get("run_id", f"<line {number}>")
+        if entry.get("hash") != entry_hash(entry):
+            problems.append(f"{rid}: index entry edited (its hash does not match its content)")
+        if entry.get("prev") != prev:
+            problems.append(f"{rid}: chain broken before this entry (an entry was removed, inserted or reordered)")
+        prev = entry.get("hash", "")
+        seen.add(str(entry.get("dir", rid)))
+        record_dir = root / str(entry.get("dir", rid))
+        for name, digest in (entry.get("files") or {}).items():
+            file = record_dir / name
+            if not file.exists():
+                problems.append(f"{rid}: {name} is missing")
+            elif sha256_file(file) != digest:
+                problems.append(f"{rid}: {name} was modified after the record was sealed")
+        if record_dir.is_dir():
+            extra = sorted(p.name for p in record_dir.iterdir() if p.is_file() and p.name not in entry["files"])
+            if extra:
+                problems.append(f"{rid}: files added after sealing: {', '.join(extra)}")
+    if expect_head and expect_head != prev:
+        problems.append(f"head is {prev}, expected {expect_head} (entries were appended or the tail rewritten)")
+    return Verification(entries=count, head=prev, problems=problems)
+
+
+def unsealed(root: Path) -> list[str]:
+    """Record folders with no index entry (runs interrupted before sealing)."""
+    sealed = {str(e.get("dir")) for e in read_index(root)}
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in sealed and not p.name.startswith("."))
+
+
+def find(root: Path, run_id: str) -> dict[str, Any]:
+    """Summary of ``run_id`` (a unique prefix is enough)."""
+    from aurora_kit.errors import InvalidParameterError
+
+    matches = [e for e in read_index(root) if str(e["run_id"]).startswith(run_id)]
+    if not matches:
+        raise InvalidParameterError("run_id", run_id, f"no record in {root / INDEX}")
+    if len(matches) > 1 and not any(e["run_id"] == run_id for e in matches):
+        raise InvalidParameterError("run_id", run_id, f"ambiguous: {', '.join(e['run_id'] for e in matches)}")
+    entry = next((e for e in matches if e["run_id"] == run_id), matches[0])
+    summary = json.loads((root / entry["dir"] / SUMMARY).read_text(encoding="utf-8"))
+    return {"entry": entry, "summary": summary}

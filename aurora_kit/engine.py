@@ -1,0 +1,127 @@
+"""A papermill engine whose every save is redacted: no secret reaches disk, not even in an intermediate save.
+
+Papermill writes the output notebook after each cell starts and completes (and every ``autosave_cell_every``
+seconds during a long cell), then once more after execution (and when it marks a failing cell). This engine:
+
+- writes a redacted *copy* at every save during execution (the kernel keeps running on the real notebook);
+- redacts the notebook in place once execution is over, so papermill's own final write (and its error-cell
+  write) contain redacted content only;
+- hands the kernel a fresh per-run HMAC key (``$AURORA_KIT_REDACTION_KEY``) so the kernel can register run-time
+  secrets (:func:`aurora_kit.runbook.register_secret`) without ever sending them.
+
+Registered as the ``aurora_kit`` papermill engine (``[project.entry-points."papermill.engine"]``), so plain
+``papermill -e aurora_kit in.ipynb out.ipynb -f parameters/local.yaml`` redacts too; ``aurora-kit run`` always
+passes it explicitly.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from aurora_kit.redaction import KEY_ENV, Redactor, env_secret_values, secret_values
+
+ENGINE_NAME = "aurora_kit"
+
+# papermill is imported lazily: papermill loads its engine entry points while it is being imported, so this
+# module must be importable without importing papermill (else `import aurora_kit.engine` first would recurse).
+
+
+@functools.lru_cache(maxsize=1)
+def _manager_class() -> type:
+    from papermill.engines import NotebookExecutionManager
+    from papermill.iorw import write_ipynb
+
+    class RedactingExecutionManager(NotebookExecutionManager):
+        """papermill's execution manager, with a save path that writes redacted copies only."""
+
+        def __init__(self, nb: Any, *, redactor: Redactor, **kwargs: Any) -> None:
+            self.redactor = redactor
+            super().__init__(nb, **kwargs)
+
+        def save(self, **kwargs: Any) -> None:
+            nb = kwargs.get("nb")
+            if nb:
+                self.nb = nb
+            if self.output_path:
+                write_ipynb(self.redactor.redacted_copy(self.nb), self.output_path)
+            self.last_save_time = self.now()
+
+    return RedactingExecutionManager
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def redactor_for(nb: Any, env: Mapping[str, str] | None = None, key: bytes | None = None) -> Redactor:
+    """A redactor knowing the secret-looking parameters of ``nb`` and secret-looking environment values."""
+    params = nb.get("metadata", {}).get("papermill", {}).get("parameters") or {}
+    known = secret_values(params) | env_secret_values(os.environ if env is None else env)
+    return Redactor(known, key=key)
+
+
+class RedactingEngine:
+    """nbclient execution with redacted saves (see the module docstring). Implements papermill's engine
+    interface (``execute_notebook``, ``nb_kernel_name``, ``nb_language``) by delegating to its nbclient engine."""
+
+    @classmethod
+    def execute_notebook(
+        cls,
+        nb: Any,
+        kernel_name: str,
+        output_path: str | None = None,
+        progress_bar: bool = True,
+        log_output: bool = False,
+        autosave_cell_every: int = 30,
+        **kwargs: Any,
+    ) -> Any:
+        from papermill.engines import NBClientEngine
+
+        key = secrets.token_bytes(32)
+        redactor = redactor_for(nb, key=key)
+        nb_man = _manager_class()(
+            nb,
+            redactor=redactor,
+            output_path=output_path,
+            progress_bar=progress_bar,
+            log_output=log_output,
+            autosave_cell_every=autosave_cell_every,
+        )
+        # the kernel is started inside execute_managed_notebook and inherits this environment
+        with _environ(**{KEY_ENV: key.hex()}):
+            nb_man.notebook_start()
+            try:
+                NBClientEngine.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+                # papermill writes the returned notebook itself (final save, failing-cell marker): redact it now
+                redactor.redact_notebook(nb_man.nb)
+        return nb_man.nb
+
+    @classmethod
+    def nb_kernel_name(cls, nb: Any, name: str | None = None) -> str:
+        from papermill.utils import nb_kernel_name
+
+        return str(nb_kernel_name(nb, name))
+
+    @classmethod
+    def nb_language(cls, nb: Any, language: str | None = None) -> str:
+        from papermill.utils import nb_language
+
+        return str(nb_language(nb, language))

@@ -1,0 +1,573 @@
+"""Runbook parameters: one YAML file per environment drives every runbook, validated before any kernel starts.
+
+Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are errors)::
+
+    # common: every runbook reads these
+    backend: local                 # local | aws
+    cluster_id: ak-local
+    region: us-east-1              # aws region (local: a label in records)
+    engine_version: "16.4"
+    readers: 2                     # instances = 1 writer + readers
+    availability_zones: [us-east-1a, us-east-1b, us-east-1c]
+    instance_class: db.r6g.large
+    backup_retention_period: 1     # days, 1-35
+    preferred_backup_window: "03:00-04:00"
+    deletion_protection: false
+    iam_auth: false                # IAM database authentication
+    tags: {project: aurora_kit}
+    dry_run: false                 # plan mutating calls, make none
+    confirm: true                  # destructive steps run only with confirm: true
+    local_root: null               # local backend: cluster root dir (null = the backend's default)
+    aws: {profile, ca_bundle, db_subnet_group_name, vpc_security_group_ids, kms_key_id, sns_topic_arn}
+    # one section per runbook concern
+    parameter_group: {...}         # 02-configure-parameters
+    pgvector: {...}                # 03-extensions
+    probe: {...}                   # 04-verify-read-write, 06-failover
+    backup_restore: {...}          # 05-backup-restore
+    failover: {...}                # 06-failover
+    monitoring: {...}              # 07-monitoring
+    teardown: {...}                # 99-teardown
+
+Papermill injects every top-level key into every runbook, so each runbook's ``parameters`` cell defines every
+top-level key: the common ones and its own sections with local defaults, the sections of other runbooks as
+``None``. :func:`parameters_cell` prints such a cell from a YAML file. Inside a runbook,
+:func:`aurora_kit.runbook.start` validates the injected values with :func:`for_runbook`, which requires the
+sections that runbook uses (:data:`RUNBOOK_SECTIONS`).
+
+No secret ever goes in a parameters file: there is no field for one, and a secret-looking key is rejected with
+that reason.
+"""
+
+from __future__ import annotations
+
+import pprint
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aurora_kit.backends.base import _SECRET_KEY
+from aurora_kit.errors import InvalidParameterError
+from aurora_kit.specs import AlarmSpec, ClusterSpec, check_identifier, window_minutes
+
+#: runbooks in execution order (``aurora-kit run --all``)
+RUNBOOKS: tuple[str, ...] = (
+    "01-create-cluster",
+    "02-configure-parameters",
+    "03-extensions",
+    "04-verify-read-write",
+    "05-backup-restore",
+    "06-failover",
+    "07-monitoring",
+    "99-teardown",
+)
+
+#: sections each runbook needs (besides the common keys); other sections may be ``None`` in its namespace
+RUNBOOK_SECTIONS: dict[str, tuple[str, ...]] = {
+    "01-create-cluster": (),
+    "02-configure-parameters": ("parameter_group",),
+    "03-extensions": ("pgvector",),
+    "04-verify-read-write": ("probe",),
+    "05-backup-restore": ("backup_restore",),
+    "06-failover": ("failover", "probe"),
+    "07-monitoring": ("monitoring",),
+    "99-teardown": ("teardown",),
+}
+
+SECTIONS: tuple[str, ...] = (
+    "parameter_group",
+    "pgvector",
+    "probe",
+    "backup_restore",
+    "failover",
+    "monitoring",
+    "teardown",
+)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING: Any = _Missing()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- sections -------------------------------------------------------------------------------------------------
+class AwsOptions(_Model):
+    """Options only the ``aws`` backend reads (the local backend ignores them)."""
+
+    profile: str | None
+    ca_bundle: str | None  # path to the RDS CA bundle, for sslmode=verify-full
+    db_subnet_group_name: str | None
+    vpc_security_group_ids: list[str]
+    kms_key_id: str | None
+    sns_topic_arn: str | None
+
+    @field_validator("sns_topic_arn")
+    @classmethod
+    def _sns(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$", v):
+            raise ValueError("must be an SNS topic ARN such as 'arn:aws:sns:eu-west-1:123456789012:aurora-alarms'")
+        return v
+
+    @field_validator("vpc_security_group_ids")
+    @classmethod
+    def _sgs(cls, v: list[str]) -> list[str]:
+        for sg in v:
+            if not re.match(r"^sg-[0-9a-f]{8,17}$", sg):
+                raise ValueError(f"{sg!r} is not a security group id such as 'sg-0123456789abcdef0'")
+        return v
+
+
+class ParameterGroupSettings(_Model):
+    """02-configure-parameters: cluster parameters to apply (values as strings, RDS-style)."""
+
+    parameters: dict[str, str]
+    allow_reboot: bool  # reboot pending-reboot instances (readers first) so static parameters take effect
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _as_strings(cls, v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: _param_str(val) for k, val in v.items()}
+        return v
+
+
+def _param_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+class PgvectorSettings(_Model):
+    """03-extensions: pgvector dataset and HNSW recall/QPS measurement."""
+
+    rows: int = Field(ge=10, le=10_000_000)
+    dim: int = Field(ge=2, le=16_000)
+    k: int = Field(ge=1, le=1000)
+    queries: int = Field(ge=1, le=100_000)
+    ef_search: list[int] = Field(min_length=1)
+    hnsw_m: int = Field(ge=2, le=100)
+    hnsw_ef_construction: int = Field(ge=4, le=1000)
+    min_recall: float = Field(ge=0, le=1)
+
+    @field_validator("ef_search")
+    @classmethod
+    def _ef(cls, v: list[int]) -> list[int]:
+        bad = [e for e in v if not 1 <= e <= 1000]
+        if bad:
+            raise ValueError(f"every ef_search value must be 1-1000 (hnsw.ef_search range); got {bad[0]}")
+        return v
+
+    @model_validator(mode="after")
+    def _k(self) -> PgvectorSettings:
+        if self.k > self.rows:
+            raise ValueError(f"k={self.k} exceeds rows={self.rows}")
+        return self
+
+
+class ProbeSettings(_Model):
+    """04-verify-read-write and 06-failover: the timestamped write probe and the replica-lag probe."""
+
+    interval_s: float = Field(gt=0, le=60)  # one probe write every interval
+    duration_s: float = Field(gt=0, le=3600)  # how long 04 probes (06: how long after the failover)
+    rows: int = Field(ge=1, le=1_000_000)  # rows 04 writes and reads back through the reader endpoint
+    max_replica_lag_s: float = Field(gt=0)
+    connect_timeout_s: float = Field(gt=0, le=300)
+
+
+class BackupRestoreSettings(_Model):
+    """05-backup-restore: manual snapshot, restore from it and/or point-in-time restore, then verify."""
+
+    snapshot_id: str | None  # None: <cluster_id>-<run time>
+    restore_cluster_id: str
+    restore_mode: Literal["snapshot", "pitr", "both"]
+    restore_time: datetime | None  # PITR target (tz-aware); None = latest restorable time
+    restore_instances: int = Field(ge=1, le=16)
+    delete_restored_cluster: bool
+
+    @field_validator("snapshot_id", "restore_cluster_id")
+    @classmethod
+    def _ids(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier("identifier", v)
+
+    @field_validator("restore_time")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("must carry a timezone, e.g. '2026-11-26T21:00:00Z'")
+        return v
+
+
+class FailoverSettings(_Model):
+    """06-failover."""
+
+    mode: Literal["planned", "crash"]
+    target_instance_id: str | None  # None: the backend picks the best reader
+    max_rto_s: float = Field(gt=0)  # VerificationError when the measured write outage exceeds this
+    max_lost_commits: int = Field(ge=0)  # acknowledged commits allowed to vanish (Aurora: 0)
+
+    @field_validator("target_instance_id")
+    @classmethod
+    def _target(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier("target_instance_id", v)
+
+
+class MonitoringSettings(_Model):
+    """07-monitoring: alarm thresholds (CloudWatch on aws; evaluated locally on the local backend)."""
+
+    replica_lag_ms: float = Field(gt=0)
+    cpu_percent: float = Field(gt=0, le=100)
+    freeable_memory_mb: float = Field(gt=0)
+    max_connections: int = Field(ge=1)
+    period_s: int = Field(ge=10)
+    evaluation_periods: int = Field(ge=1)
+
+    def alarm_specs(self) -> list[AlarmSpec]:
+        common: dict[str, Any] = {"period_s": self.period_s, "evaluation_periods": self.evaluation_periods}
+        return [
+            AlarmSpec(metric="AuroraReplicaLag", threshold=self.replica_lag_ms, statistic="Maximum", **common),
+            AlarmSpec(metric="CPUUtilization", threshold=self.cpu_percent, **common),
+            AlarmSpec(
+                metric="FreeableMemory",
+                threshold=self.freeable_memory_mb * 2**20,
+                comparison="LessThanThreshold",
+                **common,
+            ),
+            AlarmSpec(metric="DatabaseConnections", threshold=self.max_connections, statistic="Maximum", **common),
+        ]
+
+
+class TeardownSettings(_Model):
+    """99-teardown: the final-snapshot choice is explicit — exactly one of the two."""
+
+    final_snapshot_id: str | None
+    skip_final_snapshot: bool
+    lift_deletion_protection: bool
+
+    @field_validator("final_snapshot_id")
+    @classmethod
+    def _id(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier("final_snapshot_id", v)
+
+    @model_validator(mode="after")
+    def _choice(self) -> TeardownSettings:
+        if (self.final_snapshot_id is None) == (not self.skip_final_snapshot):
+            raise ValueError("give exactly one of final_snapshot_id or skip_final_snapshot: true")
+        return self
+
+
+# -- the whole file ---------------------------------------------------------------------------------------------
+class RunbookParameters(_Model):
+    """Every key papermill injects into a runbook. Sections are ``None`` in runbooks that do not use them."""
+
+    backend: Literal["local", "aws"]
+    cluster_id: str
+    region: str
+    engine_version: str
+    readers: int = Field(ge=0, le=15)
+    availability_zones: list[str]
+    instance_class: str
+    backup_retention_period: int = Field(ge=1, le=35)
+    preferred_backup_window: str
+    deletion_protection: bool
+    iam_auth: bool
+    tags: dict[str, str]
+    dry_run: bool
+    confirm: bool
+    local_root: str | None
+    aws: AwsOptions
+    parameter_group: ParameterGroupSettings | None
+    pgvector: PgvectorSettings | None
+    probe: ProbeSettings | None
+    backup_restore: BackupRestoreSettings | None
+    failover: FailoverSettings | None
+    monitoring: MonitoringSettings | None
+    teardown: TeardownSettings | None
+
+    @field_validator("cluster_id")
+    @classmethod
+    def _cluster(cls, v: str) -> str:
+        return check_identifier("cluster_id", v)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", v):
+            raise ValueError("must be an AWS region such as 'eu-west-1'")
+        return v
+
+    @field_validator("preferred_backup_window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        window_minutes(v)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunbookParameters:
+        if self.backend == "aws" and not self.aws.ca_bundle:
+            raise InvalidParameterError(
+                "aws.ca_bundle", self.aws.ca_bundle, "required with backend: aws (TLS uses sslmode=verify-full)"
+            )
+        if self.backend == "aws" and len(set(self.availability_zones)) < 2 and self.readers > 0:
+            raise InvalidParameterError(
+                "availability_zones", self.availability_zones, "spread the instances over at least 2 zones"
+            )
+        bad_az = [z for z in self.availability_zones if not z.startswith(self.region)]
+        if self.backend == "aws" and bad_az:
+            raise InvalidParameterError("availability_zones", bad_az[0], f"not a zone of region {self.region!r}")
+        self.to_cluster_spec()  # surfaces ClusterSpec's own checks (window length, instance class...)
+        return self
+
+    # -- derived objects --------------------------------------------------------------------------------------
+    def to_cluster_spec(self) -> ClusterSpec:
+        """The :class:`ClusterSpec` these parameters describe (writer + ``readers`` readers over the AZs)."""
+        return ClusterSpec.with_readers(
+            self.cluster_id,
+            self.readers,
+            availability_zones=self.availability_zones,
+            instance_class=self.instance_class,
+            engine_version=self.engine_version,
+            backup_retention_period=self.backup_retention_period,
+            preferred_backup_window=self.preferred_backup_window,
+            deletion_protection=self.deletion_protection,
+            iam_database_authentication=self.iam_auth,
+            kms_key_id=self.aws.kms_key_id if self.backend == "aws" else None,
+            db_subnet_group_name=self.aws.db_subnet_group_name if self.backend == "aws" else None,
+            vpc_security_group_ids=self.aws.vpc_security_group_ids if self.backend == "aws" else [],
+            tags=self.tags,
+        )
+
+    def backend_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`aurora_kit.backends.get_backend` (``get_backend(p.backend, **opts)``)."""
+        options: dict[str, Any] = {"dry_run": self.dry_run}
+        if self.backend == "local":
+            if self.local_root:
+                options["root"] = self.local_root
+        else:
+            options["region"] = self.region
+            if self.aws.profile:
+                options["profile"] = self.aws.profile
+            if self.aws.ca_bundle:
+                options["ca_bundle"] = self.aws.ca_bundle
+        return options
+
+    def injected(self) -> dict[str, Any]:
+        """The values papermill injects: JSON-compatible, every top-level key."""
+        return self.model_dump(mode="json")
+
+    def section(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            raise InvalidParameterError(name, None, "this runbook needs the section; set it in the parameters")
+        return value
+
+
+# -- loading and validation -------------------------------------------------------------------------------------
+_MODEL_NAMES = {
+    cls.__name__
+    for cls in (
+        AwsOptions,
+        ParameterGroupSettings,
+        PgvectorSettings,
+        ProbeSettings,
+        BackupRestoreSettings,
+        FailoverSettings,
+        MonitoringSettings,
+        TeardownSettings,
+    )
+}
+
+
+def _is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def _raise(exc: ValidationError, source: str, data: Mapping[str, Any]) -> typing.NoReturn:
+    err = exc.errors()[0]
+    # pydantic may put union member / validator names into the loc; keep only the keys
+    loc = [str(p) for p in err["loc"] if str(p) not in _MODEL_NAMES and not str(p).startswith("function-")]
+    field = ".".join(loc) or "parameters"
+    where = f" in {source}" if source else ""
+    kind = err["type"]
+    if kind == "missing":
+        raise InvalidParameterError(field, MISSING, f"required key missing{where}") from exc
+    if kind == "extra_forbidden":
+        key = loc[-1] if loc else field
+        if _is_secret_key(key):
+            reason = f"secret-looking key{where}: secrets never go in parameters (use Secrets Manager / IAM auth)"
+        else:
+            reason = f"unknown key{where}; known keys: {', '.join(_known_keys(loc[:-1]))}"
+        raise InvalidParameterError(field, err.get("input"), reason) from exc
+    reason = str(err["msg"]).removeprefix("Value error, ")
+    if isinstance(exc.__cause__, InvalidParameterError):  # pragma: no cover - pydantic wraps, keeps ours
+        raise exc.__cause__ from exc
+    value = _lookup(data, loc) if loc else err.get("input")
+    raise InvalidParameterError(field, value, reason + where) from exc
+
+
+def _lookup(data: Mapping[str, Any], loc: Sequence[str]) -> Any:
+    cur: Any = data
+    for part in loc:
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return MISSING
+    return cur
+
+
+def _model_of(loc: Sequence[str]) -> type[BaseModel]:
+    model: type[BaseModel] = RunbookParameters
+    for part in loc:
+        ann = model.model_fields[part].annotation
+        inner = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = inner[0] if inner else typing.cast(type[BaseModel], ann)
+    return model
+
+
+def _known_keys(loc: Sequence[str]) -> list[str]:
+    try:
+        return list(_model_of(loc).model_fields)
+    except (KeyError, TypeError, AttributeError):
+        return []
+
+
+def _translate_inner(exc: InvalidParameterError, source: str) -> typing.NoReturn:
+    where = f" in {source}" if source else ""
+    raise InvalidParameterError(exc.field, exc.value, exc.reason + where) from exc
+
+
+def validate(data: Mapping[str, Any], *, source: str = "", require: Iterable[str] = SECTIONS) -> RunbookParameters:
+    """Validate raw parameters; ``require`` lists the sections that must not be ``None``.
+
+    Raises :class:`InvalidParameterError` naming the key (``failover.mode``), the value and ``source``.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidParameterError("parameters", data, f"must be a mapping of keys to values{' in ' + source}")
+    try:
+        params = RunbookParameters(**data)
+    except ValidationError as exc:
+        cause = exc.errors()[0].get("ctx", {}).get("error")
+        if isinstance(cause, InvalidParameterError):
+            _translate_inner(cause, source)
+        _raise(exc, source, data)
+    for name in require:
+        if getattr(params, name) is None:
+            where = f" in {source}" if source else ""
+            raise InvalidParameterError(name, None, f"section required{where}")
+    return params
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> RunbookParameters:
+    """Load ``parameters/<env>.yaml``, apply ``-p key=value`` overrides, validate every section."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise InvalidParameterError("parameters file", str(path), "no such file") from exc
+    except yaml.YAMLError as exc:
+        raise InvalidParameterError("parameters file", str(path), f"not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidParameterError("parameters file", str(path), "must hold a mapping of keys to values")
+    source = str(path)
+    for item in overrides:
+        data = apply_override(data, item)
+        source = f"{path} (with -p overrides)"
+    return validate(data, source=source)
+
+
+def for_runbook(
+    runbook: str, namespace: Mapping[str, Any], *, sections: Iterable[str] | None = None
+) -> RunbookParameters:
+    """Validate the parameters a runbook received (its ``globals()``): every top-level key must be defined,
+    and the runbook's own sections (:data:`RUNBOOK_SECTIONS`, or ``sections``) must not be ``None``."""
+    if sections is None:
+        if runbook not in RUNBOOK_SECTIONS:
+            raise InvalidParameterError("runbook", runbook, f"unknown; one of {', '.join(RUNBOOKS)}")
+        sections = RUNBOOK_SECTIONS[runbook]
+    values = {k: namespace[k] for k in RunbookParameters.model_fields if k in namespace}
+    return validate(values, source=f"runbook {runbook}", require=sections)
+
+
+# -- -p key=value -----------------------------------------------------------------------------------------------
+def _accepts_str(annotation: Any) -> bool:
+    if annotation is str:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts_str(a) for a in typing.get_args(annotation) if a is not type(None))
+    return False
+
+
+def apply_override(data: Mapping[str, Any], item: str) -> dict[str, Any]:
+    """Apply one ``key=value`` (``section.key=value`` for sections) to a copy of ``data``.
+
+    The value is typed by the model: for a string field it stays the literal text (``null``/``~`` mean None
+    where allowed); otherwise it is read as YAML (``3``, ``true``, ``[10, 40]``, ``{a: b}``).
+    """
+    if "=" not in item:
+        raise InvalidParameterError(item, MISSING, "an override is key=value (section.key=value for sections)")
+    key, raw = item.split("=", 1)
+    path = key.strip().split(".")
+    model: type[BaseModel] = RunbookParameters
+    for depth, part in enumerate(path):
+        fields = model.model_fields
+        if part not in fields:
+            where = ".".join(path[:depth]) or "parameters"
+            raise InvalidParameterError(key, raw, f"unknown key in {where}; known keys: {', '.join(fields)}")
+        if depth < len(path) - 1:
+            try:
+                model = _model_of(path[: depth + 1])
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise InvalidParameterError(key, raw, f"{part} has no sub-keys") from exc
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise InvalidParameterError(key, raw, f"{part} has no sub-keys")
+    annotation = model.model_fields[path[-1]].annotation
+    value: Any
+    if _accepts_str(annotation) and raw not in {"null", "~"}:
+        value = raw
+    else:
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            raise InvalidParameterError(key, raw, f"not a valid YAML value: {exc}") from exc
+    out: dict[str, Any] = dict(data)
+    cur = out
+    for part in path[:-1]:
+        sub = cur.get(part)
+        cur[part] = dict(sub) if isinstance(sub, Mapping) else {}
+        cur = cur[part]
+    cur[path[-1]] = value
+    return out
+
+
+# -- helpers for runbook authors --------------------------------------------------------------------------------
+def parameters_cell(path: str | Path, runbook: str | None = None) -> str:
+    """Source of a ``parameters`` cell defining every key of ``path`` (validated first). With ``runbook``,
+    sections that runbook does not use are ``None``."""
+    params = load(path)
+    values = params.injected()
+    used = RUNBOOK_SECTIONS.get(runbook or "", SECTIONS) if runbook else SECTIONS
+    lines = []
+    for key, value in values.items():
+        if key in SECTIONS and key not in used:
+            value = None
+        lines.append(f"{key} = {pprint.pformat(value, width=110, sort_dicts=False)}")
+    return "\n".join(lines) + "\n"

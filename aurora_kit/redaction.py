@@ -1,0 +1,238 @@
+"""Redaction of secrets from notebooks before they touch disk.
+
+Three sources of "what is secret", combined by :class:`Redactor`:
+
+1. **Known values**: values of secret-looking parameters (:func:`aurora_kit.backends.base.redact`'s rule) and of
+   secret-looking environment variables of the run (``PGPASSWORD``, ``AWS_SECRET_ACCESS_KEY``,
+   ``AWS_SESSION_TOKEN``...), replaced wherever they occur.
+2. **Values the kernel registers at run time** (:func:`aurora_kit.runbook.register_secret`, e.g. the generated
+   local master password): the kernel never sends the value, only an HMAC of it keyed with a per-run key the
+   engine hands the kernel through ``$AURORA_KIT_REDACTION_KEY``, plus its length, in a display output of
+   mimetype :data:`SECRET_MIME`. The engine finds every substring with that length and HMAC.
+3. **Patterns** for secrets nobody registered: ``password=…``/``"password": "…"``/``PGPASSWORD=…`` (any key
+   containing password/passwd/secret/token), passwords in ``postgresql://user:pw@host`` URIs, AWS access key ids
+   (``AKIA…``/``ASIA…``), 40-character AWS secret keys, SigV4 signatures/credentials/security tokens
+   (``X-Amz-Signature=`` in IAM auth tokens and presigned URLs) and PEM private keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aurora_kit.backends.base import _SECRET_KEY, REDACTED
+
+SECRET_MIME = "application/vnd.aurora-kit.secret+json"
+KEY_ENV = "AURORA_KIT_REDACTION_KEY"
+MIN_SECRET_LENGTH = 4  # shorter known values would redact ordinary text everywhere
+
+_KEYWORD = r"[A-Za-z0-9_\-]*(?:password|passwd|pwd|secret|token|credential)[A-Za-z0-9_\-]*"
+PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # PEM private keys
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL),
+        REDACTED,
+    ),
+    # SigV4 query parameters (IAM database auth tokens, presigned URLs)
+    (
+        re.compile(r"(X-Amz-(?:Signature|Security-Token|Credential)=)[^&\s\"'<>]+", re.IGNORECASE),
+        r"\g<1>" + REDACTED,
+    ),
+    # password inside a connection URI: scheme://user:password@host
+    (re.compile(r"([a-z][a-z0-9+.\-]*://[^\s:/@\"']*:)[^\s@/\"']+(@)", re.IGNORECASE), r"\g<1>" + REDACTED + r"\2"),
+    # key=value, key: value, "key": "value", key = 'value' for secret-looking keys (PGPASSWORD=..., password=...)
+    (
+        re.compile(
+            r"(?P<k>\b" + _KEYWORD + r"[\"']?\s*(?:=|:)\s*(?P<q>[\"']?))(?!\*\*\*redacted)(?P<v>[^\s\"',;&}\])]+)",
+            re.IGNORECASE,
+        ),
+        r"\g<k>" + REDACTED,
+    ),
+    # AWS access key ids
+    (re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[0-9A-Z]{16}\b"), REDACTED),
+]
+# 40-character AWS secret access keys: base64-ish, with upper case, lower case and a digit (not a git sha)
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_SECRET_ENV = re.compile(r"password|secret|token|credential|passwd|PGPASS", re.IGNORECASE)
+
+
+def _aws_secret(match: re.Match[str]) -> str:
+    s = match.group(0)
+    if any(c.isupper() for c in s) and any(c.islower() for c in s) and any(c.isdigit() for c in s):
+        return REDACTED
+    return s
+
+
+def redact_patterns(text: str) -> str:
+    """Apply the pattern rules only (no known values)."""
+    for pattern, repl in PATTERNS:
+        text = pattern.sub(repl, text)
+    return _AWS_SECRET.sub(_aws_secret, text)
+
+
+def secret_digest(key: bytes, value: str) -> str:
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def secret_values(params: Mapping[str, Any]) -> set[str]:
+    """Values (at any depth) of secret-looking keys."""
+    found: set[str] = set()
+    for key, value in params.items():
+        if _SECRET_KEY.search(str(key)) and not str(key).lower().startswith("manage"):
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                found.add(str(value))
+        elif isinstance(value, Mapping):
+            found |= secret_values(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, Mapping):
+                    found |= secret_values(item)
+    return found
+
+
+def env_secret_values(env: Mapping[str, str]) -> set[str]:
+    """Values of secret-looking environment variables (PGPASSWORD, AWS_SECRET_ACCESS_KEY...)."""
+    return {v for k, v in env.items() if _SECRET_ENV.search(k) and k != KEY_ENV and v}
+
+
+class Redactor:
+    """Redacts text and notebooks with known values, kernel-registered HMACs and patterns."""
+
+    def __init__(self, known: Iterable[str] = (), *, key: bytes | None = None) -> None:
+        self.known: set[str] = set()
+        self.key = key
+        self.digests: dict[int, set[str]] = {}
+        self._cache: dict[str, str] = {}
+        self.add(known)
+
+    def add(self, values: Iterable[str]) -> None:
+        new = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH and v != REDACTED}
+        if new - self.known:
+            self.known |= new
+            self._cache.clear()
+
+    def add_digest(self, length: int, digest: str) -> None:
+        if length >= MIN_SECRET_LENGTH and digest not in self.digests.get(length, set()):
+            self.digests.setdefault(length, set()).add(digest)
+            self._cache.clear()
+
+    # -- text ------------------------------------------------------------------------------------------------
+    def _hashed(self, text: str) -> str:
+        if not self.key or not self.digests:
+            return text
+        for length, digests in self.digests.items():
+            if len(text) < length:
+                continue
+            key = self.key
+            hits = [
+                i
+                for i in range(len(text) - length + 1)
+                if hmac.digest(key, text[i : i + length].encode(), "sha256").hex() in digests
+            ]
+            if not hits:
+                continue
+            out, last = [], 0
+            for i in hits:
+                if i < last:
+                    continue
+                out.append(text[last:i])
+                out.append(REDACTED)
+                last = i + length
+            out.append(text[last:])
+            text = "".join(out)
+        return text
+
+    def values(self, text: str) -> str:
+        """Known and registered values only (used on code cells, where patterns would mangle source)."""
+        for value in sorted(self.known, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return self._hashed(text)
+
+    def text(self, text: str) -> str:
+        """Known values, registered values, then patterns."""
+        cached = self._cache.get(text)
+        if cached is None:
+            cached = redact_patterns(self.values(text))
+            self._cache[text] = cached
+        return cached
+
+    def obj(self, value: Any, *, patterns: bool = True) -> Any:
+        """Redact every string inside ``value`` (dicts, lists), keys with secret-looking names replaced."""
+        if isinstance(value, str):
+            return self.text(value) if patterns else self.values(value)
+        if isinstance(value, Mapping):
+            return {
+                k: (
+                    REDACTED
+                    if _SECRET_KEY.search(str(k)) and not str(k).lower().startswith("manage") and value[k] is not None
+                    else self.obj(v, patterns=patterns)
+                )
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.obj(v, patterns=patterns) for v in value]
+        return value
+
+    # -- notebooks -------------------------------------------------------------------------------------------
+    def absorb(self, nb: Any) -> None:
+        """Collect the HMACs of secrets the kernel registered (outputs of :data:`SECRET_MIME`)."""
+        for cell in nb.get("cells", []):
+            for output in cell.get("outputs", []) or []:
+                data = output.get("data") or {}
+                marker = data.get(SECRET_MIME)
+                if isinstance(marker, Mapping) and isinstance(marker.get("length"), int):
+                    self.add_digest(int(marker["length"]), str(marker.get("hmac", "")))
+
+    def redact_notebook(self, nb: Any) -> Any:
+        """Redact ``nb`` in place (a NotebookNode or dict) and return it."""
+        self.absorb(nb)
+        meta = nb.get("metadata", {})
+        pm = meta.get("papermill")
+        if isinstance(pm, dict) and isinstance(pm.get("parameters"), Mapping):
+            self.add(secret_values(pm["parameters"]))
+            pm["parameters"] = _node_like(pm["parameters"], self.obj(dict(pm["parameters"])))
+        for cell in nb.get("cells", []):
+            tags = cell.get("metadata", {}).get("tags", [])
+            injected = "injected-parameters" in tags
+            if "source" in cell:
+                cell["source"] = self.text(cell["source"]) if injected else self.values(cell["source"])
+            for output in cell.get("outputs", []) or []:
+                _redact_output(self, output)
+            if isinstance(cell.get("metadata", {}).get("papermill"), Mapping):
+                pmc = cell["metadata"]["papermill"]
+                for k, v in list(pmc.items()):
+                    if isinstance(v, str):
+                        pmc[k] = self.text(v)
+        return nb
+
+    def redacted_copy(self, nb: Any) -> Any:
+        return self.redact_notebook(copy.deepcopy(nb))
+
+
+def _node_like(original: Any, value: Any) -> Any:
+    try:
+        from nbformat import from_dict
+
+        return from_dict(value) if hasattr(original, "keys") and type(original) is not dict else value
+    except ImportError:  # pragma: no cover
+        return value
+
+
+def _redact_output(redactor: Redactor, output: Any) -> None:
+    kind = output.get("output_type")
+    if kind == "stream":
+        output["text"] = redactor.text(output.get("text", ""))
+    elif kind == "error":
+        output["evalue"] = redactor.text(output.get("evalue", ""))
+        output["traceback"] = [redactor.text(line) for line in output.get("traceback", [])]
+    if "data" in output:
+        data = output["data"]
+        for mime in list(data):
+            if mime == SECRET_MIME or (mime.startswith("image/") and "svg" not in mime):
+                continue  # markers hold only an HMAC; raster images are base64, not text
+            data[mime] = _node_like(data[mime], redactor.obj(data[mime]))

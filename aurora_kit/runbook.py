@@ -1,0 +1,226 @@
+"""What a runbook calls first, and how it hands results to its audit record.
+
+A runbook's first code cells::
+
+    # cell tagged "parameters": every top-level key of parameters/local.yaml, local defaults
+    backend = "local"
+    cluster_id = "ak-local"
+    ...
+    failover = {"mode": "planned", "target_instance_id": None, "max_rto_s": 15, "max_lost_commits": 0}
+    pgvector = None          # sections other runbooks use are None here
+
+    # next cell
+    import aurora_kit
+    run = aurora_kit.runbook.start("06-failover", globals())
+
+API
+---
+``start(runbook, namespace, *, sections=None, show=True) -> Run``
+    Validates the parameters found in ``namespace`` (the notebook's ``globals()``) with
+    :func:`aurora_kit.params.for_runbook`: every top-level key must be defined, the runbook's own sections must be
+    set, values are typed and checked (:class:`InvalidParameterError` naming key and value otherwise, before
+    anything is touched). Shows a header (run id, operator, backend, cluster, dry run) and returns a :class:`Run`.
+    Unknown runbook names need ``sections=(...)`` (test notebooks use ``sections=()``).
+
+``Run``
+    ``run.params`` (:class:`~aurora_kit.params.RunbookParameters`), ``run.spec`` (the :class:`ClusterSpec`),
+    ``run.backend`` (built on first use with :func:`aurora_kit.get_backend`), ``run.run_id``, ``run.operator``,
+    ``run.runbook``, ``run.section("failover")`` (typed section), ``run.connection_info(endpoint)`` (registers the
+    password as a secret before returning it), ``run.record(name, value)`` / ``run.record_all(mapping)``,
+    ``run.require_confirm(action)`` (raises unless ``confirm`` is true; no-op in dry runs).
+
+``record_result(name, value)`` / ``record_results(mapping)``
+    Put a key result into the notebook as a display output of mimetype :data:`RESULT_MIME`
+    (``{"name": ..., "value": ...}``, JSON) plus a ``text/plain`` line for readers. The runner collects every such
+    output of the executed notebook into the record's ``results`` (a later value of a name replaces an earlier
+    one). Values: JSON-compatible; datetimes become ISO strings, RDS-shaped results ``as_rds()``, pydantic
+    models ``model_dump(mode="json")``, other dataclasses ``asdict``.
+
+``register_secret(value)``
+    Declare a value the audit record must never contain (a generated password, a token). The kernel sends only
+    an HMAC of it, keyed with the per-run key the engine provides (``$AURORA_KIT_REDACTION_KEY``); the engine
+    then redacts every occurrence from every save. Register *before* the value can appear in any output.
+
+Run identity: the runner passes ``$AURORA_KIT_RUN_ID``/``$AURORA_KIT_OPERATOR`` to the kernel; under plain
+papermill (no runner) ``start`` makes its own run id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from aurora_kit import params as params_mod
+from aurora_kit.errors import InvalidStateError
+from aurora_kit.redaction import KEY_ENV, SECRET_MIME, secret_digest
+
+if TYPE_CHECKING:
+    from aurora_kit.backends.base import ClusterBackend, ConnectionInfo
+    from aurora_kit.specs import ClusterSpec
+
+RESULT_MIME = "application/vnd.aurora-kit.result+json"
+RUN_ID_ENV = "AURORA_KIT_RUN_ID"
+OPERATOR_ENV = "AURORA_KIT_OPERATOR"
+
+
+def operator() -> str:
+    """Who runs this: ``$AURORA_KIT_OPERATOR`` or the login name."""
+    explicit = os.environ.get(OPERATOR_ENV)
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # pragma: no cover - no passwd entry in some containers
+        return "unknown"
+
+
+def new_run_id(runbook: str, now: datetime | None = None) -> str:
+    """``20261126T222000Z-06-failover-3fa2c1``: sortable, readable, unique."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{runbook}-{secrets.token_hex(3)}"
+
+
+def _display(data: dict[str, Any]) -> None:
+    from IPython import get_ipython
+    from IPython.display import display
+
+    if get_ipython() is not None:
+        display(data, raw=True)
+    elif "text/plain" in data:
+        print(data["text/plain"])
+
+
+def jsonable(value: Any) -> Any:
+    """Convert results to JSON-compatible values (see :func:`record_result`)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if hasattr(value, "as_rds"):
+        return jsonable(value.as_rds())
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return jsonable(value.item())
+    raise TypeError(f"cannot record a {type(value).__name__} as a result; pass numbers, strings, lists or dicts")
+
+
+def record_result(name: str, value: Any) -> None:
+    """Record one key result (e.g. ``record_result("rto_seconds", 0.42)``) for the audit record."""
+    payload = {"name": str(name), "value": jsonable(value)}
+    json.dumps(payload)  # fail here, in the cell, if it is not serialisable
+    _display({RESULT_MIME: payload, "text/plain": f"{name} = {json.dumps(payload['value'])}"})
+
+
+def record_results(results: Mapping[str, Any]) -> None:
+    """Record several results at once (e.g. ``record_results(probe.summary())``)."""
+    for name, value in results.items():
+        record_result(name, value)
+
+
+def register_secret(value: str | None) -> None:
+    """Declare ``value`` secret: every save of this run's notebook has it redacted (see module docstring)."""
+    if not value:
+        return
+    key = os.environ.get(KEY_ENV)
+    if not key:
+        return  # not run by the redacting engine: nothing listens (and nothing is sent)
+    marker = {"hmac": secret_digest(bytes.fromhex(key), value), "length": len(value)}
+    _display({SECRET_MIME: marker})
+
+
+@dataclasses.dataclass
+class Run:
+    """One execution of a runbook (see the module docstring)."""
+
+    runbook: str
+    params: params_mod.RunbookParameters
+    run_id: str
+    operator: str
+    host: str
+    started_at: datetime
+    _backend: ClusterBackend | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def spec(self) -> ClusterSpec:
+        return self.params.to_cluster_spec()
+
+    @property
+    def backend(self) -> ClusterBackend:
+        if self._backend is None:
+            from aurora_kit.backends import get_backend
+
+            self._backend = get_backend(self.params.backend, **self.params.backend_options())
+        return self._backend
+
+    def section(self, name: str) -> Any:
+        return self.params.section(name)
+
+    def connection_info(self, endpoint: str = "cluster", cluster_id: str | None = None) -> ConnectionInfo:
+        info = self.backend.connection_info(cluster_id or self.params.cluster_id, endpoint)
+        register_secret(info.password)
+        return info
+
+    def record(self, name: str, value: Any) -> None:
+        record_result(name, value)
+
+    def record_all(self, results: Mapping[str, Any]) -> None:
+        record_results(results)
+
+    def require_confirm(self, action: str) -> None:
+        """Raise before a destructive ``action`` unless ``confirm`` is true (dry runs pass: they change nothing)."""
+        if not self.params.confirm and not self.params.dry_run:
+            raise InvalidStateError(
+                f"{action} on {self.params.cluster_id!r} needs confirm: true",
+                hint="rerun with -p confirm=true once you have read the plan (or -p dry_run=true to see it)",
+                cluster_id=self.params.cluster_id,
+            )
+
+    def header(self) -> str:
+        p = self.params
+        rows = [
+            ("runbook", self.runbook),
+            ("run id", self.run_id),
+            ("operator", f"{self.operator}@{self.host}"),
+            ("backend", p.backend + (f" ({p.region})" if p.backend == "aws" else "")),
+            ("cluster", f"{p.cluster_id}: 1 writer + {p.readers} readers, {p.instance_class}, {p.engine_version}"),
+            ("dry run", "yes — no mutating call will be made" if p.dry_run else "no"),
+            ("confirm", "yes" if p.confirm else "no — destructive steps will stop"),
+            ("started", self.started_at.isoformat(timespec="seconds")),
+        ]
+        return "\n".join(f"{k:>9}: {v}" for k, v in rows)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+
+def start(
+    runbook: str, namespace: Mapping[str, Any], *, sections: Iterable[str] | None = None, show: bool = True
+) -> Run:
+    """Validate the runbook's parameters and open the run (see the module docstring)."""
+    params = params_mod.for_runbook(runbook, namespace, sections=sections)
+    run = Run(
+        runbook=runbook,
+        params=params,
+        run_id=os.environ.get(RUN_ID_ENV) or new_run_id(runbook),
+        operator=operator(),
+        host=socket.gethostname(),
+        started_at=datetime.now(timezone.utc),
+    )
+    if show:
+        _display({"text/plain": run.header()})
+    return run

@@ -1,0 +1,77 @@
+"""Regenerate the runner's test notebooks: ``.venv/bin/python tests/notebooks/build.py``.
+
+Their ``parameters`` cell comes from parameters/local.yaml (every top-level key), like a runbook's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from aurora_kit.params import parameters_cell
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def notebook(title: str, cells: list[str], *, extra_params: str = "", runbook: str = "selftest") -> nbformat.NotebookNode:
+    params = new_code_cell(parameters_cell(ROOT / "parameters" / "local.yaml") + extra_params)
+    params.metadata["tags"] = ["parameters"]
+    start = new_code_cell(f'import aurora_kit.runbook\n\nrun = aurora_kit.runbook.start("{runbook}", globals(), sections=())')
+    nb = new_notebook(
+        cells=[new_markdown_cell(f"# {title}"), params, start, *(new_code_cell(c) for c in cells)],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+    )
+    return nb
+
+
+NOTEBOOKS = {
+    "passing": notebook(
+        "A passing runbook",
+        [
+            "import aurora_kit\n\naurora_kit.record_result(\"answer\", 42)",
+            "aurora_kit.record_results({\"cluster\": cluster_id, \"readers\": readers, \"answer\": 43})",
+        ],
+    ),
+    "failing": notebook(
+        "A failing runbook",
+        [
+            "print(\"before the failure\")",
+            "from aurora_kit.errors import VerificationError\n\n"
+            "raise VerificationError(\"3 acknowledged commits lost\")",
+            "print(\"never runs\")",
+        ],
+    ),
+    "secret": notebook(
+        "A runbook that leaks secrets (redaction test)",
+        [
+            "import os\nimport time\n\nimport aurora_kit\n\n"
+            "runtime = os.environ[\"AK_TEST_VALUE\"]  # stands for a password the backend generates\n"
+            "aurora_kit.register_secret(runtime)",
+            "print(f\"connecting with {runtime}\")\n"
+            "print(os.environ[\"PGPASSWORD\"][:])\n"
+            "print(\"param:\", db_password)",
+            "print(\"PGPASSWORD=pattern-pw-123 psql -h localhost\")\n"
+            "print('{\"user\": \"app\", \"password\": \"json-pw-456\"}')\n"
+            "print(\"postgresql://app:uri-pw-789@localhost:5432/app\")\n"
+            "print(\"AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\")\n"
+            "print(\"db:5432/?Action=connect&DBUser=app&X-Amz-Security-Token=iam-tok-111&X-Amz-Signature=deadbeef0123\")",
+            "from IPython.display import display\n\n"
+            "display({\"text/plain\": f\"rich {runtime}\", \"text/html\": f\"<b>{runtime}</b>\"}, raw=True)\n"
+            "aurora_kit.record_result(\"connection\", {\"user\": \"app\", \"note\": f\"pw {runtime}\"})",
+            "time.sleep(1.2)  # slow cell: papermill saves at its start",
+            "raise RuntimeError(f\"authentication failed for password {runtime}\")",
+        ],
+        extra_params="db_password = None\n",
+    ),
+}
+
+if __name__ == "__main__":
+    for name, nb in NOTEBOOKS.items():
+        nbformat.write(nb, str(HERE / f"{name}.ipynb"))
+        print(f"wrote {HERE / name}.ipynb")
