@@ -194,16 +194,16 @@ class AwsBackend(ClusterBackend):
     # -- raw reads -------------------------------------------------------------------------------------------
     def _find_cluster(self, cluster_id: str) -> dict[str, Any] | None:
         try:
-            clusters = self._call(RDS, "DescribeDBClusters", DBClusterIdentifier=cluster_id)["DBClusters"]
+            return self._cluster(cluster_id)
         except ClusterNotFoundError:
             return None
-        return dict(clusters[0]) if clusters else None
 
     def _cluster(self, cluster_id: str) -> dict[str, Any]:
-        found = self._find_cluster(cluster_id)
-        if found is None:
+        """DescribeDBClusters for one id; ClusterNotFoundError (AWS code in context) if it does not exist."""
+        clusters = self._call(RDS, "DescribeDBClusters", DBClusterIdentifier=cluster_id)["DBClusters"]
+        if not clusters:
             raise ClusterNotFoundError(cluster_id)
-        return found
+        return dict(clusters[0])
 
     def _instances(self, cluster_id: str) -> dict[str, dict[str, Any]]:
         rows = self._pages(
@@ -723,8 +723,7 @@ class AwsBackend(ClusterBackend):
         return [to_snapshot(r) for r in rows if r.get("Engine", d.ENGINE) == d.ENGINE]
 
     def delete_snapshot(self, snapshot_id: str) -> None:
-        if self._find_snapshot(snapshot_id) is None:
-            raise SnapshotNotFoundError(snapshot_id)
+        self._call(RDS, "DescribeDBClusterSnapshots", DBClusterSnapshotIdentifier=snapshot_id)  # NotFound → typed
         self._call(RDS, "DeleteDBClusterSnapshot", DBClusterSnapshotIdentifier=snapshot_id)
         if not self.dry_run:
             self._wait(
