@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
 from psycopg.conninfo import make_conninfo
 
 from aurora_kit.backends.aws import decisions as d
@@ -592,7 +593,7 @@ class AwsBackend(ClusterBackend):
             paginator = self.client(RDS).get_paginator("describe_engine_default_cluster_parameters")
             for page in paginator.paginate(DBParameterGroupFamily=family):
                 rows.extend((page.get("EngineDefaults") or {}).get("Parameters") or [])
-        except NotImplementedError:  # moto in-process
+        except (NotImplementedError, ResponseParserError):  # moto: not implemented (in-process / server 500)
             rows = []
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -793,8 +794,6 @@ class AwsBackend(ClusterBackend):
                 "restore_time", restore_time, "give exactly one of restore_time or use_latest_restorable_time=True"
             )
         source = self._cluster(source_cluster_id)
-        if self._find_cluster(new_cluster_id) is not None:
-            raise ClusterAlreadyExistsError(new_cluster_id)
         params: dict[str, Any] = {
             "DBClusterIdentifier": new_cluster_id,
             "SourceDBClusterIdentifier": source_cluster_id,
@@ -806,6 +805,8 @@ class AwsBackend(ClusterBackend):
             )
         else:
             params["UseLatestRestorableTime"] = True
+        if self._find_cluster(new_cluster_id) is not None:
+            raise ClusterAlreadyExistsError(new_cluster_id)
         settings = d.restore_settings(
             source,
             parameter_group=db_cluster_parameter_group_name,
