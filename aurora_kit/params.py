@@ -416,7 +416,7 @@ def _raise(exc: ValidationError, source: str, data: Mapping[str, Any]) -> typing
     if isinstance(exc.__cause__, InvalidParameterError):  # pragma: no cover - pydantic wraps, keeps ours
         raise exc.__cause__ from exc
     value = _lookup(data, loc) if loc else err.get("input")
-    raise InvalidParameterError(field, value, reason + where) from exc
+    raise InvalidParameterError(field, value, f"{reason} ({source})" if source else reason) from exc
 
 
 def _lookup(data: Mapping[str, Any], loc: Sequence[str]) -> Any:
@@ -447,9 +447,22 @@ def _known_keys(loc: Sequence[str]) -> list[str]:
         return []
 
 
+# ClusterSpec field -> the parameter it comes from
+_SPEC_FIELDS = {
+    "instance_class": "instance_class",
+    "availability_zone": "availability_zones",
+    "instance_id": "cluster_id",
+    "iam_database_authentication": "iam_auth",
+    "kms_key_id": "aws.kms_key_id",
+    "db_subnet_group_name": "aws.db_subnet_group_name",
+    "vpc_security_group_ids": "aws.vpc_security_group_ids",
+}
+
+
 def _translate_inner(exc: InvalidParameterError, source: str) -> typing.NoReturn:
-    where = f" in {source}" if source else ""
-    raise InvalidParameterError(exc.field, exc.value, exc.reason + where) from exc
+    parts = exc.field.split(".")
+    field = next((_SPEC_FIELDS[p] for p in reversed(parts) if p in _SPEC_FIELDS), exc.field)
+    raise InvalidParameterError(field, exc.value, f"{exc.reason} ({source})" if source else exc.reason) from exc
 
 
 def validate(data: Mapping[str, Any], *, source: str = "", require: Iterable[str] = SECTIONS) -> RunbookParameters:
@@ -487,7 +500,7 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> RunbookParameters:
     source = str(path)
     for item in overrides:
         data = apply_override(data, item)
-        source = f"{path} (with -p overrides)"
+        source = f"{path} with -p overrides"
     return validate(data, source=source)
 
 

@@ -139,7 +139,7 @@ def register_secret(value: str | None) -> None:
     if not key:
         return  # not run by the redacting engine: nothing listens (and nothing is sent)
     marker = {"hmac": secret_digest(bytes.fromhex(key), value), "length": len(value)}
-    _display({SECRET_MIME: marker})
+    _display({SECRET_MIME: marker, "text/plain": f"(a {len(value)}-character secret is redacted from this record)"})
 
 
 @dataclasses.dataclass

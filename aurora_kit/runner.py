@@ -212,10 +212,11 @@ def run_many(
     parameters: Mapping[str, Any],
     *,
     audit_dir: Path,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     **kwargs: Any,
 ) -> list[RunResult]:
     """Run ``notebooks`` in order, stopping at the first failure; prints one line per runbook."""
+    out = out or sys.stdout
     for notebook in notebooks:  # all parameter cells are checked before the first kernel starts
         check_parameters_cell(notebook, list(parameters))
     batch_id = secrets.token_hex(4) if len(notebooks) > 1 else None

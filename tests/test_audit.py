@@ -1,0 +1,163 @@
+"""Audit records: hash-chained index, tamper detection, and the ``aurora-kit audit`` commands."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from aurora_kit import audit
+from aurora_kit.backends.base import REDACTED
+from aurora_kit.cli import main
+from aurora_kit.redaction import Redactor
+from aurora_kit.runbook import RESULT_MIME, new_run_id
+
+T0 = datetime(2026, 11, 26, 22, 0, tzinfo=timezone.utc)
+
+
+def _record(root: Path, runbook: str, n: int, outcome: str = "succeeded") -> audit.RunRecord:
+    record = audit.RunRecord(root, new_run_id(runbook, T0 + timedelta(minutes=n)), runbook).create()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"x = {n}")])
+    nbformat.write(nb, str(record.notebook))
+    record.html.write_text(f"<html>{n}</html>")
+    summary = audit.build_summary(
+        record,
+        notebook_path=Path(f"runbooks/{runbook}.ipynb"),
+        parameters={"cluster_id": "ak-local", "master_password": "hunter2", "aws": {"profile": None}},
+        started_at=T0,
+        ended_at=T0 + timedelta(seconds=n + 1),
+        outcome=audit.Outcome(outcome, None, {"rto_seconds": 0.5 * n}),
+        operator="dba-alice",
+        redactor=Redactor(["hunter2"]),
+    )
+    audit.seal(record, summary)
+    return record
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "audit"
+    for n, name in enumerate(("01-create-cluster", "06-failover", "99-teardown")):
+        _record(root, name, n)
+    return root
+
+
+def test_chain_of_three_verifies(root: Path) -> None:
+    result = audit.verify(root)
+    assert result.ok, result.problems
+    assert result.entries == 3
+    entries = audit.read_index(root)
+    assert entries[0]["prev"] == audit.GENESIS
+    assert [e["prev"] for e in entries[1:]] == [e["hash"] for e in entries[:-1]]
+    assert result.head == entries[-1]["hash"]
+    assert set(entries[0]["files"]) == {"01-create-cluster.ipynb", "01-create-cluster.html", "summary.json"}
+
+
+def test_summary_has_the_run_facts_and_no_secret(root: Path) -> None:
+    entry = audit.read_index(root)[1]
+    summary = json.loads((root / entry["dir"] / "summary.json").read_text())
+    assert summary["parameters"]["master_password"] == REDACTED
+    assert "hunter2" not in (root / entry["dir"] / "summary.json").read_text()
+    assert summary["operator"] == "dba-alice"
+    assert summary["duration_s"] == 2.0
+    assert summary["results"] == {"rto_seconds": 0.5}
+    assert set(summary) >= {"run_id", "host", "started_at", "ended_at", "outcome", "git", "versions", "runbook"}
+
+
+@pytest.mark.parametrize("name", ["06-failover.ipynb", "06-failover.html", "summary.json"])
+def test_verify_detects_an_edited_record_file(root: Path, name: str) -> None:
+    entry = audit.read_index(root)[1]
+    path = root / entry["dir"] / name
+    path.write_text(path.read_text().replace("1", "7", 1) + " ")
+    result = audit.verify(root)
+    assert not result.ok
+    assert result.problems == [f"{entry['run_id']}: {name} was modified after the record was sealed"]
+
+
+def test_verify_detects_a_deleted_or_added_file(root: Path) -> None:
+    entry = audit.read_index(root)[0]
+    (root / entry["dir"] / "01-create-cluster.html").unlink()
+    (root / entry["dir"] / "notes.txt").write_text("added later")
+    problems = audit.verify(root).problems
+    assert any("01-create-cluster.html is missing" in p for p in problems)
+    assert any("files added after sealing: notes.txt" in p for p in problems)
+
+
+def test_verify_detects_an_edited_index_entry(root: Path) -> None:
+    index = root / audit.INDEX
+    lines = index.read_text().splitlines()
+    entry = json.loads(lines[1])
+    entry["outcome"] = "succeeded" if entry["outcome"] == "failed" else "failed"
+    lines[1] = json.dumps(entry, sort_keys=True)
+    index.write_text("\n".join(lines) + "\n")
+    problems = audit.verify(root).problems
+    assert any("index entry edited" in p for p in problems)
+
+
+def test_verify_detects_a_removed_entry(root: Path) -> None:
+    index = root / audit.INDEX
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join([lines[0], lines[2]]) + "\n")
+    problems = audit.verify(root).problems
+    assert any("chain broken" in p for p in problems)
+
+
+def test_verify_detects_a_rewritten_tail_against_the_noted_head(root: Path) -> None:
+    head = audit.verify(root).head
+    index = root / audit.INDEX
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join(lines[:2]) + "\n")  # last entry dropped: the rest still chains
+    assert audit.verify(root).ok
+    assert not audit.verify(root, expect_head=head).ok
+
+
+def test_results_and_failure_are_read_from_the_notebook() -> None:
+    nb = nbformat.v4.new_notebook()
+    ok = nbformat.v4.new_code_cell("record")
+    ok.outputs = [
+        nbformat.v4.new_output("display_data", data={RESULT_MIME: {"name": "lag_ms", "value": 3}}),
+        nbformat.v4.new_output("display_data", data={RESULT_MIME: {"name": "lag_ms", "value": 4}}),
+    ]
+    bad = nbformat.v4.new_code_cell("raise X")
+    bad.execution_count = 2
+    bad.outputs = [nbformat.v4.new_output("error", ename="VerificationError", evalue="lost 1", traceback=[])]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), ok, bad]
+    assert audit.collect_results(nb) == {"lag_ms": 4}
+    failure = audit.failure_of(nb)
+    assert failure is not None
+    assert (failure["cell_index"], failure["code_cell_number"], failure["ename"]) == (2, 2, "VerificationError")
+    nb.cells = nb.cells[:2]
+    assert audit.failure_of(nb) is None
+
+
+def test_audit_dir_default_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(audit.AUDIT_DIR_ENV, raising=False)
+    assert audit.audit_root() == audit.PROJECT_ROOT / "audit"
+    monkeypatch.setenv(audit.AUDIT_DIR_ENV, str(tmp_path))
+    assert audit.audit_root() == tmp_path
+    assert audit.audit_root(tmp_path / "x") == tmp_path / "x"
+
+
+def test_audit_dir_is_git_ignored() -> None:
+    ignored = (audit.PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert "audit/" in ignored
+
+
+def test_cli_list_show_verify(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "--audit-dir", str(root), "list"]) == 0
+    listing = capsys.readouterr().out
+    entries = audit.read_index(root)
+    assert all(e["run_id"] in listing for e in entries)
+    assert main(["audit", "--audit-dir", str(root), "show", entries[1]["run_id"][:28]]) == 0
+    shown = capsys.readouterr().out
+    assert "06-failover" in shown
+    assert "rto_seconds = 0.5" in shown
+    assert main(["audit", "--audit-dir", str(root), "verify"]) == 0
+    assert "audit chain intact" in capsys.readouterr().out
+    (root / entries[2]["dir"] / "summary.json").write_text("{}")
+    assert main(["audit", "--audit-dir", str(root), "verify"]) == 1
+    assert "TAMPERED" in capsys.readouterr().out
+    assert main(["audit", "--audit-dir", str(root), "show", "nope"]) == 2

@@ -1,0 +1,272 @@
+"""Parameters are validated up front: unknown/missing keys and bad values name the key, the value and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aurora_kit import params
+from aurora_kit.errors import InvalidParameterError
+from aurora_kit.params import MISSING, RunbookParameters
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = ROOT / "parameters" / "local.yaml"
+EXAMPLES = sorted((ROOT / "parameters").glob("*.yaml"))
+
+
+def _raw() -> dict[str, Any]:
+    data = yaml.safe_load(LOCAL.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "env.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_three_parameter_files_exist() -> None:
+    names = {p.name for p in EXAMPLES}
+    assert {"local.yaml", "aws-dev.example.yaml", "aws-prod.example.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_parameter_file_is_valid_and_complete(path: Path) -> None:
+    p = params.load(path)
+    for section in params.SECTIONS:
+        assert getattr(p, section) is not None
+    spec = p.to_cluster_spec()
+    assert len(spec.instances) == p.readers + 1
+
+
+def test_local_is_local_and_small() -> None:
+    p = params.load(LOCAL)
+    assert p.backend == "local"
+    assert p.dry_run is False
+    assert p.confirm is True
+    assert p.pgvector is not None
+    assert p.pgvector.rows <= 5000
+    assert p.probe is not None
+    assert p.probe.duration_s <= 2
+
+
+def test_prod_example_is_realistic() -> None:
+    p = params.load(ROOT / "parameters" / "aws-prod.example.yaml")
+    spec = p.to_cluster_spec()
+    assert p.backend == "aws"
+    assert len({i.availability_zone for i in spec.instances}) == 3
+    assert {i.instance_class for i in spec.instances} == {"db.r6g.large"}
+    assert spec.backup_retention_period == 14
+    assert spec.deletion_protection is True
+    assert spec.iam_database_authentication is True
+    assert p.aws.ca_bundle
+    assert p.aws.sns_topic_arn
+    assert spec.kms_key_id
+    assert spec.db_subnet_group_name
+    assert spec.vpc_security_group_ids
+    assert p.teardown is not None
+    assert p.teardown.final_snapshot_id
+    assert not p.teardown.skip_final_snapshot
+    assert params.load(ROOT / "parameters" / "aws-dev.example.yaml").backup_retention_period == 7
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_no_secret_in_any_parameter_file(path: Path) -> None:
+    text = path.read_text().lower()
+    for word in ("password:", "secret:", "token:", "aws_secret_access_key", "akia"):
+        assert word not in text
+
+
+def test_unknown_top_level_key_names_key_and_file(tmp_path: Path) -> None:
+    data = _raw() | {"readerz": 3}
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(_write(tmp_path, data))
+    assert exc.value.field == "readerz"
+    assert exc.value.value == 3
+    assert "unknown key" in str(exc.value)
+    assert "env.yaml" in str(exc.value)
+
+
+def test_unknown_section_key_is_named_with_its_section(tmp_path: Path) -> None:
+    data = _raw()
+    data["failover"]["moed"] = "crash"
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(_write(tmp_path, data))
+    assert exc.value.field == "failover.moed"
+    assert "known keys: mode, target_instance_id" in str(exc.value)
+
+
+def test_secret_key_is_refused_with_the_reason(tmp_path: Path) -> None:
+    data = _raw() | {"master_password": "hunter2"}
+    with pytest.raises(InvalidParameterError, match="secrets never go in parameters") as exc:
+        params.load(_write(tmp_path, data))
+    assert exc.value.field == "master_password"
+
+
+@pytest.mark.parametrize("key", ["cluster_id", "backend", "teardown"])
+def test_missing_key_names_key_and_file(tmp_path: Path, key: str) -> None:
+    data = _raw()
+    del data[key]
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(_write(tmp_path, data))
+    assert exc.value.field == key
+    assert exc.value.value is MISSING
+    assert "required key missing in" in str(exc.value)
+    assert "env.yaml" in str(exc.value)
+
+
+def test_missing_section_key(tmp_path: Path) -> None:
+    data = _raw()
+    del data["pgvector"]["ef_search"]
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(_write(tmp_path, data))
+    assert exc.value.field == "pgvector.ef_search"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        (("backend",), "gcp", "local"),
+        (("readers",), 99, "less than or equal to 15"),
+        (("cluster_id",), "Bad--id", "cluster_id must be"),
+        (("backup_retention_period",), 0, "greater than or equal to 1"),
+        (("preferred_backup_window",), "03:00-03:10", "at least 30 minutes"),
+        (("region",), "moon-1", "AWS region"),
+        (("failover", "mode"), "sideways", "planned"),
+        (("pgvector", "ef_search"), [10, 5000], "1-1000"),
+        (("instance_class",), "r6g.large", "db."),
+    ],
+)
+def test_bad_value_names_field_and_value(tmp_path: Path, path: tuple[str, ...], value: Any, fragment: str) -> None:
+    data = _raw()
+    target = data
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(_write(tmp_path, data))
+    assert fragment in str(exc.value)
+    assert repr(value) in str(exc.value) or str(value) in str(exc.value)
+    assert exc.value.field.split(".")[0] == path[0]
+
+
+def test_aws_backend_needs_a_ca_bundle(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "parameters" / "aws-dev.example.yaml").read_text())
+    data["aws"]["ca_bundle"] = None
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(_write(tmp_path, data))
+    assert exc.value.field == "aws.ca_bundle"
+
+
+def test_teardown_needs_exactly_one_final_snapshot_choice(tmp_path: Path) -> None:
+    data = _raw()
+    data["teardown"] = {"final_snapshot_id": "final-1", "skip_final_snapshot": True, "lift_deletion_protection": False}
+    with pytest.raises(InvalidParameterError, match="exactly one"):
+        params.load(_write(tmp_path, data))
+
+
+def test_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(InvalidParameterError, match="mapping"):
+        params.load(bad)
+    with pytest.raises(InvalidParameterError, match="no such file"):
+        params.load(tmp_path / "nope.yaml")
+
+
+# -- overrides -----------------------------------------------------------------------------------------------------
+def test_overrides_are_typed_by_the_model() -> None:
+    p = params.load(
+        LOCAL,
+        [
+            "readers=3",
+            "dry_run=true",
+            "cluster_id=ak-123",
+            "failover.mode=crash",
+            "failover.target_instance_id=ak-123-2",
+            "pgvector.ef_search=[20, 80]",
+            "engine_version=16.4",
+            "local_root=null",
+        ],
+    )
+    assert p.readers == 3
+    assert p.dry_run is True
+    assert p.cluster_id == "ak-123"
+    assert p.failover is not None
+    assert p.failover.mode == "crash"
+    assert p.failover.target_instance_id == "ak-123-2"
+    assert p.pgvector is not None
+    assert p.pgvector.ef_search == [20, 80]
+    assert p.engine_version == "16.4"  # a str field keeps the text (YAML would have read 16.4 as a float)
+    assert p.local_root is None
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [("readerz=3", "readerz"), ("failover.moed=crash", "failover.moed"), ("readers", "readers")],
+)
+def test_bad_override_names_the_key(item: str, field: str) -> None:
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(LOCAL, [item])
+    assert exc.value.field == field
+
+
+def test_override_with_bad_value_names_field_value_and_source() -> None:
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(LOCAL, ["readers=lots"])
+    assert exc.value.field == "readers"
+    assert exc.value.value == "lots"
+    assert "local.yaml with -p overrides" in str(exc.value)
+
+
+# -- inside a runbook ----------------------------------------------------------------------------------------------
+def _namespace(**changes: Any) -> dict[str, Any]:
+    ns: dict[str, Any] = params.load(LOCAL).injected()
+    ns.update({"__name__": "__main__", "In": [], "unrelated": 1})
+    ns.update(changes)
+    return ns
+
+
+def test_for_runbook_needs_only_its_own_sections() -> None:
+    ns = _namespace(pgvector=None, backup_restore=None, monitoring=None, teardown=None, parameter_group=None)
+    p = params.for_runbook("06-failover", ns)
+    assert p.section("failover").mode == "planned"
+    with pytest.raises(InvalidParameterError) as exc:
+        params.for_runbook("06-failover", _namespace(probe=None))
+    assert exc.value.field == "probe"
+    assert "runbook 06-failover" in str(exc.value)
+
+
+def test_for_runbook_reports_a_key_missing_from_the_parameters_cell() -> None:
+    ns = _namespace()
+    del ns["confirm"]
+    with pytest.raises(InvalidParameterError) as exc:
+        params.for_runbook("01-create-cluster", ns)
+    assert exc.value.field == "confirm"
+
+
+def test_for_runbook_rejects_unknown_runbooks() -> None:
+    with pytest.raises(InvalidParameterError, match="unknown"):
+        params.for_runbook("42-nope", _namespace())
+
+
+def test_parameters_cell_defines_every_key_and_is_python() -> None:
+    source = params.parameters_cell(LOCAL, runbook="06-failover")
+    ns: dict[str, Any] = {}
+    exec(source, ns)
+    assert set(RunbookParameters.model_fields) <= set(ns)
+    assert ns["pgvector"] is None
+    assert ns["failover"]["mode"] == "planned"
+    assert params.for_runbook("06-failover", ns).cluster_id == "ak-local"
+
+
+def test_monitoring_builds_alarm_specs() -> None:
+    p = params.load(LOCAL)
+    assert p.monitoring is not None
+    alarms = {a.metric: a for a in p.monitoring.alarm_specs()}
+    assert alarms["AuroraReplicaLag"].threshold == 1000
+    assert alarms["FreeableMemory"].breached(1.0)  # less than 64 MiB free
