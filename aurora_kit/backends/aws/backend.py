@@ -443,7 +443,10 @@ class AwsBackend(ClusterBackend):
         members = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or []]
         # readers first, writer last: the cluster keeps a writer as long as possible
         writer = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or [] if m.get("IsClusterWriter")]
+        statuses = {i: r.get("DBInstanceStatus") for i, r in self._instances(cluster_id).items()}
         for instance_id in [m for m in members if m not in writer] + writer:
+            if statuses.get(instance_id) == "deleting":  # a previous, interrupted run already asked
+                continue
             self._call(RDS, "DeleteDBInstance", DBInstanceIdentifier=instance_id)
         if not self.dry_run:
             for instance_id in members:  # the cluster cannot be deleted while it has instances
@@ -472,19 +475,23 @@ class AwsBackend(ClusterBackend):
         return to_snapshot(self._wait_snapshot_available(final_snapshot_id))
 
     def stop_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster:
+        """StopDBCluster (Aurora restarts a stopped cluster by itself after 7 days); idempotent."""
         cluster = self._cluster(cluster_id)
         if cluster.get("Status") == "stopped":
             return to_cluster(cluster)
-        self._call(RDS, "StopDBCluster", DBClusterIdentifier=cluster_id)
+        if cluster.get("Status") != "stopping":
+            self._call(RDS, "StopDBCluster", DBClusterIdentifier=cluster_id)
         if self.dry_run:
             return _replace_cluster(to_cluster(cluster), status="dry-run")
         return to_cluster(self._wait_cluster_status(cluster_id, "stopped") if wait else self._cluster(cluster_id))
 
     def start_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster:
+        """StartDBCluster; waits for the cluster and every instance; idempotent."""
         cluster = self._cluster(cluster_id)
         if cluster.get("Status") == "available":
             return to_cluster(cluster)
-        self._call(RDS, "StartDBCluster", DBClusterIdentifier=cluster_id)
+        if cluster.get("Status") != "starting":
+            self._call(RDS, "StartDBCluster", DBClusterIdentifier=cluster_id)
         if self.dry_run:
             return _replace_cluster(to_cluster(cluster), status="dry-run")
         return to_cluster(self._wait_cluster_ready(cluster_id) if wait else self._cluster(cluster_id))
