@@ -37,7 +37,8 @@ def test_backend_reaches_the_server_through_aws_endpoint_url(moto_server_env: Mo
     assert backend.connection_info("srv").password
 
     # a separate process (a notebook kernel) with only the plugin's env sees the same cluster
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | server.env
+    child_env = server.kernel_env({**os.environ, "AWS_PROFILE": "production"})
+    assert "AWS_PROFILE" not in child_env
     script = (
         "import boto3, json; r = boto3.client('rds').describe_db_clusters()['DBClusters'];"
         "print(json.dumps([c['DBClusterIdentifier'] for c in r]))"

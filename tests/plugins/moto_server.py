@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -45,6 +46,12 @@ class MotoServer:
     region: str = REGION
     env: dict[str, str] = field(default_factory=dict)
 
+    def kernel_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment for a child process (papermill kernel): ``base`` (default: this process's env) without any
+        ``AWS_*`` variable, plus the server's endpoint, fake credentials and region."""
+        source = os.environ if base is None else base
+        return {k: v for k, v in source.items() if not k.startswith("AWS_")} | self.env
+
     def reset(self) -> None:
         """Drop every resource the server holds (moto's reset API)."""
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")
@@ -72,6 +79,9 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def moto_server() -> Iterator[MotoServer]:
     from moto.server import ThreadedMotoServer
 
+    werkzeug = logging.getLogger("werkzeug")
+    level = werkzeug.level
+    werkzeug.setLevel(logging.ERROR)  # one access-log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -80,6 +90,7 @@ def moto_server() -> Iterator[MotoServer]:
         yield MotoServer(url=url, env={**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": url})
     finally:
         server.stop()
+        werkzeug.setLevel(level)
 
 
 @pytest.fixture
