@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -130,11 +131,17 @@ def failure_of(nb: Any) -> dict[str, Any] | None:
     return None
 
 
-def render_html(notebook: Path, html: Path) -> None:
-    import nbformat
+@functools.lru_cache(maxsize=1)
+def _html_exporter() -> Any:
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    return HTMLExporter()  # loading the templates is the slow part: reuse it across runs
+
+
+def render_html(notebook: Path, html: Path) -> None:
+    import nbformat
+
+    body, _ = _html_exporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
     html.write_text(body, encoding="utf-8")
 
 

@@ -356,9 +356,10 @@ class RunbookParameters(_Model):
         options: dict[str, Any] = {"dry_run": self.dry_run}
         if self.backend == "local":
             if self.local_root:
-                options["root"] = self.local_root
+                options["root_dir"] = self.local_root
         else:
             options["region"] = self.region
+            options["iam_auth"] = self.iam_auth
             if self.aws.profile:
                 options["profile"] = self.aws.profile
             if self.aws.ca_bundle:

@@ -270,3 +270,14 @@ def test_monitoring_builds_alarm_specs() -> None:
     alarms = {a.metric: a for a in p.monitoring.alarm_specs()}
     assert alarms["AuroraReplicaLag"].threshold == 1000
     assert alarms["FreeableMemory"].breached(1.0)  # less than 64 MiB free
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_backend_options_fit_the_backend_constructor(path: Path) -> None:
+    import importlib
+    import inspect
+
+    p = params.load(path, ["local_root=/tmp/ak-root"])
+    module = importlib.import_module(f"aurora_kit.backends.{p.backend}")
+    backend_class = getattr(module, "LocalBackend" if p.backend == "local" else "AwsBackend")
+    inspect.signature(backend_class.__init__).bind(None, **p.backend_options())  # TypeError if they drift apart
