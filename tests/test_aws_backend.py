@@ -644,3 +644,25 @@ def test_dry_run_of_destructive_operations_on_a_real_cluster(
 
 def backend_cluster_still_there(clients: dict) -> bool:
     return bool(clients["rds"].describe_db_clusters(DBClusterIdentifier="orders")["DBClusters"])
+
+
+def test_transport_failures_become_backend_operation_errors(aws_credentials: None) -> None:
+    import socket
+
+    from botocore.config import Config
+
+    from aurora_kit.errors import BackendOperationError
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = boto3.client(
+        "rds", region_name=REGION, endpoint_url=f"http://127.0.0.1:{port}",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )  # fmt: skip
+    backend = AwsBackend(region=REGION, clients={"rds": client}, poll=FAST)
+    with pytest.raises(BackendOperationError) as info:
+        backend.describe_cluster("orders")
+    assert info.value.context["code"] == "EndpointConnectionError"
+    with pytest.raises(BackendOperationError):
+        backend.list_clusters()

@@ -4,7 +4,8 @@
   in-process ``mock_aws`` test can never reach real AWS.
 - ``moto_server`` (session): a :class:`moto.server.ThreadedMotoServer` on a free loopback port (port 0, the OS
   picks), yielding a :class:`MotoServer` with its ``url`` and the ``env`` a kernel needs (``AWS_ENDPOINT_URL``,
-  fake credentials, region). Stopped at teardown. ``reset()`` wipes its state between tests.
+  fake credentials, region). Stopped at teardown. ``reset()`` wipes its state between tests;
+  ``kernel_env()`` gives a child process (papermill kernel) this env with every other ``AWS_*`` variable removed.
 - ``moto_server_env``: applies that env to this process for one test and resets the server afterwards.
 """
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 from psycopg.conninfo import make_conninfo
 
@@ -156,6 +156,13 @@ class AwsBackend(ClusterBackend):
             return dict(method(**params))
         except ClientError as exc:
             raise translate_client_error(exc, operation, params) from exc
+        except (BotoCoreError, ResponseParserError) as exc:  # no credentials, endpoint down, garbled answer
+            raise BackendOperationError(
+                f"{operation} failed before AWS answered: {type(exc).__name__}: {exc}",
+                hint="check credentials, region and AWS_ENDPOINT_URL; nothing further was attempted",
+                operation=operation,
+                code=type(exc).__name__,
+            ) from exc
 
     def _pages(self, service: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
         paginator = self.client(service).get_paginator(_snake(operation))
@@ -165,6 +172,12 @@ class AwsBackend(ClusterBackend):
                 out.extend(page.get(key) or [])
         except ClientError as exc:
             raise translate_client_error(exc, operation, params) from exc
+        except (BotoCoreError, ResponseParserError) as exc:
+            raise BackendOperationError(
+                f"{operation} failed before AWS answered: {type(exc).__name__}: {exc}",
+                operation=operation,
+                code=type(exc).__name__,
+            ) from exc
         return out
 
     def _wait(
