@@ -94,6 +94,7 @@ class RedactingEngine:
 
         key = secrets.token_bytes(32)
         redactor = redactor_for(nb, key=key)
+        redactor.add([key.hex()])  # printing os.environ must not expose the key (it would ease guessing HMACs)
         nb_man = _manager_class()(
             nb,
             redactor=redactor,

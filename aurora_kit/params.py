@@ -303,6 +303,26 @@ class RunbookParameters(_Model):
     def _cluster(cls, v: str) -> str:
         return check_identifier("cluster_id", v)
 
+    @field_validator("engine_version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        # YAML reads an unquoted 16.4 as a float (and 16.10 as 16.1): only whole numbers may go unquoted
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        if isinstance(v, float):
+            raise ValueError(f'quote the version: engine_version: "{v}" (YAML reads {v} as a number)')
+        return v
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tag_text(cls, v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {
+                str(k): str(val) if isinstance(val, (int, float)) and not isinstance(val, bool) else val
+                for k, val in v.items()
+            }
+        return v
+
     @field_validator("region")
     @classmethod
     def _region(cls, v: str) -> str:

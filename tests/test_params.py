@@ -154,6 +154,16 @@ def test_bad_value_names_field_and_value(tmp_path: Path, path: tuple[str, ...], 
     assert exc.value.field.split(".")[0] == path[0]
 
 
+def test_unquoted_engine_version_is_refused_and_numeric_tags_become_text(tmp_path: Path) -> None:
+    data = _raw() | {"engine_version": 16.10}
+    with pytest.raises(InvalidParameterError, match="quote the version") as exc:
+        params.load(_write(tmp_path, data))
+    assert exc.value.field == "engine_version"
+    data = _raw() | {"engine_version": 16, "tags": {"cost-center": 4711}}
+    p = params.load(_write(tmp_path, data))
+    assert (p.engine_version, p.tags) == ("16", {"cost-center": "4711"})
+
+
 def test_aws_backend_needs_a_ca_bundle(tmp_path: Path) -> None:
     data = yaml.safe_load((ROOT / "parameters" / "aws-dev.example.yaml").read_text())
     data["aws"]["ca_bundle"] = None

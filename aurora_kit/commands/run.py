@@ -54,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
         progress_bar=args.progress,
     )
     failed = [r for r in results if r.status != "succeeded"]
+    counts = {s: sum(r.status == s for r in results) for s in ("succeeded", "failed", "not run")}
+    total = sum(r.duration_s or 0 for r in results)
+    print(
+        f"aurora-kit run: {counts['succeeded']} succeeded, {counts['failed']} failed, {counts['not run']} not run "
+        f"in {total:.1f}s; verify records with: aurora-kit audit verify"
+        + (f" --audit-dir {args.audit_dir}" if args.audit_dir else "")
+    )
     if failed:
         first = failed[0]
         print(f"aurora-kit run: {first.runbook} failed; see {first.record_dir}", file=sys.stderr)
