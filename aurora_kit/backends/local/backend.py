@@ -1,0 +1,950 @@
+"""``LocalBackend``: an Aurora-shaped cluster (1 writer + N readers) of real PostgreSQL processes on loopback.
+
+See DESIGN.md §3. One directory per cluster under the root dir (see :mod:`.state` for the layout); state shared
+across processes through :class:`.state.StateStore`. Mutations take the cluster's operation lock; every input
+is validated before anything changes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from aurora_kit.backends.base import (
+    AlarmState,
+    Cluster,
+    ClusterBackend,
+    ClusterMember,
+    ConnectionInfo,
+    FailoverMode,
+    FailoverResult,
+    Instance,
+    ParameterChangeResult,
+    Snapshot,
+)
+from aurora_kit.backends.local import backup, failover, monitoring, parameters
+from aurora_kit.backends.local.binaries import PgBinaries, check_traversable, chown, find_binaries, run_as, run_tool
+from aurora_kit.backends.local.config import (
+    ARCHIVE_SCRIPT,
+    HBA,
+    ClusterPaths,
+    render_postgresql_conf,
+    slot_name,
+    sync_standby_names,
+    write_file,
+)
+from aurora_kit.backends.local.controller import PgController
+from aurora_kit.backends.local.sql import SHIMS_SQL
+from aurora_kit.backends.local.state import StateStore
+from aurora_kit.errors import (
+    BackendOperationError,
+    ClusterAlreadyExistsError,
+    ClusterNotFoundError,
+    DeletionProtectionError,
+    InstanceNotFoundError,
+    InvalidParameterError,
+    InvalidStateError,
+)
+from aurora_kit.polling import wait_for
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec, validated
+
+LOCAL_AZ = "local-1a"
+ENGINE = "aurora-postgresql"
+CONNECT_TIMEOUT = 2
+
+
+def default_root() -> Path:
+    """``$AURORA_KIT_HOME``, else ``/var/lib/aurora_kit`` as root, else ``~/.local/share/aurora_kit``."""
+    env = os.environ.get("AURORA_KIT_HOME")
+    if env:
+        return Path(env).expanduser()
+    if os.geteuid() == 0:
+        return Path("/var/lib/aurora_kit")
+    return Path.home() / ".local" / "share" / "aurora_kit"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class LocalBackend(ClusterBackend):
+    """Clusters of real PostgreSQL 16 + pgvector processes, shaped like Aurora (see module docstring)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        root_dir: str | os.PathLike[str] | None = None,
+        dry_run: bool = False,
+        progress: bool = False,
+        ready_timeout: float = 60.0,
+    ) -> None:
+        super().__init__(dry_run=dry_run, progress=progress)
+        self.root = Path(root_dir).expanduser().resolve() if root_dir else default_root().resolve()
+        self.ready_timeout = ready_timeout
+        run_as()  # create the system user first, so the traversal check knows its uid
+        check_traversable(self.root)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o755)
+        check_traversable(self.root)
+        for sub in ("clusters", "snapshots"):
+            (self.root / sub).mkdir(exist_ok=True, mode=0o755)
+        self.store = StateStore(self.root)
+        self._port_lock = threading.Lock()
+
+    # == helpers ===========================================================================================
+    def paths(self, cluster_id: str) -> ClusterPaths:
+        return ClusterPaths(self.root, cluster_id)
+
+    def bins(self, cl: Mapping[str, Any] | None = None) -> PgBinaries:
+        major = int(str((cl or {}).get("engine_major", 16)))
+        return find_binaries(major)
+
+    def controller(self, cluster_id: str, instance_id: str, cl: Mapping[str, Any] | None = None) -> PgController:
+        p = self.paths(cluster_id)
+        return PgController(instance_id, p.data_dir(instance_id), p.log_file(instance_id), self.bins(cl))
+
+    def cluster_state(self, cluster_id: str) -> dict[str, Any]:
+        cl = self.store.read()["clusters"].get(cluster_id)
+        if cl is None:
+            raise ClusterNotFoundError(cluster_id)
+        return dict(cl)
+
+    def password(self, cluster_id: str) -> str:
+        return self.paths(cluster_id).secret.read_text().strip()
+
+    def connect(
+        self, cluster_id: str, instance_id: str, *, dbname: str | None = None, cl: Mapping[str, Any] | None = None
+    ) -> psycopg.Connection[Any]:
+        """Autocommit superuser connection to one instance (control-plane use)."""
+        cl = cl or self.cluster_state(cluster_id)
+        inst = cl["instances"].get(instance_id)
+        if inst is None:
+            raise InstanceNotFoundError(instance_id, cluster_id)
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=inst["port"],
+            user=cl["master_username"],
+            dbname=dbname or "postgres",
+            password=self.password(cluster_id),
+            connect_timeout=CONNECT_TIMEOUT,
+            autocommit=True,
+        )
+
+    def query(self, cluster_id: str, instance_id: str, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+        with self.connect(cluster_id, instance_id) as conn:
+            return conn.execute(statement, args or None).fetchall()
+
+    def _used_ports(self, state: Mapping[str, Any] | None = None) -> set[int]:
+        used: set[int] = set()
+        for cl in (state or self.store.read())["clusters"].values():
+            used.update(int(i["port"]) for i in cl["instances"].values())
+        return used
+
+    def allocate_ports(
+        self, count: int, *, reserved: set[int] | None = None, state: Mapping[str, Any] | None = None
+    ) -> list[int]:
+        """Free loopback ports not recorded for any cluster in state (pass ``state`` when holding its lock)."""
+        taken = self._used_ports(state) | (reserved or set())
+        ports: list[int] = []
+        with self._port_lock:
+            while len(ports) < count:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sk:
+                    sk.bind(("127.0.0.1", 0))
+                    port = int(sk.getsockname()[1])
+                if port not in taken and port not in ports:
+                    ports.append(port)
+        return ports
+
+    @staticmethod
+    def port_free(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sk:
+            try:
+                sk.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    @contextmanager
+    def update_cluster(self, cluster_id: str) -> Iterator[dict[str, Any]]:
+        with self.store.update() as st:
+            cl = st["clusters"].get(cluster_id)
+            if cl is None:
+                raise ClusterNotFoundError(cluster_id)
+            yield cl
+
+    def set_status(self, cluster_id: str, status: str | None = None, **instances: str) -> None:
+        with self.update_cluster(cluster_id) as cl:
+            if status:
+                cl["status"] = status
+            for iid, istatus in instances.items():
+                if iid in cl["instances"]:
+                    cl["instances"][iid]["status"] = istatus
+
+    def writer_id(self, cl: Mapping[str, Any]) -> str | None:
+        return next((iid for iid, i in cl["instances"].items() if i["role"] == "writer"), None)
+
+    def reader_ids(self, cl: Mapping[str, Any]) -> list[str]:
+        return sorted(iid for iid, i in cl["instances"].items() if i["role"] == "reader")
+
+    # -- node configuration --------------------------------------------------------------------------------
+    def write_node_config(
+        self,
+        cluster_id: str,
+        instance_id: str,
+        cl: Mapping[str, Any],
+        *,
+        upstream_id: str | None = None,
+        standby_readers: list[str] | None = None,
+        recovery: dict[str, str] | None = None,
+        standby_signal: bool | None = None,
+    ) -> None:
+        """(Re)generate one node's postgresql.conf, empty postgresql.auto.conf, set or clear standby.signal."""
+        p = self.paths(cluster_id)
+        data = p.data_dir(instance_id)
+        inst = cl["instances"][instance_id]
+        upstream = None
+        if upstream_id is not None:
+            upstream = {
+                "port": cl["instances"][upstream_id]["port"],
+                "user": cl["master_username"],
+                "writer_id": upstream_id,
+                "slot": slot_name(instance_id),
+            }
+        text = render_postgresql_conf(
+            paths=p,
+            cluster_id=cluster_id,
+            instance_id=instance_id,
+            port=int(inst["port"]),
+            standby_names=sync_standby_names(standby_readers or []),
+            upstream=upstream,
+            recovery=recovery,
+        )
+        write_file(data / "postgresql.conf", text, mode=0o600)
+        write_file(data / "postgresql.auto.conf", "# managed by aurora_kit: ALTER SYSTEM is not used\n", mode=0o600)
+        for leftover in ("backup_manifest", "recovery.done"):
+            (data / leftover).unlink(missing_ok=True)
+        want_standby = upstream is not None if standby_signal is None else standby_signal
+        signal_file = data / "standby.signal"
+        if want_standby:
+            write_file(signal_file, "", mode=0o600)
+        else:
+            signal_file.unlink(missing_ok=True)
+
+    def _prepare_cluster_dir(self, cluster_id: str, password: str, username: str) -> None:
+        p = self.paths(cluster_id)
+        for d in (p.dir, p.archive, p.backups, p.dir / "instances"):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+            chown(d)
+        write_file(p.secret, password + "\n", mode=0o600, owner_pg=False)
+        esc = password.replace("\\", "\\\\").replace(":", "\\:")
+        write_file(p.pgpass, f"127.0.0.1:*:*:{username}:{esc}\n", mode=0o600)
+        write_file(p.hba, HBA, mode=0o600)
+        if not p.parameters.exists():
+            write_file(p.parameters, "# cluster parameter group (aurora_kit)\n", mode=0o644)
+        write_file(p.archive_script, ARCHIVE_SCRIPT.format(archive=p.archive), mode=0o700)
+
+    def _new_instance_dir(self, cluster_id: str, instance_id: str) -> None:
+        d = self.paths(cluster_id).instance_dir(instance_id)
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+        chown(d)
+
+    def copy_data(self, source: Path, dest: Path) -> None:
+        """Copy a data directory / base backup (``cp -a`` keeps the PostgreSQL account's ownership)."""
+        if dest.exists():
+            raise BackendOperationError(f"refusing to overwrite {dest}")
+        proc = subprocess.run(["cp", "-a", str(source), str(dest)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BackendOperationError(f"copying {source} to {dest} failed: {proc.stderr.strip()}")
+        os.chmod(dest, 0o700)
+
+    def basebackup(self, cluster_id: str, source_id: str, dest: Path, *, slot: str | None = None) -> None:
+        """``pg_basebackup -X stream -c fast`` (plain format, with manifest) from ``source_id`` into ``dest``."""
+        cl = self.cluster_state(cluster_id)
+        p = self.paths(cluster_id)
+        args = [
+            self.bins(cl).tool("pg_basebackup"),
+            "-D",
+            str(dest),
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(cl["instances"][source_id]["port"]),
+            "-U",
+            cl["master_username"],
+            "-w",
+        ]
+        if slot:
+            args += ["-S", slot]
+        run_tool(args, env={"PGPASSFILE": str(p.pgpass)}, cwd=dest.parent, what=f"pg_basebackup from {source_id}")
+
+    def wait_streaming(self, cluster_id: str, writer: str, readers: list[str], *, timeout: float = 60.0) -> None:
+        """Wait until every reader streams from the writer (pg_stat_replication)."""
+        if not readers:
+            return
+
+        def probe() -> set[str]:
+            rows = self.query(
+                cluster_id, writer, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'"
+            )
+            return {r[0] for r in rows}
+
+        wait_for(
+            f"readers {readers} streaming from {writer}",
+            probe,
+            lambda names: set(readers) <= names,
+            timeout=timeout,
+            initial_delay=0.02,
+            max_delay=0.25,
+            retry_on=(psycopg.OperationalError,),
+            progress=self.progress,
+        )
+
+    def reconfigure_writer(self, cluster_id: str, *, reload: bool = True) -> None:
+        """Regenerate the writer's config (synchronous_standby_names from the current readers) and reload."""
+        cl = self.cluster_state(cluster_id)
+        writer = self.writer_id(cl)
+        if writer is None:
+            return
+        readers = [r for r in self.reader_ids(cl) if cl["instances"][r]["status"] not in ("deleting",)]
+        self.write_node_config(cluster_id, writer, cl, standby_readers=readers, standby_signal=False)
+        if reload:
+            self.controller(cluster_id, writer, cl).reload()
+
+    def install_shims(self, cluster_id: str, instance_id: str, databases: list[str]) -> None:
+        for db in databases:
+            with self.connect(cluster_id, instance_id, dbname=db) as conn:
+                conn.execute(SHIMS_SQL)
+
+    def create_slot(self, cluster_id: str, writer: str, reader: str) -> None:
+        name = slot_name(reader)
+        with self.connect(cluster_id, writer) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+
+    def drop_slot(self, cluster_id: str, writer: str, reader: str) -> None:
+        name = slot_name(reader)
+        with self.connect(cluster_id, writer) as conn:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND NOT active",
+                (name,),
+            )
+
+    # == clusters ==========================================================================================
+    def create_cluster(self, spec: ClusterSpec, *, wait: bool = True) -> Cluster:
+        """Create writer + readers. Synchronous: the cluster and every instance are available on return (a few
+        seconds), whatever ``wait`` says."""
+        if not isinstance(spec, ClusterSpec):
+            raise InvalidParameterError("spec", type(spec).__name__, "must be a ClusterSpec")
+        bins = find_binaries(spec.engine_major)
+        existing = self.store.read()["clusters"].get(spec.cluster_id)
+        if existing is not None:
+            if existing.get("spec") == spec.model_dump(mode="json"):
+                return self.describe_cluster(spec.cluster_id)
+            raise ClusterAlreadyExistsError(spec.cluster_id)
+        if spec.port is not None and (spec.port in self._used_ports() or not self.port_free(spec.port)):
+            raise InvalidParameterError("port", spec.port, "that loopback port is already in use")
+        if self.dry_run:
+            self._record("local", "CreateDBCluster", **spec.model_dump(mode="json", exclude={"instances"}))
+            for inst in spec.instances:
+                self._record("local", "CreateDBInstance", DBClusterIdentifier=spec.cluster_id, **inst.model_dump())
+            return self._projected_cluster(spec, bins)
+
+        now = utcnow()
+        with self.store.update() as st:
+            if spec.cluster_id in st["clusters"]:
+                raise ClusterAlreadyExistsError(spec.cluster_id)
+            reserved: set[int] = {spec.port} if spec.port else set()
+            ports = self.allocate_ports(len(spec.instances), reserved=reserved, state=st)
+            if spec.port:
+                ports[0] = spec.port
+            st["clusters"][spec.cluster_id] = {
+                **self._cluster_record(spec, bins, now),
+                "status": "creating",
+                "instances": {
+                    inst.instance_id: self._instance_record(inst, port, "writer" if n == 0 else "reader", now)
+                    for n, (inst, port) in enumerate(zip(spec.instances, ports, strict=False))
+                },
+            }
+        try:
+            with self.store.cluster_lock(spec.cluster_id):
+                self._build(spec)
+        except BaseException:
+            self._destroy(spec.cluster_id)
+            raise
+        return self.describe_cluster(spec.cluster_id)
+
+    def _cluster_record(self, spec: ClusterSpec, bins: PgBinaries, now: datetime) -> dict[str, Any]:
+        return {
+            "spec": spec.model_dump(mode="json"),
+            "engine_major": bins.major,
+            "engine_version": bins.version,
+            "master_username": spec.master_username,
+            "database_name": spec.database_name,
+            "deletion_protection": spec.deletion_protection,
+            "backup_retention_period": spec.backup_retention_period,
+            "preferred_backup_window": spec.preferred_backup_window,
+            "iam_database_authentication": spec.iam_database_authentication,
+            "storage_encrypted": spec.storage_encrypted,
+            "tags": dict(spec.tags),
+            "created": _iso(now),
+            "parameters": {},
+            "alarms": [],
+            "backups": [],
+            "restore": None,
+            "latest_restorable_time": None,
+        }
+
+    @staticmethod
+    def _instance_record(inst: InstanceSpec, port: int, role: str, now: datetime) -> dict[str, Any]:
+        return {
+            "port": port,
+            "role": role,
+            "status": "creating",
+            "instance_class": inst.instance_class,
+            "availability_zone": inst.availability_zone or LOCAL_AZ,
+            "promotion_tier": inst.promotion_tier,
+            "created": _iso(now),
+        }
+
+    def _build(self, spec: ClusterSpec) -> None:
+        cid = spec.cluster_id
+        password = secrets.token_urlsafe(24)
+        self._prepare_cluster_dir(cid, password, spec.master_username)
+        cl = self.cluster_state(cid)
+        writer = spec.instances[0].instance_id
+        readers = [i.instance_id for i in spec.instances[1:]]
+        p = self.paths(cid)
+        for iid in [writer, *readers]:
+            self._new_instance_dir(cid, iid)
+        pwfile = p.instance_dir(writer) / ".pwfile"
+        write_file(pwfile, password + "\n", mode=0o600)
+        wctl = self.controller(cid, writer, cl)
+        try:
+            wctl.initdb(superuser=spec.master_username, pwfile=pwfile)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        self.write_node_config(cid, writer, cl, standby_signal=False)
+        wctl.start(timeout=self.ready_timeout)
+        self.install_shims(cid, writer, ["template1", "postgres"])
+        if spec.database_name != "postgres":
+            with self.connect(cid, writer) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.database_name)))
+        for r in readers:
+            self.create_slot(cid, writer, r)
+        # one pg_basebackup: it is the first automated backup (PITR window start) and the seed of every reader
+        base = backup.take_automated_backup(self, cid, source_id=writer)
+        for r in readers:
+            self.copy_data(base, p.data_dir(r))
+            self.write_node_config(cid, r, cl, upstream_id=writer)
+            self.controller(cid, r, cl).start(wait=False)
+        for r in readers:
+            self.controller(cid, r, cl).wait_ready(timeout=self.ready_timeout)
+        self.write_node_config(cid, writer, cl, standby_readers=readers, standby_signal=False)
+        wctl.reload()
+        self.wait_streaming(cid, writer, readers)
+        self.set_status(cid, "available", **dict.fromkeys([writer, *readers], "available"))
+
+    def _destroy(self, cluster_id: str) -> None:
+        """Stop every process of the cluster (by pid), remove its files and its state entry."""
+        cl = self.store.read()["clusters"].get(cluster_id)
+        if cl is not None:
+            for iid in cl["instances"]:
+                self.controller(cluster_id, iid, cl).stop(mode="immediate", timeout=10)
+        shutil.rmtree(self.paths(cluster_id).dir, ignore_errors=True)
+        with self.store.update() as st:
+            st["clusters"].pop(cluster_id, None)
+
+    def _projected_cluster(self, spec: ClusterSpec, bins: PgBinaries) -> Cluster:
+        members = [
+            ClusterMember(i.instance_id, n == 0, "in-sync", i.promotion_tier) for n, i in enumerate(spec.instances)
+        ]
+        return Cluster(
+            db_cluster_identifier=spec.cluster_id,
+            status="dry-run",
+            engine=ENGINE,
+            engine_version=bins.version,
+            endpoint="",
+            reader_endpoint="",
+            port=spec.port or 0,
+            master_username=spec.master_username,
+            database_name=spec.database_name,
+            db_cluster_members=members,
+            backup_retention_period=spec.backup_retention_period,
+            preferred_backup_window=spec.preferred_backup_window,
+            storage_encrypted=spec.storage_encrypted,
+            deletion_protection=spec.deletion_protection,
+            iam_database_authentication_enabled=spec.iam_database_authentication,
+            availability_zones=[LOCAL_AZ],
+            tags=dict(spec.tags),
+        )
+
+    # -- describe ------------------------------------------------------------------------------------------
+    def _probe_instance(self, cluster_id: str, iid: str, cl: Mapping[str, Any]) -> tuple[bool, bool, bool]:
+        """(running, is_writer, pending_restart) from the live instance; falls back to state when unreachable."""
+        inst = cl["instances"][iid]
+        stored_writer = inst["role"] == "writer"
+        if not self.controller(cluster_id, iid, cl).is_running():
+            return False, stored_writer, False
+        try:
+            with self.connect(cluster_id, iid, cl=cl) as conn:
+                row = conn.execute(
+                    "SELECT NOT pg_is_in_recovery(), EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart)"
+                ).fetchone()
+        except psycopg.Error:
+            return True, stored_writer, False
+        assert row is not None
+        return True, bool(row[0]), bool(row[1])
+
+    def _instance_view(self, cluster_id: str, iid: str, cl: Mapping[str, Any]) -> Instance:
+        inst = cl["instances"][iid]
+        running, is_writer, pending = self._probe_instance(cluster_id, iid, cl)
+        status = inst["status"]
+        if status == "available" and not running:
+            status = "failed"
+        elif status == "available" and running and self.controller(cluster_id, iid, cl).pm_status() != "ready":
+            status = "starting"
+        return Instance(
+            db_instance_identifier=iid,
+            db_cluster_identifier=cluster_id,
+            status=status,
+            db_instance_class=inst["instance_class"],
+            is_cluster_writer=is_writer,
+            endpoint_address="127.0.0.1",
+            endpoint_port=int(inst["port"]),
+            availability_zone=inst["availability_zone"],
+            promotion_tier=int(inst["promotion_tier"]),
+            engine_version=cl["engine_version"],
+            db_cluster_parameter_group_status="pending-reboot" if pending else "in-sync",
+        )
+
+    def _ordered(self, cl: Mapping[str, Any]) -> list[str]:
+        writer = self.writer_id(cl)
+        return ([writer] if writer else []) + self.reader_ids(cl)
+
+    def describe_instances(self, cluster_id: str) -> list[Instance]:
+        cl = self.cluster_state(cluster_id)
+        return [self._instance_view(cluster_id, iid, cl) for iid in self._ordered(cl)]
+
+    def describe_cluster(self, cluster_id: str) -> Cluster:
+        cl = self.cluster_state(cluster_id)
+        instances = [self._instance_view(cluster_id, iid, cl) for iid in self._ordered(cl)]
+        return self._cluster_view(cluster_id, cl, instances)
+
+    def _cluster_view(self, cluster_id: str, cl: Mapping[str, Any], instances: list[Instance]) -> Cluster:
+        ports = {i.db_instance_identifier: i.endpoint_port for i in instances}
+        writer = self.writer_id(cl)
+        readers = self.reader_ids(cl)
+        endpoint = ",".join(f"127.0.0.1:{ports[i]}" for i in self._ordered(cl))
+        reader_endpoint = ",".join(f"127.0.0.1:{ports[i]}" for i in (readers or ([writer] if writer else [])))
+        backups = cl.get("backups") or []
+        earliest = min((_dt(b["end_time"]) for b in backups), default=None, key=lambda d: d or utcnow())
+        return Cluster(
+            db_cluster_identifier=cluster_id,
+            status=cl["status"],
+            engine=ENGINE,
+            engine_version=cl["engine_version"],
+            endpoint=endpoint,
+            reader_endpoint=reader_endpoint,
+            port=int(cl["instances"][writer]["port"]) if writer else 0,
+            master_username=cl["master_username"],
+            database_name=cl["database_name"],
+            db_cluster_members=[
+                ClusterMember(
+                    i.db_instance_identifier,
+                    i.is_cluster_writer,
+                    i.db_cluster_parameter_group_status,
+                    i.promotion_tier,
+                )
+                for i in instances
+            ],
+            backup_retention_period=int(cl["backup_retention_period"]),
+            preferred_backup_window=cl["preferred_backup_window"],
+            storage_encrypted=bool(cl["storage_encrypted"]),
+            deletion_protection=bool(cl["deletion_protection"]),
+            iam_database_authentication_enabled=bool(cl["iam_database_authentication"]),
+            db_cluster_parameter_group=f"{cluster_id}-params",
+            availability_zones=[LOCAL_AZ],
+            earliest_restorable_time=earliest,
+            latest_restorable_time=backup.latest_restorable_time(self, cluster_id, cl),
+            cluster_create_time=_dt(cl["created"]),
+            master_user_secret_arn=f"file://{self.paths(cluster_id).secret}",
+            tags=dict(cl.get("tags") or {}),
+        )
+
+    def list_clusters(self) -> list[Cluster]:
+        ids = sorted(self.store.read()["clusters"])
+        out: list[Cluster] = []
+        for cid in ids:
+            try:
+                out.append(self.describe_cluster(cid))
+            except ClusterNotFoundError:  # deleted concurrently
+                continue
+        return out
+
+    def modify_cluster(
+        self,
+        cluster_id: str,
+        *,
+        deletion_protection: bool | None = None,
+        backup_retention_period: int | None = None,
+        preferred_backup_window: str | None = None,
+    ) -> Cluster:
+        cl = self.cluster_state(cluster_id)
+        changes: dict[str, Any] = {}
+        if deletion_protection is not None:
+            changes["deletion_protection"] = bool(deletion_protection)
+        if backup_retention_period is not None or preferred_backup_window is not None:
+            # reuse ClusterSpec's validation of retention (1-35) and the window format
+            checked = validated(
+                ClusterSpec,
+                **{
+                    **cl["spec"],
+                    "backup_retention_period": backup_retention_period or cl["backup_retention_period"],
+                    "preferred_backup_window": preferred_backup_window or cl["preferred_backup_window"],
+                },
+            )
+            changes["backup_retention_period"] = checked.backup_retention_period
+            changes["preferred_backup_window"] = checked.preferred_backup_window
+        if self.dry_run:
+            self._record("local", "ModifyDBCluster", DBClusterIdentifier=cluster_id, **changes)
+            view = self.describe_cluster(cluster_id)
+            return Cluster(**{**view.__dict__, **changes, "status": "dry-run"})
+        with self.store.cluster_lock(cluster_id), self.update_cluster(cluster_id) as rec:
+            rec.update(changes)
+        return self.describe_cluster(cluster_id)
+
+    def delete_cluster(
+        self,
+        cluster_id: str,
+        *,
+        final_snapshot_id: str | None,
+        skip_final_snapshot: bool = False,
+        lift_deletion_protection: bool = False,
+        wait: bool = True,
+    ) -> Snapshot | None:
+        cl = self.cluster_state(cluster_id)
+        if (final_snapshot_id is None) == (not skip_final_snapshot):
+            raise InvalidParameterError(
+                "final_snapshot_id",
+                final_snapshot_id,
+                "give exactly one of final_snapshot_id or skip_final_snapshot=True",
+            )
+        if final_snapshot_id is not None:
+            backup.check_new_snapshot_id(self, final_snapshot_id)
+        if cl["deletion_protection"] and not lift_deletion_protection:
+            raise DeletionProtectionError(cluster_id)
+        if self.dry_run:
+            if cl["deletion_protection"]:
+                self._record("local", "ModifyDBCluster", DBClusterIdentifier=cluster_id, DeletionProtection=False)
+            for iid in self._ordered(cl):
+                self._record("local", "DeleteDBInstance", DBInstanceIdentifier=iid)
+            self._record(
+                "local",
+                "DeleteDBCluster",
+                DBClusterIdentifier=cluster_id,
+                FinalDBSnapshotIdentifier=final_snapshot_id,
+                SkipFinalSnapshot=skip_final_snapshot,
+            )
+            return backup.projected_snapshot(self, cluster_id, final_snapshot_id) if final_snapshot_id else None
+        final: Snapshot | None = None
+        with self.store.cluster_lock(cluster_id):
+            if final_snapshot_id is not None:
+                final = backup.create_snapshot(self, cluster_id, final_snapshot_id, tags=cl.get("tags"))
+            self.set_status(cluster_id, "deleting", **dict.fromkeys(cl["instances"], "deleting"))
+            self._destroy(cluster_id)
+        return final
+
+    def stop_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster:
+        cl = self.cluster_state(cluster_id)
+        if cl["status"] == "stopped":
+            return self.describe_cluster(cluster_id)
+        if cl["status"] != "available":
+            raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl['status']}; only an available cluster stops")
+        if self.dry_run:
+            self._record("local", "StopDBCluster", DBClusterIdentifier=cluster_id)
+            return Cluster(**{**self.describe_cluster(cluster_id).__dict__, "status": "dry-run"})
+        with self.store.cluster_lock(cluster_id):
+            self.set_status(cluster_id, "stopping", **dict.fromkeys(cl["instances"], "stopping"))
+            # writer first: its walsenders ship every WAL record to the readers before it exits
+            for iid in self._ordered(cl):
+                self.controller(cluster_id, iid, cl).stop(mode="fast")
+            self.set_status(cluster_id, "stopped", **dict.fromkeys(cl["instances"], "stopped"))
+        return self.describe_cluster(cluster_id)
+
+    def start_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster:
+        cl = self.cluster_state(cluster_id)
+        if cl["status"] == "available":
+            return self.describe_cluster(cluster_id)
+        if cl["status"] != "stopped":
+            raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl['status']}; only a stopped cluster starts")
+        if self.dry_run:
+            self._record("local", "StartDBCluster", DBClusterIdentifier=cluster_id)
+            return Cluster(**{**self.describe_cluster(cluster_id).__dict__, "status": "dry-run"})
+        with self.store.cluster_lock(cluster_id):
+            self.set_status(cluster_id, "starting", **dict.fromkeys(cl["instances"], "starting"))
+            ordered = self._ordered(cl)
+            for iid in ordered:
+                self.controller(cluster_id, iid, cl).start(wait=False)
+            for iid in ordered:
+                self.controller(cluster_id, iid, cl).wait_ready(timeout=self.ready_timeout)
+            writer = self.writer_id(cl)
+            if writer:
+                self.wait_streaming(cluster_id, writer, self.reader_ids(cl))
+            self.set_status(cluster_id, "available", **dict.fromkeys(cl["instances"], "available"))
+        return self.describe_cluster(cluster_id)
+
+    # == instances =========================================================================================
+    def create_instance(self, cluster_id: str, spec: InstanceSpec, *, wait: bool = True) -> Instance:
+        cl = self.cluster_state(cluster_id)
+        if not isinstance(spec, InstanceSpec):
+            raise InvalidParameterError("spec", type(spec).__name__, "must be an InstanceSpec")
+        if spec.instance_id in cl["instances"]:
+            raise InvalidParameterError("instance_id", spec.instance_id, f"already a member of {cluster_id!r}")
+        taken = {iid for c in self.store.read()["clusters"].values() for iid in c["instances"]}
+        if spec.instance_id in taken:
+            raise InvalidParameterError("instance_id", spec.instance_id, "already used by another cluster")
+        if cl["status"] != "available":
+            raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl['status']}; instances are added when available")
+        writer = self.writer_id(cl)
+        if self.dry_run:
+            self._record("local", "CreateDBInstance", DBClusterIdentifier=cluster_id, **spec.model_dump())
+            return Instance(
+                db_instance_identifier=spec.instance_id,
+                db_cluster_identifier=cluster_id,
+                status="dry-run",
+                db_instance_class=spec.instance_class,
+                is_cluster_writer=writer is None,
+                endpoint_address="127.0.0.1",
+                endpoint_port=0,
+                availability_zone=spec.availability_zone or LOCAL_AZ,
+                promotion_tier=spec.promotion_tier,
+                engine_version=cl["engine_version"],
+            )
+        with self.store.cluster_lock(cluster_id):
+            role = "reader" if writer else "writer"
+            with self.store.update() as st:
+                (port,) = self.allocate_ports(1, state=st)
+                st["clusters"][cluster_id]["instances"][spec.instance_id] = self._instance_record(
+                    spec, port, role, utcnow()
+                )
+            try:
+                self._new_instance_dir(cluster_id, spec.instance_id)
+                if writer is None:
+                    backup.start_writer_from_seed(self, cluster_id, spec.instance_id)
+                else:
+                    self._add_reader(cluster_id, writer, spec.instance_id)
+            except BaseException:
+                self._remove_instance_files(cluster_id, spec.instance_id)
+                raise
+        return self._instance_view(cluster_id, spec.instance_id, self.cluster_state(cluster_id))
+
+    def _add_reader(self, cluster_id: str, writer: str, reader: str) -> None:
+        cl = self.cluster_state(cluster_id)
+        self.create_slot(cluster_id, writer, reader)
+        self.basebackup(cluster_id, writer, self.paths(cluster_id).data_dir(reader), slot=slot_name(reader))
+        self.write_node_config(cluster_id, reader, cl, upstream_id=writer)
+        self.controller(cluster_id, reader, cl).start(timeout=self.ready_timeout)
+        self.set_status(cluster_id, None, **{reader: "available"})
+        self.reconfigure_writer(cluster_id)
+        self.wait_streaming(cluster_id, writer, [reader])
+
+    def _remove_instance_files(self, cluster_id: str, instance_id: str) -> None:
+        cl = self.store.read()["clusters"].get(cluster_id)
+        if cl is not None and instance_id in cl["instances"]:
+            self.controller(cluster_id, instance_id, cl).stop(mode="immediate", timeout=10)
+            writer = self.writer_id(cl)
+            with self.update_cluster(cluster_id) as rec:
+                rec["instances"].pop(instance_id, None)
+            if writer and writer != instance_id and self.controller(cluster_id, writer, cl).is_running():
+                self.reconfigure_writer(cluster_id)
+                with suppress(psycopg.Error):
+                    self.drop_slot(cluster_id, writer, instance_id)
+        shutil.rmtree(self.paths(cluster_id).instance_dir(instance_id), ignore_errors=True)
+
+    def delete_instance(self, cluster_id: str, instance_id: str, *, wait: bool = True) -> None:
+        """Delete a reader; deleting the writer fails over to a reader first (as Aurora). Deleting the last
+        instance keeps the cluster's storage (a later create_instance brings it back)."""
+        cl = self.cluster_state(cluster_id)
+        if instance_id not in cl["instances"]:
+            raise InstanceNotFoundError(instance_id, cluster_id)
+        if cl["status"] != "available":
+            raise InvalidStateError(
+                f"DB cluster {cluster_id!r} is {cl['status']}; instances are deleted when available"
+            )
+        if self.dry_run:
+            self._record("local", "DeleteDBInstance", DBInstanceIdentifier=instance_id)
+            return
+        with self.store.cluster_lock(cluster_id):
+            cl = self.cluster_state(cluster_id)
+            if cl["instances"][instance_id]["role"] == "writer":
+                if self.reader_ids(cl):
+                    self.failover(cluster_id, mode="planned")
+                else:
+                    backup.park_writer_as_seed(self, cluster_id, instance_id)
+                    return
+            self.set_status(cluster_id, None, **{instance_id: "deleting"})
+            self._remove_instance_files(cluster_id, instance_id)
+
+    def reboot_instance(self, cluster_id: str, instance_id: str, *, wait: bool = True) -> Instance:
+        cl = self.cluster_state(cluster_id)
+        if instance_id not in cl["instances"]:
+            raise InstanceNotFoundError(instance_id, cluster_id)
+        if cl["status"] != "available":
+            raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl['status']}; reboot needs it available")
+        if self.dry_run:
+            self._record("local", "RebootDBInstance", DBInstanceIdentifier=instance_id)
+            return Instance(**{**self._instance_view(cluster_id, instance_id, cl).__dict__, "status": "dry-run"})
+        with self.store.cluster_lock(cluster_id):
+            cl = self.cluster_state(cluster_id)
+            ctl = self.controller(cluster_id, instance_id, cl)
+            self.set_status(cluster_id, None, **{instance_id: "rebooting"})
+            ctl.stop(mode="fast")
+            ctl.start(timeout=self.ready_timeout)
+            writer = self.writer_id(cl)
+            if writer and writer != instance_id:
+                self.wait_streaming(cluster_id, writer, [instance_id])
+            elif writer:
+                self.wait_streaming(cluster_id, writer, self.reader_ids(cl))
+            self.set_status(cluster_id, None, **{instance_id: "available"})
+        return self._instance_view(cluster_id, instance_id, self.cluster_state(cluster_id))
+
+    # == parameters ========================================================================================
+    def get_parameters(self, cluster_id: str, names: list[str]) -> dict[str, str | None]:
+        return parameters.get_parameters(self, cluster_id, names)
+
+    def apply_parameters(self, cluster_id: str, parameters_: Mapping[str, str]) -> ParameterChangeResult:
+        return parameters.apply_parameters(self, cluster_id, parameters_)
+
+    def reboot_pending(self, cluster_id: str) -> list[Instance]:
+        return parameters.reboot_pending(self, cluster_id)
+
+    # == snapshots =========================================================================================
+    def create_snapshot(
+        self, cluster_id: str, snapshot_id: str, *, tags: Mapping[str, str] | None = None, wait: bool = True
+    ) -> Snapshot:
+        self.cluster_state(cluster_id)
+        backup.check_new_snapshot_id(self, snapshot_id)
+        if self.dry_run:
+            self._record(
+                "local",
+                "CreateDBClusterSnapshot",
+                DBClusterIdentifier=cluster_id,
+                DBClusterSnapshotIdentifier=snapshot_id,
+            )
+            return backup.projected_snapshot(self, cluster_id, snapshot_id)
+        with self.store.cluster_lock(cluster_id):
+            return backup.create_snapshot(self, cluster_id, snapshot_id, tags=tags)
+
+    def describe_snapshots(self, cluster_id: str | None = None) -> list[Snapshot]:
+        return backup.describe_snapshots(self, cluster_id)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        backup.delete_snapshot(self, snapshot_id)
+
+    def restore_from_snapshot(
+        self, snapshot_id: str, new_cluster_id: str, *, instances: list[InstanceSpec] | None = None, wait: bool = True
+    ) -> Cluster:
+        return backup.restore_from_snapshot(self, snapshot_id, new_cluster_id, instances=instances)
+
+    def restore_to_point_in_time(
+        self,
+        source_cluster_id: str,
+        new_cluster_id: str,
+        *,
+        restore_time: datetime | None = None,
+        use_latest_restorable_time: bool = False,
+        instances: list[InstanceSpec] | None = None,
+        wait: bool = True,
+    ) -> Cluster:
+        return backup.restore_to_point_in_time(
+            self,
+            source_cluster_id,
+            new_cluster_id,
+            restore_time=restore_time,
+            use_latest_restorable_time=use_latest_restorable_time,
+            instances=instances,
+        )
+
+    # == failover ==========================================================================================
+    def failover(
+        self, cluster_id: str, *, target_instance_id: str | None = None, mode: FailoverMode = "planned"
+    ) -> FailoverResult:
+        return failover.failover(self, cluster_id, target_instance_id=target_instance_id, mode=mode)
+
+    # == data plane ========================================================================================
+    def connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+        cl = self.cluster_state(cluster_id)
+        ordered = self._ordered(cl)
+        if not ordered:
+            raise InvalidStateError(
+                f"DB cluster {cluster_id!r} has no instances", hint="create an instance (the writer) first"
+            )
+        extra: dict[str, Any] = {}
+        if endpoint == "cluster":
+            members = ordered
+            extra["target_session_attrs"] = "read-write"
+        elif endpoint == "reader":
+            readers = self.reader_ids(cl)
+            members = readers or ordered
+            if readers:
+                extra["target_session_attrs"] = "standby"
+                extra["load_balance_hosts"] = "random"
+        elif endpoint in cl["instances"]:
+            members = [endpoint]
+        else:
+            raise InstanceNotFoundError(endpoint, cluster_id)
+        conninfo = make_conninfo(
+            host=",".join("127.0.0.1" for _ in members),
+            port=",".join(str(cl["instances"][m]["port"]) for m in members),
+            dbname=cl["database_name"],
+            user=cl["master_username"],
+            connect_timeout=CONNECT_TIMEOUT,
+            **extra,
+        )
+        return ConnectionInfo(
+            conninfo=conninfo,
+            user=cl["master_username"],
+            dbname=cl["database_name"],
+            password=self.password(cluster_id),
+            endpoint=endpoint,
+        )
+
+    # == monitoring ========================================================================================
+    def put_alarms(
+        self, cluster_id: str, alarms: list[AlarmSpec], *, sns_topic_arn: str | None = None
+    ) -> list[AlarmState]:
+        return monitoring.put_alarms(self, cluster_id, alarms, sns_topic_arn=sns_topic_arn)
+
+    def describe_alarms(self, cluster_id: str) -> list[AlarmState]:
+        return monitoring.describe_alarms(self, cluster_id)

@@ -1,0 +1,203 @@
+"""Process controller for one local PostgreSQL instance (after Patroni's behave ``AbstractController``).
+
+Start with ``pg_ctl`` (the postmaster detaches, so no zombie is left behind in our process), readiness by
+polling ``postmaster.pid`` through :func:`aurora_kit.polling.wait_for`, one log file per instance, and stop by
+pid: fast shutdown (SIGINT), escalating to immediate (SIGQUIT) and finally SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+
+from aurora_kit.backends.local.binaries import PgBinaries, run_tool
+from aurora_kit.errors import BackendOperationError, WaitTimeoutError
+from aurora_kit.polling import wait_for
+
+
+@dataclass
+class PgController:
+    """One PostgreSQL instance: its data directory, log file and binaries."""
+
+    name: str
+    data_dir: Path
+    log_file: Path
+    bins: PgBinaries
+
+    # -- process inspection ------------------------------------------------------------------------------
+    def pid_file_lines(self) -> list[str]:
+        try:
+            return (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def pid(self) -> int | None:
+        """The live postmaster's pid, or None (no pid file, stale pid, or a zombie)."""
+        lines = self.pid_file_lines()
+        if not lines or not lines[0].strip().lstrip("-").isdigit():
+            return None
+        pid = abs(int(lines[0]))
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if "postgres" not in proc.name() and "postgres" not in " ".join(proc.cmdline()[:1]):
+                return None
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+        return pid
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def pm_status(self) -> str:
+        """``postmaster.pid`` status line: starting | ready | standby | stopping | '' when not running."""
+        lines = self.pid_file_lines()
+        if len(lines) < 8 or self.pid() is None:
+            return ""
+        return lines[7].strip()
+
+    def processes(self) -> list[psutil.Process]:
+        """The postmaster and its children (for CPU accounting and crash simulation)."""
+        pid = self.pid()
+        if pid is None:
+            return []
+        try:
+            parent = psutil.Process(pid)
+            return [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log file)"
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self, *, wait: bool = True, timeout: float = 60.0) -> None:
+        if self.is_running():
+            return
+        run_tool(
+            [self.bins.tool("pg_ctl"), "start", "-W", "-D", str(self.data_dir), "-l", str(self.log_file)],
+            cwd=self.data_dir.parent,
+            what=f"pg_ctl start ({self.name})",
+        )
+        if wait:
+            self.wait_ready(timeout=timeout)
+
+    def wait_ready(self, *, timeout: float = 60.0, progress: bool = False) -> None:
+        """Wait until the postmaster accepts connections; fail fast (with the log tail) if it died."""
+
+        def probe() -> str:
+            status = self.pm_status()
+            if not status and not self.is_running() and self._gave_up():
+                raise BackendOperationError(
+                    f"PostgreSQL instance {self.name!r} exited while starting; log tail:\n{self.log_tail()}"
+                )
+            return status
+
+        self._start_probes = 0
+        wait_for(
+            f"instance {self.name} accepting connections",
+            probe,
+            lambda s: s == "ready",
+            timeout=timeout,
+            initial_delay=0.02,
+            max_delay=0.25,
+            progress=progress,
+        )
+
+    def _gave_up(self) -> bool:
+        # pg_ctl -W returns before the postmaster writes its pid file: allow a few empty probes first
+        self._start_probes = getattr(self, "_start_probes", 0) + 1
+        return self._start_probes > 40
+
+    def stop(self, *, mode: str = "fast", timeout: float = 30.0) -> None:
+        """Stop by pid: SIGINT (fast) or SIGQUIT (immediate); escalates to immediate, then SIGKILL."""
+        pid = self.pid()
+        if pid is None:
+            return
+        steps = [(signal.SIGQUIT, timeout), (signal.SIGKILL, 10.0)]
+        if mode != "immediate":
+            steps.insert(0, (signal.SIGINT, timeout))
+        for sig, budget in steps:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            try:
+                self._wait_gone(pid, budget)
+                return
+            except WaitTimeoutError:
+                continue
+        raise BackendOperationError(f"could not stop PostgreSQL instance {self.name!r} (pid {pid})")
+
+    def kill(self) -> None:
+        """Simulate a host crash: SIGKILL the postmaster and every child at once (by pid), wait until gone."""
+        procs = self.processes()
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGKILL)
+        for proc in procs:
+            self._wait_gone(proc.pid, 10.0)
+
+    @staticmethod
+    def _wait_gone(pid: int, timeout: float) -> None:
+        def alive() -> bool:
+            try:
+                return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return False
+
+        wait_for(f"pid {pid} to exit", alive, lambda a: not a, timeout=timeout, initial_delay=0.01, max_delay=0.1)
+
+    def reload(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+
+    # -- data directory operations -------------------------------------------------------------------------
+    def initdb(self, *, superuser: str, pwfile: Path) -> None:
+        run_tool(
+            [
+                self.bins.tool("initdb"),
+                "-D",
+                str(self.data_dir),
+                "--data-checksums",
+                "--no-sync",  # speed; the OS page cache survives the process crashes we simulate
+                "-U",
+                superuser,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ],
+            cwd=self.data_dir.parent,
+            what=f"initdb ({self.name})",
+        )
+
+    def rewind(self, *, source_conninfo: str, passfile: Path) -> None:
+        """``pg_rewind --restore-target-wal`` onto ``source_conninfo`` (the new writer). Instance must be stopped."""
+        run_tool(
+            [
+                self.bins.tool("pg_rewind"),
+                "--target-pgdata",
+                str(self.data_dir),
+                "--source-server",
+                source_conninfo,
+                "--restore-target-wal",
+                "--no-sync",
+            ],
+            env={"PGPASSFILE": str(passfile)},
+            cwd=self.data_dir.parent,
+            what=f"pg_rewind ({self.name})",
+        )
+
+    def control_data(self) -> dict[str, str]:
+        out = run_tool([self.bins.tool("pg_controldata"), "-D", str(self.data_dir)], what="pg_controldata")
+        pairs = (line.split(":", 1) for line in out.stdout.splitlines() if ":" in line)
+        return {k.strip(): v.strip() for k, v in pairs}

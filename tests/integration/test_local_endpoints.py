@@ -1,0 +1,78 @@
+"""Endpoints of a real local cluster: writes on the cluster endpoint, reads on the reader endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from aurora_kit.backends.base import Cluster
+from aurora_kit.polling import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _connect(backend: Any, cluster: Cluster, endpoint: str) -> psycopg.Connection[Any]:
+    info = backend.connection_info(cluster.db_cluster_identifier, endpoint)
+    return psycopg.connect(info.conninfo, autocommit=True, **info.kwargs())
+
+
+def test_describe_shows_writer_and_readers(local_backend: Any, local_cluster: Cluster) -> None:
+    cluster = local_backend.describe_cluster(local_cluster.db_cluster_identifier)
+    assert cluster.status == "available"
+    assert cluster.writer_id == local_cluster.writer_id
+    assert len(cluster.reader_ids) == 2
+    instances = local_backend.describe_instances(cluster.db_cluster_identifier)
+    assert [i.status for i in instances] == ["available"] * 3
+    assert sum(i.is_cluster_writer for i in instances) == 1
+    assert len(cluster.endpoint.split(",")) == 3
+    assert len(cluster.reader_endpoint.split(",")) == 2
+
+
+def test_write_on_cluster_endpoint_visible_on_reader(local_backend: Any, local_cluster: Cluster) -> None:
+    with _connect(local_backend, local_cluster, "cluster") as conn:
+        writer = conn.execute("SELECT aurora_db_instance_identifier(), pg_is_in_recovery()").fetchone()
+        assert writer == (local_cluster.writer_id, False)
+        conn.execute("CREATE TABLE IF NOT EXISTS endpoint_probe (id int PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO endpoint_probe VALUES (1, 'hello') ON CONFLICT (id) DO NOTHING")
+    with _connect(local_backend, local_cluster, "reader") as conn:
+        me = conn.execute("SELECT aurora_db_instance_identifier(), pg_is_in_recovery()").fetchone()
+        assert me is not None
+        assert me[0] in local_cluster.reader_ids
+        assert me[1] is True
+
+        def row() -> Any:
+            return conn.execute(
+                "SELECT note FROM endpoint_probe WHERE id = 1"
+                if conn.execute("SELECT to_regclass('endpoint_probe')").fetchone() != (None,)
+                else "SELECT NULL"
+            ).fetchone()
+
+        assert wait_for("row replicated", row, lambda r: r == ("hello",), timeout=10) == ("hello",)
+
+
+def test_reader_rejects_writes(local_backend: Any, local_cluster: Cluster) -> None:
+    with _connect(local_backend, local_cluster, "reader") as conn:
+        with pytest.raises(errors.ReadOnlySqlTransaction) as excinfo:
+            conn.execute("CREATE TABLE must_fail (x int)")
+        assert excinfo.value.sqlstate == "25006"
+
+
+def test_replica_status_shim_lists_readers(local_backend: Any, local_cluster: Cluster) -> None:
+    with _connect(local_backend, local_cluster, "cluster") as conn:
+        rows = conn.execute("SELECT server_id, session_id, is_writer FROM aurora_replica_status()").fetchall()
+    assert (local_cluster.writer_id, "MASTER_SESSION_ID", True) in rows
+    assert sorted(r[0] for r in rows if not r[2]) == sorted(local_cluster.reader_ids)
+
+
+def test_password_never_in_conninfo(local_backend: Any, local_cluster: Cluster) -> None:
+    info = local_backend.connection_info(local_cluster.db_cluster_identifier, "cluster")
+    assert info.password
+    assert info.password not in info.conninfo
+    assert info.password not in repr(info)
+    assert "target_session_attrs=read-write" in info.conninfo
+    reader = local_backend.connection_info(local_cluster.db_cluster_identifier, "reader")
+    assert "target_session_attrs=standby" in reader.conninfo
+    assert "load_balance_hosts=random" in reader.conninfo
