@@ -436,6 +436,7 @@ def check_pre_ping_recovery(
     pool_size: int = 10,
     max_overflow: int = 20,
     pool_pre_ping: bool = True,
+    application_name: str = "aurora_kit_preping",
 ) -> PrePingReport:
     """Fill a pool on ``info`` (cluster endpoint) with ``pool_size`` sessions, run ``action()`` (e.g.
     ``lambda: backend.failover(cluster_id)``), then check ``pool_size`` connections out again and query each.
@@ -443,7 +444,13 @@ def check_pre_ping_recovery(
     With pre-ping the stale sessions are replaced transparently (no error, all on the new writer); without it the
     application gets the errors — the report shows which.
     """
-    engine = make_engine(info, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pool_pre_ping)
+    engine = make_engine(
+        info,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=pool_pre_ping,
+        application_name=application_name,
+    )
     invalidations = 0
 
     def on_invalidate(*_args: Any) -> None:

@@ -1,0 +1,95 @@
+"""pgvector proof against a real local cluster: extension, index use, recall vs exact — and that it can fail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from aurora_kit.backends.base import Cluster
+from aurora_kit.checks import ensure_vector_extension, measure_recall, prove_pgvector, vector_extension_status
+from aurora_kit.checks.vector import create_vector_index, load_vectors, make_vectors
+from aurora_kit.errors import InvalidParameterError, VerificationError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def writer(local_backend: Any, local_cluster: Cluster) -> Any:
+    return local_backend.connection_info(local_cluster.db_cluster_identifier, "cluster")
+
+
+def test_extension_created_then_unchanged_and_versions_reported(writer: Any) -> None:
+    first = ensure_vector_extension(writer)
+    assert first.installed is not None
+    assert first.installed == first.default_version
+    assert first.installed in first.available_versions
+    assert first.action in ("created", "unchanged")
+    again = ensure_vector_extension(writer, version=first.installed)
+    assert again.action == "unchanged"
+    assert again.ok
+    status = vector_extension_status(writer)
+    assert status.installed == first.installed
+    assert "pgvector extension" in status._repr_html_()
+
+
+def test_extension_version_not_offered_is_rejected_before_any_change(writer: Any) -> None:
+    with pytest.raises(InvalidParameterError, match="offers"):
+        ensure_vector_extension(writer, version="0.0.1")
+    with pytest.raises(InvalidParameterError):
+        ensure_vector_extension(writer, version="latest; DROP TABLE x")
+
+
+def test_hnsw_proof_index_used_and_recall_against_exact(
+    writer: Any, local_backend: Any, local_cluster: Cluster
+) -> None:
+    report = prove_pgvector(writer, rows=4000, dim=16, queries=30, sweep=(10, 40), table="ck_vec_hnsw")
+    assert report.index_used, report.plan
+    assert "Index Scan using ck_vec_hnsw_hnsw_l2_idx" in report.plan
+    assert report.exact_indexes_used == []
+    assert "Seq Scan" in report.exact_plan
+    assert report.rows == 4000
+    assert report.dim == 16
+    assert [p.value for p in report.points] == [10, 40]
+    assert all(0.0 <= p.recall <= 1.0 for p in report.points)
+    report.assert_ok(min_recall=0.9)
+    assert report.summary()["index_used_in_explain"] is True
+    assert "recall@10" in report._repr_html_()
+    # the same table measured on a reader: the index replicated and answers there too
+    reader = local_backend.connection_info(local_cluster.db_cluster_identifier, "reader")
+    on_reader = measure_recall(
+        reader, "ck_vec_hnsw", make_vectors(10, 16, seed=7), index_name=report.index_name, sweep=(40,)
+    )
+    assert on_reader.index_used
+
+
+def test_ivfflat_proof(writer: Any) -> None:
+    report = prove_pgvector(writer, rows=4000, dim=8, queries=20, kind="ivfflat", sweep=(1, 4), table="ck_vec_ivf")
+    assert report.index_used, report.plan
+    assert report.index_kind == "ivfflat"
+    assert report.points[-1].recall >= report.points[0].recall
+
+
+def test_low_recall_is_reported_and_raises(writer: Any) -> None:
+    # ef_search=1 returns one candidate per query: recall@10 must collapse to about 0.1
+    report = prove_pgvector(writer, rows=4000, dim=16, queries=20, sweep=(1,), table="ck_vec_low")
+    assert report.points[0].recall < 0.5
+    assert not report.ok
+    with pytest.raises(VerificationError, match="recall@10"):
+        report.assert_ok()
+
+
+def test_dropped_index_fails_the_explain_check(writer: Any) -> None:
+    data = make_vectors(4020, 8, seed=3)
+    load_vectors(writer, "ck_vec_noidx", data[:4000])
+    name, _ = create_vector_index(writer, "ck_vec_noidx")
+    with psycopg.connect(writer.conninfo, autocommit=True, **writer.kwargs()) as conn:
+        conn.execute(f"DROP INDEX {name}")
+    report = measure_recall(writer, "ck_vec_noidx", data[4000:], index_name=name, sweep=(40,))
+    assert not report.index_used
+    assert "Seq Scan" in report.plan
+    with pytest.raises(VerificationError, match="does not use index"):
+        report.raise_for_index_unused()
+    with pytest.raises(VerificationError):
+        report.assert_ok(min_recall=0.0)

@@ -1,0 +1,116 @@
+"""Failover write probe on real local clusters: RTO, lost acknowledged commits — found when deliberately caused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from aurora_kit.backends.base import Cluster
+from aurora_kit.checks import WriteProbe
+from aurora_kit.errors import VerificationError
+from aurora_kit.polling import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _sql(info: Any, query: str, params: Any = None) -> list[Any]:
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def test_steady_writes_no_loss(local_backend: Any, local_cluster: Cluster) -> None:
+    info = local_backend.connection_info(local_cluster.db_cluster_identifier, "cluster")
+    with WriteProbe(info, rate=100, settle_writes=5) as probe:
+        time.sleep(0.3)
+    report = probe.report
+    assert report is not None
+    assert report.problems() == []
+    assert report.lost == 0
+    assert len(report.acks) >= 40
+    assert report.failures == []
+    assert report.writers == [local_cluster.writer_id]
+    assert report.verified_on == local_cluster.writer_id
+    assert report.rto_s is not None
+    assert report.rto_s < 0.5  # no outage: the largest gap is a few write periods
+    assert report.timelines  # pg_walfile_name gave the timeline
+    report.assert_ok(max_rto_s=1.0, expected_writer=local_cluster.writer_id)
+
+
+def test_acknowledged_rows_deleted_behind_the_probe_are_lost(local_backend: Any, local_cluster: Cluster) -> None:
+    info = local_backend.connection_info(local_cluster.db_cluster_identifier, "cluster")
+    with WriteProbe(info, rate=100, settle_writes=5) as probe:
+        _sql(info, "DELETE FROM aurora_kit.write_probe WHERE run_id = %s AND id IN (2, 3, 11)", [probe.run_id])
+    report = probe.report
+    assert report is not None
+    assert report.lost_ids == [2, 3, 11]
+    with pytest.raises(VerificationError, match=r"3 acknowledged writes missing") as excinfo:
+        report.assert_ok()
+    assert excinfo.value.context["evidence"]["lost_ids"] == [2, 3, 11]
+    with pytest.raises(VerificationError):
+        report.raise_for_lost_commits()
+
+
+def test_rto_threshold_and_wrong_writer_fail(local_backend: Any, local_cluster: Cluster) -> None:
+    info = local_backend.connection_info(local_cluster.db_cluster_identifier, "cluster")
+    with WriteProbe(info, rate=50, settle_writes=3) as probe:
+        time.sleep(0.1)
+    report = probe.report
+    assert report is not None
+    with pytest.raises(VerificationError, match="RTO"):
+        report.assert_ok(max_rto_s=0.0001)
+    with pytest.raises(VerificationError, match="expected new writer"):
+        report.assert_ok(expected_writer="no-such-instance")
+
+
+def test_failover_to_a_reader_that_missed_commits_reports_them_lost(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    """Induce real data loss: cut a reader off replication, keep writing (the other reader acknowledges as sync
+    standby), then make the old writer read-only and promote the cut-off reader. The cluster endpoint now lands
+    on a writer that never received the probe's later commits — the probe must count them."""
+    cluster = local_cluster_factory(readers=2, prefix="lost")
+    cid = cluster.db_cluster_identifier
+    stale = cluster.reader_ids[0]
+    stale_info = local_backend.connection_info(cid, stale)
+    writer_info = local_backend.connection_info(cid, cluster.writer_id)
+    info = local_backend.connection_info(cid, "cluster")
+    # the probe table must exist on the stale reader before it is cut off
+    WriteProbe(info, warmup_writes=1, settle_writes=0).start().stop()
+    wait_for(
+        "probe table on the stale reader",
+        lambda: _sql(stale_info, "SELECT to_regclass('aurora_kit.write_probe') IS NOT NULL")[0][0],
+        bool,
+        timeout=10,
+    )
+    _sql(stale_info, "ALTER SYSTEM SET primary_conninfo = ''")
+    _sql(stale_info, "SELECT pg_reload_conf()")
+    wait_for(
+        "walreceiver stopped",
+        lambda: _sql(stale_info, "SELECT count(*) FROM pg_stat_wal_receiver")[0][0],
+        lambda n: n == 0,
+        timeout=10,
+    )
+    with WriteProbe(info, rate=100, settle_writes=10, settle_timeout_s=20) as probe:
+        time.sleep(0.5)  # acknowledged writes the stale reader never receives
+        _sql(stale_info, "ALTER SYSTEM SET synchronous_standby_names = ''")
+        _sql(stale_info, "SELECT pg_reload_conf()")
+        _sql(writer_info, "ALTER SYSTEM SET default_transaction_read_only = on")
+        _sql(writer_info, "SELECT pg_reload_conf()")
+        _sql(stale_info, "SELECT pg_promote()")
+        probe.mark("stale reader promoted")
+    report = probe.report
+    assert report is not None
+    assert report.writers == [cluster.writer_id, stale]
+    assert report.verified_on == stale
+    assert report.lost >= 30, report.summary()
+    assert any("25006" in kind for kind in report.errors_by_kind), report.errors_by_kind
+    with pytest.raises(VerificationError, match="acknowledged writes missing"):
+        report.assert_ok()
+    # undo the writer's read-only switch so the factory can tear the cluster down normally
+    _sql(writer_info, "ALTER SYSTEM RESET default_transaction_read_only")
+    _sql(writer_info, "SELECT pg_reload_conf()")
