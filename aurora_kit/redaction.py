@@ -44,10 +44,13 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
     ),
     # password inside a connection URI: scheme://user:password@host
     (re.compile(r"([a-z][a-z0-9+.\-]*://[^\s:/@\"']*:)[^\s@/\"']+(@)", re.IGNORECASE), r"\g<1>" + REDACTED + r"\2"),
-    # key=value, key: value, "key": "value", key = 'value' for secret-looking keys (PGPASSWORD=..., password=...)
+    # key=value, key: value, "key": "value", key = 'value' for secret-looking keys (PGPASSWORD=..., password=...);
+    # a colon counts only before a space or quote, so ARNs (arn:aws:secretsmanager:...) stay readable
     (
         re.compile(
-            r"(?P<k>\b" + _KEYWORD + r"[\"']?\s*(?:=|:)\s*(?P<q>[\"']?))(?!\*\*\*redacted)(?P<v>[^\s\"',;&}\])]+)",
+            r"(?P<k>\b"
+            + _KEYWORD
+            + r"[\"']?\s*(?:=|:(?=[\s\"']))\s*(?P<q>[\"']?))(?!\*\*\*redacted)(?P<v>[^\s\"',;&}\])]+)",
             re.IGNORECASE,
         ),
         r"\g<k>" + REDACTED,
@@ -78,11 +81,18 @@ def secret_digest(key: bytes, value: str) -> str:
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
+def _secret_key(key: str) -> bool:
+    """base.redact()'s rule (password/secret/token/credential, not Manage...), minus identifiers of secrets
+    (``MasterUserSecretArn``, ``secret_arn``): an ARN names a secret, it is not one."""
+    lowered = key.lower()
+    return bool(_SECRET_KEY.search(key)) and not lowered.startswith("manage") and not lowered.endswith("arn")
+
+
 def secret_values(params: Mapping[str, Any]) -> set[str]:
     """Values (at any depth) of secret-looking keys."""
     found: set[str] = set()
     for key, value in params.items():
-        if _SECRET_KEY.search(str(key)) and not str(key).lower().startswith("manage"):
+        if _secret_key(str(key)):
             if isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 found.add(str(value))
         elif isinstance(value, Mapping):
@@ -167,11 +177,7 @@ class Redactor:
             return self.text(value) if patterns else self.values(value)
         if isinstance(value, Mapping):
             return {
-                k: (
-                    REDACTED
-                    if _SECRET_KEY.search(str(k)) and not str(k).lower().startswith("manage") and value[k] is not None
-                    else self.obj(v, patterns=patterns)
-                )
+                k: REDACTED if _secret_key(str(k)) and v is not None else self.obj(v, patterns=patterns)
                 for k, v in value.items()
             }
         if isinstance(value, list):

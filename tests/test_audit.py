@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -161,3 +162,11 @@ def test_cli_list_show_verify(root: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["audit", "--audit-dir", str(root), "verify"]) == 1
     assert "TAMPERED" in capsys.readouterr().out
     assert main(["audit", "--audit-dir", str(root), "show", "nope"]) == 2
+
+
+def test_an_interrupted_run_shows_as_unsealed(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (root / "20261126T230000Z-05-backup-restore-abcdef").mkdir()
+    assert audit.unsealed(root) == ["20261126T230000Z-05-backup-restore-abcdef"]
+    assert main(["audit", "--audit-dir", str(root), "list"]) == 0
+    assert re.search(r"05-backup-restore-abcdef +unsealed", capsys.readouterr().out)
+    assert audit.verify(root).ok  # not tampering: nothing was sealed

@@ -229,6 +229,8 @@ def test_patterns_redact_common_secret_shapes_and_keep_ordinary_text() -> None:
     cases = {
         "PGPASSWORD=s3cr3t psql": f"PGPASSWORD={REDACTED} psql",
         '{"password": "pw1"}': f'{{"password": "{REDACTED}"}}',
+        '{"password":"pw0"}': f'{{"password":"{REDACTED}"}}',
+        "password: pw4": f"password: {REDACTED}",
         "master_password = 'pw2'": f"master_password = '{REDACTED}'",
         "postgresql://app:pw3@db:5432/app": f"postgresql://app:{REDACTED}@db:5432/app",
         "X-Amz-Signature=abc123&x=1": f"X-Amz-Signature={REDACTED}&x=1",
@@ -237,7 +239,10 @@ def test_patterns_redact_common_secret_shapes_and_keep_ordinary_text() -> None:
     }
     for text, expected in cases.items():
         assert redact_patterns(text) == expected
-    ordinary = "rev 36e03d2d4f20c7fcb03c9ee3321bed13ed2c4054 writer ak-local-1 lag 0.2s host=localhost port=5432"
+    ordinary = (
+        "rev 36e03d2d4f20c7fcb03c9ee3321bed13ed2c4054 writer ak-local-1 lag 0.2s host=localhost port=5432 "
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-abc"
+    )
     assert redact_patterns(ordinary) == ordinary
     assert redact_patterns(redact_patterns("password=x1")) == f"password={REDACTED}"
 
@@ -287,3 +292,13 @@ def test_every_local_yaml_key_is_defined_in_each_runbook_parameters_cell(runbook
     defined = runner.parameters_cell_names(runbook)
     missing = [k for k in params.load(LOCAL).injected() if k not in defined]
     assert not missing, f"{runbook.name}'s parameters cell lacks {missing}"
+
+
+def test_secret_keys_are_redacted_but_secret_identifiers_kept() -> None:
+    r = Redactor()
+    data = {"MasterUserSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:x", "Password": "pw", "a": [{"token": 1}]}
+    assert r.obj(data) == {
+        "MasterUserSecretArn": data["MasterUserSecretArn"],
+        "Password": REDACTED,
+        "a": [{"token": REDACTED}],
+    }

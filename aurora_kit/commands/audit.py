@@ -29,12 +29,13 @@ def register(subparsers: Any) -> None:
 def list_records(args: argparse.Namespace) -> int:
     root = audit.audit_root(args.audit_dir)
     entries = audit.read_index(root)
-    if not entries:
+    unsealed = audit.unsealed(root)
+    if not entries and not unsealed:
         print(f"no records in {root}")
         return 0
     for e in entries:
         print(f"{e['run_id']:<52} {e['outcome']:<10} {e.get('operator') or ''}")
-    for name in audit.unsealed(root):
+    for name in unsealed:
         print(f"{name:<52} unsealed   (run interrupted before its record was sealed)")
     return 0
 
