@@ -30,7 +30,8 @@ Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are err
 
 Papermill injects every top-level key into every runbook, so each runbook's ``parameters`` cell defines every
 top-level key: the common ones and its own sections with local defaults, the sections of other runbooks as
-``None``. :func:`parameters_cell` prints such a cell from a YAML file. Inside a runbook,
+``None``. :func:`parameters_cell` makes such a cell from a YAML file
+(``aurora-kit run 06 -f parameters/local.yaml --print-parameters-cell``). Inside a runbook,
 :func:`aurora_kit.runbook.start` validates the injected values with :func:`for_runbook`, which requires the
 sections that runbook uses (:data:`RUNBOOK_SECTIONS`).
 
@@ -593,14 +594,13 @@ def apply_override(data: Mapping[str, Any], item: str) -> dict[str, Any]:
 
 
 # -- helpers for runbook authors --------------------------------------------------------------------------------
-def parameters_cell(path: str | Path, runbook: str | None = None) -> str:
-    """Source of a ``parameters`` cell defining every key of ``path`` (validated first). With ``runbook``,
-    sections that runbook does not use are ``None``."""
-    params = load(path)
-    values = params.injected()
-    used = RUNBOOK_SECTIONS.get(runbook or "", SECTIONS) if runbook else SECTIONS
+def parameters_cell(source: str | Path | RunbookParameters, runbook: str | None = None) -> str:
+    """Source of a ``parameters`` cell defining every key of ``source`` (a YAML path, validated first, or loaded
+    parameters). With ``runbook``, sections that runbook does not use are ``None``."""
+    params = source if isinstance(source, RunbookParameters) else load(source)
+    used = RUNBOOK_SECTIONS.get(runbook, SECTIONS) if runbook else SECTIONS
     lines = []
-    for key, value in values.items():
+    for key, value in params.injected().items():
         if key in SECTIONS and key not in used:
             value = None
         lines.append(f"{key} = {pprint.pformat(value, width=110, sort_dicts=False)}")

@@ -291,3 +291,14 @@ def test_backend_options_fit_the_backend_constructor(path: Path) -> None:
     module = importlib.import_module(f"aurora_kit.backends.{p.backend}")
     backend_class = getattr(module, "LocalBackend" if p.backend == "local" else "AwsBackend")
     inspect.signature(backend_class.__init__).bind(None, **p.backend_options())  # TypeError if they drift apart
+
+
+def test_print_parameters_cell_applies_overrides(capsys: pytest.CaptureFixture[str]) -> None:
+    from aurora_kit.cli import main
+
+    assert main(["run", "06", "-f", str(LOCAL), "-p", "readers=1", "--print-parameters-cell"]) == 0
+    ns: dict[str, Any] = {}
+    exec(capsys.readouterr().out, ns)
+    assert ns["readers"] == 1
+    assert ns["pgvector"] is None
+    assert params.for_runbook("06-failover", ns).failover is not None

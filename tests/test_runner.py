@@ -292,6 +292,8 @@ def test_every_local_yaml_key_is_defined_in_each_runbook_parameters_cell(runbook
     defined = runner.parameters_cell_names(runbook)
     missing = [k for k in params.load(LOCAL).injected() if k not in defined]
     assert not missing, f"{runbook.name}'s parameters cell lacks {missing}"
+    stray = sorted(defined - set(params.RunbookParameters.model_fields))
+    assert not stray, f"{runbook.name}'s parameters cell defines {stray}, which no parameters file can set"
 
 
 def test_secret_keys_are_redacted_but_secret_identifiers_kept() -> None:

@@ -37,11 +37,21 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout, seconds")
     parser.add_argument("--progress", action="store_true", help="show papermill's per-cell progress bar")
+    parser.add_argument(
+        "--print-parameters-cell",
+        action="store_true",
+        help="print the parameters cell the runbook needs for this file (for runbook authors) and exit",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     loaded = params.load(args.parameters, args.param)  # before any kernel starts
+    if args.print_parameters_cell:
+        name = Path(args.runbook or "").stem
+        match = next((r for r in params.RUNBOOKS if r == name or r.split("-", 1)[0] == name), None)
+        print(params.parameters_cell(loaded, match), end="")
+        return 0
     notebooks = runner.resolve_all(args.runbooks_dir) if args.all else [runner.resolve(args.runbook, args.runbooks_dir)]
     root = audit.audit_root(args.audit_dir)
     print(f"aurora-kit run: {len(notebooks)} runbook(s), parameters {args.parameters}, records in {root}")
