@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -154,7 +155,8 @@ class LocalBackend(ClusterBackend):
 
     def query(self, cluster_id: str, instance_id: str, statement: str, *args: Any) -> list[tuple[Any, ...]]:
         with self.connect(cluster_id, instance_id) as conn:
-            return conn.execute(statement, args or None).fetchall()
+            cur = conn.execute(statement, args or None)
+            return cur.fetchall() if cur.description is not None else []
 
     def _used_ports(self, state: Mapping[str, Any] | None = None) -> set[int]:
         used: set[int] = set()
@@ -464,10 +466,14 @@ class LocalBackend(ClusterBackend):
             self.create_slot(cid, writer, r)
         # one pg_basebackup: it is the first automated backup (PITR window start) and the seed of every reader
         base = backup.take_automated_backup(self, cid, source_id=writer)
-        for r in readers:
-            self.copy_data(base, p.data_dir(r))
-            self.write_node_config(cid, r, cl, upstream_id=writer)
-            self.controller(cid, r, cl).start(wait=False)
+
+        def seed_reader(reader: str) -> None:
+            self.copy_data(base, p.data_dir(reader))
+            self.write_node_config(cid, reader, cl, upstream_id=writer)
+            self.controller(cid, reader, cl).start(wait=False)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(seed_reader, readers))  # list(): re-raise the first failure
         for r in readers:
             self.controller(cid, r, cl).wait_ready(timeout=self.ready_timeout)
         self.write_node_config(cid, writer, cl, standby_readers=readers, standby_signal=False)

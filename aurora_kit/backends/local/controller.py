@@ -148,8 +148,11 @@ class PgController:
     @staticmethod
     def _wait_gone(pid: int, timeout: float) -> None:
         def alive() -> bool:
+            # a zombie still owns its pid (PostgreSQL's lock-file check would see it): wait until it is reaped,
+            # unless we are its parent (then nobody else will reap it)
             try:
-                return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                proc = psutil.Process(pid)
+                return proc.status() != psutil.STATUS_ZOMBIE or proc.ppid() != os.getpid()
             except psutil.NoSuchProcess:
                 return False
 

@@ -1,14 +1,234 @@
-"""(in progress)"""
+"""Failover of a local cluster: our stand-in for ``FailoverDBCluster`` (planned) and for Aurora's automatic
+failover after a writer crash (``crash``).
+
+Order matters (DESIGN §3 pitfalls):
+
+1. validate (target exists, is an available reader; the cluster has one) — nothing changes before this;
+2. stop the writer: ``planned`` = fast shutdown (its walsenders ship every WAL record first); ``crash`` = SIGKILL
+   of the postmaster and all its children (by pid);
+3. pick the target: the requested one, else the reader with the highest ``pg_last_wal_receive_lsn()`` (ties: lower
+   promotion tier). With synchronous ``ANY 1`` that reader holds every acknowledged commit; a requested target
+   that is behind first catches up by streaming from the most advanced reader;
+4. create the other readers' physical slots on the target (slots do not exist on a promoted node) and repoint
+   those readers at it *before* promotion (cascading replication follows the new timeline by itself), and set the
+   target's ``synchronous_standby_names`` to them — a promoted node keeps the inherited value and would block
+   its first commit until a named standby attaches;
+5. promote (``pg_promote``) and wait until it accepts writes: from here the cluster endpoint works again;
+6. rejoin the old writer as a reader: ``CHECKPOINT`` on the new writer, ``pg_rewind --restore-target-wal`` (crash
+   recovery first when it was killed), regenerate its config (rewind copied the source's), start it, add it to
+   ``synchronous_standby_names``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
-from aurora_kit.errors import UnsupportedOperationError
+import psycopg
+
+from aurora_kit.backends.base import FailoverResult
+from aurora_kit.backends.local.config import slot_name
+from aurora_kit.errors import (
+    FailoverNotPossibleError,
+    InstanceNotFoundError,
+    InvalidParameterError,
+)
+from aurora_kit.polling import wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from aurora_kit.backends.local.backend import LocalBackend
 
 
-def __getattr__(name: str) -> Any:
-    def _missing(*args: Any, **kwargs: Any) -> Any:
-        raise UnsupportedOperationError(f"local backend: failover.{name} is not implemented yet")
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
-    return _missing
+
+def _available_readers(backend: LocalBackend, cluster_id: str, cl: Mapping[str, Any]) -> list[str]:
+    return [
+        r
+        for r in backend.reader_ids(cl)
+        if cl["instances"][r]["status"] == "available" and backend.controller(cluster_id, r, cl).pm_status() == "ready"
+    ]
+
+
+def check_failover(
+    backend: LocalBackend, cluster_id: str, target_instance_id: str | None, mode: str
+) -> tuple[dict[str, Any], str, list[str]]:
+    """Validate a failover request; returns (cluster state, writer id, available readers). Changes nothing."""
+    if mode not in ("planned", "crash"):
+        raise InvalidParameterError("mode", mode, "must be 'planned' or 'crash'")
+    cl = backend.cluster_state(cluster_id)
+    if cl["status"] != "available":
+        raise FailoverNotPossibleError(
+            f"DB cluster {cluster_id!r} is {cl['status']}, not available", cluster_id=cluster_id
+        )
+    writer = backend.writer_id(cl)
+    if writer is None:
+        raise FailoverNotPossibleError(f"DB cluster {cluster_id!r} has no writer", cluster_id=cluster_id)
+    if target_instance_id is not None:
+        if target_instance_id not in cl["instances"]:
+            raise InstanceNotFoundError(target_instance_id, cluster_id)
+        if target_instance_id == writer:
+            raise FailoverNotPossibleError(
+                f"{target_instance_id!r} is already the writer of {cluster_id!r}; pick a reader",
+                cluster_id=cluster_id,
+                instance_id=target_instance_id,
+            )
+    readers = _available_readers(backend, cluster_id, cl)
+    if not readers:
+        raise FailoverNotPossibleError(
+            f"DB cluster {cluster_id!r} has no available reader to fail over to", cluster_id=cluster_id
+        )
+    if target_instance_id is not None and target_instance_id not in readers:
+        raise FailoverNotPossibleError(
+            f"target {target_instance_id!r} is not an available reader of {cluster_id!r}",
+            cluster_id=cluster_id,
+            instance_id=target_instance_id,
+        )
+    return cl, writer, readers
+
+
+def _receive_positions(backend: LocalBackend, cluster_id: str, readers: list[str]) -> dict[str, int]:
+    """Bytes of WAL each reader has flushed (``pg_last_wal_receive_lsn()``, falling back to replay)."""
+    out: dict[str, int] = {}
+    for r in readers:
+        try:
+            row = backend.query(
+                cluster_id,
+                r,
+                "SELECT COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) - '0/0'::pg_lsn",
+            )[0]
+            out[r] = int(row[0] or 0)
+        except psycopg.Error:
+            continue
+    return out
+
+
+def _choose(cl: Mapping[str, Any], positions: dict[str, int]) -> str:
+    return sorted(positions, key=lambda r: (-positions[r], int(cl["instances"][r]["promotion_tier"]), r))[0]
+
+
+def failover(
+    backend: LocalBackend, cluster_id: str, *, target_instance_id: str | None = None, mode: str = "planned"
+) -> FailoverResult:
+    cl, writer, readers = check_failover(backend, cluster_id, target_instance_id, mode)
+    if backend.dry_run:
+        backend._record(
+            "local",
+            "FailoverDBCluster",
+            DBClusterIdentifier=cluster_id,
+            TargetDBInstanceIdentifier=target_instance_id,
+            Mode=mode,
+        )
+        guess = target_instance_id or _choose(
+            cl, _receive_positions(backend, cluster_id, readers) or dict.fromkeys(readers, 0)
+        )
+        now = _now()
+        return FailoverResult(cluster_id, mode, writer, guess, now, now, status="dry-run")
+    with backend.store.cluster_lock(cluster_id):
+        cl, writer, readers = check_failover(backend, cluster_id, target_instance_id, mode)
+        started = _now()
+        backend.set_status(cluster_id, "failing-over")
+        try:
+            target = _switch_writer(backend, cluster_id, cl, writer, readers, target_instance_id, mode)
+            _rejoin_old_writer(backend, cluster_id, writer, target)
+        except BaseException:
+            backend.set_status(cluster_id, "available")
+            raise
+        backend.set_status(cluster_id, "available")
+        return FailoverResult(cluster_id, mode, writer, target, started, _now())
+
+
+def _switch_writer(
+    backend: LocalBackend,
+    cluster_id: str,
+    cl: Mapping[str, Any],
+    writer: str,
+    readers: list[str],
+    requested: str | None,
+    mode: str,
+) -> str:
+    old = backend.controller(cluster_id, writer, cl)
+    if mode == "crash":
+        old.kill()
+    else:
+        old.stop(mode="fast")
+    positions = _receive_positions(backend, cluster_id, readers)
+    if not positions:
+        raise FailoverNotPossibleError(f"no reader of {cluster_id!r} answered after the writer stopped")
+    best = _choose(cl, positions)
+    target = requested or best
+    if positions.get(target, -1) < positions[best]:
+        _catch_up(backend, cluster_id, cl, target, best, positions[best])
+    others = [r for r in readers if r != target]
+    with backend.update_cluster(cluster_id) as rec:
+        rec["instances"][writer].update(role="reader", status="rebooting")
+        rec["instances"][target]["role"] = "writer"
+    cl = backend.cluster_state(cluster_id)
+    for r in others:
+        backend.create_slot(cluster_id, target, r)
+    for r in others:  # cascade from the target now; they follow its new timeline after promotion
+        backend.write_node_config(cluster_id, r, cl, upstream_id=target)
+        backend.controller(cluster_id, r, cl).reload()
+    backend.write_node_config(cluster_id, target, cl, standby_readers=others, standby_signal=True)
+    tctl = backend.controller(cluster_id, target, cl)
+    tctl.reload()
+    with backend.connect(cluster_id, target, cl=cl) as conn:
+        conn.execute("SELECT pg_promote(wait => false)")
+
+    def writable() -> bool:
+        return not backend.query(cluster_id, target, "SELECT pg_is_in_recovery()")[0][0]
+
+    wait_for(
+        f"{target} promoted",
+        writable,
+        bool,
+        timeout=60,
+        initial_delay=0.005,
+        max_delay=0.05,
+        retry_on=(psycopg.OperationalError,),
+    )
+    backend.write_node_config(cluster_id, target, cl, standby_readers=others, standby_signal=False)
+    return target
+
+
+def _catch_up(
+    backend: LocalBackend, cluster_id: str, cl: Mapping[str, Any], target: str, source: str, position: int
+) -> None:
+    """Let ``target`` stream the WAL it lacks from the most advanced reader ``source`` (no slot needed)."""
+    backend.write_node_config(cluster_id, target, cl, upstream_id=source, recovery={"primary_slot_name": ""})
+    backend.controller(cluster_id, target, cl).reload()
+    wait_for(
+        f"{target} caught up with {source}",
+        lambda: _receive_positions(backend, cluster_id, [target]).get(target, -1),
+        lambda pos: pos >= position,
+        timeout=30,
+        initial_delay=0.01,
+        max_delay=0.1,
+    )
+
+
+def _rejoin_old_writer(backend: LocalBackend, cluster_id: str, old: str, new: str) -> None:
+    cl = backend.cluster_state(cluster_id)
+    backend.query(cluster_id, new, "CHECKPOINT")
+    backend.create_slot(cluster_id, new, old)
+    ctl = backend.controller(cluster_id, old, cl)
+    # rewind reads restore_command from the old writer's config, and may run it in single-user mode for crash
+    # recovery (which refuses standby.signal): reader config, no signal yet
+    backend.write_node_config(cluster_id, old, cl, upstream_id=new, standby_signal=False)
+    p = backend.paths(cluster_id)
+    source = (
+        f"host=127.0.0.1 port={cl['instances'][new]['port']} user={cl['master_username']} dbname=postgres "
+        f"connect_timeout=5"
+    )
+    ctl.rewind(source_conninfo=source, passfile=p.pgpass)
+    backend.write_node_config(cluster_id, old, cl, upstream_id=new)  # rewind copied the new writer's config
+    ctl.start(timeout=backend.ready_timeout)
+    backend.set_status(cluster_id, None, **{old: "available"})
+    backend.reconfigure_writer(cluster_id)
+    backend.wait_streaming(cluster_id, new, backend.reader_ids(backend.cluster_state(cluster_id)))
+
+
+__all__ = ["check_failover", "failover", "slot_name"]
