@@ -207,6 +207,8 @@ class Redactor:
             injected = "injected-parameters" in tags
             if "source" in cell:
                 cell["source"] = self.text(cell["source"]) if injected else self.values(cell["source"])
+            if cell.get("outputs"):
+                cell["outputs"] = _merge_streams(cell["outputs"])
             for output in cell.get("outputs", []) or []:
                 _redact_output(self, output)
             if isinstance(cell.get("metadata", {}).get("papermill"), Mapping):
@@ -227,6 +229,23 @@ def _node_like(original: Any, value: Any) -> Any:
         return from_dict(value) if hasattr(original, "keys") and type(original) is not dict else value
     except ImportError:  # pragma: no cover
         return value
+
+
+def _merge_streams(outputs: list[Any]) -> list[Any]:
+    """Join adjacent chunks of the same stream, so a secret printed across two chunks is still one string."""
+    merged: list[Any] = []
+    for output in outputs:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and output.get("output_type") == "stream"
+            and last.get("output_type") == "stream"
+            and last.get("name") == output.get("name")
+        ):
+            last["text"] = last.get("text", "") + output.get("text", "")
+        else:
+            merged.append(output)
+    return merged
 
 
 def _redact_output(redactor: Redactor, output: Any) -> None:

@@ -304,3 +304,17 @@ def test_secret_keys_are_redacted_but_secret_identifiers_kept() -> None:
         "Password": REDACTED,
         "a": [{"token": REDACTED}],
     }
+
+
+def test_a_secret_split_across_stream_chunks_is_still_redacted() -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(...)")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="conn PGPASS"),
+        nbformat.v4.new_output("stream", name="stdout", text="WORD=abc123 and s3cr"),
+        nbformat.v4.new_output("stream", name="stdout", text="etvalue\n"),
+    ]
+    nb.cells = [cell]
+    out = Redactor(["s3cretvalue"]).redacted_copy(nb)
+    assert [o.text for o in out.cells[0].outputs] == [f"conn PGPASSWORD={REDACTED} and {REDACTED}\n"]
+    assert len(nb.cells[0].outputs) == 3  # the live notebook is untouched
