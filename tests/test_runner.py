@@ -318,3 +318,19 @@ def test_a_secret_split_across_stream_chunks_is_still_redacted() -> None:
     out = Redactor(["s3cretvalue"]).redacted_copy(nb)
     assert [o.text for o in out.cells[0].outputs] == [f"conn PGPASSWORD={REDACTED} and {REDACTED}\n"]
     assert len(nb.cells[0].outputs) == 3  # the live notebook is untouched
+
+
+@pytest.mark.parametrize("runbook", RUNBOOKS, ids=lambda p: p.stem)
+def test_runbook_defaults_equal_local_yaml(runbook: Path) -> None:
+    """Run interactively (no injection), a runbook gets exactly what `aurora-kit run -f parameters/local.yaml`
+    would inject for the keys it uses: defaults cannot drift between the notebook and the file."""
+    nb = nbformat.read(str(runbook), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    ns: dict[str, Any] = {}
+    exec(cell.source, ns)
+    used = {k for k in params.RunbookParameters.model_fields if k not in params.SECTIONS}
+    used |= set(params.RUNBOOK_SECTIONS.get(runbook.stem, ()))
+    mine = params.for_runbook(runbook.stem, ns).injected()
+    local = params.load(LOCAL).injected()
+    drift = {k: (mine[k], local[k]) for k in sorted(used) if mine[k] != local[k]}
+    assert not drift, f"{runbook.name}: parameters-cell defaults differ from local.yaml: {drift}"
