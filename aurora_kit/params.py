@@ -435,8 +435,6 @@ def _raise(exc: ValidationError, source: str, data: Mapping[str, Any]) -> typing
             reason = f"unknown key{where}; known keys: {', '.join(_known_keys(loc[:-1]))}"
         raise InvalidParameterError(field, err.get("input"), reason) from exc
     reason = str(err["msg"]).removeprefix("Value error, ")
-    if isinstance(exc.__cause__, InvalidParameterError):  # pragma: no cover - pydantic wraps, keeps ours
-        raise exc.__cause__ from exc
     value = _lookup(data, loc) if loc else err.get("input")
     raise InvalidParameterError(field, value, f"{reason} ({source})" if source else reason) from exc
 
