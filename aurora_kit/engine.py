@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -68,6 +69,20 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextmanager
+def _private_ipc(kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Talk to the kernel over Unix sockets in a private (0700) directory rather than loopback TCP: outputs,
+    secrets included, then never cross a socket other local users could reach (and ipykernel stops warning)."""
+    if "config" in kwargs or "km" in kwargs:
+        yield kwargs  # the caller configured the kernel transport itself
+        return
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="aurora-kit-kernel-") as tmp:
+        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}})
+        yield {**kwargs, "config": config}
+
+
 def redactor_for(nb: Any, env: Mapping[str, str] | None = None, key: bytes | None = None) -> Redactor:
     """A redactor knowing the secret-looking parameters of ``nb`` and secret-looking environment values."""
     params = nb.get("metadata", {}).get("papermill", {}).get("parameters") or {}
@@ -104,7 +119,7 @@ class RedactingEngine:
             autosave_cell_every=autosave_cell_every,
         )
         # the kernel is started inside execute_managed_notebook and inherits this environment
-        with _environ(**{KEY_ENV: key.hex()}):
+        with _environ(**{KEY_ENV: key.hex()}), _private_ipc(kwargs) as kwargs:
             nb_man.notebook_start()
             try:
                 NBClientEngine.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)

@@ -268,6 +268,7 @@ def test_plain_papermill_cli_runs_a_notebook_with_the_parameters_file(tmp_path: 
     )
     assert done.returncode == 0, done.stderr
     assert "Passed unknown parameter" not in done.stderr
+    assert "without encryption" not in done.stderr  # our engine talks to the kernel over private Unix sockets
     nb = nbformat.read(str(out), as_version=4)
     assert audit.collect_results(nb)["cluster"] == "ak-local"
     failed = subprocess.run(
