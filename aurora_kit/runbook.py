@@ -41,6 +41,9 @@ API
     an HMAC of it, keyed with the per-run key the engine provides (``$AURORA_KIT_REDACTION_KEY``); the engine
     then redacts every occurrence from every save. Register *before* the value can appear in any output.
 
+Plain papermill works too (``papermill runbooks/06-failover.ipynb out.ipynb -f parameters/local.yaml``); add
+``--engine aurora_kit`` so its saves are redacted as well (``aurora-kit run`` always uses that engine).
+
 Run identity: the runner passes ``$AURORA_KIT_RUN_ID``/``$AURORA_KIT_OPERATOR`` to the kernel; under plain
 papermill (no runner) ``start`` makes its own run id.
 """
