@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -91,3 +92,19 @@ def test_without_pre_ping_the_application_sees_the_errors(local_backend: Any, lo
     assert sum(report.errors_after.values()) >= 1
     with pytest.raises(VerificationError, match="saw errors"):
         report.assert_ok()
+
+
+def test_pre_ping_recovers_the_pool_across_a_real_failover(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=1, prefix="ping")
+    cid = cluster.db_cluster_identifier
+    info = local_backend.connection_info(cid, "cluster")
+    report = check_pre_ping_recovery(info, lambda: local_backend.failover(cid), pool_size=5)
+    new_writer = report.action_result.new_writer
+    assert new_writer == cluster.reader_ids[0]
+    assert report.writer_before == [cluster.writer_id]
+    assert report.writer_after == [new_writer]
+    assert report.stale_recovered == 5
+    assert report.errors_after == {}
+    report.assert_ok()

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from aurora_kit.backends.base import Cluster
-from aurora_kit.checks import WriteProbe
+from aurora_kit.checks import WriteProbe, probe_failover
 from aurora_kit.errors import VerificationError
 from aurora_kit.polling import wait_for
 
@@ -114,3 +114,26 @@ def test_failover_to_a_reader_that_missed_commits_reports_them_lost(
     # undo the writer's read-only switch so the factory can tear the cluster down normally
     _sql(writer_info, "ALTER SYSTEM RESET default_transaction_read_only")
     _sql(writer_info, "SELECT pg_reload_conf()")
+
+
+@pytest.mark.parametrize("mode", ["planned", "crash"])
+def test_probe_around_a_real_failover(
+    mode: str, local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=2, prefix=f"fo{mode[0]}")
+    cid = cluster.db_cluster_identifier
+    result, report = probe_failover(local_backend, cid, mode=mode, rate=100)  # type: ignore[arg-type]
+    assert result.old_writer == cluster.writer_id
+    assert result.new_writer in cluster.reader_ids
+    assert report.lost == 0, report.summary()
+    assert report.writers == [result.old_writer, result.new_writer]
+    assert report.new_writer == result.new_writer
+    assert report.verified_on == result.new_writer
+    assert report.recovered
+    assert report.failures, "a failover without a single failed attempt means the probe saw no outage"
+    assert report.rto_s is not None
+    assert 0.05 < report.rto_s < 60
+    assert len(report.timelines) == 2  # the promotion switched timeline
+    report.assert_ok(max_rto_s=60)  # expected_writer was set from the failover result
+    labels = [label for _, label in report.marks]
+    assert labels[:2] == ["enter", f"{mode} failover requested"]
