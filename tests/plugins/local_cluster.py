@@ -18,11 +18,14 @@ import itertools
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 import pytest
 
 from aurora_kit.backends.base import Cluster
@@ -107,3 +110,69 @@ def local_cluster_factory(local_backend: Any) -> Iterator[Callable[..., Cluster]
             local_backend.delete_cluster(
                 cid, final_snapshot_id=None, skip_final_snapshot=True, lift_deletion_protection=True
             )
+
+
+class ContinuousWriter:
+    """A client inserting 1, 2, 3... through an endpoint as fast as it can, reconnecting after errors.
+
+    ``acked`` holds (id, monotonic time) of every insert whose commit was acknowledged; ``gap_s`` is the largest
+    pause between two acknowledgements (the outage a client saw: RTO).
+    """
+
+    def __init__(self, backend: Any, cluster_id: str, table: str = "failover_probe") -> None:
+        self.info = backend.connection_info(cluster_id, "cluster")
+        self.table = table
+        self.acked: list[tuple[int, float]] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        with psycopg.connect(self.info.conninfo, autocommit=True, **self.info.kwargs()) as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+            row = conn.execute(f"SELECT COALESCE(max(id), 0) FROM {table}").fetchone()
+            self._next = int(row[0]) + 1 if row else 1
+
+    def __enter__(self) -> ContinuousWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_acks(self, count: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        start = len(self.acked)
+        while len(self.acked) < start + count:
+            assert time.monotonic() < deadline, f"writer made no progress ({self.errors} errors)"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.info.conninfo, autocommit=True, **self.info.kwargs())
+                conn.execute(f"INSERT INTO {self.table} (id) VALUES (%s)", (self._next,))
+                self.acked.append((self._next, time.monotonic()))
+            except psycopg.Error:
+                self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self._next += 1
+        if conn is not None:
+            conn.close()
+
+    @property
+    def gap_s(self) -> float:
+        times = [t for _, t in self.acked]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def missing(self, backend: Any, cluster_id: str) -> list[int]:
+        """Acknowledged ids absent on the cluster endpoint now (lost commits)."""
+        with psycopg.connect(self.info.conninfo, autocommit=True, **self.info.kwargs()) as conn:
+            present = {r[0] for r in conn.execute(f"SELECT id FROM {self.table}").fetchall()}
+        return [i for i, _ in self.acked if i not in present]

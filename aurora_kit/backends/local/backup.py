@@ -176,7 +176,7 @@ def _enforce_retention(backend: LocalBackend, cluster_id: str) -> None:
     if not drop:
         return
     for b in drop:
-        shutil.rmtree(b["path"], ignore_errors=True)
+        backend.discard(Path(b["path"]))
     with backend.update_cluster(cluster_id) as rec:
         rec["backups"] = keep
     # prune archived WAL the oldest kept backup no longer needs: "(file XXXXXXXX...)" in START WAL LOCATION
@@ -315,7 +315,7 @@ def delete_snapshot(backend: LocalBackend, snapshot_id: str) -> None:
     if backend.dry_run:
         backend._record("local", "DeleteDBClusterSnapshot", DBClusterSnapshotIdentifier=snapshot_id)
         return
-    shutil.rmtree(snapshot_dir(backend, snapshot_id), ignore_errors=True)
+    backend.discard(snapshot_dir(backend, snapshot_id))
     with backend.store.update() as st:
         st["snapshots"].pop(snapshot_id, None)
 
@@ -577,7 +577,7 @@ def park_writer_as_seed(backend: LocalBackend, cluster_id: str, instance_id: str
     p = backend.paths(cluster_id)
     backend.controller(cluster_id, instance_id, cl).stop(mode="fast")
     os.rename(p.data_dir(instance_id), p.seed)
-    shutil.rmtree(p.instance_dir(instance_id), ignore_errors=True)
+    backend.discard(p.instance_dir(instance_id))
     with backend.update_cluster(cluster_id) as rec:
         rec["instances"].pop(instance_id, None)
         rec["restore"] = None

@@ -144,15 +144,17 @@ class PgController:
                 proc.send_signal(signal.SIGKILL)
         for proc in procs:
             self._wait_gone(proc.pid, 10.0)
+        # the dead postmaster may linger as a zombie until reaped, and PostgreSQL's lock-file check would take
+        # it for a live server: remove the stale pid file ourselves
+        if procs:
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
 
     @staticmethod
     def _wait_gone(pid: int, timeout: float) -> None:
         def alive() -> bool:
-            # a zombie still owns its pid (PostgreSQL's lock-file check would see it): wait until it is reaped,
-            # unless we are its parent (then nobody else will reap it)
+            # a zombie is dead (its reaper here, PID 1, collects it only every few seconds)
             try:
-                proc = psutil.Process(pid)
-                return proc.status() != psutil.STATUS_ZOMBIE or proc.ppid() != os.getpid()
+                return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
             except psutil.NoSuchProcess:
                 return False
 

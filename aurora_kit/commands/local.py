@@ -1,0 +1,190 @@
+"""``aurora-kit local up | status | down | failover | crash-writer | list``: drive local Aurora-shaped clusters.
+
+The root dir is ``--root`` or ``$AURORA_KIT_HOME`` (default ``/var/lib/aurora_kit`` as root, else
+``~/.local/share/aurora_kit``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aurora_kit.backends.base import Cluster, FailoverResult
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "local", help="run local Aurora-shaped PostgreSQL clusters", description=__doc__
+    )
+    parser.add_argument("--root", default=None, help="state/data root (default: $AURORA_KIT_HOME or per-user)")
+    sub = parser.add_subparsers(dest="local_command", required=True, metavar="ACTION")
+
+    up = sub.add_parser("up", help="create a cluster: 1 writer + N readers")
+    up.add_argument("--cluster-id", default="ak-local")
+    up.add_argument("--readers", type=int, default=2)
+    up.add_argument("--protect", action="store_true", help="turn deletion protection on")
+    up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="cluster and instance status (all clusters without an id)")
+    status.add_argument("cluster_id", nargs="?")
+    status.set_defaults(func=cmd_status)
+
+    down = sub.add_parser("down", help="delete a cluster (explicit final-snapshot choice)")
+    down.add_argument("cluster_id")
+    choice = down.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--final-snapshot", metavar="SNAPSHOT_ID", default=None)
+    choice.add_argument("--skip-final-snapshot", action="store_true")
+    down.add_argument("--force", action="store_true", help="lift deletion protection")
+    down.set_defaults(func=cmd_down)
+
+    fo = sub.add_parser("failover", help="fail over to a reader (planned, or --crash the writer first)")
+    fo.add_argument("cluster_id")
+    fo.add_argument("--target", default=None, help="reader to promote (default: the most advanced)")
+    fo.add_argument("--crash", action="store_true", help="SIGKILL the writer instead of a clean shutdown")
+    fo.set_defaults(func=cmd_failover)
+
+    crash = sub.add_parser(
+        "crash-writer", help="SIGKILL the writer; the cluster recovers as Aurora would (crash failover)"
+    )
+    crash.add_argument("cluster_id")
+    crash.set_defaults(func=cmd_crash_writer)
+
+    sub.add_parser("list", help="one line per cluster").set_defaults(func=cmd_list)
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    from aurora_kit.backends.local import LocalBackend
+
+    return LocalBackend(root_dir=args.root)
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header], *[[("" if c is None else str(c)) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _print_cluster(backend: Any, cluster: Cluster) -> None:
+    cid = cluster.db_cluster_identifier
+    print(
+        table(
+            [
+                ("cluster", cid),
+                ("status", cluster.status),
+                ("engine", f"{cluster.engine} {cluster.engine_version}"),
+                ("endpoint", cluster.endpoint or "-"),
+                ("reader endpoint", cluster.reader_endpoint or "-"),
+                ("database / user", f"{cluster.database_name} / {cluster.master_username}"),
+                ("password file", (cluster.master_user_secret_arn or "").removeprefix("file://")),
+                ("deletion protection", cluster.deletion_protection),
+                ("restorable", f"{_ts(cluster.earliest_restorable_time)} .. {_ts(cluster.latest_restorable_time)}"),
+            ],
+            ("", ""),
+        )
+    )
+    instances = backend.describe_instances(cid)
+    if instances:
+        print()
+        print(
+            table(
+                [
+                    (
+                        i.db_instance_identifier,
+                        "writer" if i.is_cluster_writer else "reader",
+                        i.status,
+                        f"{i.endpoint_address}:{i.endpoint_port}",
+                        i.db_cluster_parameter_group_status,
+                    )
+                    for i in instances
+                ],
+                ("instance", "role", "status", "endpoint", "parameters"),
+            )
+        )
+    else:
+        print("\n(no instances: create one to start the writer)")
+
+
+def _ts(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from aurora_kit.specs import ClusterSpec
+
+    backend = _backend(args)
+    spec = ClusterSpec.with_readers(args.cluster_id, args.readers, deletion_protection=args.protect)
+    started = time.monotonic()
+    cluster = backend.create_cluster(spec)
+    print(f"cluster {cluster.db_cluster_identifier} available in {time.monotonic() - started:.1f} s\n")
+    _print_cluster(backend, cluster)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    clusters = [backend.describe_cluster(args.cluster_id)] if args.cluster_id else backend.list_clusters()
+    if not clusters:
+        print(f"no clusters under {backend.root}")
+    for n, cluster in enumerate(clusters):
+        if n:
+            print()
+        _print_cluster(backend, cluster)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    clusters = backend.list_clusters()
+    if not clusters:
+        print(f"no clusters under {backend.root}")
+        return 0
+    print(
+        table(
+            [
+                (c.db_cluster_identifier, c.status, c.writer_id or "-", len(c.reader_ids), c.endpoint or "-")
+                for c in clusters
+            ],
+            ("cluster", "status", "writer", "readers", "endpoint"),
+        )
+    )
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    snap = backend.delete_cluster(
+        args.cluster_id,
+        final_snapshot_id=args.final_snapshot,
+        skip_final_snapshot=args.skip_final_snapshot,
+        lift_deletion_protection=args.force,
+    )
+    print(
+        f"cluster {args.cluster_id} deleted"
+        + (f"; final snapshot {snap.db_cluster_snapshot_identifier}" if snap else "")
+    )
+    return 0
+
+
+def _print_failover(result: FailoverResult) -> None:
+    print(
+        f"{result.mode} failover of {result.db_cluster_identifier}: {result.old_writer} -> {result.new_writer} "
+        f"in {result.control_plane_seconds:.2f} s (old writer back as a reader)"
+    )
+
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    _print_failover(
+        backend.failover(args.cluster_id, target_instance_id=args.target, mode="crash" if args.crash else "planned")
+    )
+    return 0
+
+
+def cmd_crash_writer(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    _print_failover(backend.failover(args.cluster_id, mode="crash"))
+    return 0

@@ -1,0 +1,157 @@
+"""Snapshots and point-in-time restores on real processes."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from aurora_kit.backends.base import Cluster
+from aurora_kit.errors import (
+    ClusterAlreadyExistsError,
+    InvalidParameterError,
+    InvalidStateError,
+    RestoreWindowError,
+    SnapshotAlreadyExistsError,
+    SnapshotNotFoundError,
+)
+from aurora_kit.specs import InstanceSpec
+
+pytestmark = pytest.mark.integration
+
+
+def _conn(backend: Any, cluster_id: str, endpoint: str = "cluster") -> psycopg.Connection[Any]:
+    info = backend.connection_info(cluster_id, endpoint)
+    return psycopg.connect(info.conninfo, autocommit=True, **info.kwargs())
+
+
+def _ids(backend: Any, cluster_id: str, table: str) -> list[int]:
+    with _conn(backend, cluster_id) as conn:
+        return [r[0] for r in conn.execute(f"SELECT id FROM {table} ORDER BY id").fetchall()]
+
+
+def _delete(backend: Any, *cluster_ids: str) -> None:
+    for cid in cluster_ids:
+        backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True, lift_deletion_protection=True)
+
+
+def test_snapshot_restore_round_trips_data(local_backend: Any, local_cluster: Cluster) -> None:
+    cid = local_cluster.db_cluster_identifier
+    with _conn(local_backend, cid) as conn:
+        conn.execute("CREATE TABLE snap_rows (id int PRIMARY KEY, payload text)")
+        conn.execute("INSERT INTO snap_rows SELECT g, md5(g::text) FROM generate_series(1, 500) g")
+        expected = conn.execute("SELECT md5(string_agg(payload, ',' ORDER BY id)) FROM snap_rows").fetchone()
+    snap = local_backend.create_snapshot(cid, f"{cid}-snap")
+    assert snap.status == "available"
+    assert snap.snapshot_type == "manual"
+    assert [s.db_cluster_snapshot_identifier for s in local_backend.describe_snapshots(cid)] == [f"{cid}-snap"]
+    with pytest.raises(SnapshotAlreadyExistsError):
+        local_backend.create_snapshot(cid, f"{cid}-snap")
+    with _conn(local_backend, cid) as conn:
+        conn.execute("INSERT INTO snap_rows VALUES (501, 'after the snapshot')")
+
+    restored = local_backend.restore_from_snapshot(f"{cid}-snap", f"{cid}-rs")
+    try:
+        # as on Aurora, a restore creates no instance
+        assert restored.status == "available"
+        assert restored.db_cluster_members == []
+        with pytest.raises(InvalidStateError):
+            local_backend.connection_info(f"{cid}-rs")
+        instance = local_backend.create_instance(f"{cid}-rs", InstanceSpec(instance_id=f"{cid}-rs-1"))
+        assert instance.is_cluster_writer
+        assert instance.status == "available"
+        with _conn(local_backend, f"{cid}-rs") as conn:
+            got = conn.execute("SELECT md5(string_agg(payload, ',' ORDER BY id)) FROM snap_rows").fetchone()
+            assert conn.execute("SELECT count(*) FROM snap_rows").fetchone() == (500,)
+            assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (f"{cid}-rs-1",)
+        assert got == expected
+        # the restored cluster is a full cluster: it takes a reader
+        reader = local_backend.create_instance(f"{cid}-rs", InstanceSpec(instance_id=f"{cid}-rs-2"))
+        assert not reader.is_cluster_writer
+        with _conn(local_backend, f"{cid}-rs", "reader") as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    finally:
+        _delete(local_backend, f"{cid}-rs")
+    local_backend.delete_snapshot(f"{cid}-snap")
+    assert local_backend.describe_snapshots(cid) == []
+    with pytest.raises(SnapshotNotFoundError):
+        local_backend.delete_snapshot(f"{cid}-snap")
+
+
+def test_pitr_returns_exactly_the_rows_committed_up_to_the_target(local_backend: Any, local_cluster: Cluster) -> None:
+    cid = local_cluster.db_cluster_identifier
+    with _conn(local_backend, cid) as conn:
+        conn.execute("CREATE TABLE pitr_rows (id int PRIMARY KEY)")
+        for i in range(1, 21):
+            conn.execute("INSERT INTO pitr_rows VALUES (%s)", (i,))
+        time.sleep(0.05)
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        target = row[0]
+        time.sleep(0.05)
+        for i in range(21, 31):
+            conn.execute("INSERT INTO pitr_rows VALUES (%s)", (i,))
+
+    clone = local_backend.restore_to_point_in_time(
+        cid, f"{cid}-pitr", restore_time=target, instances=[InstanceSpec(instance_id=f"{cid}-pitr-1")]
+    )
+    latest = local_backend.restore_to_point_in_time(
+        cid,
+        f"{cid}-latest",
+        use_latest_restorable_time=True,
+        instances=[InstanceSpec(instance_id=f"{cid}-latest-1")],
+    )
+    try:
+        assert clone.writer_id == f"{cid}-pitr-1"
+        assert _ids(local_backend, f"{cid}-pitr", "pitr_rows") == list(range(1, 21))
+        assert _ids(local_backend, f"{cid}-latest", "pitr_rows") == list(range(1, 31))
+        assert latest.status == "available"
+        # the clone archives into its own archive (its new timeline), never into the source's
+        with _conn(local_backend, f"{cid}-pitr") as conn:
+            conn.execute("INSERT INTO pitr_rows VALUES (1000)")
+            conn.execute("CHECKPOINT")
+            tli = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()
+            assert tli is not None
+            segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+            assert segment is not None
+        history = f"{tli[0]:08X}.history"
+        clone_archive = local_backend.paths(f"{cid}-pitr").archive
+        src_archive = local_backend.paths(cid).archive
+        assert (clone_archive / history).exists()
+        assert not (src_archive / history).exists()
+        assert not (src_archive / segment[0]).exists()
+        assert _ids(local_backend, cid, "pitr_rows") == list(range(1, 31))
+    finally:
+        _delete(local_backend, f"{cid}-pitr", f"{cid}-latest")
+
+
+def test_restore_requests_outside_the_window_change_nothing(local_backend: Any, local_cluster: Cluster) -> None:
+    cid = local_cluster.db_cluster_identifier
+    cluster = local_backend.describe_cluster(cid)
+    assert cluster.earliest_restorable_time is not None
+    before = local_backend.store.read()
+    with pytest.raises(RestoreWindowError):
+        local_backend.restore_to_point_in_time(
+            cid, f"{cid}-early", restore_time=cluster.earliest_restorable_time - timedelta(hours=1)
+        )
+    with pytest.raises(RestoreWindowError):
+        local_backend.restore_to_point_in_time(
+            cid, f"{cid}-future", restore_time=cluster.earliest_restorable_time + timedelta(days=1)
+        )
+    with pytest.raises(InvalidParameterError):
+        local_backend.restore_to_point_in_time(cid, f"{cid}-both")  # neither time nor latest
+    with pytest.raises(InvalidParameterError):
+        local_backend.restore_to_point_in_time(
+            cid, f"{cid}-naive", restore_time=cluster.earliest_restorable_time.replace(tzinfo=None)
+        )
+    with pytest.raises(ClusterAlreadyExistsError):
+        local_backend.restore_to_point_in_time(cid, cid, use_latest_restorable_time=True)
+    with pytest.raises(SnapshotNotFoundError):
+        local_backend.restore_from_snapshot("no-such-snapshot", f"{cid}-x")
+    after = local_backend.store.read()
+    assert sorted(after["clusters"]) == sorted(before["clusters"])
+    assert after["snapshots"] == before["snapshots"]
+    assert not local_backend.paths(f"{cid}-early").dir.exists()

@@ -1,0 +1,107 @@
+"""Failover on real processes: every acknowledged commit survives, the chosen reader becomes the writer, the old
+writer comes back as a reader; a crash (SIGKILL) of the writer likewise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from plugins.local_cluster import ContinuousWriter
+
+from aurora_kit.backends.base import Cluster
+from aurora_kit.errors import FailoverNotPossibleError, InstanceNotFoundError, InvalidParameterError
+
+pytestmark = pytest.mark.integration
+
+
+def _roles(backend: Any, cluster_id: str) -> dict[str, tuple[bool, str]]:
+    return {i.db_instance_identifier: (i.is_cluster_writer, i.status) for i in backend.describe_instances(cluster_id)}
+
+
+def _streaming_from(backend: Any, cluster_id: str, writer: str) -> set[str]:
+    rows = backend.query(cluster_id, writer, "SELECT application_name FROM pg_stat_replication WHERE state='streaming'")
+    return {r[0] for r in rows}
+
+
+def _check_rejoined(backend: Any, cluster_id: str, new_writer: str, old_writer: str) -> None:
+    roles = _roles(backend, cluster_id)
+    assert roles[new_writer] == (True, "available")
+    assert roles[old_writer] == (False, "available")
+    assert sum(w for w, _ in roles.values()) == 1
+    assert old_writer in _streaming_from(backend, cluster_id, new_writer)
+    info = backend.connection_info(cluster_id, old_writer)
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+
+
+def test_planned_then_crash_failover_keep_every_acknowledged_commit(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=2, prefix="fo")
+    cid = cluster.db_cluster_identifier
+    assert cluster.writer_id is not None
+    old, target = cluster.writer_id, cluster.reader_ids[1]
+
+    with ContinuousWriter(local_backend, cid) as writer:
+        writer.wait_acks(50)
+        result = local_backend.failover(cid, target_instance_id=target, mode="planned")
+        writer.wait_acks(50)
+    assert (result.old_writer, result.new_writer, result.status) == (old, target, "completed")
+    assert writer.missing(local_backend, cid) == []
+    assert writer.gap_s < 5.0, f"planned failover outage {writer.gap_s:.2f}s"
+    _check_rejoined(local_backend, cid, target, old)
+    info = local_backend.connection_info(cid, "cluster")
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (target,)
+
+    # crash of the new writer, explicit target: the writer is SIGKILLed, nothing acknowledged may be lost
+    crash_target = next(r for r in local_backend.describe_cluster(cid).reader_ids if r != old)
+    with ContinuousWriter(local_backend, cid) as writer:
+        writer.wait_acks(50)
+        crashed = local_backend.failover(cid, target_instance_id=crash_target, mode="crash")
+        writer.wait_acks(50)
+    assert (crashed.old_writer, crashed.new_writer, crashed.mode) == (target, crash_target, "crash")
+    assert writer.missing(local_backend, cid) == []
+    assert writer.errors >= 1  # the client did see the crash
+    _check_rejoined(local_backend, cid, crash_target, target)
+
+
+def test_crash_failover_default_target_and_bad_requests(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=1, prefix="fc")
+    cid = cluster.db_cluster_identifier
+    assert cluster.writer_id is not None
+    before = local_backend.store.read()["clusters"][cid]
+
+    with pytest.raises(FailoverNotPossibleError):
+        local_backend.failover(cid, target_instance_id=cluster.writer_id)
+    with pytest.raises(InstanceNotFoundError):
+        local_backend.failover(cid, target_instance_id="no-such-instance")
+    with pytest.raises(InvalidParameterError):
+        local_backend.failover(cid, mode="sideways")
+    assert local_backend.store.read()["clusters"][cid] == before
+    assert _roles(local_backend, cid)[cluster.writer_id] == (True, "available")
+
+    with ContinuousWriter(local_backend, cid) as writer:
+        writer.wait_acks(30)
+        result = local_backend.failover(cid, mode="crash")
+        writer.wait_acks(30)
+    assert result.new_writer == cluster.reader_ids[0]
+    assert writer.missing(local_backend, cid) == []
+    _check_rejoined(local_backend, cid, result.new_writer, cluster.writer_id)
+
+
+def test_failover_needs_a_reader(local_backend: Any, local_cluster_factory: Callable[..., Cluster]) -> None:
+    cluster = local_cluster_factory(readers=0, prefix="f0")
+    cid = cluster.db_cluster_identifier
+    before = local_backend.store.read()["clusters"][cid]
+    with pytest.raises(FailoverNotPossibleError):
+        local_backend.failover(cid)
+    assert local_backend.store.read()["clusters"][cid] == before
+    # the reader endpoint of a cluster without readers reaches the writer, as on Aurora
+    info = local_backend.connection_info(cid, "reader")
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (cluster.writer_id,)

@@ -1,0 +1,125 @@
+"""Cluster and instance lifecycle on real processes, and the typed errors of bad requests (nothing changes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from aurora_kit.backends.base import Cluster
+from aurora_kit.backends.local import LocalBackend
+from aurora_kit.errors import (
+    ClusterAlreadyExistsError,
+    ClusterNotFoundError,
+    DeletionProtectionError,
+    InstanceNotFoundError,
+    InvalidParameterError,
+)
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+
+pytestmark = pytest.mark.integration
+
+
+def test_unknown_cluster_everywhere(local_backend: Any) -> None:
+    for call in (
+        lambda: local_backend.describe_cluster("nope"),
+        lambda: local_backend.describe_instances("nope"),
+        lambda: local_backend.connection_info("nope"),
+        lambda: local_backend.failover("nope"),
+        lambda: local_backend.apply_parameters("nope", {"work_mem": "8MB"}),
+        lambda: local_backend.create_snapshot("nope", "nope-snap"),
+        lambda: local_backend.delete_cluster("nope", final_snapshot_id=None, skip_final_snapshot=True),
+        lambda: local_backend.restore_to_point_in_time("nope", "nope2", use_latest_restorable_time=True),
+    ):
+        with pytest.raises(ClusterNotFoundError):
+            call()
+
+
+def test_duplicate_id_and_delete_rules(local_backend: Any, local_cluster: Cluster) -> None:
+    cid = local_cluster.db_cluster_identifier
+    before = local_backend.store.read()
+    with pytest.raises(ClusterAlreadyExistsError):
+        local_backend.create_cluster(ClusterSpec.with_readers(cid, 1, deletion_protection=False))
+    # the identical request is idempotent: the existing cluster comes back unchanged
+    same = local_backend.create_cluster(ClusterSpec.with_readers(cid, 2, deletion_protection=False))
+    assert same.db_cluster_identifier == cid
+    assert same.writer_id == local_cluster.writer_id
+    with pytest.raises(InvalidParameterError):
+        local_backend.delete_cluster(cid, final_snapshot_id=None)  # no final-snapshot choice
+    with pytest.raises(InvalidParameterError):
+        local_backend.delete_cluster(cid, final_snapshot_id="x-final", skip_final_snapshot=True)  # both
+    with pytest.raises(InstanceNotFoundError):
+        local_backend.connection_info(cid, "no-such-instance")
+    local_backend.modify_cluster(cid, deletion_protection=True)
+    try:
+        with pytest.raises(DeletionProtectionError):
+            local_backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True)
+    finally:
+        local_backend.modify_cluster(cid, deletion_protection=False)
+    after = local_backend.store.read()
+    assert after["clusters"][cid]["instances"] == before["clusters"][cid]["instances"]
+    assert sorted(after["clusters"]) == sorted(before["clusters"])
+    assert local_backend.describe_cluster(cid).status == "available"
+
+
+def test_dry_run_plans_and_changes_nothing(local_backend: Any, local_cluster: Cluster) -> None:
+    dry = LocalBackend(root_dir=local_backend.root, dry_run=True)
+    before = local_backend.store.read()
+    projected = dry.create_cluster(ClusterSpec.with_readers("dry-one", 1))
+    assert projected.status == "dry-run"
+    cid = local_cluster.db_cluster_identifier
+    assert dry.failover(cid).status == "dry-run"
+    assert dry.apply_parameters(cid, {"work_mem": "20MB"}).status == "dry-run"
+    assert dry.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True) is None
+    ops = [c.operation for c in dry.plan]
+    assert ops[:3] == ["CreateDBCluster", "CreateDBInstance", "CreateDBInstance"]
+    assert {"FailoverDBCluster", "ModifyDBClusterParameterGroup", "DeleteDBCluster"} <= set(ops)
+    assert local_backend.store.read() == before
+    assert not local_backend.paths("dry-one").dir.exists()
+
+
+def test_add_remove_reader_stop_start_and_alarms(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=0, prefix="lc")
+    cid = cluster.db_cluster_identifier
+    assert cluster.writer_id is not None
+    reader = local_backend.create_instance(cid, InstanceSpec(instance_id=f"{cid}-r"))
+    assert (reader.status, reader.is_cluster_writer) == ("available", False)
+    sync = local_backend.query(cid, cluster.writer_id, "SELECT current_setting('synchronous_standby_names')")[0][0]
+    assert sync == f'ANY 1 ("{cid}-r")'
+    info = local_backend.connection_info(cid, "reader")
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (f"{cid}-r",)
+
+    states = local_backend.put_alarms(
+        cid,
+        [
+            AlarmSpec(metric="AuroraReplicaLag", threshold=60_000),
+            AlarmSpec(metric="DatabaseConnections", threshold=-1, statistic="Sum"),
+        ],
+    )
+    by_metric = {s.metric_name: s for s in states}
+    assert by_metric["AuroraReplicaLag"].state_value == "OK"
+    assert by_metric["AuroraReplicaLag"].dimension == f"DBInstanceIdentifier={cid}-r"
+    assert by_metric["DatabaseConnections"].state_value == "ALARM"  # more than -1 connections: always true
+    assert [s.alarm_name for s in local_backend.describe_alarms(cid)] == [s.alarm_name for s in states]
+
+    stopped = local_backend.stop_cluster(cid)
+    assert stopped.status == "stopped"
+    assert {i.status for i in local_backend.describe_instances(cid)} == {"stopped"}
+    assert {s.state_value for s in local_backend.describe_alarms(cid)} == {"INSUFFICIENT_DATA"}
+    started = local_backend.start_cluster(cid)
+    assert started.status == "available"
+    assert started.writer_id == cluster.writer_id
+
+    local_backend.delete_instance(cid, f"{cid}-r")
+    assert local_backend.describe_cluster(cid).reader_ids == []
+    sync = local_backend.query(cid, cluster.writer_id, "SELECT current_setting('synchronous_standby_names')")[0][0]
+    assert sync == ""
+    slots = local_backend.query(cid, cluster.writer_id, "SELECT slot_name FROM pg_replication_slots")
+    assert slots == []
+    with pytest.raises(InstanceNotFoundError):
+        local_backend.delete_instance(cid, f"{cid}-r")

@@ -1,0 +1,92 @@
+"""The cluster parameter group on real processes: dynamic changes apply now, static ones wait for a reboot,
+bad names and values are refused before anything changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from aurora_kit.backends.base import Cluster
+from aurora_kit.errors import InvalidParameterError
+
+pytestmark = pytest.mark.integration
+
+
+def _show(backend: Any, cluster_id: str, endpoint: str, name: str) -> str:
+    info = backend.connection_info(cluster_id, endpoint)
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _statuses(backend: Any, cluster_id: str) -> dict[str, str]:
+    return {
+        m.db_instance_identifier: m.db_cluster_parameter_group_status for m in backend.describe_instances(cluster_id)
+    }
+
+
+def test_dynamic_now_static_pending_reboot_until_rebooted(local_backend: Any, local_cluster: Cluster) -> None:
+    cid = local_cluster.db_cluster_identifier
+    members = [local_cluster.writer_id, *local_cluster.reader_ids]
+    old_buffers = _show(local_backend, cid, "cluster", "shared_buffers")
+    new_buffers = "64MB" if old_buffers != "64MB" else "96MB"
+
+    result = local_backend.apply_parameters(cid, {"work_mem": "12MB", "shared_buffers": new_buffers})
+    methods = {c.parameter_name: (c.apply_type, c.apply_method) for c in result.changes}
+    assert methods == {"work_mem": ("dynamic", "immediate"), "shared_buffers": ("static", "pending-reboot")}
+    assert sorted(result.pending_reboot_instances) == sorted(members)
+    assert result.needs_reboot
+    for endpoint in members:
+        assert _show(local_backend, cid, endpoint, "work_mem") == "12MB"
+        assert _show(local_backend, cid, endpoint, "shared_buffers") == old_buffers
+    assert set(_statuses(local_backend, cid).values()) == {"pending-reboot"}
+    cluster = local_backend.describe_cluster(cid)
+    assert {m.db_cluster_parameter_group_status for m in cluster.db_cluster_members} == {"pending-reboot"}
+    assert local_backend.get_parameters(cid, ["work_mem", "shared_buffers"]) == {
+        "work_mem": "12MB",
+        "shared_buffers": new_buffers,
+    }
+
+    rebooted = local_backend.reboot_pending(cid)
+    order = [i.db_instance_identifier for i in rebooted]
+    assert order[-1] == local_cluster.writer_id  # readers first, then the writer
+    assert sorted(order) == sorted(members)
+    assert set(_statuses(local_backend, cid).values()) == {"in-sync"}
+    for endpoint in members:
+        assert _show(local_backend, cid, endpoint, "shared_buffers") == new_buffers
+    assert local_backend.describe_cluster(cid).writer_id == local_cluster.writer_id
+
+    again = local_backend.apply_parameters(cid, {"work_mem": "12MB"})
+    assert again.status == "no-change"
+    assert again.changes == []
+
+
+@pytest.mark.parametrize(
+    ("parameters", "field"),
+    [
+        ({"work_mem": "16MB", "no_such_parameter": "1"}, "no_such_parameter"),
+        ({"work_mem": "16MB", "shared_buffers": "lots"}, "shared_buffers"),
+        ({"work_mem": "1"}, "work_mem"),  # below the minimum (64kB)
+        ({"wal_level": "minimal"}, "wal_level"),  # managed by the backend
+        ({"block_size": "4096"}, "block_size"),  # read-only
+        ({"enable_seqscan": "maybe"}, "enable_seqscan"),
+        ({"shared_preload_libraries": "pg_stat_statements,not_a_library"}, "shared_preload_libraries"),
+    ],
+)
+def test_bad_parameters_are_refused_and_change_nothing(
+    local_backend: Any, local_cluster: Cluster, parameters: dict[str, str], field: str
+) -> None:
+    cid = local_cluster.db_cluster_identifier
+    group_file = local_backend.paths(cid).parameters
+    before_file = group_file.read_text()
+    before_state = local_backend.store.read()["clusters"][cid]
+    before_work_mem = _show(local_backend, cid, "cluster", "work_mem")
+    with pytest.raises(InvalidParameterError) as excinfo:
+        local_backend.apply_parameters(cid, parameters)
+    assert excinfo.value.field == field
+    assert group_file.read_text() == before_file
+    assert local_backend.store.read()["clusters"][cid] == before_state
+    assert _show(local_backend, cid, "cluster", "work_mem") == before_work_mem
