@@ -69,7 +69,7 @@ class CheckResult:
         return not self.problems()
 
     def summary(self) -> dict[str, Any]:
-        """Key results as plain JSON types, for the run's audit record."""
+        """Key results as plain JSON types (``json.dumps`` works as is), for the run's audit record."""
         raise NotImplementedError
 
     def summary_rows(self) -> list[tuple[str, Any]]:

@@ -181,7 +181,7 @@ class RestoreReport(CheckResult):
         return {
             "source": self.source,
             "restored": self.restored,
-            "as_of": self.as_of,
+            "as_of": self.as_of.isoformat() if self.as_of else None,
             "tables_compared": len(self.tables),
             "tables_matching": len(self.tables) - len(self.mismatched),
             "source_rows_total": sum(t.source_rows or 0 for t in self.tables),
@@ -378,7 +378,7 @@ class PitrReport(CheckResult):
     def summary(self) -> dict[str, Any]:
         return {
             "table": self.table,
-            "cutoff": self.cutoff,
+            "cutoff": self.cutoff.isoformat(),
             "restored_endpoint": self.restored_endpoint,
             "expected_rows": self.expected.rows,
             "restored_rows": self.restored.rows if self.restored else None,

@@ -324,6 +324,8 @@ class WriteProbe:
                 )
         self._stop.set()
         self._thread.join(timeout=self.connect_timeout + 15)
+        if self._crash is not None:
+            raise self._crash
         self.report = self._verify()
         return self.report
 

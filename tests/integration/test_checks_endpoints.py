@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _checks_display import assert_displays
 
 from aurora_kit.backends.base import Cluster
 from aurora_kit.checks import check_endpoint_roles, check_endpoint_roles_at
@@ -26,7 +27,7 @@ def test_roles_and_spread_on_a_healthy_cluster(local_backend: Any, local_cluster
     # load_balance_hosts=random over two readers: both answer (P(all 24 on one) = 2 * 0.5**24)
     assert set(report.distribution) == set(local_cluster.reader_ids)
     report.assert_ok()
-    summary = report.summary()
+    summary = assert_displays(report)
     assert summary["reader_write_sqlstate"] == "25006"
     assert "PASS" in report._repr_html_()
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from _checks_display import assert_displays
 
 from aurora_kit.backends.base import Cluster
 from aurora_kit.checks import measure_replica_lag
@@ -26,6 +27,7 @@ def test_lag_of_healthy_readers(local_backend: Any, local_cluster: Cluster) -> N
         assert stats["p50_ms"] is not None
         assert 0 < stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"] <= stats["max_ms"]  # type: ignore[operator]
     report.assert_ok(max_p99_ms=2000)
+    assert_displays(report)
     # the Aurora shim reports every reader from the writer
     assert {r["server_id"] for r in report.replica_status if not r["is_writer"]} == set(local_cluster.reader_ids)
     # an impossible threshold must fail: the probe can say "too slow"
@@ -47,6 +49,6 @@ def test_paused_replay_is_reported_as_invisible_markers(local_backend: Any, loca
     assert report.readers[paused].visible == []
     assert report.readers[healthy].not_visible == 0
     assert len(report.readers[healthy].visible) == 6
-    assert report.summary()["markers_not_visible"] == 6
+    assert assert_displays(report)["markers_not_visible"] == 6
     with pytest.raises(VerificationError, match=f"{paused}: 6 of 6 markers not visible"):
         report.assert_ok()

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy
+from _checks_display import assert_displays
 
 from aurora_kit.backends.base import Cluster
 from aurora_kit.checks import check_pool, check_pre_ping_recovery, run_pool_check
@@ -26,7 +27,7 @@ def test_pool_on_cluster_endpoint(local_backend: Any, local_cluster: Cluster) ->
     assert report.checked_out_at_end == 0
     assert not any(report.server_sessions_after.values())
     assert 0 < report.server_sessions_peak <= 30
-    summary = report.summary()
+    summary = assert_displays(report)
     assert summary["checkout_wait_p50_ms"] is not None
     assert summary["checkout_wait_p99_ms"] >= summary["checkout_wait_p50_ms"]
     assert summary["throughput_qps"] > 0
@@ -84,6 +85,7 @@ def test_pre_ping_replaces_killed_sessions(local_backend: Any, local_cluster: Cl
     assert report.stale_recovered == 4
     assert report.reused == 0
     report.assert_ok()
+    assert_displays(report)
 
 
 def test_without_pre_ping_the_application_sees_the_errors(local_backend: Any, local_cluster: Cluster) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from _checks_display import assert_displays
 
 from aurora_kit.backends.base import Cluster
 from aurora_kit.checks import seed_pitr_dataset, table_fingerprints, verify_pitr, verify_restore
@@ -60,6 +61,7 @@ def test_pitr_is_exact_and_tampering_is_detected(
     assert report.restored.rows == 300
     assert report.restored.checksum == dataset.before.checksum
     report.assert_ok()
+    assert_displays(report)
 
     # table by table, the source "as of T" (rows carry their write time) equals the restore
     as_of_t = verify_restore(src, dst, ["aurora_kit_pitr_seed"], time_column="written_at", as_of=dataset.cutoff)
@@ -67,6 +69,7 @@ def test_pitr_is_exact_and_tampering_is_detected(
     # the unfiltered source has 300 more rows than the restore: a plain comparison must say so
     now = verify_restore(src, dst, ["aurora_kit_pitr_seed", "ck_other"])
     assert [(t.table, t.status) for t in now.mismatched] == [("public.aurora_kit_pitr_seed", "row count differs")]
+    assert_displays(now)
     with pytest.raises(VerificationError, match="row count differs"):
         now.assert_ok()
 

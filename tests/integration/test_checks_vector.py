@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from _checks_display import assert_displays
 
 from aurora_kit.backends.base import Cluster
 from aurora_kit.checks import ensure_vector_extension, measure_recall, prove_pgvector, vector_extension_status
@@ -54,6 +55,7 @@ def test_hnsw_proof_index_used_and_recall_against_exact(
     assert [p.value for p in report.points] == [10, 40]
     assert all(0.0 <= p.recall <= 1.0 for p in report.points)
     report.assert_ok(min_recall=0.9)
+    assert_displays(report)
     assert report.summary()["index_used_in_explain"] is True
     assert "recall@10" in report._repr_html_()
     # the same table measured on a reader: the index replicated and answers there too
@@ -76,6 +78,7 @@ def test_low_recall_is_reported_and_raises(writer: Any) -> None:
     report = prove_pgvector(writer, rows=4000, dim=16, queries=20, sweep=(1,), table="ck_vec_low")
     assert report.points[0].recall < 0.5
     assert not report.ok
+    assert_displays(report)
     with pytest.raises(VerificationError, match="recall@10"):
         report.assert_ok()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from _checks_display import assert_displays
 
 from aurora_kit.backends.base import Cluster
 from aurora_kit.checks import WriteProbe, probe_failover
@@ -48,6 +49,7 @@ def test_acknowledged_rows_deleted_behind_the_probe_are_lost(local_backend: Any,
     report = probe.report
     assert report is not None
     assert report.lost_ids == [2, 3, 11]
+    assert_displays(report)
     with pytest.raises(VerificationError, match=r"3 acknowledged writes missing") as excinfo:
         report.assert_ok()
     assert excinfo.value.context["evidence"]["lost_ids"] == [2, 3, 11]
@@ -135,5 +137,6 @@ def test_probe_around_a_real_failover(
     assert 0.05 < report.rto_s < 60
     assert len(report.timelines) == 2  # the promotion switched timeline
     report.assert_ok(max_rto_s=60)  # expected_writer was set from the failover result
+    assert_displays(report)
     labels = [label for _, label in report.marks]
     assert labels[:2] == ["enter", f"{mode} failover requested"]
