@@ -290,13 +290,15 @@ def seed_pitr_dataset(
     batches_after: int = 5,
     rows_per_batch: int = 200,
     gap_s: float = 1.0,
+    align_to_second: bool = True,
     replace: bool = True,
 ) -> SeededDataset:
     """Write a known, time-stamped dataset on the writer around a cut-off ``T`` and return ``T`` + expectations.
 
-    Each batch is its own transaction; rows carry ``written_at = clock_timestamp()``. ``T`` is read from the
-    server clock ``gap_s/2`` after the last "before" batch committed and ``gap_s/2`` before the first "after"
-    batch starts, so commit times never straddle it. Restore to ``T`` and check with :func:`verify_pitr`.
+    Each batch is its own transaction; rows carry ``written_at = clock_timestamp()``. ``T`` lies at least
+    ``gap_s/2`` after the last "before" batch committed and ``gap_s/2`` before the first "after" batch starts (by
+    the writer's clock), so commit times never straddle it. ``align_to_second`` rounds ``T`` up to a whole second,
+    for restore APIs that take whole seconds. Restore to ``T`` and check with :func:`verify_pitr`.
     """
     if batches_before < 1 or rows_per_batch < 1:
         raise InvalidParameterError("batches_before/rows_per_batch", (batches_before, rows_per_batch), "must be ≥ 1")
@@ -315,13 +317,23 @@ def seed_pitr_dataset(
         first = int(row[0]) + 1 if row else 1
         mid = _write_batches(conn, ident, first, batches_before, rows_per_batch, "before")
         last_before = conn.execute(sql.SQL("SELECT max(written_at) FROM {}").format(ident)).fetchone()
-        time.sleep(gap_s / 2)
-        cut = conn.execute("SELECT clock_timestamp()").fetchone()
-        time.sleep(gap_s / 2)
-        end = _write_batches(conn, ident, mid, batches_after, rows_per_batch, "after")
+        # T: gap/2 after the last "before" commit (rounded up to a whole second when asked); the "after" batches
+        # start only once the server clock is gap/2 past T
+        cut = conn.execute(
+            "SELECT CASE WHEN %(align)s THEN date_trunc('second', t) + interval '1 second' ELSE t END "
+            "FROM (SELECT clock_timestamp() + make_interval(secs => %(half)s) AS t) AS s",
+            {"align": align_to_second, "half": gap_s / 2},
+        ).fetchone()
         assert cut is not None
         assert last_before is not None
         cutoff: datetime = cut[0]
+        while True:
+            row = conn.execute("SELECT extract(epoch FROM %s - clock_timestamp())::float8", [cutoff]).fetchone()
+            wait = (float(row[0]) if row else 0.0) + gap_s / 2
+            if wait <= 0:
+                break
+            time.sleep(wait)
+        end = _write_batches(conn, ident, mid, batches_after, rows_per_batch, "after")
         before = _fingerprint(conn, table, where=sql.SQL("t.written_at <= %s"), params=[cutoff])
         after = _fingerprint(conn, table, where=sql.SQL("t.written_at > %s"), params=[cutoff])
         first_after = conn.execute(
