@@ -111,6 +111,8 @@ class LocalBackend(ClusterBackend):
         for sub in ("clusters", "snapshots"):
             (self.root / sub).mkdir(exist_ok=True, mode=0o755)
         self.store = StateStore(self.root)
+        #: step timings of the last failover run by this object (``failover.Phases``), for measurements
+        self.last_failover_phases: Any = None
         self._port_lock = threading.Lock()
 
     # == helpers ===========================================================================================

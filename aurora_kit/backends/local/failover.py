@@ -21,6 +21,7 @@ Order matters (DESIGN §3 pitfalls):
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -130,15 +131,27 @@ def failover(
     with backend.store.cluster_lock(cluster_id):
         cl, writer, readers = check_failover(backend, cluster_id, target_instance_id, mode)
         started = _now()
+        phases = backend.last_failover_phases = Phases()
         backend.set_status(cluster_id, "failing-over")
         try:
-            target = _switch_writer(backend, cluster_id, cl, writer, readers, target_instance_id, mode)
-            _rejoin_old_writer(backend, cluster_id, writer, target)
+            target = _switch_writer(backend, cluster_id, cl, writer, readers, target_instance_id, mode, phases)
+            _rejoin_old_writer(backend, cluster_id, writer, target, phases)
         except BaseException:
             backend.set_status(cluster_id, "available")
             raise
         backend.set_status(cluster_id, "available")
         return FailoverResult(cluster_id, mode, writer, target, started, _now())
+
+
+class Phases:
+    """Monotonic timestamps of the failover steps (``backend.last_failover_phases``), for measurements."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.marks: list[tuple[str, float]] = []
+
+    def mark(self, name: str) -> None:
+        self.marks.append((name, round(time.monotonic() - self.t0, 4)))
 
 
 def _switch_writer(
@@ -149,49 +162,66 @@ def _switch_writer(
     readers: list[str],
     requested: str | None,
     mode: str,
+    phases: Phases,
 ) -> str:
     old = backend.controller(cluster_id, writer, cl)
-    if mode == "crash":
-        old.kill()
-    else:
+    if mode == "planned":
+        # everything that does not need the writer gone happens while it still serves: pick the target, give
+        # the other readers their slots on it and let them cascade from it; a CHECKPOINT makes the shutdown
+        # checkpoint short. The target still streams from the writer, so the fast shutdown ships it every record.
+        target = requested or _choose(cl, _receive_positions(backend, cluster_id, readers))
+        others = [r for r in readers if r != target]
+        _repoint(backend, cluster_id, cl, target, others)
+        phases.mark("readers repointed")
+        backend.query(cluster_id, writer, "CHECKPOINT")
+        phases.mark("checkpoint on writer")
         old.stop(mode="fast")
-    positions = _receive_positions(backend, cluster_id, readers)
-    if not positions:
-        raise FailoverNotPossibleError(f"no reader of {cluster_id!r} answered after the writer stopped")
-    best = _choose(cl, positions)
-    target = requested or best
-    if positions.get(target, -1) < positions[best]:
-        _catch_up(backend, cluster_id, cl, target, best, positions[best])
-    others = [r for r in readers if r != target]
+        phases.mark("writer stopped")
+    else:
+        old.kill()
+        phases.mark("writer killed")
+        positions = _receive_positions(backend, cluster_id, readers)
+        if not positions:
+            raise FailoverNotPossibleError(f"no reader of {cluster_id!r} answered after the writer crashed")
+        best = _choose(cl, positions)
+        target = requested or best
+        if positions.get(target, -1) < positions[best]:
+            _catch_up(backend, cluster_id, cl, target, best, positions[best])
+        phases.mark("target chosen")
+        others = [r for r in readers if r != target]
+        _repoint(backend, cluster_id, cl, target, others)
+        phases.mark("readers repointed")
     with backend.update_cluster(cluster_id) as rec:
         rec["instances"][writer].update(role="reader", status="rebooting")
         rec["instances"][target]["role"] = "writer"
     cl = backend.cluster_state(cluster_id)
-    for r in others:
-        backend.create_slot(cluster_id, target, r)
-    for r in others:  # cascade from the target now; they follow its new timeline after promotion
-        backend.write_node_config(cluster_id, r, cl, upstream_id=target)
-        backend.controller(cluster_id, r, cl).reload()
+    # the promoted node keeps synchronous_standby_names: name only readers that are attached to it already
     backend.write_node_config(cluster_id, target, cl, standby_readers=others, standby_signal=True)
-    tctl = backend.controller(cluster_id, target, cl)
-    tctl.reload()
+    backend.controller(cluster_id, target, cl).reload()
     with backend.connect(cluster_id, target, cl=cl) as conn:
         conn.execute("SELECT pg_promote(wait => false)")
-
-    def writable() -> bool:
-        return not backend.query(cluster_id, target, "SELECT pg_is_in_recovery()")[0][0]
-
-    wait_for(
-        f"{target} promoted",
-        writable,
-        bool,
-        timeout=60,
-        initial_delay=0.005,
-        max_delay=0.05,
-        retry_on=(psycopg.OperationalError,),
-    )
+        wait_for(
+            f"{target} promoted",
+            lambda: conn.execute("SELECT pg_is_in_recovery()").fetchone(),
+            lambda row: row == (False,),
+            timeout=60,
+            initial_delay=0.002,
+            max_delay=0.02,
+            backoff=1.3,
+        )
+    phases.mark("target writable")
     backend.write_node_config(cluster_id, target, cl, standby_readers=others, standby_signal=False)
     return target
+
+
+def _repoint(backend: LocalBackend, cluster_id: str, cl: Mapping[str, Any], target: str, others: list[str]) -> None:
+    """Slots for ``others`` on ``target`` (allowed on a standby) and ``others`` streaming from it (cascading;
+    they follow its new timeline once it is promoted)."""
+    for r in others:
+        backend.create_slot(cluster_id, target, r)
+    for r in others:
+        backend.write_node_config(cluster_id, r, cl, upstream_id=target)
+        backend.controller(cluster_id, r, cl).reload()
 
 
 def _catch_up(
@@ -210,7 +240,7 @@ def _catch_up(
     )
 
 
-def _rejoin_old_writer(backend: LocalBackend, cluster_id: str, old: str, new: str) -> None:
+def _rejoin_old_writer(backend: LocalBackend, cluster_id: str, old: str, new: str, phases: Phases) -> None:
     cl = backend.cluster_state(cluster_id)
     backend.query(cluster_id, new, "CHECKPOINT")
     backend.create_slot(cluster_id, new, old)
@@ -223,12 +253,15 @@ def _rejoin_old_writer(backend: LocalBackend, cluster_id: str, old: str, new: st
         f"host=127.0.0.1 port={cl['instances'][new]['port']} user={cl['master_username']} dbname=postgres "
         f"connect_timeout=5"
     )
+    phases.mark("checkpoint on new writer")
     ctl.rewind(source_conninfo=source, passfile=p.pgpass)
+    phases.mark("old writer rewound")
     backend.write_node_config(cluster_id, old, cl, upstream_id=new)  # rewind copied the new writer's config
     ctl.start(timeout=backend.ready_timeout)
     backend.set_status(cluster_id, None, **{old: "available"})
     backend.reconfigure_writer(cluster_id)
     backend.wait_streaming(cluster_id, new, backend.reader_ids(backend.cluster_state(cluster_id)))
+    phases.mark("old writer streaming as a reader")
 
 
 __all__ = ["check_failover", "failover", "slot_name"]
