@@ -20,6 +20,7 @@ pgvector index is used, good  ``prove_pgvector(info)``                 :class:`V
 
 from __future__ import annotations
 
+from aurora_kit.checks._common import with_options
 from aurora_kit.checks._display import CheckResult
 from aurora_kit.checks.endpoints import EndpointRoleReport, check_endpoint_roles, check_endpoint_roles_at
 from aurora_kit.checks.lag import ReplicaLagReport, measure_replica_lag, measure_replica_lag_at
@@ -90,4 +91,5 @@ __all__ = [
     "vector_extension_status",
     "verify_pitr",
     "verify_restore",
+    "with_options",
 ]

@@ -100,8 +100,9 @@ def ensure_vector_extension(
 ) -> ExtensionReport:
     """``CREATE EXTENSION`` if missing, else ``ALTER EXTENSION ... UPDATE [TO version]``; report before/after.
 
-    ``version=None`` means the server's default version. A version the server does not offer raises
-    InvalidParameterError before anything changes. Connect to the writer (cluster endpoint).
+    ``version=None`` means the server's default version. A version the server cannot install or update to from
+    the installed one raises InvalidParameterError before anything changes. Connect to the writer (cluster
+    endpoint); the extension is per database.
     """
     if version is not None and not _VERSION.match(version):
         raise InvalidParameterError("version", version, "expected a dotted version number like 0.8.0")
@@ -109,8 +110,16 @@ def ensure_vector_extension(
         before, default, versions = _extension_state(conn, extension)
         if not versions:
             raise InvalidParameterError("extension", extension, "not available on this server")
-        if version is not None and version not in versions:
-            raise InvalidParameterError("version", version, f"{extension} offers {', '.join(versions)}")
+        targets = set(versions)
+        if before is not None:  # an installed extension can also go wherever an update path leads
+            paths = conn.execute(
+                "SELECT target FROM pg_extension_update_paths(%s) WHERE source = %s AND path IS NOT NULL",
+                [extension, before],
+            )
+            targets |= {r[0] for r in paths} | {before}
+        if version is not None and version not in targets:
+            offered = ", ".join(sorted(targets, key=_version_key))
+            raise InvalidParameterError("version", version, f"{extension} offers {offered} from here")
         target = version or default
         ident = sql.Identifier(extension)
         if before is None:

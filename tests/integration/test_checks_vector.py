@@ -9,7 +9,13 @@ import pytest
 from _checks_display import assert_displays
 
 from aurora_kit.backends.base import Cluster
-from aurora_kit.checks import ensure_vector_extension, measure_recall, prove_pgvector, vector_extension_status
+from aurora_kit.checks import (
+    ensure_vector_extension,
+    measure_recall,
+    prove_pgvector,
+    vector_extension_status,
+    with_options,
+)
 from aurora_kit.checks.vector import create_vector_index, load_vectors, make_vectors
 from aurora_kit.errors import InvalidParameterError, VerificationError
 
@@ -96,3 +102,29 @@ def test_dropped_index_fails_the_explain_check(writer: Any) -> None:
         report.raise_for_index_unused()
     with pytest.raises(VerificationError):
         report.assert_ok(min_recall=0.0)
+
+
+def test_extension_update_path_runs_alter_extension_update(writer: Any) -> None:
+    """Only the newest pgvector is installable here, so an older installed version is simulated by rewinding
+    ``pg_extension.extversion`` (pgvector's 0.8.x update scripts are no-ops) in a scratch database; the update
+    itself is the server's real ``ALTER EXTENSION vector UPDATE`` along the shipped script chain."""
+    with psycopg.connect(writer.conninfo, autocommit=True, **writer.kwargs()) as conn:
+        conn.execute("DROP DATABASE IF EXISTS ck_vec_ext")
+        conn.execute("CREATE DATABASE ck_vec_ext")
+    scratch = with_options(writer, dbname="ck_vec_ext")
+    try:
+        created = ensure_vector_extension(scratch)
+        assert created.action == "created"
+        assert created.installed_before is None
+        with psycopg.connect(scratch.conninfo, autocommit=True, **scratch.kwargs()) as conn:
+            conn.execute("UPDATE pg_extension SET extversion = '0.8.0' WHERE extname = 'vector'")
+        with pytest.raises(InvalidParameterError):
+            ensure_vector_extension(scratch, version="0.7.9")  # no update path from 0.8.0
+        partial = ensure_vector_extension(scratch, version="0.8.3")
+        assert (partial.installed_before, partial.installed, partial.action) == ("0.8.0", "0.8.3", "updated")
+        full = ensure_vector_extension(scratch)
+        assert (full.installed_before, full.installed, full.action) == ("0.8.3", created.installed, "updated")
+        assert full.ok
+    finally:
+        with psycopg.connect(writer.conninfo, autocommit=True, **writer.kwargs()) as conn:
+            conn.execute("DROP DATABASE IF EXISTS ck_vec_ext WITH (FORCE)")
