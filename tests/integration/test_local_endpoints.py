@@ -76,3 +76,12 @@ def test_password_never_in_conninfo(local_backend: Any, local_cluster: Cluster) 
     reader = local_backend.connection_info(local_cluster.db_cluster_identifier, "reader")
     assert "target_session_attrs=standby" in reader.conninfo
     assert "load_balance_hosts=random" in reader.conninfo
+
+
+def test_pgvector_available_but_not_created(local_backend: Any, local_cluster: Cluster) -> None:
+    with _connect(local_backend, local_cluster, "cluster") as conn:
+        row = conn.execute(
+            "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'vector'"
+        ).fetchone()
+    assert row is not None
+    assert row[0] == "0.8.5"

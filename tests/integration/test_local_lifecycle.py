@@ -123,3 +123,60 @@ def test_add_remove_reader_stop_start_and_alarms(
     assert slots == []
     with pytest.raises(InstanceNotFoundError):
         local_backend.delete_instance(cid, f"{cid}-r")
+
+
+def test_last_instance_keeps_storage_and_final_snapshot_outlives_cluster(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=1, prefix="ls")
+    cid = cluster.db_cluster_identifier
+    info = local_backend.connection_info(cid)
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('still here')")
+    # deleting the writer fails over first (as Aurora); the former reader is the writer now
+    local_backend.delete_instance(cid, cluster.writer_id)
+    after = local_backend.describe_cluster(cid)
+    assert after.writer_id == cluster.reader_ids[0]
+    assert after.reader_ids == []
+    # deleting the last instance keeps the cluster's storage; a new instance becomes the writer on it
+    local_backend.delete_instance(cid, cluster.reader_ids[0])
+    assert local_backend.describe_cluster(cid).db_cluster_members == []
+    local_backend.create_instance(cid, InstanceSpec(instance_id=f"{cid}-back"))
+    info = local_backend.connection_info(cid)
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
+        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (f"{cid}-back",)
+
+    final = local_backend.delete_cluster(cid, final_snapshot_id=f"{cid}-final")
+    assert final is not None
+    assert final.status == "available"
+    with pytest.raises(ClusterNotFoundError):
+        local_backend.describe_cluster(cid)
+    assert [s.db_cluster_snapshot_identifier for s in local_backend.describe_snapshots(cid)] == [f"{cid}-final"]
+    local_backend.delete_snapshot(f"{cid}-final")
+
+
+def test_root_dir_must_be_traversable_by_the_postgres_user(tmp_path: Any) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("only root hands servers to a separate system user")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with pytest.raises(InvalidParameterError, match="cannot traverse"):
+        LocalBackend(root_dir=private / "root")
+    assert not (private / "root").exists()
+
+
+def test_cli_lists_and_shows_clusters(local_backend: Any, local_cluster: Cluster, capsys: Any) -> None:
+    from aurora_kit.cli import main
+
+    assert main(["local", "--root", str(local_backend.root), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert local_cluster.db_cluster_identifier in listing
+    assert main(["local", "--root", str(local_backend.root), "status", local_cluster.db_cluster_identifier]) == 0
+    status = capsys.readouterr().out
+    assert "writer" in status
+    assert "available" in status
+    assert main(["local", "--root", str(local_backend.root), "status", "no-such-cluster"]) == 2

@@ -375,6 +375,10 @@ class LocalBackend(ClusterBackend):
             if existing.get("spec") == spec.model_dump(mode="json"):
                 return self.describe_cluster(spec.cluster_id)
             raise ClusterAlreadyExistsError(spec.cluster_id)
+        taken = {iid for c in self.store.read()["clusters"].values() for iid in c["instances"]}
+        for inst in spec.instances:
+            if inst.instance_id in taken:
+                raise InvalidParameterError("instance_id", inst.instance_id, "already used by another cluster")
         if spec.port is not None and (spec.port in self._used_ports() or not self.port_free(spec.port)):
             raise InvalidParameterError("port", spec.port, "that loopback port is already in use")
         if self.dry_run:
@@ -727,20 +731,22 @@ class LocalBackend(ClusterBackend):
         return self.describe_cluster(cluster_id)
 
     def start_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster:
+        """Start a stopped cluster; on an ``available`` one, restart any instance whose process is gone (e.g.
+        after a host reboot)."""
         cl = self.cluster_state(cluster_id)
-        if cl["status"] == "available":
-            return self.describe_cluster(cluster_id)
-        if cl["status"] != "stopped":
+        if cl["status"] not in ("stopped", "available"):
             raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl['status']}; only a stopped cluster starts")
+        down = [iid for iid in self._ordered(cl) if not self.controller(cluster_id, iid, cl).is_running()]
+        if not down:
+            return self.describe_cluster(cluster_id)
         if self.dry_run:
             self._record("local", "StartDBCluster", DBClusterIdentifier=cluster_id)
             return Cluster(**{**self.describe_cluster(cluster_id).__dict__, "status": "dry-run"})
         with self.store.cluster_lock(cluster_id):
-            self.set_status(cluster_id, "starting", **dict.fromkeys(cl["instances"], "starting"))
-            ordered = self._ordered(cl)
-            for iid in ordered:
+            self.set_status(cluster_id, "starting", **dict.fromkeys(down, "starting"))
+            for iid in down:
                 self.controller(cluster_id, iid, cl).start(wait=False)
-            for iid in ordered:
+            for iid in down:
                 self.controller(cluster_id, iid, cl).wait_ready(timeout=self.ready_timeout)
             writer = self.writer_id(cl)
             if writer:
