@@ -220,6 +220,7 @@ class FailoverSettings(_Model):
     target_instance_id: str | None  # None: the backend picks the best reader
     max_rto_s: float = Field(gt=0)  # VerificationError when the measured write outage exceeds this
     max_lost_commits: int = Field(ge=0)  # acknowledged commits allowed to vanish (Aurora: 0)
+    failback: bool = False  # afterwards, a planned failover back to the old writer (optional key)
 
     @field_validator("target_instance_id")
     @classmethod
