@@ -656,11 +656,10 @@ class LocalBackend(ClusterBackend):
             # reuse ClusterSpec's validation of retention (1-35) and the window format
             checked = validated(
                 ClusterSpec,
-                **{
-                    **cl["spec"],
-                    "backup_retention_period": backup_retention_period or cl["backup_retention_period"],
-                    "preferred_backup_window": preferred_backup_window or cl["preferred_backup_window"],
-                },
+                cluster_id=cluster_id,
+                instances=[{"instance_id": "validation-only"}],
+                backup_retention_period=backup_retention_period or cl["backup_retention_period"],
+                preferred_backup_window=preferred_backup_window or cl["preferred_backup_window"],
             )
             changes["backup_retention_period"] = checked.backup_retention_period
             changes["preferred_backup_window"] = checked.preferred_backup_window
@@ -708,6 +707,8 @@ class LocalBackend(ClusterBackend):
         final: Snapshot | None = None
         with self.store.cluster_lock(cluster_id):
             if final_snapshot_id is not None:
+                if cl["status"] == "stopped":  # the final snapshot needs a running writer
+                    self.start_cluster(cluster_id)
                 final = backup.create_snapshot(self, cluster_id, final_snapshot_id, tags=cl.get("tags"))
             self.set_status(cluster_id, "deleting", **dict.fromkeys(cl["instances"], "deleting"))
             self._destroy(cluster_id)
@@ -723,6 +724,10 @@ class LocalBackend(ClusterBackend):
             self._record("local", "StopDBCluster", DBClusterIdentifier=cluster_id)
             return Cluster(**{**self.describe_cluster(cluster_id).__dict__, "status": "dry-run"})
         with self.store.cluster_lock(cluster_id):
+            writer = self.writer_id(cl)
+            if writer and self.controller(cluster_id, writer, cl).is_running():
+                # archive everything first: the restorable window of a stopped cluster ends where it stopped
+                backup.force_archive(self, cluster_id)
             self.set_status(cluster_id, "stopping", **dict.fromkeys(cl["instances"], "stopping"))
             # writer first: its walsenders ship every WAL record to the readers before it exits
             for iid in self._ordered(cl):

@@ -537,15 +537,11 @@ def start_writer_from_seed(backend: LocalBackend, cluster_id: str, instance_id: 
         ctl.start(wait=False)
 
         def promoted() -> bool:
-            if not ctl.is_running() and ctl._gave_up():
-                raise BackendOperationError(
-                    f"restored instance {instance_id!r} stopped during recovery; log tail:\n{ctl.log_tail()}"
-                )
+            ctl.check_not_dead()
             if ctl.pm_status() != "ready":
                 return False
             return not backend.query(cluster_id, instance_id, "SELECT pg_is_in_recovery()")[0][0]
 
-        ctl._start_probes = 0
         wait_for(
             f"instance {instance_id} recovered and writable",
             promoted,

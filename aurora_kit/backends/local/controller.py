@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,21 +89,38 @@ class PgController:
             cwd=self.data_dir.parent,
             what=f"pg_ctl start ({self.name})",
         )
+        self._started_at = time.monotonic()
         if wait:
             self.wait_ready(timeout=timeout)
+
+    def check_not_dead(self, grace: float = 3.0) -> None:
+        """Raise (with the log tail) if the postmaster is gone ``grace`` seconds after ``start()``: pg_ctl -W
+        returns before the postmaster writes its pid file, so an absent process is only final after a moment."""
+        if self.is_running():
+            return
+        started = getattr(self, "_started_at", None)
+        if started is not None:
+            age = time.monotonic() - started
+        else:  # another controller object started it: the log file was touched by pg_ctl at start
+            try:
+                age = time.time() - self.log_file.stat().st_mtime
+            except FileNotFoundError:
+                age = float("inf")
+        if age > grace:
+            raise BackendOperationError(
+                f"PostgreSQL instance {self.name!r} is not running (exited while starting?); log tail:\n"
+                f"{self.log_tail()}"
+            )
 
     def wait_ready(self, *, timeout: float = 60.0, progress: bool = False) -> None:
         """Wait until the postmaster accepts connections; fail fast (with the log tail) if it died."""
 
         def probe() -> str:
             status = self.pm_status()
-            if not status and not self.is_running() and self._gave_up():
-                raise BackendOperationError(
-                    f"PostgreSQL instance {self.name!r} exited while starting; log tail:\n{self.log_tail()}"
-                )
+            if not status:
+                self.check_not_dead()
             return status
 
-        self._start_probes = 0
         wait_for(
             f"instance {self.name} accepting connections",
             probe,
@@ -112,11 +130,6 @@ class PgController:
             max_delay=0.25,
             progress=progress,
         )
-
-    def _gave_up(self) -> bool:
-        # pg_ctl -W returns before the postmaster writes its pid file: allow a few empty probes first
-        self._start_probes = getattr(self, "_start_probes", 0) + 1
-        return self._start_probes > 40
 
     def stop(self, *, mode: str = "fast", timeout: float = 30.0) -> None:
         """Stop by pid: SIGINT (fast) or SIGQUIT (immediate); escalates to immediate, then SIGKILL."""
