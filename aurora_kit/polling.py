@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from aurora_kit.errors import WaitTimeoutError
+from aurora_kit.errors import InvalidStateError, WaitTimeoutError
 
 T = TypeVar("T")
 
@@ -28,13 +28,16 @@ def wait_for(
     describe: Callable[[T], str] = repr,
     progress: bool = False,
     retry_on: tuple[type[BaseException], ...] = (),
+    fail_if: Callable[[T], str | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Call ``probe`` until ``done(result)`` is true; return that result.
 
     ``retry_on`` lists exceptions from ``probe`` that mean "not yet" (e.g. connection refused while a server
-    starts); any other exception escapes at once. The delay between probes starts at ``initial_delay`` and grows
+    starts); any other exception escapes at once. ``fail_if(result)`` returns a reason when the state is terminal
+    (``failed``, ``incompatible-parameters``...): the wait stops at once with :class:`InvalidStateError` instead of
+    running to its deadline. The delay between probes starts at ``initial_delay`` and grows
     by ``backoff`` up to ``max_delay``, never sleeping past the deadline.
     """
     deadline = clock() + timeout
@@ -52,6 +55,9 @@ def wait_for(
                 last_state = describe(result)
                 if done(result):
                     return result
+                reason = fail_if(result) if fail_if is not None else None
+                if reason:
+                    raise InvalidStateError(f"gave up waiting for {what}: {reason}", what=what, last_state=last_state)
             if bar is not None:
                 bar.set_postfix_str(str(last_state)[:60], refresh=False)
                 bar.n = round(min(clock() - started, timeout), 1)

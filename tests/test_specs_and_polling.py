@@ -106,3 +106,18 @@ def test_wait_for_retries_listed_exceptions_only() -> None:
                     sleep=clock.sleep) == "up"  # fmt: skip
     with pytest.raises(KeyError):
         wait_for("boom", lambda: {}["x"], lambda s: True, retry_on=(ConnectionError,))
+
+
+def test_wait_for_stops_at_a_terminal_state() -> None:
+    from aurora_kit.errors import InvalidStateError
+
+    clock = FakeClock()
+    states = iter(["creating", "incompatible-parameters", "available"])
+    with pytest.raises(InvalidStateError, match="incompatible-parameters") as info:
+        wait_for(
+            "cluster available", lambda: next(states), lambda s: s == "available",
+            fail_if=lambda s: f"status is {s}" if s.startswith("incompatible") else None,
+            clock=clock, sleep=clock.sleep,
+        )  # fmt: skip
+    assert info.value.context["what"] == "cluster available"
+    assert len(clock.sleeps) == 1
