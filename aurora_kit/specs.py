@@ -21,12 +21,15 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def check_identifier(kind: str, value: str) -> str:
-    """RDS identifier rules: 1-63 letters, digits or hyphens; starts with a letter; no '--'; no trailing '-'."""
+    """RDS identifier rules: 1-63 letters, digits or hyphens; starts with a letter; no '--'; no trailing '-'.
+
+    Returns the identifier lowercased: RDS stores identifiers in lowercase ("Orders" becomes "orders"), so
+    every later lookup must use the lowercase form."""
     if not _IDENTIFIER.match(value):
         raise ValueError(
             f"{kind} must be 1-63 letters, digits or hyphens, start with a letter, and contain no '--' nor end with '-'"
         )
-    return value
+    return value.lower()
 
 
 def window_minutes(window: str) -> tuple[int, int]:

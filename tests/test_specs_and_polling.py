@@ -121,3 +121,9 @@ def test_wait_for_stops_at_a_terminal_state() -> None:
         )  # fmt: skip
     assert info.value.context["what"] == "cluster available"
     assert len(clock.sleeps) == 1
+
+
+def test_identifiers_are_lowercased_as_rds_stores_them() -> None:
+    spec = ClusterSpec.with_readers("Orders", 1)
+    assert spec.cluster_id == "orders"
+    assert [i.instance_id for i in spec.instances] == ["orders-1", "orders-2"]
