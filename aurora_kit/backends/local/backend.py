@@ -355,13 +355,21 @@ class LocalBackend(ClusterBackend):
                 conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
 
     def drop_slot(self, cluster_id: str, writer: str, reader: str) -> None:
+        """Drop the reader's slot on the writer once its walsender has gone (a leaked slot retains WAL forever)."""
         name = slot_name(reader)
         with self.connect(cluster_id, writer) as conn:
-            conn.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = %s AND NOT active",
-                (name,),
+            state = wait_for(
+                f"slot {name} released",
+                lambda: conn.execute(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)
+                ).fetchone(),
+                lambda row: row is None or row == (False,),
+                timeout=15,
+                initial_delay=0.01,
+                max_delay=0.2,
             )
+            if state is not None:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
 
     # == clusters ==========================================================================================
     def create_cluster(self, spec: ClusterSpec, *, wait: bool = True) -> Cluster:
@@ -817,12 +825,15 @@ class LocalBackend(ClusterBackend):
     def _remove_instance_files(self, cluster_id: str, instance_id: str) -> None:
         cl = self.store.read()["clusters"].get(cluster_id)
         if cl is not None and instance_id in cl["instances"]:
-            self.controller(cluster_id, instance_id, cl).stop(mode="immediate", timeout=10)
             writer = self.writer_id(cl)
             with self.update_cluster(cluster_id) as rec:
                 rec["instances"].pop(instance_id, None)
-            if writer and writer != instance_id and self.controller(cluster_id, writer, cl).is_running():
+            live_writer = writer and writer != instance_id and self.controller(cluster_id, writer, cl).is_running()
+            if live_writer:  # out of synchronous_standby_names first, so no commit waits for a leaving reader
                 self.reconfigure_writer(cluster_id)
+            self.controller(cluster_id, instance_id, cl).stop(mode="immediate", timeout=10)
+            if live_writer:
+                assert writer is not None
                 with suppress(psycopg.Error):
                     self.drop_slot(cluster_id, writer, instance_id)
         self.discard(self.paths(cluster_id).instance_dir(instance_id))
