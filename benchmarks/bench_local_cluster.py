@@ -102,10 +102,12 @@ def main() -> int:
                 created.remove(cid)
         cid = created[0]
         results: dict[str, dict[str, list[float]]] = {}
+        steps: dict[str, dict[str, list[float]]] = {}
         for mode in ("planned", "crash"):
             rto: list[float] = []
             control: list[float] = []
             lost: list[float] = []
+            phases: dict[str, list[float]] = {}
             for _ in range(args.runs):
                 writer = Writer(backend, cid)
                 writer.start()
@@ -117,7 +119,10 @@ def main() -> int:
                 rto.append(writer.gap())
                 control.append(result.control_plane_seconds)
                 lost.append(writer.lost())
+                for name, at in backend.last_failover_phases.marks:
+                    phases.setdefault(name, []).append(at)
             results[mode] = {"rto": rto, "control": control, "lost": lost}
+            steps[mode] = phases
         cpus = os.cpu_count()
         load = os.getloadavg()[0]
         print(
@@ -129,6 +134,8 @@ def main() -> int:
             print(f"{mode:>7} failover, client RTO:       {summary(r['rto'])}")
             print(f"{mode:>7} failover, whole operation:  {summary(r['control'])}  (incl. old writer rejoining)")
             print(f"{mode:>7} failover, lost commits:     {int(sum(r['lost']))} acknowledged commits lost")
+            timeline = ", ".join(f"{name} {statistics.median(at):.3f}" for name, at in steps[mode].items())
+            print(f"{'':>7} steps (median s from start): {timeline}")
     finally:
         for cid in created:
             backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True)
