@@ -9,7 +9,11 @@ counted as lost.
 
 No ``statement_timeout`` is set: a commit waiting for synchronous replication is not bounded by it, and a
 cancelled wait returns *success* with a WARNING although the standby never confirmed — such acknowledgements are
-flagged (``acked_with_sync_warning``). Dead sockets are bounded by TCP keepalives / ``tcp_user_timeout`` instead.
+flagged (``acked_with_sync_warning``). Dead sockets are bounded by TCP keepalives / ``tcp_user_timeout`` instead;
+a commit still blocked when ``stop()`` gives up on the writer thread is reported (``writer_stuck``).
+
+The read-back must run on a writer: when the endpoint only reaches a read-only (possibly lagging) node, ids missing
+there are reported as *unverified*, not lost.
 
 ::
 
@@ -93,6 +97,12 @@ class WriteProbeReport(CheckResult):
     verified_on: str | None  # instance the read-back ran on
     verified_on_read_only: bool | None
     recovered: bool  # writes resumed after the last failure
+    #: acknowledged ids missing from a read-back that could only run on a read-only (possibly lagging) node:
+    #: not proven lost, not proven present
+    unverified_ids: list[int] = field(default_factory=list)
+    #: the writer thread was still inside a call (e.g. a commit waiting for synchronous replication) when
+    #: stop() gave up waiting for it: its last attempt is unaccounted for
+    writer_stuck: bool = False
     marks: list[tuple[float, str]] = field(default_factory=list)
     max_rto_s: float | None = None
     expected_writer: str | None = None
@@ -162,7 +172,16 @@ class WriteProbeReport(CheckResult):
         if self.verified_on is None:
             out.append("could not read the probe table back from a writer")
         elif self.verified_on_read_only:
-            out.append(f"read-back ran on {self.verified_on}, which is read-only")
+            out.append(
+                f"could not verify on the writer: read-back ran on {self.verified_on}, which is read-only "
+                f"(possibly lagging); {len(self.unverified_ids)} acknowledged writes not visible there are "
+                "unverified, not counted as lost"
+            )
+        if self.writer_stuck:
+            out.append(
+                "the writer thread was still blocked when the probe stopped (e.g. a commit waiting for synchronous "
+                "replication): its last attempt is unaccounted for"
+            )
         rto = self.rto_s
         if limit is not None and rto is not None and rto > limit:
             out.append(f"RTO {rto:.2f}s > {limit:g}s")
@@ -201,6 +220,9 @@ class WriteProbeReport(CheckResult):
             "lost_ids": self.lost_ids[:100],
             "in_doubt": len(self.in_doubt_ids),
             "in_doubt_committed": len(self.in_doubt_committed),
+            "unverified": len(self.unverified_ids),
+            "unverified_ids": self.unverified_ids[:100],
+            "writer_stuck": self.writer_stuck,
             "acked_with_sync_warning": self.acked_with_sync_warning,
             "old_writer": self.old_writer,
             "new_writer": self.new_writer,
@@ -255,6 +277,7 @@ class WriteProbe:
         settle_writes: int = 20,
         settle_timeout_s: float = 60.0,
         verify_timeout_s: float = 60.0,
+        stop_timeout_s: float | None = None,
         run_id: str | None = None,
     ) -> None:
         if rate <= 0:
@@ -266,6 +289,8 @@ class WriteProbe:
         self.settle_writes = settle_writes
         self.settle_timeout_s = settle_timeout_s
         self.verify_timeout_s = verify_timeout_s
+        #: how long stop() waits for the writer thread to finish its current call
+        self.stop_timeout_s = connect_timeout + 15 if stop_timeout_s is None else stop_timeout_s
         self.run_id = run_id or f"wp-{uuid.uuid4().hex[:12]}"
         self.report: WriteProbeReport | None = None
         self._acks: list[Ack] = []
@@ -295,16 +320,22 @@ class WriteProbe:
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"write-probe-{self.run_id}", daemon=True)
         self._thread.start()
-        wait_for(
-            f"{self.warmup_writes} acknowledged probe writes",
-            lambda: (len(self._acks), self._crash),
-            lambda s: s[0] >= self.warmup_writes or s[1] is not None,
-            timeout=max(30.0, 3 * self.warmup_writes / self.rate),
-            initial_delay=0.01,
-            max_delay=0.2,
-        )
-        if self._crash is not None:
-            raise self._crash
+        try:
+            wait_for(
+                f"{self.warmup_writes} acknowledged probe writes",
+                lambda: (len(self._acks), self._crash),
+                lambda s: s[0] >= self.warmup_writes or s[1] is not None,
+                timeout=max(30.0, 3 * self.warmup_writes / self.rate),
+                initial_delay=0.01,
+                max_delay=0.2,
+            )
+            if self._crash is not None:
+                raise self._crash
+        except BaseException:
+            # no __exit__/stop() will run for a probe that failed to start: do not leave its writer behind
+            self._stop.set()
+            self._thread.join(timeout=self.stop_timeout_s)
+            raise
         return self
 
     def stop(self) -> WriteProbeReport:
@@ -323,10 +354,10 @@ class WriteProbe:
                     max_delay=0.5,
                 )
         self._stop.set()
-        self._thread.join(timeout=self.connect_timeout + 15)
+        self._thread.join(timeout=self.stop_timeout_s)
         if self._crash is not None:
             raise self._crash
-        self.report = self._verify()
+        self.report = self._verify(writer_stuck=self._thread.is_alive())
         return self.report
 
     def __enter__(self) -> WriteProbe:
@@ -444,7 +475,7 @@ class WriteProbe:
             }
         return ids, ident, read_only
 
-    def _verify(self) -> WriteProbeReport:
+    def _verify(self, *, writer_stuck: bool = False) -> WriteProbeReport:
         with self._lock:
             acks = list(self._acks)
             failures = list(self._failures)
@@ -469,7 +500,9 @@ class WriteProbe:
                 present, verified_on, read_only = self._read_back()
             except psycopg.Error:
                 present = None
-        lost = sorted(acked - present) if present is not None else []
+        missing = sorted(acked - present) if present is not None else []
+        # a read-only node may simply not have replayed the latest commits yet: absent there is not lost
+        lost, unverified = ([], missing) if read_only else (missing, [])
         last_fail = max((f.t for f in failures), default=-1.0)
         recovered = any(a.t > last_fail for a in acks)
         return WriteProbeReport(
@@ -486,6 +519,8 @@ class WriteProbe:
             verified_on_read_only=read_only,
             recovered=recovered,
             marks=list(self._marks),
+            unverified_ids=unverified,
+            writer_stuck=writer_stuck,
         )
 
 

@@ -12,7 +12,7 @@ from _checks_display import assert_displays
 
 from aurora_kit.backends.base import Cluster
 from aurora_kit.checks import WriteProbe, probe_failover
-from aurora_kit.errors import VerificationError
+from aurora_kit.errors import VerificationError, WaitTimeoutError
 from aurora_kit.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -140,3 +140,79 @@ def test_probe_around_a_real_failover(
     assert_displays(report)
     labels = [label for _, label in report.marks]
     assert labels[:2] == ["enter", f"{mode} failover requested"]
+
+
+def test_a_failed_warm_up_stops_the_writer_thread(
+    local_backend: Any, local_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aurora_kit.checks import write_probe
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise WaitTimeoutError("acknowledged probe writes", 0.0, None)
+
+    monkeypatch.setattr(write_probe, "wait_for", interrupted)
+    info = local_backend.connection_info(local_cluster.db_cluster_identifier, "cluster")
+    probe = WriteProbe(info, rate=50)
+    with pytest.raises(WaitTimeoutError), probe:
+        pytest.fail("the body must not run when the warm-up failed")
+    assert probe._thread is not None
+    assert not probe._thread.is_alive(), "the writer thread kept running after start() failed"
+
+
+def test_a_commit_stuck_on_sync_replication_is_reported(local_backend: Any, local_cluster: Cluster) -> None:
+    cid = local_cluster.db_cluster_identifier
+    info = local_backend.connection_info(cid, "cluster")
+    writer_info = local_backend.connection_info(cid, local_cluster.writer_id)
+    probe = WriteProbe(info, rate=50, warmup_writes=3, settle_writes=0, stop_timeout_s=1.0).start()
+    try:
+        # no standby of that name will ever confirm: the probe's next commit waits forever
+        _sql(writer_info, "ALTER SYSTEM SET synchronous_standby_names = 'no_such_standby'")
+        _sql(writer_info, "SELECT pg_reload_conf()")
+        acked = len(probe._acks)
+        time.sleep(0.5)
+        report = probe.stop()
+    finally:
+        _sql(writer_info, "ALTER SYSTEM RESET synchronous_standby_names")
+        _sql(writer_info, "SELECT pg_reload_conf()")
+    assert len(report.acks) <= acked + 1  # at most a commit that had already been confirmed
+    assert report.writer_stuck
+    assert report.summary()["writer_stuck"] is True
+    with pytest.raises(VerificationError, match="writer thread was still blocked"):
+        report.assert_ok()
+    thread = probe._thread
+    assert thread is not None
+    wait_for("writer thread released", thread.is_alive, lambda alive: not alive, timeout=20)
+
+
+def test_a_read_back_on_a_lagging_read_only_node_claims_no_loss(local_backend: Any, local_cluster: Cluster) -> None:
+    """The endpoint resolves to a reader whose replay is paused (stale DNS after a failover, say): ids it has not
+    replayed are unverified, not lost."""
+    cid = local_cluster.db_cluster_identifier
+    reader = local_cluster.reader_ids[0]
+    reader_info = local_backend.connection_info(cid, reader)
+    probe = WriteProbe(local_backend.connection_info(cid, "cluster"), rate=100, settle_writes=0, verify_timeout_s=0.5)
+    probe.start()
+    try:
+        wait_for(
+            "probe rows replayed on the reader",
+            lambda: _sql(reader_info, "SELECT count(*) FROM aurora_kit.write_probe WHERE run_id = %s", [probe.run_id]),
+            lambda rows: rows[0][0] > 0,
+            timeout=10,
+        )
+        _sql(reader_info, "SELECT pg_wal_replay_pause()")
+        acked = len(probe._acks)
+        wait_for("more acknowledged writes", lambda: len(probe._acks), lambda n: n >= acked + 20, timeout=10)
+        probe.info = reader_info  # what the endpoint now reaches
+        report = probe.stop()
+    finally:
+        _sql(reader_info, "SELECT pg_wal_replay_resume()")
+    assert report.verified_on == reader
+    assert report.verified_on_read_only
+    assert report.lost == 0
+    assert report.lost_ids == []
+    assert len(report.unverified_ids) >= 20, report.summary()
+    assert report.summary()["unverified"] == len(report.unverified_ids)
+    problems = report.problems()
+    assert any(p.startswith("could not verify on the writer") for p in problems), problems
+    assert not any("missing" in p for p in problems), problems
+    report.raise_for_lost_commits()  # nothing proven lost
