@@ -291,7 +291,6 @@ def seed_pitr_dataset(
     rows_per_batch: int = 200,
     gap_s: float = 1.0,
     align_to_second: bool = True,
-    replace: bool = True,
 ) -> SeededDataset:
     """Write a known, time-stamped dataset on the writer around a cut-off ``T`` and return ``T`` + expectations.
 
@@ -299,22 +298,23 @@ def seed_pitr_dataset(
     ``gap_s/2`` after the last "before" batch committed and ``gap_s/2`` before the first "after" batch starts (by
     the writer's clock), so commit times never straddle it. ``align_to_second`` rounds ``T`` up to a whole second,
     for restore APIs that take whole seconds. Restore to ``T`` and check with :func:`verify_pitr`.
+
+    ``table`` is dropped and recreated: the dataset is exactly what this call wrote (ids ``1…``), so the "before"
+    fingerprint and the id range :func:`verify_pitr` checks describe the same rows.
     """
     if batches_before < 1 or rows_per_batch < 1:
         raise InvalidParameterError("batches_before/rows_per_batch", (batches_before, rows_per_batch), "must be ≥ 1")
     ident = _qualified(table)
     with connect(info) as conn:
         _canonical(conn)
-        if replace:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
         conn.execute(
             sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (id bigint PRIMARY KEY, phase text NOT NULL, batch int NOT NULL, "
+                "CREATE TABLE {} (id bigint PRIMARY KEY, phase text NOT NULL, batch int NOT NULL, "
                 "payload text NOT NULL, written_at timestamptz NOT NULL)"
             ).format(ident)
         )
-        row = conn.execute(sql.SQL("SELECT coalesce(max(id), 0) FROM {}").format(ident)).fetchone()
-        first = int(row[0]) + 1 if row else 1
+        first = 1
         mid = _write_batches(conn, ident, first, batches_before, rows_per_batch, "before")
         last_before = conn.execute(sql.SQL("SELECT max(written_at) FROM {}").format(ident)).fetchone()
         # T: gap/2 after the last "before" commit (rounded up to a whole second when asked); the "after" batches

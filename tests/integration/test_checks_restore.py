@@ -119,3 +119,22 @@ def test_fingerprint_argument_errors(local_backend: Any, local_cluster: Cluster)
         table_fingerprints(info, ["no_such_table_anywhere"])
     with pytest.raises(InvalidParameterError):
         table_fingerprints(info, time_column="written_at")
+
+
+def test_seeding_again_describes_only_the_new_dataset(local_backend: Any, local_cluster: Cluster) -> None:
+    """A second seed of the same table (a rerun of the PITR runbook) must not leave rows the new fingerprints and
+    id ranges disagree about: the source with its "after" rows removed is exactly what a restore to T holds."""
+    info = local_backend.connection_info(local_cluster.db_cluster_identifier, "cluster")
+    table = "ck_pitr_reseed"
+    seed_pitr_dataset(info, table=table, batches_before=2, batches_after=1, rows_per_batch=10, gap_s=0.2)
+    dataset = seed_pitr_dataset(info, table=table, batches_before=2, batches_after=1, rows_per_batch=10, gap_s=0.2)
+    assert dataset.before.rows == 20
+    assert dataset.before_ids == (1, 20)
+    assert dataset.after_ids == (21, 30)
+    _sql(info, f"DELETE FROM {table} WHERE written_at > %s", [dataset.cutoff])
+    report = verify_pitr(dataset, info)
+    assert report.problems() == []
+    assert report.extra_count == 0
+    _sql(info, f"DROP TABLE {table}")
+    with pytest.raises(TypeError):
+        seed_pitr_dataset(info, table=table, replace=False)  # type: ignore[call-arg]
