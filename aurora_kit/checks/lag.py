@@ -176,13 +176,17 @@ def measure_replica_lag_at(
         if writer_in_recovery:
             raise VerificationError(f"the writer endpoint reached {writer_id}, which is read-only", writer=writer_id)
         ensure_probe_tables(wconn)
-        rconns = {name: connect(info, connect_timeout=5) for name, info in readers.items()}
+        rconns: dict[str, psycopg.Connection[Any]] = {}
         try:
+            for name, info in readers.items():  # inside the try: a failed connect closes the ones already open
+                rconns[name] = connect(info, connect_timeout=5)
             results: dict[str, ReaderLag] = {}
             for name, conn in rconns.items():
                 ident, rec = instance_identity(conn)
                 results[name] = ReaderLag(ident, rec)
-            # the probe table must have replicated before the first marker is timed
+            # no wait for the probe table to replicate first: where it is not replayed yet, polling for a marker
+            # fails with UndefinedTable, which _poll_until_visible_safe counts as "not visible yet" (a marker cannot
+            # be visible before the table it is in)
             stalled = dict.fromkeys(rconns, 0)
             with ThreadPoolExecutor(max_workers=max(1, len(rconns)), thread_name_prefix="lag-poll") as pool:
                 for _ in range(samples):

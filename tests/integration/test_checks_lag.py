@@ -52,3 +52,29 @@ def test_paused_replay_is_reported_as_invisible_markers(local_backend: Any, loca
     assert assert_displays(report)["markers_not_visible"] == 6
     with pytest.raises(VerificationError, match=f"{paused}: 6 of 6 markers not visible"):
         report.assert_ok()
+
+
+def test_a_reader_that_cannot_be_reached_leaks_no_connection(
+    local_backend: Any, local_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aurora_kit.checks import lag
+    from aurora_kit.checks._common import with_options
+
+    opened: list[psycopg.Connection[Any]] = []
+    real_connect = lag.connect
+
+    def recording_connect(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
+        conn = real_connect(*args, **kwargs)
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(lag, "connect", recording_connect)
+    cid = local_cluster.db_cluster_identifier
+    good = local_backend.connection_info(cid, local_cluster.reader_ids[0])
+    unreachable = with_options(good, port=1)  # nothing listens there
+    with pytest.raises(psycopg.OperationalError):
+        lag.measure_replica_lag_at(
+            local_backend.connection_info(cid, "cluster"), {"good": good, "unreachable": unreachable}, samples=1
+        )
+    assert len(opened) == 2  # the writer and the good reader
+    assert all(conn.closed for conn in opened), "a reader connection was left open"
