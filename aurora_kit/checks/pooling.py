@@ -60,26 +60,19 @@ def make_engine(
     )
 
 
-def _count_sessions(infos: Sequence[ConnectionInfo], application_name: str) -> dict[str, int]:
-    """Server sessions with ``application_name`` on each instance (pg_stat_activity is per instance)."""
+def _count_sessions(infos: Sequence[ConnectionInfo], application_name: str | None = None) -> dict[str, int]:
+    """Server sessions on each instance (pg_stat_activity is per instance), keyed by endpoint: those tagged
+    ``application_name``, or every client backend when it is None. The counting session itself is left out."""
+    where, params = (
+        ("application_name = %s", [application_name])
+        if application_name is not None
+        else ("backend_type = 'client backend'", [])
+    )
     out: dict[str, int] = {}
     for info in infos:
         with connect(info, connect_timeout=5) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()",
-                [application_name],
-            ).fetchone()
-            out[info.endpoint or info.conninfo] = int(row[0]) if row else 0
-    return out
-
-
-def _client_sessions(infos: Sequence[ConnectionInfo]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for info in infos:
-        with connect(info, connect_timeout=5) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                f"SELECT count(*) FROM pg_stat_activity WHERE {where} AND pid <> pg_backend_pid()", params
             ).fetchone()
             out[info.endpoint or info.conninfo] = int(row[0]) if row else 0
     return out
@@ -211,7 +204,7 @@ def run_pool_check(
     """
     app = f"aurora_kit_pool_{uuid.uuid4().hex[:10]}"
     work = work or _identity_work
-    before = _client_sessions(server_infos)
+    before = _count_sessions(server_infos)
     engine = make_engine(
         info, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pool_pre_ping, application_name=app
     )
@@ -301,7 +294,7 @@ def run_pool_check(
         server_sessions_open=open_sessions,
         server_sessions_after=after,
         client_sessions_before=before,
-        client_sessions_after=_client_sessions(server_infos),
+        client_sessions_after=_count_sessions(server_infos),
         answered_by=dict(answered),
         application_name=app,
     )
