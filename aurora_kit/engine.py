@@ -9,6 +9,11 @@ seconds during a long cell), then once more after execution (and when it marks a
 - hands the kernel a fresh per-run HMAC key (``$AURORA_KIT_REDACTION_KEY``) so the kernel can register run-time
   secrets (:func:`aurora_kit.runbook.register_secret`) without ever sending them.
 
+A caller that writes more than the notebook (the runner's ``summary.json``) passes its own keyed
+:class:`~aurora_kit.redaction.Redactor` as the ``redactor`` engine keyword (``papermill.execute_notebook(...,
+redactor=r)``): the engine then uses that key and collects the kernel's registrations into it, so the caller can
+redact its own text with the same secrets.
+
 Registered as the ``aurora_kit`` papermill engine (``[project.entry-points."papermill.engine"]``), so plain
 ``papermill -e aurora_kit in.ipynb out.ipynb -f parameters/local.yaml`` redacts too; ``aurora-kit run`` always
 passes it explicitly.
@@ -56,7 +61,8 @@ def _manager_class() -> type:
 
 
 @contextmanager
-def _environ(**values: str) -> Iterator[None]:
+def temporary_environ(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of the block (a kernel started inside inherits them)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -103,12 +109,19 @@ class RedactingEngine:
         progress_bar: bool = True,
         log_output: bool = False,
         autosave_cell_every: int = 30,
+        redactor: Redactor | None = None,
         **kwargs: Any,
     ) -> Any:
         from papermill.engines import NBClientEngine
 
-        key = secrets.token_bytes(32)
-        redactor = redactor_for(nb, key=key)
+        if redactor is None:
+            redactor = redactor_for(nb, key=secrets.token_bytes(32))
+        elif redactor.key is None:
+            raise ValueError("the redactor handed to the aurora_kit engine needs a key (Redactor(..., key=...))")
+        else:
+            redactor.add(redactor_for(nb).known)
+        key = redactor.key
+        assert key is not None
         redactor.add([key.hex()])  # printing os.environ must not expose the key (it would ease guessing HMACs)
         nb_man = _manager_class()(
             nb,
@@ -119,7 +132,7 @@ class RedactingEngine:
             autosave_cell_every=autosave_cell_every,
         )
         # the kernel is started inside execute_managed_notebook and inherits this environment
-        with _environ(**{KEY_ENV: key.hex()}), _private_ipc(kwargs) as kwargs:
+        with temporary_environ(**{KEY_ENV: key.hex()}), _private_ipc(kwargs) as kwargs:
             nb_man.notebook_start()
             try:
                 NBClientEngine.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)

@@ -15,19 +15,17 @@
 from __future__ import annotations
 
 import ast
-import os
 import secrets
 import sys
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 from aurora_kit import audit
-from aurora_kit.engine import ENGINE_NAME, RedactingEngine, redactor_for
+from aurora_kit.engine import ENGINE_NAME, RedactingEngine, redactor_for, temporary_environ
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.params import RUNBOOKS
 from aurora_kit.runbook import OPERATOR_ENV, RUN_ID_ENV, new_run_id, operator
@@ -111,20 +109,6 @@ class RunResult:
     results: dict[str, Any] | None = None
 
 
-@contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def run_notebook(
     notebook: Path,
     parameters: Mapping[str, Any],
@@ -149,7 +133,10 @@ def run_notebook(
     record = audit.RunRecord(audit_dir, run_id, runbook).create()
     who = operator()
     error: str | None = None
-    with _environ(**{RUN_ID_ENV: run_id, OPERATOR_ENV: who}):
+    # one keyed redactor for the engine's saves and for this record's summary: the engine collects the secrets
+    # the kernel registers into it, so an error text below is redacted of them too
+    redactor = redactor_for({"metadata": {"papermill": {"parameters": dict(parameters)}}}, key=secrets.token_bytes(32))
+    with temporary_environ(**{RUN_ID_ENV: run_id, OPERATOR_ENV: who}):
         try:
             pm.execute_notebook(
                 str(notebook),
@@ -161,6 +148,7 @@ def run_notebook(
                 log_output=False,
                 cwd=str(cwd or notebook.parent),
                 execution_timeout=execution_timeout,
+                redactor=redactor,
             )
         except PapermillExecutionError:
             pass  # the failing cell is marked in the notebook; read it back below
@@ -170,7 +158,6 @@ def run_notebook(
 
     import nbformat
 
-    redactor = redactor_for({"metadata": {"papermill": {"parameters": dict(parameters)}}})
     nb: Any = {"cells": []}
     if record.notebook.exists():
         nb = nbformat.read(str(record.notebook), as_version=4)

@@ -23,7 +23,8 @@ from aurora_kit.redaction import Redactor, redact_patterns, secret_digest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "tests" / "notebooks"
 LOCAL = ROOT / "parameters" / "local.yaml"
-RUNBOOKS = sorted((ROOT / "runbooks").glob("*.ipynb"))
+# the expected eight, not a glob: a tree without its runbooks fails the parametrized tests instead of skipping them
+RUNBOOKS = [ROOT / "runbooks" / f"{name}.ipynb" for name in params.RUNBOOKS]
 
 
 @pytest.fixture
@@ -225,6 +226,28 @@ def test_secrets_are_redacted_in_every_save_and_in_the_record(audit_dir: Path, m
     assert summary["results"]["connection"] == {"user": "app", "note": f"pw {REDACTED}"}
 
 
+def test_an_error_outside_the_cells_is_redacted_of_kernel_registered_secrets(audit_dir: Path) -> None:
+    """The runner's own error text (here nbclient's timeout, which quotes the cell) is redacted with the secrets
+    the kernel registered during the run, not only with parameters and patterns."""
+    runtime = "rt-" + secrets.token_hex(8)
+    nb = nbformat.read(str(NOTEBOOKS / "passing.ipynb"), as_version=4)
+    nb.cells[3:] = [
+        nbformat.v4.new_code_cell(f'import aurora_kit\n\nlogin = "{runtime}"\naurora_kit.register_secret(login)'),
+        nbformat.v4.new_code_cell(f'import time\n\ntime.sleep(60)  # waiting for "{runtime}" to be accepted'),
+    ]
+    path = audit_dir.parent / "timeout.ipynb"
+    nbformat.write(nb, str(path))
+    result = runner.run_notebook(path, params.load(LOCAL).injected(), audit_dir=audit_dir, execution_timeout=2)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert "timed out" in result.error
+    assert REDACTED in result.error
+    summary, record_dir = _only_record(audit_dir)
+    assert summary["error"] == result.error
+    for file in record_dir.iterdir():
+        assert runtime not in file.read_text(errors="replace"), f"the registered secret is in {file.name}"
+
+
 def test_patterns_redact_common_secret_shapes_and_keep_ordinary_text() -> None:
     cases = {
         "PGPASSWORD=s3cr3t psql": f"PGPASSWORD={REDACTED} psql",
@@ -283,9 +306,9 @@ def test_plain_papermill_cli_runs_a_notebook_with_the_parameters_file(tmp_path: 
 
 
 # -- the real runbooks ---------------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="runbooks/ is written after the runner (issue 5); flips when they land")
 def test_the_eight_runbooks_exist() -> None:
-    assert sorted(p.stem for p in RUNBOOKS) == sorted(params.RUNBOOKS)
+    assert len(RUNBOOKS) == 8
+    assert sorted(p.stem for p in (ROOT / "runbooks").glob("*.ipynb")) == sorted(params.RUNBOOKS)
 
 
 @pytest.mark.parametrize("runbook", RUNBOOKS, ids=lambda p: p.stem)
