@@ -289,6 +289,10 @@ def verify(root: Path, *, expect_head: str | None = None) -> Verification:
             problems.append(f"index line {number}: not valid JSON (edited?)")
             prev = hashlib.sha256(line.encode()).hexdigest()
             continue
+        if not isinstance(entry, dict):
+            problems.append(f"index line {number}: not a JSON object (edited?)")
+            prev = hashlib.sha256(line.encode()).hexdigest()
+            continue
         rid = entry.get("run_id", f"<line {number}>")
         if entry.get("hash") != entry_hash(entry):
             problems.append(f"{rid}: index entry edited (its hash does not match its content)")
@@ -297,14 +301,18 @@ def verify(root: Path, *, expect_head: str | None = None) -> Verification:
         prev = entry.get("hash", "")
         seen.add(str(entry.get("dir", rid)))
         record_dir = root / str(entry.get("dir", rid))
-        for name, digest in (entry.get("files") or {}).items():
+        files = entry.get("files")
+        if not isinstance(files, dict):
+            problems.append(f"{rid}: index entry has no file list (edited?)")
+            files = {}
+        for name, digest in files.items():
             file = record_dir / name
             if not file.exists():
                 problems.append(f"{rid}: {name} is missing")
             elif sha256_file(file) != digest:
                 problems.append(f"{rid}: {name} was modified after the record was sealed")
         if record_dir.is_dir():
-            extra = sorted(p.name for p in record_dir.iterdir() if p.is_file() and p.name not in entry["files"])
+            extra = sorted(p.name for p in record_dir.iterdir() if p.is_file() and p.name not in files)
             if extra:
                 problems.append(f"{rid}: files added after sealing: {', '.join(extra)}")
     if expect_head and expect_head != prev:

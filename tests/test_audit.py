@@ -6,6 +6,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -96,6 +97,36 @@ def test_verify_detects_an_edited_index_entry(root: Path) -> None:
     index.write_text("\n".join(lines) + "\n")
     problems = audit.verify(root).problems
     assert any("index entry edited" in p for p in problems)
+
+
+@pytest.mark.parametrize("files", ["drop", None, "not-a-mapping", ["06-failover.ipynb"]])
+def test_verify_reports_an_entry_without_a_file_list_instead_of_crashing(root: Path, files: Any) -> None:
+    index = root / audit.INDEX
+    lines = index.read_text().splitlines()
+    entry = json.loads(lines[1])
+    if files == "drop":
+        del entry["files"]
+    else:
+        entry["files"] = files
+    entry["hash"] = audit.entry_hash(entry)  # a careful forger rehashes the entry...
+    lines[1] = json.dumps(entry, sort_keys=True)
+    index.write_text("\n".join(lines) + "\n")
+    result = audit.verify(root)
+    assert not result.ok
+    assert any("no file list" in p for p in result.problems), result.problems
+    assert any("chain broken" in p for p in result.problems)  # ...but the next entry still names the old hash
+
+
+@pytest.mark.parametrize("line", ["[1, 2]", '"an entry"', "42", "null"])
+def test_verify_reports_an_index_line_that_is_not_an_object(root: Path, line: str) -> None:
+    index = root / audit.INDEX
+    lines = index.read_text().splitlines()
+    lines[1] = line
+    index.write_text("\n".join(lines) + "\n")
+    result = audit.verify(root)
+    assert result.entries == 3
+    assert "index line 2: not a JSON object (edited?)" in result.problems
+    assert any("chain broken" in p for p in result.problems)
 
 
 def test_verify_detects_a_removed_entry(root: Path) -> None:
