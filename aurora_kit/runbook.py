@@ -57,11 +57,12 @@ import os
 import secrets
 import socket
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit import params as params_mod
 from aurora_kit.errors import InvalidStateError
+from aurora_kit.jsonable import jsonable
 from aurora_kit.redaction import KEY_ENV, SECRET_MIME, secret_digest
 
 if TYPE_CHECKING:
@@ -98,27 +99,6 @@ def _display(data: dict[str, Any]) -> None:
         display(data, raw=True)
     elif "text/plain" in data:
         print(data["text/plain"])
-
-
-def jsonable(value: Any) -> Any:
-    """Convert results to JSON-compatible values (see :func:`record_result`)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if hasattr(value, "as_rds"):
-        return jsonable(value.as_rds())
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return jsonable(value.item())
-    raise TypeError(f"cannot record a {type(value).__name__} as a result; pass numbers, strings, lists or dicts")
 
 
 def record_result(name: str, value: Any) -> None:

@@ -248,6 +248,44 @@ def test_an_error_outside_the_cells_is_redacted_of_kernel_registered_secrets(aud
         assert runtime not in file.read_text(errors="replace"), f"the registered secret is in {file.name}"
 
 
+def test_one_jsonable_for_recorded_results_and_check_summaries() -> None:
+    import dataclasses
+    from datetime import date, datetime, timezone
+
+    from aurora_kit import jsonable as jsonable_mod
+    from aurora_kit import runbook
+    from aurora_kit.checks import _display
+
+    assert runbook.jsonable is _display.jsonable is jsonable_mod.jsonable
+
+    @dataclasses.dataclass
+    class Point:
+        at: datetime
+        tags: frozenset[str]
+
+    class Scalar:  # numpy-like
+        def item(self) -> float:
+            return 1.5
+
+    at = datetime(2026, 11, 26, 23, 0, tzinfo=timezone.utc)
+    value = {1: Point(at, frozenset({"a"})), "d": date(2026, 11, 26), "n": Scalar(), "t": (1, None)}
+    expected = {"1": {"at": at.isoformat(), "tags": ["a"]}, "d": "2026-11-26", "n": 1.5, "t": [1, None]}
+    assert jsonable_mod.jsonable(value) == expected
+    assert jsonable_mod.jsonable(value, strict=False) == expected
+    with pytest.raises(TypeError, match="cannot record a object"):
+        runbook.record_result("x", {"thing": object()})
+    assert jsonable_mod.jsonable({"thing": Ellipsis}, strict=False) == {"thing": "Ellipsis"}
+
+    class Check(_display.CheckResult):
+        def problems(self) -> list[str]:
+            return []
+
+        def summary(self) -> dict[str, Any]:
+            return {"point": Point(at, frozenset()), "odd": Ellipsis}
+
+    assert json.loads(Check().to_json()) == {"odd": "Ellipsis", "point": {"at": at.isoformat(), "tags": []}}
+
+
 def test_patterns_redact_common_secret_shapes_and_keep_ordinary_text() -> None:
     cases = {
         "PGPASSWORD=s3cr3t psql": f"PGPASSWORD={REDACTED} psql",

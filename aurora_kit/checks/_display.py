@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from aurora_kit.errors import VerificationError
+from aurora_kit.jsonable import jsonable
 
 
 def fmt(value: Any) -> str:
@@ -30,19 +31,6 @@ def fmt(value: Any) -> str:
         return shown + (f", … (+{len(value) - 20})" if len(value) > 20 else "")
     if isinstance(value, dict):
         return ", ".join(f"{k}: {fmt(v)}" for k, v in value.items())
-    return str(value)
-
-
-def jsonable(value: Any) -> Any:
-    """Convert to plain JSON types (datetimes → ISO strings, tuples → lists, dict keys → str)."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
     return str(value)
 
 
@@ -94,7 +82,7 @@ class CheckResult:
         return self
 
     def to_json(self) -> str:
-        return json.dumps(jsonable(self.summary()), indent=2, sort_keys=True)
+        return json.dumps(jsonable(self.summary(), strict=False), indent=2, sort_keys=True)
 
     def _repr_html_(self) -> str:
         problems = self.problems()

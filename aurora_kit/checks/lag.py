@@ -20,9 +20,10 @@ from psycopg.rows import dict_row
 
 from aurora_kit.backends.base import ClusterBackend, ConnectionInfo
 from aurora_kit.checks._common import connect, instance_identity, latency_stats
-from aurora_kit.checks._display import CheckResult, jsonable
+from aurora_kit.checks._display import CheckResult
 from aurora_kit.checks._probe_tables import SCHEMA, ensure_probe_tables
 from aurora_kit.errors import VerificationError
+from aurora_kit.jsonable import jsonable
 
 
 @dataclass
@@ -106,7 +107,7 @@ class ReplicaLagReport(CheckResult):
             "worst_p99_ms": max(worst) if worst else None,
             "markers_not_visible": sum(r.not_visible for r in self.readers.values()),
             "readers": per_reader,
-            "replica_status": jsonable(self.replica_status),
+            "replica_status": jsonable(self.replica_status, strict=False),
         }
 
     def detail_table(self) -> tuple[list[str], list[list[Any]]]:
