@@ -71,6 +71,8 @@ import aurora_kit
 from aurora_kit import workflows as wf
 
 run = aurora_kit.runbook.start("03-extensions", globals())
+
+# %%
 dp = wf.data_plane(run)
 dp
 

@@ -54,7 +54,7 @@ aws = {'profile': None,
  'sns_topic_arn': None}
 parameter_group = None
 pgvector = None
-probe = {'interval_s': 0.05, 'duration_s': 1.0, 'rows': 50, 'max_replica_lag_s': 2.0, 'connect_timeout_s': 5.0}
+probe = {'interval_s': 0.01, 'duration_s': 0.5, 'rows': 50, 'max_replica_lag_s': 2.0, 'connect_timeout_s': 5.0}
 backup_restore = None
 failover = None
 monitoring = None
@@ -65,6 +65,8 @@ import aurora_kit
 from aurora_kit import workflows as wf
 
 run = aurora_kit.runbook.start("04-verify-read-write", globals())
+
+# %%
 dp = wf.data_plane(run)
 dp
 

@@ -74,6 +74,8 @@ import aurora_kit
 from aurora_kit import workflows as wf
 
 run = aurora_kit.runbook.start("05-backup-restore", globals())
+
+# %%
 wf.enable_progress(run)
 dp = wf.data_plane(run)
 dp
@@ -116,6 +118,8 @@ restored
 # %%
 target = wf.restore_target(run, seeded)
 wf.wait_restorable(run, target)
+
+# %%
 pitr = wf.restore_pitr(run, target)
 pitr
 

@@ -63,13 +63,13 @@ import aurora_kit
 from aurora_kit import workflows as wf
 
 run = aurora_kit.runbook.start("99-teardown", globals())
-wf.enable_progress(run)
 
 # %% [markdown]
 # ## 1. What will be deleted
 # `DeletionProtectionError` here, before anything is deleted, if protection is on and may not be lifted.
 
 # %%
+wf.enable_progress(run)
 cluster = wf.find_cluster(run)
 wf.teardown_plan(run, cluster)
 
@@ -78,7 +78,7 @@ wf.teardown_plan(run, cluster)
 
 # %%
 final_snapshot = wf.teardown(run, cluster)
-final_snapshot
+wf.plan_table(run.backend)
 
 # %% [markdown]
 # ## 3. Check it is gone
@@ -96,4 +96,4 @@ wf.remaining_snapshots(run)
 # ## 5. Summary
 
 # %%
-run.record_all(wf.summary(existed=cluster is not None, gone=gone, final_snapshot=final_snapshot, plan=wf.plan_table(run.backend)))
+run.record_all(wf.summary(existed=cluster is not None, gone=gone, final_snapshot=final_snapshot))
