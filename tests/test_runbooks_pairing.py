@@ -35,7 +35,8 @@ def _params_cell(nb: Any) -> Any:
 @pytest.mark.parametrize("base", RUNBOOKS, ids=lambda p: p.name)
 def test_ipynb_cells_equal_their_py_percent_twin(base: Path) -> None:
     py, ipynb = base.with_suffix(".py"), base.with_suffix(".ipynb")
-    assert py.exists() and ipynb.exists(), f"{base.name}: both the .py and the .ipynb must be committed"
+    assert py.exists(), f"{py.name} missing: the .py twin is the reviewable source"
+    assert ipynb.exists(), f"{ipynb.name} missing: generate it with jupytext --to ipynb"
     twin = jupytext.read(str(py))
     nb = nbformat.read(str(ipynb), as_version=4)
     assert _cells(nb) == _cells(twin), (
