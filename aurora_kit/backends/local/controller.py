@@ -187,6 +187,7 @@ class PgController:
                 str(self.data_dir),
                 "--data-checksums",
                 "--no-sync",  # speed; the OS page cache survives the process crashes we simulate
+                "--wal-segsize=1",  # 1 MB WAL segments: small copies, quick WAL switches and archiving
                 "-U",
                 superuser,
                 f"--pwfile={pwfile}",
