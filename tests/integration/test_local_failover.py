@@ -12,6 +12,7 @@ from plugins.local_cluster import ContinuousWriter
 
 from aurora_kit.backends.base import Cluster
 from aurora_kit.errors import FailoverNotPossibleError, InstanceNotFoundError, InvalidParameterError
+from aurora_kit.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +106,38 @@ def test_failover_needs_a_reader(local_backend: Any, local_cluster_factory: Call
     info = local_backend.connection_info(cid, "reader")
     with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
         assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (cluster.writer_id,)
+
+
+def test_crash_failover_to_a_lagging_target_catches_up_first(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=2, prefix="fl")
+    cid = cluster.db_cluster_identifier
+    assert cluster.writer_id is not None
+    lagging = cluster.reader_ids[0]
+    cl = local_backend.cluster_state(cid)
+    # cut the lagging reader off its upstream: it stops receiving WAL, the other reader keeps commits acknowledged
+    local_backend.write_node_config(cid, lagging, cl, upstream_id=cluster.writer_id, recovery={"primary_conninfo": ""})
+    local_backend.controller(cid, lagging, cl).reload()
+    wait_for(
+        "walreceiver of the lagging reader stopped",
+        lambda: local_backend.query(cid, lagging, "SELECT count(*) FROM pg_stat_wal_receiver")[0][0],
+        lambda n: n == 0,
+        timeout=15,
+    )
+    info = local_backend.connection_info(cid, "cluster")
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        conn.execute("CREATE TABLE lag_probe (id int PRIMARY KEY)")
+        for i in range(1, 51):
+            conn.execute("INSERT INTO lag_probe VALUES (%s)", (i,))
+    with psycopg.connect(
+        local_backend.connection_info(cid, lagging).conninfo, autocommit=True, password=info.password
+    ) as conn:
+        assert conn.execute("SELECT to_regclass('lag_probe')").fetchone() == (None,)  # really behind
+
+    result = local_backend.failover(cid, target_instance_id=lagging, mode="crash")
+    assert result.new_writer == lagging
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (lagging,)
+        assert conn.execute("SELECT count(*) FROM lag_probe").fetchone() == (50,)
+    _check_rejoined(local_backend, cid, lagging, cluster.writer_id)
