@@ -94,6 +94,13 @@ def test_crash_failover_default_target_and_bad_requests(
     assert writer.missing(local_backend, cid) == []
     _check_rejoined(local_backend, cid, result.new_writer, cluster.writer_id)
 
+    # the writer dies on its own: describe shows it failed; a (planned) failover still recovers the cluster
+    local_backend.controller(cid, result.new_writer).kill()
+    assert _roles(local_backend, cid)[result.new_writer] == (True, "failed")
+    again = local_backend.failover(cid)
+    assert again.new_writer == cluster.writer_id
+    _check_rejoined(local_backend, cid, cluster.writer_id, result.new_writer)
+
 
 def test_failover_needs_a_reader(local_backend: Any, local_cluster_factory: Callable[..., Cluster]) -> None:
     cluster = local_cluster_factory(readers=0, prefix="f0")

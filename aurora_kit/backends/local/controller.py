@@ -201,6 +201,8 @@ class PgController:
 
     def rewind(self, *, source_conninfo: str, passfile: Path) -> None:
         """``pg_rewind --restore-target-wal`` onto ``source_conninfo`` (the new writer). Instance must be stopped."""
+        if self.pid() is None:  # a crashed postmaster's pid file (its pid maybe an unreaped zombie) is stale
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         run_tool(
             [
                 self.bins.tool("pg_rewind"),

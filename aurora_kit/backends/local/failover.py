@@ -17,6 +17,10 @@ Order matters (DESIGN §3 pitfalls):
 6. rejoin the old writer as a reader: ``CHECKPOINT`` on the new writer, ``pg_rewind --restore-target-wal`` (crash
    recovery first when it was killed), regenerate its config (rewind copied the source's), start it, add it to
    ``synchronous_standby_names``.
+
+With a single reader there is no other standby to name while the old writer is being rewound: the new writer
+commits without a synchronous standby for that moment (well under a second after a planned failover, ~1-2 s after
+a crash), as there is no second copy to wait for.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import psycopg
 from aurora_kit.backends.base import FailoverResult
 from aurora_kit.backends.local.config import slot_name
 from aurora_kit.errors import (
+    BackendOperationError,
     FailoverNotPossibleError,
     InstanceNotFoundError,
     InvalidParameterError,
@@ -135,10 +140,18 @@ def failover(
         backend.set_status(cluster_id, "failing-over")
         try:
             target = _switch_writer(backend, cluster_id, cl, writer, readers, target_instance_id, mode, phases)
-            _rejoin_old_writer(backend, cluster_id, writer, target, phases)
         except BaseException:
             backend.set_status(cluster_id, "available")
             raise
+        try:
+            _rejoin_old_writer(backend, cluster_id, writer, target, phases)
+        except Exception as exc:
+            backend.set_status(cluster_id, "available", **{writer: "failed"})
+            raise BackendOperationError(
+                f"{target!r} is the writer of {cluster_id!r} now, but the old writer {writer!r} could not rejoin "
+                f"as a reader: {exc}",
+                hint=f"delete instance {writer!r} and add a new reader",
+            ) from exc
         backend.set_status(cluster_id, "available")
         return FailoverResult(cluster_id, mode, writer, target, started, _now())
 
@@ -165,6 +178,8 @@ def _switch_writer(
     phases: Phases,
 ) -> str:
     old = backend.controller(cluster_id, writer, cl)
+    if mode == "planned" and not old.is_running():
+        mode = "crash"  # the writer is already gone: nothing to shut down cleanly, same path as a crash
     if mode == "planned":
         # everything that does not need the writer gone happens while it still serves: pick the target, give
         # the other readers their slots on it and let them cascade from it; a CHECKPOINT makes the shutdown
