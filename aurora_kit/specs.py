@@ -41,6 +41,30 @@ def window_minutes(window: str) -> tuple[int, int]:
     return h1 * 60 + m1, h2 * 60 + m2
 
 
+def check_backup_window(window: str) -> str:
+    """PreferredBackupWindow: 'hh:mm-hh:mm' UTC, at least 30 minutes (RDS rule). ValueError otherwise."""
+    start, end = window_minutes(window)
+    if (end - start) % (24 * 60) < 30:
+        raise ValueError("the backup window must be at least 30 minutes")
+    return window
+
+
+def check_retention(days: int) -> int:
+    """BackupRetentionPeriod: 1-35 days on Aurora (0, which disables backups on RDS, is refused). ValueError
+    otherwise."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 35:
+        raise ValueError("must be an integer from 1 to 35 (days)")
+    return days
+
+
+def check_alarm_period(seconds: int) -> int:
+    """CloudWatch alarm period on RDS metrics: a multiple of 60 s (RDS publishes 60 s resolution; PutMetricAlarm
+    accepts 10/20/30 only for high-resolution metrics). ValueError otherwise."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 60 or seconds % 60:
+        raise ValueError("must be a multiple of 60 seconds (RDS metrics have 60 s resolution), e.g. 60 or 300")
+    return seconds
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -86,7 +110,7 @@ class ClusterSpec(_Spec):
     master_username: str = "postgres"
     database_name: str = "app"
     port: int | None = Field(default=None, ge=1150, le=65535)
-    backup_retention_period: int = Field(default=7, ge=1, le=35)
+    backup_retention_period: int = 7
     preferred_backup_window: str = "03:00-04:00"
     preferred_maintenance_window: str | None = None
     storage_encrypted: bool = True
@@ -123,10 +147,12 @@ class ClusterSpec(_Spec):
     @field_validator("preferred_backup_window")
     @classmethod
     def _window(cls, v: str) -> str:
-        start, end = window_minutes(v)
-        if (end - start) % (24 * 60) < 30:
-            raise ValueError("the backup window must be at least 30 minutes")
-        return v
+        return check_backup_window(v)
+
+    @field_validator("backup_retention_period")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        return check_retention(v)
 
     @model_validator(mode="after")
     def _instances(self) -> ClusterSpec:
@@ -172,8 +198,13 @@ class AlarmSpec(_Spec):
         "GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold", "LessThanOrEqualToThreshold"
     ] = "GreaterThanThreshold"
     statistic: Literal["Average", "Maximum", "Minimum", "Sum"] = "Average"
-    period_s: int = Field(default=60, ge=10)
+    period_s: int = 60
     evaluation_periods: int = Field(default=5, ge=1)
+
+    @field_validator("period_s")
+    @classmethod
+    def _period(cls, v: int) -> int:
+        return check_alarm_period(v)
 
     def breached(self, value: float) -> bool:
         return {

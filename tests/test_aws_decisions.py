@@ -302,3 +302,36 @@ def test_plan_helpers() -> None:
     assert "DBClusterIdentifier = 'c'" in text
     assert "hunter2" not in text
     assert format_plan([]).endswith("none")
+
+
+@pytest.mark.parametrize("period", [10, 30, 59, 90, 0])
+def test_alarm_period_must_be_a_multiple_of_60(period: int) -> None:
+    from aurora_kit.specs import validated
+
+    with pytest.raises(InvalidParameterError) as info:
+        validated(AlarmSpec, metric="CPUUtilization", threshold=80, period_s=period)
+    assert info.value.field == "period_s"
+    assert "multiple of 60" in info.value.reason
+
+
+def test_alarm_period_multiples_of_60_and_the_monitoring_default_validate() -> None:
+    from aurora_kit.params import MonitoringSettings
+
+    assert AlarmSpec(metric="CPUUtilization", threshold=80, period_s=300).period_s == 300
+    monitoring = MonitoringSettings(
+        replica_lag_ms=1000, cpu_percent=80, freeable_memory_mb=512, max_connections=500, period_s=60,
+        evaluation_periods=5,
+    )  # fmt: skip
+    assert {a.period_s for a in monitoring.alarm_specs()} == {60}
+
+
+@pytest.mark.parametrize("window", ["03:00-03:29", "23:50-00:10", "3:00-04:00"])
+def test_backup_window_rules_are_the_specs_ones(window: str) -> None:
+    from aurora_kit.specs import ClusterSpec, validated
+
+    with pytest.raises(InvalidParameterError) as from_spec:
+        validated(ClusterSpec, cluster_id="c", instances=[{"instance_id": "c-1"}], preferred_backup_window=window)
+    with pytest.raises(InvalidParameterError) as from_decisions:
+        d.check_backup_window(window)
+    assert from_spec.value.reason == from_decisions.value.reason
+    assert d.check_backup_window("23:45-00:15") == "23:45-00:15"

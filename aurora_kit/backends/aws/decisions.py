@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from aurora_kit import specs
 from aurora_kit.errors import (
     ClusterAlreadyExistsError,
     FailoverNotPossibleError,
     InvalidParameterError,
     RestoreWindowError,
 )
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec, window_minutes
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
 ENGINE = "aurora-postgresql"
 ApplyMethodRequest = Literal["auto", "immediate", "pending-reboot"]
@@ -254,7 +255,7 @@ def create_cluster_params(spec: ClusterSpec, parameter_group: str) -> dict[str, 
         "StorageEncrypted": spec.storage_encrypted,
         "DeletionProtection": spec.deletion_protection,
         "EnableIAMDatabaseAuthentication": spec.iam_database_authentication,
-        "BackupRetentionPeriod": check_retention(spec.backup_retention_period),
+        "BackupRetentionPeriod": spec.backup_retention_period,  # validated by ClusterSpec (1-35)
         "PreferredBackupWindow": spec.preferred_backup_window,
         "CopyTagsToSnapshot": spec.copy_tags_to_snapshot,
         "EnableCloudwatchLogsExports": list(spec.cloudwatch_logs_exports),
@@ -400,12 +401,13 @@ def cluster_drift(
     if missing_tags:
         out.append(Drift("tags", missing_tags, {k: actual_tags.get(k) for k in missing_tags}))
 
-    members = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or []]
-    wanted_ids = [i.instance_id for i in spec.instances]
+    members = [m["DBInstanceIdentifier"].lower() for m in cluster.get("DBClusterMembers") or []]
+    wanted_ids = [i.instance_id.lower() for i in spec.instances]
     if sorted(members) != sorted(wanted_ids):
         out.append(Drift("instances", sorted(wanted_ids), sorted(members)))
+    by_id = {k.lower(): v for k, v in instances.items()}
     for inst in spec.instances:
-        actual = instances.get(inst.instance_id)
+        actual = by_id.get(inst.instance_id.lower())
         if actual is None:
             continue
         prefix = f"instances[{inst.instance_id}]"
@@ -416,22 +418,44 @@ def cluster_drift(
     return out
 
 
+def resume_create(
+    spec: ClusterSpec,
+    cluster: Mapping[str, Any],
+    instances: Mapping[str, Mapping[str, Any]],
+    parameter_group: str,
+) -> tuple[list[Drift], list[InstanceSpec]]:
+    """Re-running create over an existing cluster: ``(drift, missing instances)``.
+
+    When an earlier create was interrupted (cluster created, some CreateDBInstance not sent yet), the existing
+    instances are a subset of the spec's and nothing else differs: the missing instances are returned (in spec
+    order, so the first one created becomes the writer if there is none yet) and the ``instances`` drift is
+    dropped. Any other difference, or an instance the spec does not list, stays drift."""
+    drift = cluster_drift(spec, cluster, instances, parameter_group)
+    present = {m["DBInstanceIdentifier"].lower() for m in cluster.get("DBClusterMembers") or []}
+    present |= {i.lower() for i in instances}
+    wanted = {i.instance_id.lower() for i in spec.instances}
+    missing = [i for i in spec.instances if i.instance_id.lower() not in present]
+    others = [x for x in drift if x.field != "instances"]
+    if not missing or present - wanted or others:
+        return drift, []
+    return [], missing
+
+
 # -- modify / delete / restore ------------------------------------------------------------------------------
 def check_retention(days: int) -> int:
-    """BackupRetentionPeriod must be 1-35 days on Aurora (0 disables backups on RDS, not allowed on Aurora)."""
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 35:
-        raise InvalidParameterError("backup_retention_period", days, "must be an integer from 1 to 35 (days)")
-    return days
+    """:func:`aurora_kit.specs.check_retention` (1-35 days) as an InvalidParameterError naming the field."""
+    try:
+        return specs.check_retention(days)
+    except ValueError as exc:
+        raise InvalidParameterError("backup_retention_period", days, str(exc)) from exc
 
 
 def check_backup_window(window: str) -> str:
+    """:func:`aurora_kit.specs.check_backup_window` (hh:mm-hh:mm, ≥ 30 min) as an InvalidParameterError."""
     try:
-        start, end = window_minutes(window)
+        return specs.check_backup_window(window)
     except ValueError as exc:
         raise InvalidParameterError("preferred_backup_window", window, str(exc)) from exc
-    if (end - start) % (24 * 60) < 30:
-        raise InvalidParameterError("preferred_backup_window", window, "the backup window must be at least 30 minutes")
-    return window
 
 
 def modify_cluster_params(
@@ -567,9 +591,11 @@ def choose_failover_target(
         raise refuse("it has no writer")
     readers = [m for m in members if not m.get("IsClusterWriter")]
     if target is not None:
+        target = target.lower()
+        writer = writer.lower()
         if target == writer:
             raise refuse(f"{target!r} is already the writer")
-        if target not in {m["DBInstanceIdentifier"] for m in readers}:
+        if target not in {m["DBInstanceIdentifier"].lower() for m in readers}:
             raise refuse(f"{target!r} is not a member of the cluster")
         if instance_status.get(target) != "available":
             raise refuse(f"target {target!r} is {instance_status.get(target)!r}, not 'available'")
