@@ -5,11 +5,12 @@ own bookkeeping), so "0 mutating calls" means no Create/Modify/Delete/... reques
 
 moto 5.2.x gaps found here (the paths are covered in test_aws_stubber.py with real response shapes instead):
 
-- ``DBClusterMembers[].DBClusterParameterGroupStatus`` is always ``in-sync``: a static change never shows as
-  ``pending-reboot``, so ``reboot_pending`` finds nothing to do under moto.
-- ``RebootDBInstance`` is a no-op (status stays ``available``).
-- ``DescribeDBClusterParameters`` returns only user-set parameters, without ApplyType/AllowedValues;
-  ``DescribeEngineDefaultClusterParameters`` is not implemented (NotImplementedError in-process).
+- ``DBClusterMembers[].DBClusterParameterGroupStatus`` is always ``in-sync``, ``RebootDBInstance`` is a no-op
+  answering ``available``, ``DescribeEngineDefaultClusterParameters`` is not implemented. The ``moto_rds_gaps``
+  fixture (tests/plugins/moto_server.py) patches moto to AWS's shapes for these three (pending-reboot after a
+  reboot-applied change until the instance is rebooted; ``rebooting`` in the reboot answer; an empty engine-default
+  catalogue), so the backend's waits run here; their timing is only covered with the Stubber.
+- ``DescribeDBClusterParameters`` returns only user-set parameters, without ApplyType/AllowedValues.
 - ``RestoreDBClusterFromSnapshot`` raises KeyError('_master_user_password') when the source used
   ManageMasterUserPassword; the moto restore test therefore builds its source with a plain password.
 - No validation of BackupRetentionPeriod 1-35 (0 is accepted); deletion of a protected cluster answers
@@ -88,7 +89,7 @@ def aws(aws_credentials: None) -> Iterator[None]:
 
 
 @pytest.fixture
-def clients(aws: None, calls: CallLog) -> dict[str, Any]:
+def clients(aws: None, calls: CallLog, moto_rds_gaps: None) -> dict[str, Any]:
     return {svc: calls.hook(boto3.client(svc, region_name=REGION)) for svc in ("rds", "secretsmanager", "cloudwatch")}
 
 
@@ -194,6 +195,43 @@ def test_create_over_a_different_cluster_reports_drift_and_changes_nothing(
     assert calls.mutating == []
 
 
+def test_rerunning_an_interrupted_create_creates_only_the_missing_instances(
+    backend: AwsBackend, calls: CallLog
+) -> None:
+    backend.create_cluster(make_spec(readers=0))  # as if interrupted after the cluster and its first instance
+    calls.clear()
+    resumed = backend.create_cluster(make_spec(readers=2))
+    assert [p["DBInstanceIdentifier"] for p in calls.params("CreateDBInstance")] == ["orders-2", "orders-3"]
+    assert calls.mutating == ["CreateDBInstance", "CreateDBInstance"]
+    assert resumed.writer_id == "orders-1"
+    assert resumed.reader_ids == ["orders-2", "orders-3"]
+    calls.clear()
+    backend.create_cluster(make_spec(readers=2))
+    assert calls.mutating == []
+    with pytest.raises(ClusterDriftError) as info:  # an instance the spec does not list is drift, not a resume
+        backend.create_cluster(make_spec(readers=1))
+    assert [x.field for x in info.value.drift] == ["instances"]
+    assert calls.mutating == []
+
+
+def test_mixed_case_identifiers_are_lowercased_as_rds_does(backend: AwsBackend, calls: CallLog) -> None:
+    created = backend.create_cluster(make_spec("Orders", 1))
+    assert created.db_cluster_identifier == "orders"
+    assert backend.describe_cluster("Orders").writer_id == "orders-1"
+    assert [i.db_instance_identifier for i in backend.describe_instances("ORDERS")] == ["orders-1", "orders-2"]
+    calls.clear()
+    assert backend.create_cluster(make_spec("Orders", 1)).status == "available"  # no drift, no call
+    assert calls.mutating == []
+    assert backend.failover("Orders", target_instance_id="Orders-2").new_writer == "orders-2"
+    assert backend.create_snapshot("Orders", "Orders-Snap").db_cluster_snapshot_identifier == "orders-snap"
+    assert backend.connection_info("Orders", "Orders-1").endpoint == "orders-1"
+    backend.delete_instance("Orders", "Orders-1")
+    assert backend.delete_cluster("Orders", final_snapshot_id=None, skip_final_snapshot=True,
+                                  lift_deletion_protection=True) is None  # fmt: skip
+    with pytest.raises(ClusterNotFoundError):
+        backend.describe_cluster("orders")
+
+
 def test_existing_parameter_group_of_another_family_is_refused(backend: AwsBackend, clients: dict) -> None:
     clients["rds"].create_db_cluster_parameter_group(
         DBClusterParameterGroupName="pg15", DBParameterGroupFamily="aurora-postgresql15", Description="x"
@@ -271,7 +309,7 @@ def test_create_reboot_delete_instance(backend: AwsBackend, calls: CallLog, clus
     assert inst.promotion_tier == 5
     assert backend.create_instance("orders", InstanceSpec(instance_id="orders-4")).db_instance_identifier == "orders-4"
     assert calls.mutating == ["CreateDBInstance"]  # second create was a no-op
-    assert backend.reboot_instance("orders", "orders-4").status == "available"
+    # no assertion on reboot_instance here: moto's reboot is a no-op (test_aws_stubber.py covers the wait)
     backend.delete_instance("orders", "orders-4")
     assert "orders-4" not in [i.db_instance_identifier for i in backend.describe_instances("orders")]
     with pytest.raises(InstanceNotFoundError):
@@ -331,6 +369,21 @@ def test_default_parameter_group_cannot_be_modified(backend: AwsBackend, calls: 
     with pytest.raises(InvalidStateError, match="default parameter group"):
         backend.apply_parameters("dflt", {"work_mem": "64MB"})
     assert calls.mutating == []
+
+
+def test_static_change_then_rolling_reboot_under_patched_moto(
+    backend: AwsBackend, calls: CallLog, cluster: ClusterSpec
+) -> None:
+    # moto's member status and reboot answer are patched to AWS's shapes (tests/plugins/moto_server.py)
+    applied = backend.apply_parameters("orders", {"max_connections": "500"})
+    assert applied.pending_reboot_instances == ["orders-1", "orders-2", "orders-3"]
+    calls.clear()
+    rebooted = backend.reboot_pending("orders")
+    assert [i.db_instance_identifier for i in rebooted] == ["orders-2", "orders-3", "orders-1"]  # writer last
+    assert calls.mutating == ["RebootDBInstance"] * 3
+    assert [m.db_cluster_parameter_group_status for m in backend.describe_cluster("orders").db_cluster_members] == [
+        "in-sync"
+    ] * 3
 
 
 def test_reboot_pending_with_nothing_pending_reboots_nothing(
@@ -664,5 +717,7 @@ def test_transport_failures_become_backend_operation_errors(aws_credentials: Non
     with pytest.raises(BackendOperationError) as info:
         backend.describe_cluster("orders")
     assert info.value.context["code"] == "EndpointConnectionError"
-    with pytest.raises(BackendOperationError):
+    with pytest.raises(BackendOperationError) as info:  # paginated reads: same wrapping, same hint
         backend.list_clusters()
+    assert info.value.context["code"] == "EndpointConnectionError"
+    assert "AWS_ENDPOINT_URL" in info.value.hint

@@ -4,15 +4,23 @@ The Stubber validates every response against boto3's RDS service model and every
 parameters and order, so these tests pin the exact call sequence. They are verified ONLY against these shapes,
 not against a live Aurora cluster:
 
-- pending-reboot detection: DBClusterMembers[].DBClusterParameterGroupStatus going applying → pending-reboot
-  after a static change (moto always says in-sync);
+- parameter changes settling: first DescribeDBClusterParameters must show every new ParameterValue, then every
+  member must reach ``pending-reboot`` (a reboot-applied change) or ``in-sync`` (dynamic only); a first poll still
+  ``in-sync`` right after the modify does not end the wait (moto always says in-sync);
 - parameter validation against the catalogue's ApplyType / AllowedValues / IsModifiable and the engine default
   of shared_preload_libraries (moto: DescribeEngineDefaultClusterParameters not implemented, DescribeDBCluster-
   Parameters returns only user-set values without ApplyType);
+- a DescribeEngineDefaultClusterParameters failure (InternalFailure, HTTP 500) raised typed and not cached;
 - reboot_pending ordering and its wait for ``available`` + ``in-sync`` (moto: RebootDBInstance is a no-op);
-- reboot_instance waiting through ``rebooting``;
+- reboot_instance waiting through ``rebooting``, and not ending on a stale ``available`` before the reboot shows
+  (the "seen down" seed is RebootDBInstance's answer ``DBInstanceStatus: rebooting``);
+- terminal states stopping a wait at once with InvalidStateError naming resource and state: cluster
+  ``inaccessible-encryption-credentials`` (start), instance ``incompatible-network`` (create_instance),
+  ``incompatible-parameters`` (reboot), ``failed`` (failover target), snapshot ``failed``, cluster
+  ``incompatible-restore`` (PITR);
 - restore from a snapshot of a ManageMasterUserPassword cluster (moto raises KeyError) with every setting
-  passed explicitly;
+  passed explicitly; a restore answering without MasterUserSecret gets ModifyDBCluster(ManageMasterUserPassword)
+  then the secret wait, also with ``wait=False``; a dry-run restore plans that ModifyDBCluster;
 - create_cluster not returning while an instance is still ``creating`` although the cluster is ``available``
   (moto makes everything available at once);
 - failover done only when the target is writer (moto switches instantly);
@@ -198,8 +206,21 @@ def test_static_change_is_reported_pending_reboot(backend: AwsBackend, rds: tupl
             ],
         },
     )
+    # the group shows the new values (first poll: not yet)...
+    group = {"DBClusterParameterGroupName": "orders-cluster-params"}
+    stub.add_response("describe_db_cluster_parameters", {"Parameters": CATALOGUE}, group)
+    updated = [
+        parameter("shared_preload_libraries", "pg_stat_statements,pg_cron", "static", "list", PRELOAD_ALLOWED),
+        parameter("log_min_duration_statement", "250", "dynamic", "integer", "-1-2147483647"),
+    ]
+    stub.add_response("describe_db_cluster_parameters", {"Parameters": updated}, group)
+    # ...then the members: the first poll still says in-sync (they have not started applying), which must not
+    # end the wait with nothing pending; then applying, then (one member before the other) pending-reboot
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
     applying = [member("orders-1", True, "applying", 0), member("orders-2", False, "applying")]
     stub.add_response("describe_db_clusters", clusters(members=applying), ONE)
+    half = [member("orders-1", True, "applying", 0), member("orders-2", False, "pending-reboot")]
+    stub.add_response("describe_db_clusters", clusters(members=half), ONE)
     pending = [member("orders-1", True, "pending-reboot", 0), member("orders-2", False, "pending-reboot")]
     stub.add_response("describe_db_clusters", clusters(members=pending), ONE)
 
@@ -232,6 +253,47 @@ def test_catalogue_validation_happens_before_any_modify(
     with pytest.raises(InvalidParameterError, match=match):
         backend.apply_parameters("orders", parameters)
     # no ModifyDBClusterParameterGroup was queued: the Stubber would have raised on an unexpected call
+
+
+def test_dynamic_change_waits_for_the_value_then_in_sync(backend: AwsBackend, rds: tuple[Any, Stubber]) -> None:
+    _, stub = rds
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    expect_catalogue(stub)
+    stub.add_response("modify_db_cluster_parameter_group", {"DBClusterParameterGroupName": "orders-cluster-params"},
+                      {"DBClusterParameterGroupName": "orders-cluster-params",
+                       "Parameters": [{"ParameterName": "log_min_duration_statement", "ParameterValue": "250",
+                                       "ApplyMethod": "immediate"}]})  # fmt: skip
+    group = {"DBClusterParameterGroupName": "orders-cluster-params"}
+    stub.add_response(
+        "describe_db_cluster_parameters",
+        {"Parameters": [parameter("log_min_duration_statement", "250", "dynamic", "integer", "-1-2147483647")]},
+        group,
+    )
+    applying = [member("orders-1", True, "applying", 0), member("orders-2", False, "in-sync")]
+    stub.add_response("describe_db_clusters", clusters(members=applying), ONE)
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    result = backend.apply_parameters("orders", {"log_min_duration_statement": "250"})
+    assert result.pending_reboot_instances == []
+    assert not result.needs_reboot
+
+
+def test_engine_defaults_failure_is_raised_typed_and_not_cached(backend: AwsBackend, rds: tuple[Any, Stubber]) -> None:
+    _, stub = rds
+    group = {"DBClusterParameterGroupName": "orders-cluster-params"}
+    family = {"DBParameterGroupFamily": "aurora-postgresql16"}
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    stub.add_response("describe_db_cluster_parameters", {"Parameters": CATALOGUE}, group)
+    stub.add_client_error("describe_engine_default_cluster_parameters", "InternalFailure", "internal error", 500,
+                          expected_params=family)  # fmt: skip
+    with pytest.raises(BackendOperationError) as info:
+        backend.apply_parameters("orders", {"max_connections": "5000"})
+    assert info.value.context["code"] == "InternalFailure"
+    assert info.value.context["operation"] == "DescribeEngineDefaultClusterParameters"
+    # not cached as "no defaults": the next call asks AWS again (and validates against the real catalogue)
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    expect_catalogue(stub)
+    with pytest.raises(InvalidParameterError, match="6-8388607"):
+        backend.apply_parameters("orders", {"max_connections": "5"})
 
 
 def test_reboot_pending_readers_first_then_writer_each_waited_for(
@@ -279,6 +341,40 @@ def test_reboot_instance_waits_through_rebooting(backend: AwsBackend, rds: tuple
             {"DBInstanceIdentifier": "orders-2"},
         )
     assert backend.reboot_instance("orders", "orders-2").status == "available"
+
+
+def test_reboot_instance_is_not_fooled_by_a_stale_available(backend: AwsBackend, rds: tuple[Any, Stubber]) -> None:
+    _, stub = rds
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    # an answer that does not (yet) say "rebooting", and a first poll still showing the pre-reboot "available"
+    stub.add_response(
+        "reboot_db_instance", {"DBInstance": db_instance("orders-2", "available")}, {"DBInstanceIdentifier": "orders-2"}
+    )
+    for status in ("available", "rebooting", "available"):
+        stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+        stub.add_response(
+            "describe_db_instances",
+            {"DBInstances": [db_instance("orders-2", status)]},
+            {"DBInstanceIdentifier": "orders-2"},
+        )
+    assert backend.reboot_instance("orders", "orders-2").status == "available"
+    # every queued poll was used: the wait did not stop at the stale first "available" (fixture checks pending)
+
+
+def test_reboot_into_incompatible_parameters_stops_the_wait_at_once(
+    backend: AwsBackend, rds: tuple[Any, Stubber]
+) -> None:
+    _, stub = rds
+    pending = [member("orders-1", True, "pending-reboot", 0)]
+    stub.add_response("describe_db_clusters", clusters(members=pending), ONE)
+    stub.add_response(
+        "reboot_db_instance", {"DBInstance": db_instance("orders-1", "rebooting")}, {"DBInstanceIdentifier": "orders-1"}
+    )
+    stub.add_response("describe_db_clusters", clusters(members=pending), ONE)
+    stub.add_response("describe_db_instances", {"DBInstances": [db_instance("orders-1", "incompatible-parameters")]},
+                      {"DBInstanceIdentifier": "orders-1"})  # fmt: skip
+    with pytest.raises(InvalidStateError, match="instance orders-1 is incompatible-parameters"):
+        backend.reboot_pending("orders")
 
 
 # -- create waits for every instance ---------------------------------------------------------------------------------
@@ -375,6 +471,86 @@ def test_restore_from_managed_password_snapshot_passes_settings_explicitly(
     assert result.status == "available"
 
 
+SNAPSHOT = {
+    "DBClusterSnapshotIdentifier": "orders-snap", "DBClusterIdentifier": "orders", "Engine": "aurora-postgresql",
+    "EngineVersion": "16.4", "Status": "available", "SnapshotType": "manual", "StorageEncrypted": True,
+    "SnapshotCreateTime": NOW, "AllocatedStorage": 10,
+}  # fmt: skip
+
+
+def without_secret(cluster: dict) -> dict:
+    return {k: v for k, v in cluster.items() if k != "MasterUserSecret"}
+
+
+def expect_restore_start(stub: Stubber, restored: str, status: str = "creating") -> None:
+    """DescribeDBClusterSnapshots, new id free, source read, RestoreDBClusterFromSnapshot answering no secret."""
+    stub.add_response("describe_db_cluster_snapshots", {"DBClusterSnapshots": [SNAPSHOT]},
+                      {"DBClusterSnapshotIdentifier": "orders-snap"})  # fmt: skip
+    stub.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "not found", 404,
+                          expected_params={"DBClusterIdentifier": restored})  # fmt: skip
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    stub.add_response("restore_db_cluster_from_snapshot", {"DBCluster": without_secret(db_cluster(restored, status))})
+
+
+def test_restore_without_managed_secret_hands_the_password_to_secrets_manager(
+    backend: AwsBackend, rds: tuple[Any, Stubber]
+) -> None:
+    _, stub = rds
+    restored = "orders-restored"
+    one = {"DBClusterIdentifier": restored}
+    expect_restore_start(stub, restored)
+    stub.add_response("describe_db_clusters", {"DBClusters": [without_secret(db_cluster(restored))]}, one)
+    stub.add_response("modify_db_cluster", {"DBCluster": without_secret(db_cluster(restored, "modifying"))},
+                      {**one, "ManageMasterUserPassword": True, "ApplyImmediately": True})  # fmt: skip
+    stub.add_response(
+        "create_db_instance", {"DBInstance": db_instance("orders-restored-1", "creating", restored)},
+        {"DBInstanceIdentifier": "orders-restored-1", "DBClusterIdentifier": restored,
+         "DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql", "PromotionTier": 1, "Tags": []},
+    )  # fmt: skip
+    members = [member("orders-restored-1", True)]
+    restored_filter = {"Filters": [{"Name": "db-cluster-id", "Values": [restored]}]}
+    stub.add_response("describe_db_clusters", clusters(restored, members=members), one)
+    stub.add_response("describe_db_instances", instances({"orders-restored-1": "available"}, restored), restored_filter)
+    creating = {"SecretArn": SECRET_ARN, "SecretStatus": "creating"}
+    stub.add_response("describe_db_clusters", clusters(restored, members=members, MasterUserSecret=creating), one)
+    stub.add_response("describe_db_clusters", clusters(restored, members=members), one)  # secret active
+    result = backend.restore_from_snapshot(
+        "orders-snap", restored, instances=[InstanceSpec(instance_id=f"{restored}-1")]
+    )
+    assert result.master_user_secret_arn == SECRET_ARN
+
+
+def test_restore_without_wait_still_hands_the_password_to_secrets_manager(
+    backend: AwsBackend, rds: tuple[Any, Stubber]
+) -> None:
+    _, stub = rds
+    restored = "orders-restored"
+    one = {"DBClusterIdentifier": restored}
+    expect_restore_start(stub, restored)
+    stub.add_response("describe_db_clusters", {"DBClusters": [without_secret(db_cluster(restored, "creating"))]}, one)
+    stub.add_response("describe_db_clusters", {"DBClusters": [without_secret(db_cluster(restored))]}, one)
+    stub.add_response("modify_db_cluster", {"DBCluster": without_secret(db_cluster(restored, "modifying"))},
+                      {**one, "ManageMasterUserPassword": True, "ApplyImmediately": True})  # fmt: skip
+    stub.add_response("describe_db_clusters", {"DBClusters": [without_secret(db_cluster(restored, "modifying"))]}, one)
+    result = backend.restore_from_snapshot("orders-snap", restored, wait=False)
+    assert result.status == "modifying"
+
+
+def test_dry_run_restore_plans_the_secret_step(rds: tuple[Any, Stubber]) -> None:
+    client, stub = rds
+    dry = AwsBackend(region=REGION, clients={"rds": client}, poll=FAST, dry_run=True)
+    restored = "orders-restored"
+    stub.add_response("describe_db_cluster_snapshots", {"DBClusterSnapshots": [SNAPSHOT]},
+                      {"DBClusterSnapshotIdentifier": "orders-snap"})  # fmt: skip
+    stub.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "not found", 404,
+                          expected_params={"DBClusterIdentifier": restored})  # fmt: skip
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    result = dry.restore_from_snapshot("orders-snap", restored, instances=[InstanceSpec(instance_id="orders-r-1")])
+    assert result.status == "dry-run"
+    assert [c.operation for c in dry.plan] == ["RestoreDBClusterFromSnapshot", "ModifyDBCluster", "CreateDBInstance"]
+    assert dry.plan[1].params["ManageMasterUserPassword"] is True
+
+
 def test_restore_outside_window_is_refused_before_the_call(backend: AwsBackend, rds: tuple[Any, Stubber]) -> None:
     _, stub = rds
     stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
@@ -448,3 +624,77 @@ def test_aws_error_codes_become_typed_errors_keeping_the_code(
     assert info.value.context["code"] == code
     assert info.value.context["operation"] == operation
     assert info.value.__cause__ is not None
+
+
+# -- terminal states stop a wait at once ------------------------------------------------------------------------------
+def test_start_into_inaccessible_encryption_credentials_fails_at_once(
+    backend: AwsBackend, rds: tuple[Any, Stubber]
+) -> None:
+    _, stub = rds
+    stub.add_response("describe_db_clusters", clusters(status="stopped", members=TWO), ONE)
+    stub.add_response("start_db_cluster", {"DBCluster": db_cluster(status="starting")}, ONE)
+    stub.add_response("describe_db_clusters", clusters(status="inaccessible-encryption-credentials", members=TWO), ONE)
+    stub.add_response("describe_db_instances", instances({"orders-1": "stopped", "orders-2": "stopped"}), FILTER)
+    with pytest.raises(InvalidStateError, match="cluster orders is inaccessible-encryption-credentials") as info:
+        backend.start_cluster("orders")
+    assert info.value.context["what"] == "cluster orders and its instances available"
+
+
+def test_instance_in_incompatible_network_fails_create_at_once(backend: AwsBackend, rds: tuple[Any, Stubber]) -> None:
+    _, stub = rds
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    stub.add_client_error("describe_db_instances", "DBInstanceNotFound", "not found", 404,
+                          expected_params={"DBInstanceIdentifier": "orders-3"})  # fmt: skip
+    stub.add_response(
+        "create_db_instance", {"DBInstance": db_instance("orders-3", "creating")},
+        {"DBInstanceIdentifier": "orders-3", "DBClusterIdentifier": "orders", "DBInstanceClass": "db.r6g.large",
+         "Engine": "aurora-postgresql", "PromotionTier": 1, "Tags": []},
+    )  # fmt: skip
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    stub.add_response(
+        "describe_db_instances",
+        instances({"orders-1": "available", "orders-2": "available", "orders-3": "incompatible-network"}),
+        FILTER,
+    )
+    with pytest.raises(InvalidStateError, match="instance orders-3 is incompatible-network"):
+        backend.create_instance("orders", InstanceSpec(instance_id="orders-3"))
+
+
+def test_failed_snapshot_fails_the_wait_at_once(backend: AwsBackend, rds: tuple[Any, Stubber]) -> None:
+    _, stub = rds
+    snap_id = {"DBClusterSnapshotIdentifier": "orders-snap"}
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    stub.add_client_error("describe_db_cluster_snapshots", "DBClusterSnapshotNotFoundFault", "not found", 404,
+                          expected_params=snap_id)  # fmt: skip
+    snapshot = {"DBClusterSnapshotIdentifier": "orders-snap", "DBClusterIdentifier": "orders", "Status": "creating"}
+    stub.add_response("create_db_cluster_snapshot", {"DBClusterSnapshot": snapshot},
+                      {**ONE, **snap_id, "Tags": [{"Key": "aurora-kit:cluster", "Value": "orders"}]})  # fmt: skip
+    stub.add_response("describe_db_cluster_snapshots", {"DBClusterSnapshots": [{**snapshot, "Status": "failed"}]},
+                      snap_id)  # fmt: skip
+    with pytest.raises(InvalidStateError, match="snapshot orders-snap is failed"):
+        backend.create_snapshot("orders", "orders-snap")
+
+
+def test_incompatible_restore_fails_the_wait_at_once(backend: AwsBackend, rds: tuple[Any, Stubber]) -> None:
+    _, stub = rds
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    stub.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "not found", 404,
+                          expected_params={"DBClusterIdentifier": "pitr"})  # fmt: skip
+    pitr = {k: v for k, v in db_cluster("pitr", "creating").items() if k != "MasterUserSecret"}
+    stub.add_response("restore_db_cluster_to_point_in_time", {"DBCluster": pitr})  # params: see the moto test
+    pitr_failed = {k: v for k, v in db_cluster("pitr", "incompatible-restore").items() if k != "MasterUserSecret"}
+    stub.add_response("describe_db_clusters", {"DBClusters": [pitr_failed]}, {"DBClusterIdentifier": "pitr"})
+    with pytest.raises(InvalidStateError, match="cluster pitr is incompatible-restore"):
+        backend.restore_to_point_in_time("orders", "pitr", use_latest_restorable_time=True)
+
+
+def test_failover_target_failing_stops_the_wait_at_once(backend: AwsBackend, rds: tuple[Any, Stubber]) -> None:
+    _, stub = rds
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "available"}), FILTER)
+    stub.add_response("failover_db_cluster", {"DBCluster": db_cluster(members=TWO)},
+                      {"DBClusterIdentifier": "orders", "TargetDBInstanceIdentifier": "orders-2"})  # fmt: skip
+    stub.add_response("describe_db_clusters", clusters(status="failing-over", members=TWO), ONE)
+    stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "failed"}), FILTER)
+    with pytest.raises(InvalidStateError, match="instance orders-2 is failed"):
+        backend.failover("orders", target_instance_id="orders-2")

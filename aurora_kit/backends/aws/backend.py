@@ -16,12 +16,14 @@ PostgreSQL fault-injection function) or an AWS FIS experiment.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import boto3
 from botocore.config import Config
@@ -67,7 +69,35 @@ from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
 T = TypeVar("T")
 RDS = "rds"
-_PARAM_SETTLING = "applying"
+
+#: statuses a wait must not sit through: they do not clear by themselves (an operator has to act), so a wait
+#: stops at once with InvalidStateError naming the resource and the state instead of running to its deadline
+CLUSTER_TERMINAL = frozenset(
+    {
+        "failed",
+        "incompatible-parameters",
+        "incompatible-network",
+        "incompatible-restore",
+        "inaccessible-encryption-credentials",
+        "inaccessible-encryption-credentials-recoverable",
+        "migration-failed",
+    }
+)
+INSTANCE_TERMINAL = frozenset(
+    {
+        "failed",
+        "incompatible-parameters",
+        "incompatible-network",
+        "incompatible-option-group",
+        "incompatible-restore",
+        "inaccessible-encryption-credentials",
+        "inaccessible-encryption-credentials-recoverable",
+        "insufficient-capacity",
+        "restore-error",
+        "storage-full",
+    }
+)
+SNAPSHOT_TERMINAL = frozenset({"failed", "error"})
 
 
 @dataclass(frozen=True)
@@ -151,33 +181,19 @@ class AwsBackend(ClusterBackend):
         if self.dry_run and is_mutating(operation):
             self._record(service, operation, **params)
             return {}
-        method = getattr(self.client(service), _snake(operation))
-        try:
-            return dict(method(**params))
-        except ClientError as exc:
-            raise translate_client_error(exc, operation, params) from exc
-        except (BotoCoreError, ResponseParserError) as exc:  # no credentials, endpoint down, garbled answer
-            raise BackendOperationError(
-                f"{operation} failed before AWS answered: {type(exc).__name__}: {exc}",
-                hint="check credentials, region and AWS_ENDPOINT_URL; nothing further was attempted",
-                operation=operation,
-                code=type(exc).__name__,
-            ) from exc
+        with _translating(operation, params):
+            return dict(getattr(self.client(service), _snake(operation))(**params))
 
     def _pages(self, service: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
-        paginator = self.client(service).get_paginator(_snake(operation))
+        """Every page of a paginated read; ``key`` is the list to collect, dotted when nested
+        (``EngineDefaults.Parameters``)."""
         out: list[dict[str, Any]] = []
-        try:
-            for page in paginator.paginate(**params):
-                out.extend(page.get(key) or [])
-        except ClientError as exc:
-            raise translate_client_error(exc, operation, params) from exc
-        except (BotoCoreError, ResponseParserError) as exc:
-            raise BackendOperationError(
-                f"{operation} failed before AWS answered: {type(exc).__name__}: {exc}",
-                operation=operation,
-                code=type(exc).__name__,
-            ) from exc
+        with _translating(operation, params):
+            for page in self.client(service).get_paginator(_snake(operation)).paginate(**params):
+                node: Any = page
+                for part in key.split("."):
+                    node = (node or {}).get(part)
+                out.extend(node or [])
         return out
 
     def _wait(
@@ -188,6 +204,7 @@ class AwsBackend(ClusterBackend):
         *,
         describe: Callable[[T], str] = repr,
         timeout: float | None = None,
+        fail_if: Callable[[T], str | None] | None = None,
     ) -> T:
         return wait_for(
             what,
@@ -199,6 +216,7 @@ class AwsBackend(ClusterBackend):
             backoff=self.poll.backoff,
             describe=describe,
             progress=self.progress,
+            fail_if=fail_if,
         )
 
     def format_plan(self) -> str:
@@ -223,7 +241,11 @@ class AwsBackend(ClusterBackend):
         rows = self._pages(
             RDS, "DescribeDBInstances", "DBInstances", Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}]
         )
-        return {r["DBInstanceIdentifier"]: r for r in rows if r.get("DBClusterIdentifier") == cluster_id}
+        return {
+            r["DBInstanceIdentifier"].lower(): r
+            for r in rows
+            if str(r.get("DBClusterIdentifier", "")).lower() == cluster_id.lower()
+        }
 
     def _find_instance(self, instance_id: str) -> dict[str, Any] | None:
         try:
@@ -242,7 +264,7 @@ class AwsBackend(ClusterBackend):
 
     def _member(self, cluster: Mapping[str, Any], instance_id: str) -> dict[str, Any]:
         for m in cluster.get("DBClusterMembers") or []:
-            if m["DBInstanceIdentifier"] == instance_id:
+            if m["DBInstanceIdentifier"].lower() == instance_id.lower():
                 return dict(m)
         raise InstanceNotFoundError(instance_id, cluster.get("DBClusterIdentifier"))
 
@@ -269,6 +291,7 @@ class AwsBackend(ClusterBackend):
             lambda: self._cluster_state(cluster_id),
             done,
             describe=_describe_state,
+            fail_if=_state_terminal,
         )
         assert cluster is not None
         return cluster
@@ -279,6 +302,7 @@ class AwsBackend(ClusterBackend):
             lambda: self._find_cluster(cluster_id),
             lambda c: c is not None and c.get("Status") == status,
             describe=lambda c: "not found" if c is None else str(c.get("Status")),
+            fail_if=_cluster_terminal,
         )
         assert cluster is not None
         return cluster
@@ -302,6 +326,7 @@ class AwsBackend(ClusterBackend):
                 "not found" if c is None else f"{c.get('Status')} pending={c.get('PendingModifiedValues') or {}}"
             ),
             timeout=self.poll.short_timeout,
+            fail_if=_cluster_terminal,
         )
         assert cluster is not None
         return cluster
@@ -330,6 +355,11 @@ class AwsBackend(ClusterBackend):
             lambda: self._find_snapshot(snapshot_id),
             lambda s: s is not None and s.get("Status") == "available",
             describe=lambda s: "not found" if s is None else f"{s.get('Status')} {s.get('PercentProgress', '')}%",
+            fail_if=lambda s: (
+                f"snapshot {snapshot_id} is {s.get('Status')}"
+                if s is not None and s.get("Status") in SNAPSHOT_TERMINAL
+                else None
+            ),
         )
         assert snap is not None
         return snap
@@ -340,13 +370,26 @@ class AwsBackend(ClusterBackend):
 
         Idempotent: an existing identical cluster is returned with no mutating call (waited for if ``wait``);
         an existing cluster that differs raises :class:`~aurora_kit.backends.aws.decisions.ClusterDriftError`
-        (a ClusterAlreadyExistsError) listing every ``field: wanted vs actual``, and nothing is changed."""
+        (a ClusterAlreadyExistsError) listing every ``field: wanted vs actual``, and nothing is changed.
+        Resumable: when an interrupted create left only some of the spec's instances and nothing else differs,
+        the missing instances are created (see decisions.resume_create)."""
         group = spec.db_cluster_parameter_group_name or d.default_parameter_group_name(spec.cluster_id)
         existing = self._find_cluster(spec.cluster_id)
         if existing is not None:
-            drift = d.cluster_drift(spec, existing, self._instances(spec.cluster_id), group)
+            drift, missing = d.resume_create(spec, existing, self._instances(spec.cluster_id), group)
             if drift:
                 raise d.ClusterDriftError(spec.cluster_id, drift)
+            if missing:
+                if not self.dry_run:
+                    self._wait_cluster_status(spec.cluster_id, "available")
+                for inst in missing:
+                    self._call(RDS, "CreateDBInstance", **d.create_instance_params(spec.cluster_id, inst, spec.tags))
+                if self.dry_run:
+                    return _projected_cluster(spec, group)
+                if not wait:
+                    return to_cluster(self._cluster(spec.cluster_id))
+                self._wait_cluster_ready(spec.cluster_id, [i.instance_id for i in spec.instances])
+                return to_cluster(self._wait_secret_active(spec.cluster_id))
             if wait and not self.dry_run:
                 existing = self._wait_cluster_ready(spec.cluster_id, [i.instance_id for i in spec.instances])
             return to_cluster(existing)
@@ -394,6 +437,7 @@ class AwsBackend(ClusterBackend):
         )
 
     def describe_cluster(self, cluster_id: str) -> Cluster:
+        cluster_id = _lower(cluster_id)
         return to_cluster(self._cluster(cluster_id))
 
     def list_clusters(self) -> list[Cluster]:
@@ -401,6 +445,7 @@ class AwsBackend(ClusterBackend):
         return [to_cluster(r) for r in rows if r.get("Engine") == d.ENGINE]
 
     def describe_instances(self, cluster_id: str) -> list[Instance]:
+        cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
         instances = self._instances(cluster_id)
         order = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or []]
@@ -416,6 +461,7 @@ class AwsBackend(ClusterBackend):
         preferred_backup_window: str | None = None,
     ) -> Cluster:
         """ModifyDBCluster with ApplyImmediately for the fields that change; waits until applied."""
+        cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
         params = d.modify_cluster_params(
             cluster,
@@ -426,11 +472,10 @@ class AwsBackend(ClusterBackend):
         if not params:
             return to_cluster(cluster)
         self._call(RDS, "ModifyDBCluster", **params)
+        changed = {k: v for k, v in params.items() if k not in ("DBClusterIdentifier", "ApplyImmediately")}
         if self.dry_run:
-            changed = {k: v for k, v in params.items() if k not in ("DBClusterIdentifier", "ApplyImmediately")}
-            return _replace_cluster(to_cluster({**cluster, **changed}), status="dry-run")
-        expected = {k: v for k, v in params.items() if k not in ("DBClusterIdentifier", "ApplyImmediately")}
-        return to_cluster(self._wait_modified(cluster_id, expected))
+            return dataclasses.replace(to_cluster({**cluster, **changed}), status="dry-run")
+        return to_cluster(self._wait_modified(cluster_id, changed))
 
     def delete_cluster(
         self,
@@ -441,6 +486,8 @@ class AwsBackend(ClusterBackend):
         lift_deletion_protection: bool = False,
         wait: bool = True,
     ) -> Snapshot | None:
+        cluster_id = _lower(cluster_id)
+        final_snapshot_id = _lower(final_snapshot_id)
         d.check_final_snapshot_choice(final_snapshot_id, skip_final_snapshot)
         cluster = self._cluster(cluster_id)
         if final_snapshot_id is not None and self._find_snapshot(final_snapshot_id) is not None:
@@ -453,10 +500,14 @@ class AwsBackend(ClusterBackend):
             )
             if not self.dry_run:
                 self._wait_modified(cluster_id, {"DeletionProtection": False})
-        members = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or []]
-        # readers first, writer last: the cluster keeps a writer as long as possible
-        writer = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or [] if m.get("IsClusterWriter")]
+        members = [m["DBInstanceIdentifier"].lower() for m in cluster.get("DBClusterMembers") or []]
+        writer = [
+            m["DBInstanceIdentifier"].lower() for m in cluster.get("DBClusterMembers") or [] if m.get("IsClusterWriter")
+        ]
         statuses = {i: r.get("DBInstanceStatus") for i, r in self._instances(cluster_id).items()}
+        # every DeleteDBInstance is sent at once (Aurora orders the teardown itself); readers are listed before
+        # the writer only so the plan reads naturally. Then wait until all are gone: DeleteDBCluster is refused
+        # while the cluster still has instances.
         for instance_id in [m for m in members if m not in writer] + writer:
             if statuses.get(instance_id) == "deleting":  # a previous, interrupted run already asked
                 continue
@@ -489,33 +540,36 @@ class AwsBackend(ClusterBackend):
 
     def stop_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster:
         """StopDBCluster (Aurora restarts a stopped cluster by itself after 7 days); idempotent."""
+        cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
         if cluster.get("Status") == "stopped":
             return to_cluster(cluster)
         if cluster.get("Status") != "stopping":
             self._call(RDS, "StopDBCluster", DBClusterIdentifier=cluster_id)
         if self.dry_run:
-            return _replace_cluster(to_cluster(cluster), status="dry-run")
+            return dataclasses.replace(to_cluster(cluster), status="dry-run")
         return to_cluster(self._wait_cluster_status(cluster_id, "stopped") if wait else self._cluster(cluster_id))
 
     def start_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster:
         """StartDBCluster; waits for the cluster and every instance; idempotent."""
+        cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
         if cluster.get("Status") == "available":
             return to_cluster(cluster)
         if cluster.get("Status") != "starting":
             self._call(RDS, "StartDBCluster", DBClusterIdentifier=cluster_id)
         if self.dry_run:
-            return _replace_cluster(to_cluster(cluster), status="dry-run")
+            return dataclasses.replace(to_cluster(cluster), status="dry-run")
         return to_cluster(self._wait_cluster_ready(cluster_id) if wait else self._cluster(cluster_id))
 
     # -- instances --------------------------------------------------------------------------------------------
     def create_instance(self, cluster_id: str, spec: InstanceSpec, *, wait: bool = True) -> Instance:
         """Add an instance (the writer if the cluster has none). Idempotent for an existing member."""
+        cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
         existing = self._find_instance(spec.instance_id)
         if existing is not None:
-            if existing.get("DBClusterIdentifier") != cluster_id:
+            if str(existing.get("DBClusterIdentifier", "")).lower() != cluster_id:
                 raise InvalidStateError(
                     f"DB instance {spec.instance_id!r} already exists in cluster "
                     f"{existing.get('DBClusterIdentifier')!r}",
@@ -549,6 +603,8 @@ class AwsBackend(ClusterBackend):
         return to_instance(instance, cluster)
 
     def delete_instance(self, cluster_id: str, instance_id: str, *, wait: bool = True) -> None:
+        cluster_id = _lower(cluster_id)
+        instance_id = _lower(instance_id)
         cluster = self._cluster(cluster_id)
         self._member(cluster, instance_id)
         self._call(RDS, "DeleteDBInstance", DBInstanceIdentifier=instance_id)
@@ -556,37 +612,56 @@ class AwsBackend(ClusterBackend):
             self._wait_instance_gone(instance_id)
 
     def reboot_instance(self, cluster_id: str, instance_id: str, *, wait: bool = True) -> Instance:
+        cluster_id = _lower(cluster_id)
+        instance_id = _lower(instance_id)
         cluster = self._cluster(cluster_id)
         self._member(cluster, instance_id)
         response = self._call(RDS, "RebootDBInstance", DBInstanceIdentifier=instance_id)
         if self.dry_run:
             inst = self._find_instance(instance_id) or {"DBInstanceIdentifier": instance_id}
-            return _replace_instance(to_instance(inst, cluster), status="dry-run")
+            return dataclasses.replace(to_instance(inst, cluster), status="dry-run")
         if not wait:
             return to_instance(response.get("DBInstance") or self._find_instance(instance_id) or {}, cluster)
-        return self._wait_instance_rebooted(cluster_id, instance_id, require_in_sync=False)
+        return self._wait_instance_rebooted(cluster_id, instance_id, response, require_in_sync=False)
 
-    def _wait_instance_rebooted(self, cluster_id: str, instance_id: str, *, require_in_sync: bool) -> Instance:
+    def _wait_instance_rebooted(
+        self, cluster_id: str, instance_id: str, reboot_response: Mapping[str, Any], *, require_in_sync: bool
+    ) -> Instance:
+        """Done when the instance is ``available`` again (and ``in-sync`` if ``require_in_sync``) AFTER having been
+        seen down: a poll right after RebootDBInstance may still return the stale ``available``. The first "down"
+        sighting is RebootDBInstance's own answer (``DBInstanceStatus: rebooting``), else a later poll."""
+        answered = str((reboot_response.get("DBInstance") or {}).get("DBInstanceStatus", "available"))
+        seen_down = answered != "available"
+
         def probe() -> tuple[dict[str, Any], dict[str, Any] | None]:
             cluster = self._cluster(cluster_id)
             return cluster, self._find_instance(instance_id)
 
         def done(state: tuple[dict[str, Any], dict[str, Any] | None]) -> bool:
+            nonlocal seen_down
             cluster, inst = state
             if inst is None or inst.get("DBInstanceStatus") != "available":
+                seen_down = True
                 return False
             status = self._member(cluster, instance_id).get("DBClusterParameterGroupStatus")
-            return not require_in_sync or status == "in-sync"
+            return seen_down and (not require_in_sync or status == "in-sync")
 
         def describe(state: tuple[dict[str, Any], dict[str, Any] | None]) -> str:
             cluster, inst = state
             member: dict[str, Any] = next(
-                (m for m in cluster.get("DBClusterMembers") or [] if m["DBInstanceIdentifier"] == instance_id), {}
+                (m for m in cluster.get("DBClusterMembers") or [] if m["DBInstanceIdentifier"].lower() == instance_id),
+                {},
             )
             status = (inst or {}).get("DBInstanceStatus", "missing")
-            return f"{status} params={member.get('DBClusterParameterGroupStatus')}"
+            return f"{status} params={member.get('DBClusterParameterGroupStatus')} seen_down={seen_down}"
 
-        cluster, inst = self._wait(f"instance {instance_id} rebooted", probe, done, describe=describe)
+        cluster, inst = self._wait(
+            f"instance {instance_id} rebooted",
+            probe,
+            done,
+            describe=describe,
+            fail_if=lambda state: _instance_terminal(instance_id, (state[1] or {}).get("DBInstanceStatus")),
+        )
         assert inst is not None
         return to_instance(inst, cluster)
 
@@ -605,25 +680,20 @@ class AwsBackend(ClusterBackend):
         return {r["ParameterName"]: r for r in rows}
 
     def _engine_default_parameters(self, family: str) -> dict[str, dict[str, Any]]:
-        """DescribeEngineDefaultClusterParameters (paginated under EngineDefaults); {} where unsupported (moto)."""
-        if family in self._engine_defaults:
-            return self._engine_defaults[family]
-        rows: list[dict[str, Any]] = []
-        try:
-            paginator = self.client(RDS).get_paginator("describe_engine_default_cluster_parameters")
-            for page in paginator.paginate(DBParameterGroupFamily=family):
-                rows.extend((page.get("EngineDefaults") or {}).get("Parameters") or [])
-        except (NotImplementedError, ResponseParserError):  # moto: not implemented (in-process / server 500)
-            rows = []
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code not in ("InternalFailure", "NotImplemented", "InternalError", "500"):
-                raise translate_client_error(exc, "DescribeEngineDefaultClusterParameters", {}) from exc
-            rows = []
-        self._engine_defaults[family] = {r["ParameterName"]: r for r in rows}
+        """DescribeEngineDefaultClusterParameters (paginated under EngineDefaults), cached per family once read.
+        A failure raises a typed error and caches nothing (the next call asks AWS again)."""
+        if family not in self._engine_defaults:
+            rows = self._pages(
+                RDS,
+                "DescribeEngineDefaultClusterParameters",
+                "EngineDefaults.Parameters",
+                DBParameterGroupFamily=family,
+            )
+            self._engine_defaults[family] = {r["ParameterName"]: r for r in rows}
         return self._engine_defaults[family]
 
     def get_parameters(self, cluster_id: str, names: list[str]) -> dict[str, str | None]:
+        cluster_id = _lower(cluster_id)
         group = self._group_of(self._cluster(cluster_id))
         params = self._group_parameters(group)
         return {n: (params[n].get("ParameterValue") if n in params else None) for n in names}
@@ -638,6 +708,7 @@ class AwsBackend(ClusterBackend):
         """ModifyDBClusterParameterGroup: dynamic → ``immediate``, static → ``pending-reboot`` (``apply_method``
         may force ``pending-reboot``; forcing ``immediate`` on a static parameter is refused before any call).
         ``shared_preload_libraries`` is merged with what is loaded now / the engine default."""
+        cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
         group = self._group_of(cluster)
         if group.startswith("default."):
@@ -670,20 +741,36 @@ class AwsBackend(ClusterBackend):
             static = [c for c in changes if c.apply_method == "pending-reboot"]
             pending = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or []] if static else []
             return ParameterChangeResult(cluster_id, changes, pending, status="dry-run")
-        # members go in-sync → applying → in-sync | pending-reboot; wait until none is applying
-        cluster = self._wait(
-            f"parameter group of {cluster_id} applied",
+        cluster = self._wait_parameters_settled(cluster_id, group, planned)
+        return ParameterChangeResult(cluster_id, changes, self._pending_reboot(cluster))
+
+    def _wait_parameters_settled(
+        self, cluster_id: str, group: str, planned: Sequence[d.PlannedParameter]
+    ) -> dict[str, Any]:
+        """Right after ModifyDBClusterParameterGroup the members may still say ``in-sync`` (they have not started
+        ``applying``), so "nothing is applying" proves nothing. Wait first until the group reports every new
+        ParameterValue, then until every member reaches the state the change leads to: ``pending-reboot`` when any
+        change waits for a reboot, else ``in-sync``."""
+        wanted = {p.name: p.new_value for p in planned}
+        self._wait(
+            f"parameter group {group} showing the new values",
+            lambda: self._group_parameters(group),
+            lambda params: all((params.get(n) or {}).get("ParameterValue") == v for n, v in wanted.items()),
+            describe=lambda params: ", ".join(f"{n}={(params.get(n) or {}).get('ParameterValue')!r}" for n in wanted),
+            timeout=self.poll.short_timeout,
+        )
+        target = "pending-reboot" if any(p.apply_method == "pending-reboot" for p in planned) else "in-sync"
+        return self._wait(
+            f"members of {cluster_id} {target}",
             lambda: self._cluster(cluster_id),
-            lambda c: all(
-                m.get("DBClusterParameterGroupStatus") != _PARAM_SETTLING for m in c.get("DBClusterMembers") or []
-            ),
+            lambda c: all(m.get("DBClusterParameterGroupStatus") == target for m in c.get("DBClusterMembers") or []),
             describe=lambda c: ", ".join(
                 f"{m['DBInstanceIdentifier']}:{m.get('DBClusterParameterGroupStatus')}"
                 for m in c.get("DBClusterMembers") or []
             ),
             timeout=self.poll.short_timeout,
+            fail_if=_cluster_terminal,
         )
-        return ParameterChangeResult(cluster_id, changes, self._pending_reboot(cluster))
 
     @staticmethod
     def _pending_reboot(cluster: Mapping[str, Any]) -> list[str]:
@@ -696,16 +783,17 @@ class AwsBackend(ClusterBackend):
     def reboot_pending(self, cluster_id: str) -> list[Instance]:
         """Reboot every pending-reboot member, readers first then the writer; each must come back
         ``available`` and ``in-sync`` before the next is rebooted."""
+        cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
         order = d.reboot_order(cluster.get("DBClusterMembers") or [])
         rebooted: list[Instance] = []
         for instance_id in order:
-            self._call(RDS, "RebootDBInstance", DBInstanceIdentifier=instance_id)
+            response = self._call(RDS, "RebootDBInstance", DBInstanceIdentifier=instance_id)
             if self.dry_run:
                 inst = self._find_instance(instance_id) or {"DBInstanceIdentifier": instance_id}
-                rebooted.append(_replace_instance(to_instance(inst, cluster), status="dry-run"))
+                rebooted.append(dataclasses.replace(to_instance(inst, cluster), status="dry-run"))
                 continue
-            rebooted.append(self._wait_instance_rebooted(cluster_id, instance_id, require_in_sync=True))
+            rebooted.append(self._wait_instance_rebooted(cluster_id, instance_id, response, require_in_sync=True))
         return rebooted
 
     # -- snapshots and restores -------------------------------------------------------------------------------
@@ -713,6 +801,8 @@ class AwsBackend(ClusterBackend):
         self, cluster_id: str, snapshot_id: str, *, tags: Mapping[str, str] | None = None, wait: bool = True
     ) -> Snapshot:
         """Manual cluster snapshot, tagged with the caller's tags plus ``aurora-kit:cluster``."""
+        cluster_id = _lower(cluster_id)
+        snapshot_id = _lower(snapshot_id)
         cluster = self._cluster(cluster_id)
         if self._find_snapshot(snapshot_id) is not None:
             raise SnapshotAlreadyExistsError(snapshot_id)
@@ -739,11 +829,13 @@ class AwsBackend(ClusterBackend):
         return to_snapshot(response["DBClusterSnapshot"])
 
     def describe_snapshots(self, cluster_id: str | None = None) -> list[Snapshot]:
+        cluster_id = _lower(cluster_id)
         params: dict[str, Any] = {"DBClusterIdentifier": cluster_id} if cluster_id else {}
         rows = self._pages(RDS, "DescribeDBClusterSnapshots", "DBClusterSnapshots", **params)
         return [to_snapshot(r) for r in rows if r.get("Engine", d.ENGINE) == d.ENGINE]
 
     def delete_snapshot(self, snapshot_id: str) -> None:
+        snapshot_id = _lower(snapshot_id)
         self._call(RDS, "DescribeDBClusterSnapshots", DBClusterSnapshotIdentifier=snapshot_id)  # NotFound → typed
         self._call(RDS, "DeleteDBClusterSnapshot", DBClusterSnapshotIdentifier=snapshot_id)
         if not self.dry_run:
@@ -768,6 +860,8 @@ class AwsBackend(ClusterBackend):
         """RestoreDBClusterFromSnapshot with parameter group, subnet group, security groups, IAM auth, log
         exports, deletion protection... passed EXPLICITLY (from the arguments, else the source cluster if it
         still exists); then a managed master secret if the restore has none, then the instances."""
+        snapshot_id = _lower(snapshot_id)
+        new_cluster_id = _lower(new_cluster_id)
         snapshot = self._find_snapshot(snapshot_id)
         if snapshot is None:
             raise SnapshotNotFoundError(snapshot_id)
@@ -791,8 +885,10 @@ class AwsBackend(ClusterBackend):
             "Tags": d.tag_list({"aurora-kit:restored-from-snapshot": snapshot_id}),
         }
         params = {k: v for k, v in params.items() if v is not None}
-        self._call(RDS, "RestoreDBClusterFromSnapshot", **params)
-        return self._finish_restore(new_cluster_id, instances or [], wait, settings, str(params["EngineVersion"] or ""))
+        response = self._call(RDS, "RestoreDBClusterFromSnapshot", **params)
+        return self._finish_restore(
+            new_cluster_id, response, instances or [], wait, settings, str(params["EngineVersion"] or "")
+        )
 
     def restore_to_point_in_time(
         self,
@@ -809,6 +905,8 @@ class AwsBackend(ClusterBackend):
     ) -> Cluster:
         """RestoreDBClusterToPointInTime (full copy) with settings passed explicitly, as for snapshots.
         RestoreWindowError before any call when ``restore_time`` is outside the source's restorable window."""
+        source_cluster_id = _lower(source_cluster_id)
+        new_cluster_id = _lower(new_cluster_id)
         if (restore_time is None) == (not use_latest_restorable_time):
             raise InvalidParameterError(
                 "restore_time", restore_time, "give exactly one of restore_time or use_latest_restorable_time=True"
@@ -835,20 +933,28 @@ class AwsBackend(ClusterBackend):
         )
         params.update(settings)
         params["Tags"] = d.tag_list({"aurora-kit:restored-from-cluster": source_cluster_id})
-        self._call(RDS, "RestoreDBClusterToPointInTime", **params)
+        response = self._call(RDS, "RestoreDBClusterToPointInTime", **params)
         return self._finish_restore(
-            new_cluster_id, instances or [], wait, settings, str(source.get("EngineVersion", ""))
+            new_cluster_id, response, instances or [], wait, settings, str(source.get("EngineVersion", ""))
         )
 
     def _finish_restore(
         self,
         cluster_id: str,
+        response: Mapping[str, Any],
         instances: list[InstanceSpec],
         wait: bool,
         settings: Mapping[str, Any],
         engine_version: str,
     ) -> Cluster:
+        """After RestoreDBCluster*: hand the master password to Secrets Manager if the restore has no managed
+        secret (whatever ``wait`` says: the restored cluster must not keep an unknown plain password), then create
+        the instances, then (``wait``) wait for all of it. ModifyDBCluster needs the cluster ``available``, so
+        when the restore's answer shows no secret we wait for ``available`` and decide on what it reports then.
+        A dry run cannot know what the restore will report: it records the ModifyDBCluster as planned."""
+        secret_params = {"DBClusterIdentifier": cluster_id, "ManageMasterUserPassword": True, "ApplyImmediately": True}
         if self.dry_run:
+            self._call(RDS, "ModifyDBCluster", **secret_params)
             for inst in instances:
                 self._call(RDS, "CreateDBInstance", **d.create_instance_params(cluster_id, inst))
             return Cluster(
@@ -869,18 +975,12 @@ class AwsBackend(ClusterBackend):
                 iam_database_authentication_enabled=bool(settings.get("EnableIAMDatabaseAuthentication")),
                 db_cluster_parameter_group=settings.get("DBClusterParameterGroupName"),
             )
-        if not wait and not instances:
-            return to_cluster(self._cluster(cluster_id))
-        cluster = self._wait_cluster_status(cluster_id, "available")
-        if not cluster.get("MasterUserSecret"):
-            # the restored cluster must not fall back to an unknown plain password: hand it to Secrets Manager
-            self._call(
-                RDS,
-                "ModifyDBCluster",
-                DBClusterIdentifier=cluster_id,
-                ManageMasterUserPassword=True,
-                ApplyImmediately=True,
-            )
+        restored: Mapping[str, Any] = response.get("DBCluster") or {}
+        if not restored.get("MasterUserSecret") or instances:
+            # ModifyDBCluster needs "available"; CreateDBInstance after a restore too (RDS documents the order)
+            restored = self._wait_cluster_status(cluster_id, "available")
+        if not restored.get("MasterUserSecret"):
+            self._call(RDS, "ModifyDBCluster", **secret_params)
         for inst in instances:
             self._call(RDS, "CreateDBInstance", **d.create_instance_params(cluster_id, inst))
         if not wait:
@@ -896,6 +996,8 @@ class AwsBackend(ClusterBackend):
         Done when the target's IsClusterWriter is true and cluster and target are ``available``.
 
         ``mode="crash"`` raises UnsupportedOperationError (see the module docstring for why)."""
+        cluster_id = _lower(cluster_id)
+        target_instance_id = _lower(target_instance_id)
         cluster = self._cluster(cluster_id)
         if mode == "crash":
             raise UnsupportedOperationError(
@@ -920,13 +1022,16 @@ class AwsBackend(ClusterBackend):
             c, st = state
             if c is None or c.get("Status") != "available" or st.get(target) != "available":
                 return False
-            return any(m["DBInstanceIdentifier"] == target and m.get("IsClusterWriter") for m in c["DBClusterMembers"])
+            return any(
+                m["DBInstanceIdentifier"].lower() == target and m.get("IsClusterWriter") for m in c["DBClusterMembers"]
+            )
 
         self._wait(
             f"failover of {cluster_id} to {target}",
             lambda: self._cluster_state(cluster_id),
             done,
             describe=_describe_state,
+            fail_if=_state_terminal,
         )
         return FailoverResult(cluster_id, mode, old_writer, target, started, _now())
 
@@ -935,6 +1040,8 @@ class AwsBackend(ClusterBackend):
         """conninfo for the cluster (writer) endpoint, the reader endpoint or one instance, with
         ``sslmode=verify-full`` + ``sslrootcert=<ca_bundle>``. The password (managed secret, or an IAM token
         when ``iam_auth``) is in ``ConnectionInfo.password`` only, never in conninfo."""
+        cluster_id = _lower(cluster_id)
+        endpoint = _lower(endpoint)
         cluster = self._cluster(cluster_id)
         port = int(cluster.get("Port") or 5432)
         if endpoint == "cluster":
@@ -1005,6 +1112,7 @@ class AwsBackend(ClusterBackend):
         self, cluster_id: str, alarms: list[AlarmSpec], *, sns_topic_arn: str | None = None
     ) -> list[AlarmState]:
         """PutMetricAlarm (namespace AWS/RDS) per alarm and target (see decisions.alarm_targets); upserts."""
+        cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
         members = cluster.get("DBClusterMembers") or []
         writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")), None)
@@ -1034,6 +1142,7 @@ class AwsBackend(ClusterBackend):
         return [by_name[n] for n in names if n in by_name]
 
     def describe_alarms(self, cluster_id: str) -> list[AlarmState]:
+        cluster_id = _lower(cluster_id)
         rows = self._pages("cloudwatch", "DescribeAlarms", "MetricAlarms", AlarmNamePrefix=d.alarm_prefix(cluster_id))
         return [to_alarm_state(r) for r in rows]
 
@@ -1046,6 +1155,16 @@ class AwsBackend(ClusterBackend):
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+@overload
+def _lower(identifier: str) -> str: ...
+@overload
+def _lower(identifier: None) -> None: ...
+def _lower(identifier: str | None) -> str | None:
+    """RDS stores identifiers in lowercase ("Orders" is "orders"): every id the caller passes is lowercased once,
+    at the public method, so lookups and comparisons with what RDS returns match."""
+    return None if identifier is None else identifier.lower()
+
+
 def _snake(operation: str) -> str:
     from botocore import xform_name
 
@@ -1118,13 +1237,36 @@ def _projected_cluster(spec: ClusterSpec, group: str) -> Cluster:
     )
 
 
-def _replace_cluster(cluster: Cluster, **changes: Any) -> Cluster:
-    import dataclasses
+@contextmanager
+def _translating(operation: str, params: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """botocore failures inside the block become aurora_kit errors: ClientError by its AWS code (see
+    :func:`~aurora_kit.backends.aws.translate.translate_client_error`), transport / parsing failures as
+    BackendOperationError (code = the botocore exception name)."""
+    try:
+        yield
+    except ClientError as exc:
+        raise translate_client_error(exc, operation, params or {}) from exc
+    except (BotoCoreError, ResponseParserError) as exc:  # no credentials, endpoint down, garbled answer
+        raise BackendOperationError(
+            f"{operation} failed before AWS answered: {type(exc).__name__}: {exc}",
+            hint="check credentials, region and AWS_ENDPOINT_URL; nothing further was attempted",
+            operation=operation,
+            code=type(exc).__name__,
+        ) from exc
 
-    return dataclasses.replace(cluster, **changes)
+
+def _cluster_terminal(cluster: Mapping[str, Any] | None) -> str | None:
+    if cluster is not None and cluster.get("Status") in CLUSTER_TERMINAL:
+        return f"cluster {cluster.get('DBClusterIdentifier')} is {cluster.get('Status')}"
+    return None
 
 
-def _replace_instance(instance: Instance, **changes: Any) -> Instance:
-    import dataclasses
+def _instance_terminal(instance_id: str, status: str | None) -> str | None:
+    return f"instance {instance_id} is {status}" if status in INSTANCE_TERMINAL else None
 
-    return dataclasses.replace(instance, **changes)
+
+def _state_terminal(state: tuple[dict[str, Any] | None, dict[str, str]]) -> str | None:
+    """fail_if for (cluster, {instance: status}) waits: the first terminal cluster or instance status."""
+    cluster, statuses = state
+    reasons = [_cluster_terminal(cluster), *(_instance_terminal(i, s) for i, s in sorted(statuses.items()))]
+    return next((r for r in reasons if r), None)
