@@ -16,6 +16,7 @@ failing cell and the run fails; nothing here catches them.
 from __future__ import annotations
 
 import html
+import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -185,7 +186,13 @@ def data_plane(run: Run, cluster_id: str | None = None, *, timeout: float = 3.0)
         if why is None:
             return DataPlane(True, f"{host}:{port} accepts connections", dry, tuple(f"{h}:{p}" for h, p in targets))
         failures.append(why)
-    hint = " — the moto server's endpoints are fake hostnames" if run.params.backend == "aws" else ""
+    hint = ""
+    if run.params.backend == "aws":
+        hint = (
+            " — AWS_ENDPOINT_URL is set (a moto server's endpoints are fake hostnames)"
+            if os.environ.get("AWS_ENDPOINT_URL")
+            else " — run from inside the cluster's VPC (or through a tunnel/bastion) to reach the endpoints"
+        )
     return DataPlane(False, "; ".join(failures) + hint, dry, tuple(f"{h}:{p}" for h, p in targets))
 
 

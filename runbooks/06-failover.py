@@ -122,4 +122,5 @@ back
 # ## 7. Summary
 
 # %%
-run.record_all(wf.summary(failover=figures, write_probe=write_probe, writer=after.writer_id, failback=back, dp=dp))
+run.record_all(wf.summary(failover=figures, write_probe=write_probe, data_plane=dp))
+run.record_all(wf.summary(writer=after.writer_id, failback=back))

@@ -1,0 +1,143 @@
+"""The ``aws`` path of the runbooks, through papermill kernels talking to the moto server.
+
+Control-plane cells run against moto; the endpoints moto hands out are fake hostnames, so every data-plane step
+must be SKIPPED with its reason printed in the notebook and recorded (``data_plane: skipped (...)``) — never
+silently passed.
+
+moto 5.2 gaps, handled in the open:
+
+- the RDS answers moto lacks (engine-default parameters → HTTP 500, members always ``in-sync``, reboot a no-op)
+  are filled by the ``moto_server`` fixture itself (``fill_moto_rds_gaps`` patches moto's classes in this
+  process, where the server runs; kernels see the same answers);
+- restoring a snapshot of a cluster created with ``ManageMasterUserPassword`` fails inside moto (HTTP 500 →
+  ``BackendOperationError``): the full sequence runs 05 with ``restore_mode: pitr``, and a separate test pins the
+  snapshot-restore failure to that cell and that error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+
+from aurora_kit import params, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.notebooks, pytest.mark.timeout(240)]
+
+
+def _aws_parameters(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "parameters" / "local.yaml").read_text())
+    data.update(
+        backend="aws",
+        cluster_id="ak-moto",
+        availability_zones=["us-east-1a", "us-east-1b"],
+        readers=1,
+        aws={**data["aws"], "ca_bundle": str(tmp_path / "rds-ca.pem"), "profile": None},
+    )
+    data["backup_restore"] = {**data["backup_restore"], "restore_cluster_id": "ak-moto-restored"}
+    for name, values in sections.items():
+        data[name] = {**data[name], **values}
+    path = tmp_path / "aws-moto.yaml"  # a parameters/aws-*.yaml-like file, validated like any other
+    path.write_text(yaml.safe_dump(data))
+    return params.load(path).injected()
+
+
+def _run(name: str, parameters: dict[str, Any], audit_dir: Path) -> runner.RunResult:
+    return runner.run_notebook(runner.resolve(name), parameters, audit_dir=audit_dir)
+
+
+def _text(result: runner.RunResult) -> str:
+    assert result.record_dir is not None
+    nb = nbformat.read(str(next(result.record_dir.glob("*.ipynb"))), as_version=4)
+    return json.dumps([c.get("outputs", []) for c in nb.cells])
+
+
+def _assert_ok(result: runner.RunResult) -> dict[str, Any]:
+    assert result.status == "succeeded", f"{result.runbook}: {result.failure or result.error}"
+    return result.results or {}
+
+
+def _assert_data_plane_skipped(result: runner.RunResult, key: str = "data_plane") -> None:
+    value = (result.results or {}).get(key)
+    assert isinstance(value, str), f"{result.runbook} recorded no {key}"
+    assert value.startswith("skipped (cannot resolve ak-moto"), value
+    assert "AWS_ENDPOINT_URL is set" in value
+    assert "SKIPPED" in _text(result), f"{result.runbook}: no SKIPPED message printed"
+
+
+def test_every_runbook_runs_its_control_plane_on_aws_and_skips_the_data_plane_loudly(
+    moto_server_env: Any, tmp_path: Path
+) -> None:
+    p = _aws_parameters(tmp_path, backup_restore={"restore_mode": "pitr"}, failover={"failback": True})
+    audit_dir = tmp_path / "audit"
+
+    created = _assert_ok(_run("01", p, audit_dir))
+    assert created["cluster"]["status"] == "available"
+    assert created["cluster"]["writer"] == "ak-moto-1"
+    assert created["cluster"]["readers"] == ["ak-moto-2"]
+    _assert_data_plane_skipped(_run("01", p, audit_dir))  # idempotent rerun: same cluster, nothing created
+
+    configured = _run("02", p, audit_dir)
+    results = _assert_ok(configured)
+    assert {c["parameter"] for c in results["changes"]} == set(p["parameter_group"]["parameters"])
+    assert results["settings"].startswith("skipped (data plane not reachable")
+    _assert_data_plane_skipped(configured)
+
+    for name in ("03", "04"):  # data plane only: every check skipped, each one said so
+        result = _run(name, p, audit_dir)
+        recorded = _assert_ok(result)
+        _assert_data_plane_skipped(result)
+        checks = {k: v for k, v in recorded.items() if k != "data_plane"}
+        assert checks, name
+        assert all(str(v).startswith("skipped (") for v in checks.values()), recorded
+
+    restored = _run("05", p, audit_dir)
+    results = _assert_ok(restored)
+    _assert_data_plane_skipped(restored)
+    assert results["snapshot"]["Status"] == "available"
+    assert results["restore_time"] is None  # no seeded T without a data plane: latest restorable time
+    assert results["pitr_restore"].startswith("skipped (")
+    assert results["deleted"] == ["ak-moto-restored", f"snapshot {results['snapshot']['DBClusterSnapshotIdentifier']}"]
+
+    failed_over = _run("06", p, audit_dir)
+    results = _assert_ok(failed_over)
+    _assert_data_plane_skipped(failed_over)
+    assert results["failover"]["old_writer"] == "ak-moto-1"
+    assert results["failover"]["new_writer"] == "ak-moto-2"
+    assert results["write_probe"].startswith("skipped (data plane not reachable")
+    assert results["writer"] == "ak-moto-2"
+    assert results["failback"]["NewWriter"] == "ak-moto-1"  # failback: true, planned, back to the old writer
+
+    monitored = _assert_ok(_run("07", p, audit_dir))
+    assert {a["metric"] for a in monitored["alarms"]} == {
+        "AuroraReplicaLag",
+        "CPUUtilization",
+        "FreeableMemory",
+        "DatabaseConnections",
+    }
+
+    torn_down = _assert_ok(_run("99", p, audit_dir))
+    assert torn_down == {"existed": True, "gone": True, "final_snapshot": None}
+
+
+def test_snapshot_restore_under_moto_fails_in_the_restore_cell_with_backend_operation_error(
+    moto_server_env: Any, tmp_path: Path
+) -> None:
+    """moto 5.2 answers RestoreDBClusterFromSnapshot of a managed-password cluster with HTTP 500 (its own
+    KeyError); the runbook must stop at that cell with the typed error, not pass or skip it."""
+    p = _aws_parameters(tmp_path, backup_restore={"restore_mode": "snapshot"})
+    audit_dir = tmp_path / "audit"
+    _assert_ok(_run("01", p, audit_dir))
+    result = _run("05", p, audit_dir)
+    assert result.status == "failed"
+    failure = result.failure or {}
+    assert failure.get("ename") == "BackendOperationError", failure
+    assert "RestoreDBClusterFromSnapshot" in str(failure.get("evalue")), failure
+    assert result.record_dir is not None
+    nb = nbformat.read(str(next(result.record_dir.glob("*.ipynb"))), as_version=4)
+    assert "wf.restore_snapshot(" in nb.cells[failure["cell_index"]].source
