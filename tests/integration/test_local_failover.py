@@ -102,19 +102,6 @@ def test_crash_failover_default_target_and_bad_requests(
     _check_rejoined(local_backend, cid, cluster.writer_id, result.new_writer)
 
 
-def test_failover_needs_a_reader(local_backend: Any, local_cluster_factory: Callable[..., Cluster]) -> None:
-    cluster = local_cluster_factory(readers=0, prefix="f0")
-    cid = cluster.db_cluster_identifier
-    before = local_backend.store.read()["clusters"][cid]
-    with pytest.raises(FailoverNotPossibleError):
-        local_backend.failover(cid)
-    assert local_backend.store.read()["clusters"][cid] == before
-    # the reader endpoint of a cluster without readers reaches the writer, as on Aurora
-    info = local_backend.connection_info(cid, "reader")
-    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
-        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (cluster.writer_id,)
-
-
 def test_crash_failover_to_a_lagging_target_catches_up_first(
     local_backend: Any, local_cluster_factory: Callable[..., Cluster]
 ) -> None:

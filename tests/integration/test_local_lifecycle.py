@@ -14,6 +14,7 @@ from aurora_kit.errors import (
     ClusterAlreadyExistsError,
     ClusterNotFoundError,
     DeletionProtectionError,
+    FailoverNotPossibleError,
     InstanceNotFoundError,
     InvalidParameterError,
 )
@@ -86,6 +87,14 @@ def test_add_remove_reader_stop_start_and_alarms(
     cluster = local_cluster_factory(readers=0, prefix="lc")
     cid = cluster.db_cluster_identifier
     assert cluster.writer_id is not None
+    # no reader: failover is refused and changes nothing; the reader endpoint reaches the writer (as Aurora)
+    before = local_backend.store.read()["clusters"][cid]
+    with pytest.raises(FailoverNotPossibleError):
+        local_backend.failover(cid)
+    assert local_backend.store.read()["clusters"][cid] == before
+    info = local_backend.connection_info(cid, "reader")
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (cluster.writer_id,)
     reader = local_backend.create_instance(cid, InstanceSpec(instance_id=f"{cid}-r"))
     assert (reader.status, reader.is_cluster_writer) == ("available", False)
     sync = local_backend.query(cid, cluster.writer_id, "SELECT current_setting('synchronous_standby_names')")[0][0]
