@@ -5,8 +5,9 @@ parameters and order, so these tests pin the exact call sequence. They are verif
 not against a live Aurora cluster:
 
 - parameter changes settling: first DescribeDBClusterParameters must show every new ParameterValue, then every
-  member must reach ``pending-reboot`` (a reboot-applied change) or ``in-sync`` (dynamic only); a first poll still
-  ``in-sync`` right after the modify does not end the wait (moto always says in-sync);
+  member must reach ``pending-reboot`` (a reboot-applied change) or stop ``applying`` (dynamic only: a member left
+  pending-reboot earlier stays so); a first poll still ``in-sync`` right after a static change does not end the
+  wait (moto always says in-sync);
 - parameter validation against the catalogue's ApplyType / AllowedValues / IsModifiable and the engine default
   of shared_preload_libraries (moto: DescribeEngineDefaultClusterParameters not implemented, DescribeDBCluster-
   Parameters returns only user-set values without ApplyType);
@@ -269,12 +270,13 @@ def test_dynamic_change_waits_for_the_value_then_in_sync(backend: AwsBackend, rd
         {"Parameters": [parameter("log_min_duration_statement", "250", "dynamic", "integer", "-1-2147483647")]},
         group,
     )
-    applying = [member("orders-1", True, "applying", 0), member("orders-2", False, "in-sync")]
+    # orders-2 is still pending-reboot from an earlier static change: that must not keep the wait going
+    applying = [member("orders-1", True, "applying", 0), member("orders-2", False, "pending-reboot")]
     stub.add_response("describe_db_clusters", clusters(members=applying), ONE)
-    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    settled = [member("orders-1", True, "in-sync", 0), member("orders-2", False, "pending-reboot")]
+    stub.add_response("describe_db_clusters", clusters(members=settled), ONE)
     result = backend.apply_parameters("orders", {"log_min_duration_statement": "250"})
-    assert result.pending_reboot_instances == []
-    assert not result.needs_reboot
+    assert result.pending_reboot_instances == ["orders-2"]
 
 
 def test_engine_defaults_failure_is_raised_typed_and_not_cached(backend: AwsBackend, rds: tuple[Any, Stubber]) -> None:

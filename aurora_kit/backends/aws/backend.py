@@ -448,7 +448,7 @@ class AwsBackend(ClusterBackend):
         cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
         instances = self._instances(cluster_id)
-        order = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or []]
+        order = [m["DBInstanceIdentifier"].lower() for m in cluster.get("DBClusterMembers") or []]
         ids = [i for i in order if i in instances] + sorted(set(instances) - set(order))
         return [to_instance(instances[i], cluster) for i in ids]
 
@@ -750,7 +750,7 @@ class AwsBackend(ClusterBackend):
         """Right after ModifyDBClusterParameterGroup the members may still say ``in-sync`` (they have not started
         ``applying``), so "nothing is applying" proves nothing. Wait first until the group reports every new
         ParameterValue, then until every member reaches the state the change leads to: ``pending-reboot`` when any
-        change waits for a reboot, else ``in-sync``."""
+        change waits for a reboot, else no longer ``applying``."""
         wanted = {p.name: p.new_value for p in planned}
         self._wait(
             f"parameter group {group} showing the new values",
@@ -759,11 +759,14 @@ class AwsBackend(ClusterBackend):
             describe=lambda params: ", ".join(f"{n}={(params.get(n) or {}).get('ParameterValue')!r}" for n in wanted),
             timeout=self.poll.short_timeout,
         )
-        target = "pending-reboot" if any(p.apply_method == "pending-reboot" for p in planned) else "in-sync"
+        if any(p.apply_method == "pending-reboot" for p in planned):
+            what, settled = "pending-reboot", lambda status: status == "pending-reboot"
+        else:  # a member left pending-reboot by an earlier change stays so: only "applying" is unsettled
+            what, settled = "done applying", lambda status: status != "applying"
         return self._wait(
-            f"members of {cluster_id} {target}",
+            f"members of {cluster_id} {what}",
             lambda: self._cluster(cluster_id),
-            lambda c: all(m.get("DBClusterParameterGroupStatus") == target for m in c.get("DBClusterMembers") or []),
+            lambda c: all(settled(m.get("DBClusterParameterGroupStatus")) for m in c.get("DBClusterMembers") or []),
             describe=lambda c: ", ".join(
                 f"{m['DBInstanceIdentifier']}:{m.get('DBClusterParameterGroupStatus')}"
                 for m in c.get("DBClusterMembers") or []
