@@ -32,6 +32,7 @@ def test_dynamic_now_static_pending_reboot_until_rebooted(local_backend: Any, lo
     cid = local_cluster.db_cluster_identifier
     members = [local_cluster.writer_id, *local_cluster.reader_ids]
     old_buffers = _show(local_backend, cid, "cluster", "shared_buffers")
+    old_work_mem = _show(local_backend, cid, "cluster", "work_mem")
     new_buffers = "64MB" if old_buffers != "64MB" else "96MB"
 
     result = local_backend.apply_parameters(cid, {"work_mem": "12MB", "shared_buffers": new_buffers})
@@ -62,6 +63,9 @@ def test_dynamic_now_static_pending_reboot_until_rebooted(local_backend: Any, lo
     again = local_backend.apply_parameters(cid, {"work_mem": "12MB"})
     assert again.status == "no-change"
     assert again.changes == []
+    # leave the shared cluster's dynamic setting as we found it
+    restored = local_backend.apply_parameters(cid, {"work_mem": old_work_mem})
+    assert restored.pending_reboot_instances == []
 
 
 @pytest.mark.parametrize(

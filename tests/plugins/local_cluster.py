@@ -44,9 +44,9 @@ def _postmasters_under(root: Path) -> list[psutil.Process]:
 
 
 def _delete_everything(backend: Any) -> None:
-    for cluster in backend.list_clusters():
+    for cluster_id in sorted(backend.store.read()["clusters"]):
         backend.delete_cluster(
-            cluster.db_cluster_identifier,
+            cluster_id,
             final_snapshot_id=None,
             skip_final_snapshot=True,
             lift_deletion_protection=True,
