@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aurora_kit.backends.base import _SECRET_KEY
 from aurora_kit.errors import InvalidParameterError
-from aurora_kit.specs import AlarmSpec, ClusterSpec, check_identifier, window_minutes
+from aurora_kit.specs import AlarmSpec, ClusterSpec, check_alarm_period, check_identifier, window_minutes
 
 #: runbooks in execution order (``aurora-kit run --all``)
 RUNBOOKS: tuple[str, ...] = (
@@ -235,8 +235,13 @@ class MonitoringSettings(_Model):
     cpu_percent: float = Field(gt=0, le=100)
     freeable_memory_mb: float = Field(gt=0)
     max_connections: int = Field(ge=1)
-    period_s: int = Field(ge=10)
+    period_s: int
     evaluation_periods: int = Field(ge=1)
+
+    @field_validator("period_s")
+    @classmethod
+    def _period(cls, v: int) -> int:
+        return check_alarm_period(v)
 
     def alarm_specs(self) -> list[AlarmSpec]:
         common: dict[str, Any] = {"period_s": self.period_s, "evaluation_periods": self.evaluation_periods}

@@ -139,6 +139,7 @@ def test_missing_section_key(tmp_path: Path) -> None:
         (("failover", "mode"), "sideways", "planned"),
         (("pgvector", "ef_search"), [10, 5000], "1-1000"),
         (("instance_class",), "r6g.large", "db."),
+        (("monitoring", "period_s"), 30, "multiple of 60"),
     ],
 )
 def test_bad_value_names_field_and_value(tmp_path: Path, path: tuple[str, ...], value: Any, fragment: str) -> None:
