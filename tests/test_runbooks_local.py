@@ -1,0 +1,130 @@
+"""Every runbook on the local backend, in order 01 → 99 on one rehearsal cluster, two ways:
+
+- nbval (``pytest --nbval-lax``) over the committed notebooks as they are — their ``parameters`` cells' local
+  defaults, nothing injected — in a child pytest whose ``AURORA_KIT_HOME`` is a fresh root;
+- the runner end to end (``aurora-kit run --all``): one sealed, verifiable audit record per runbook, every
+  data-plane step actually run (none skipped) and the key figures within their limits.
+
+Each test gets its own root; at the end every cluster left there is deleted through the backend and no
+PostgreSQL process of that root may survive, whatever happened in the notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from plugins.local_cluster import _delete_everything, _postmasters_under
+
+from aurora_kit import audit, params, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNBOOKS = [ROOT / "runbooks" / f"{name}.ipynb" for name in params.RUNBOOKS]
+pytestmark = [pytest.mark.notebooks, pytest.mark.integration]
+
+
+@pytest.fixture
+def rehearsal_root() -> Iterator[Path]:
+    """A fresh local-backend root; afterwards: every cluster deleted, no postmaster left (asserted)."""
+    try:
+        from aurora_kit.backends.local import LocalBackend
+        from aurora_kit.backends.local.binaries import find_binaries
+
+        find_binaries(16)
+    except Exception as exc:  # pragma: no cover - environment without the binaries
+        pytest.skip(f"local backend unavailable: {exc}")
+    root = Path(tempfile.mkdtemp(prefix="aurora_kit_rehearsal_", dir="/tmp"))
+    root.chmod(0o755)  # the PostgreSQL system user must traverse it
+    try:
+        yield root
+    finally:
+        _delete_everything(LocalBackend(root_dir=root))
+        leftovers = _postmasters_under(root)
+        for proc in leftovers:  # never leak servers, even when the assertion below fails
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+        assert not leftovers, f"postmasters left running under {root}: {[p.pid for p in leftovers]}"
+
+
+def test_runbooks_are_ordered_01_to_99() -> None:
+    assert [p.stem for p in RUNBOOKS] == list(params.RUNBOOKS)
+    assert list(params.RUNBOOKS) == sorted(params.RUNBOOKS)
+    assert runner.resolve_all() == RUNBOOKS
+
+
+@pytest.mark.timeout(300)
+def test_nbval_over_every_runbook_in_order(rehearsal_root: Path, tmp_path: Path) -> None:
+    junit = tmp_path / "nbval.xml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTEST_"))}
+    env["AURORA_KIT_HOME"] = str(rehearsal_root)  # local_root: null in the notebooks → the backend's default root
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "--timeout=120",
+            f"--junitxml={junit}",
+            "-q",
+            *map(str, RUNBOOKS),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert int(suite.get("failures", 0)) == int(suite.get("errors", 0)) == int(suite.get("skipped", 0)) == 0
+    files = [c.get("file") or c.get("classname", "") for c in suite.iter("testcase")]
+    seen = list(dict.fromkeys(Path(f).stem.replace("runbooks.", "") for f in files))
+    assert seen == list(params.RUNBOOKS), seen  # every notebook ran, in order
+
+
+@pytest.mark.timeout(300)
+def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> None:
+    audit_dir = tmp_path / "audit"
+    loaded = params.load(ROOT / "parameters" / "local.yaml", [f"local_root={rehearsal_root}"])
+    results = runner.run_many(runner.resolve_all(), loaded.injected(), audit_dir=audit_dir)
+    durations = {r.runbook: r.duration_s for r in results}
+    print("runbook durations (s):", durations, "total", round(sum(d or 0 for d in durations.values()), 1))
+    failed = [(r.runbook, r.failure or r.error) for r in results if r.status != "succeeded"]
+    assert not failed, failed
+
+    entries = audit.read_index(audit_dir)
+    assert [(e["runbook"], e["outcome"]) for e in entries] == [(name, "succeeded") for name in params.RUNBOOKS]
+    verification = audit.verify(audit_dir)
+    assert verification.ok, verification.problems
+
+    by_name = {r.runbook: r.results or {} for r in results}
+    for name, recorded in by_name.items():
+        if "data_plane" in recorded:
+            assert recorded["data_plane"] == "available", (name, recorded["data_plane"])
+        skipped = {k: v for k, v in recorded.items() if isinstance(v, str) and v.startswith("skipped (")}
+        assert set(skipped) <= {"failback"}, (name, skipped)  # failback: false is the only expected skip
+    assert by_name["01-create-cluster"]["cluster"]["readers"] == ["ak-local-2", "ak-local-3"]
+    assert by_name["02-configure-parameters"]["reboot"]["still_pending"] == []
+    assert by_name["03-extensions"]["pgvector_proof"]["index_used_in_explain"] is True
+    assert by_name["04-verify-read-write"]["read_only"] == {"ak-local-2": "25006", "ak-local-3": "25006"}
+    assert by_name["05-backup-restore"]["pitr_restore"]["missing_count"] == 0
+    assert by_name["05-backup-restore"]["pitr_restore"]["rows_after_cutoff"] == 0
+    failover = by_name["06-failover"]["failover"]
+    assert failover["lost_commits"] == 0
+    assert failover["rto_s"] <= loaded.failover.max_rto_s  # type: ignore[union-attr]
+    assert by_name["06-failover"]["writer"] == failover["new_writer"] != "ak-local-1"
+    assert by_name["07-monitoring"]["states"] == {"OK": 9}
+    assert by_name["99-teardown"] == {"existed": True, "gone": True, "final_snapshot": None}
+    assert not _postmasters_under(rehearsal_root)  # 99 stopped everything it created
