@@ -68,10 +68,15 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def pairs(rows: Sequence[tuple[str, Any]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
 def _print_cluster(backend: Any, cluster: Cluster) -> None:
     cid = cluster.db_cluster_identifier
     print(
-        table(
+        pairs(
             [
                 ("cluster", cid),
                 ("status", cluster.status),
@@ -82,8 +87,7 @@ def _print_cluster(backend: Any, cluster: Cluster) -> None:
                 ("password file", (cluster.master_user_secret_arn or "").removeprefix("file://")),
                 ("deletion protection", cluster.deletion_protection),
                 ("restorable", f"{_ts(cluster.earliest_restorable_time)} .. {_ts(cluster.latest_restorable_time)}"),
-            ],
-            ("", ""),
+            ]
         )
     )
     instances = backend.describe_instances(cid)
