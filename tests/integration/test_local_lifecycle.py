@@ -151,6 +151,17 @@ def test_last_instance_keeps_storage_and_final_snapshot_outlives_cluster(
     # deleting the last instance keeps the cluster's storage; a new instance becomes the writer on it
     local_backend.delete_instance(cid, cluster.reader_ids[0])
     assert local_backend.describe_cluster(cid).db_cluster_members == []
+    # a cluster without instances can still be snapshotted (its storage) and restored
+    parked = local_backend.create_snapshot(cid, f"{cid}-parked")
+    assert parked.status == "available"
+    local_backend.restore_from_snapshot(f"{cid}-parked", f"{cid}-p", instances=[InstanceSpec(instance_id=f"{cid}-p1")])
+    try:
+        info = local_backend.connection_info(f"{cid}-p")
+        with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+            assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
+    finally:
+        local_backend.delete_cluster(f"{cid}-p", final_snapshot_id=None, skip_final_snapshot=True)
+        local_backend.delete_snapshot(f"{cid}-parked")
     local_backend.create_instance(cid, InstanceSpec(instance_id=f"{cid}-back"))
     info = local_backend.connection_info(cid)
     with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:

@@ -42,6 +42,7 @@ from aurora_kit.errors import (
     RestoreWindowError,
     SnapshotAlreadyExistsError,
     SnapshotNotFoundError,
+    WaitTimeoutError,
 )
 from aurora_kit.polling import wait_for
 from aurora_kit.specs import InstanceSpec, check_identifier
@@ -120,11 +121,10 @@ def latest_restorable_time(backend: LocalBackend, cluster_id: str, cl: Mapping[s
     ):
         try:
             return force_archive(backend, cluster_id, timeout=10.0)
-        except (psycopg.Error, BackendOperationError, InvalidStateError):
-            pass
-        except Exception as exc:  # WaitTimeoutError: archiver behind; report the stored value
-            if type(exc).__name__ != "WaitTimeoutError":
-                raise
+        except (psycopg.Error, BackendOperationError, InvalidStateError, WaitTimeoutError):
+            # archiver stuck or writer unreachable: report the stored value, try again in 5 minutes
+            with backend.update_cluster(cluster_id) as rec:
+                rec["lrt_checked"] = _now().isoformat()
     return _dt(cl.get("latest_restorable_time"))
 
 
@@ -236,9 +236,7 @@ def _snapshot_source(backend: LocalBackend, cluster_id: str, cl: Mapping[str, An
             max_delay=0.2,
             retry_on=(psycopg.OperationalError,),
         )
-    except Exception as exc:
-        if type(exc).__name__ != "WaitTimeoutError":
-            raise
+    except WaitTimeoutError:
         return writer
     return reader
 
@@ -248,7 +246,18 @@ def create_snapshot(
 ) -> Snapshot:
     cl = backend.cluster_state(cluster_id)
     check_new_snapshot_id(backend, snapshot_id)
-    source = _snapshot_source(backend, cluster_id, cl)
+    seed = backend.paths(cluster_id).seed
+    source: str | None
+    if backend.writer_id(cl) is None and seed.exists():
+        # no instance: snapshot the cluster's storage itself (restored from a snapshot, or last instance deleted)
+        if (cl.get("restore") or {}).get("kind") == "pitr":
+            raise InvalidStateError(
+                f"DB cluster {cluster_id!r} is a point-in-time restore whose recovery runs when its writer starts",
+                hint="create an instance first, then snapshot",
+            )
+        source = None
+    else:
+        source = _snapshot_source(backend, cluster_id, cl)
     sdir = snapshot_dir(backend, snapshot_id)
     sdir.mkdir(mode=0o700)
     chown(sdir)
@@ -262,18 +271,22 @@ def create_snapshot(
         "database_name": cl["database_name"],
         "spec": cl.get("spec"),
         "created": _now().isoformat(),
-        "source_instance": source,
+        "source_instance": source or "cluster storage",
         "tags": dict(tags or cl.get("tags") or {}),
         "allocated_storage": 0,
     }
     with backend.store.update() as st:
         st["snapshots"][snapshot_id] = record
     try:
-        backend.basebackup(cluster_id, source, sdir / "data")
-        run_tool(
-            [backend.bins(cl).tool("pg_verifybackup"), str(sdir / "data")],
-            what=f"pg_verifybackup of snapshot {snapshot_id}",
-        )
+        if source is None:
+            backend.copy_data(seed, sdir / "data")
+        else:
+            backend.basebackup(cluster_id, source, sdir / "data")
+        if (sdir / "data" / "backup_manifest").exists():  # a cleanly shut-down copy has no manifest to check
+            run_tool(
+                [backend.bins(cl).tool("pg_verifybackup"), str(sdir / "data")],
+                what=f"pg_verifybackup of snapshot {snapshot_id}",
+            )
         shutil.copy2(backend.paths(cluster_id).secret, sdir / "master-password")
         (sdir / "snapshot.json").write_text(json.dumps({"id": snapshot_id, **record}, indent=1, default=str))
     except BaseException:
