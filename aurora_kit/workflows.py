@@ -241,13 +241,28 @@ def when(dp: DataPlane, step: Callable[..., Any], *args: Any, writes: bool = Fal
 
 
 def verify(result: Any, **limits: Any) -> None:
-    """``result.assert_ok(**limits)`` — raises the check's typed error when the claim fails — then one line with
-    the verdict. A :class:`Skipped` result prints that it was not verified."""
+    """Show ``result`` (its table, even when the check fails), then ``result.assert_ok(**limits)`` — which raises
+    the check's typed error when the claim fails — then one line with the verdict. A :class:`Skipped` result is
+    shown and printed as not verified."""
+    _show(result)
     result.assert_ok(**limits)
     if isinstance(result, Skipped):
         return
     title = getattr(result, "title", type(result).__name__)
     print(f"{title}: PASS")
+
+
+def _show(value: Any) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        print(value)
+        return
+    if get_ipython() is not None:
+        display(value)
+    else:
+        print(value)
 
 
 def summary(**results: Any) -> dict[str, Any]:

@@ -105,9 +105,6 @@ reboot
 # %%
 dp = wf.data_plane(run)
 settings = wf.when(dp, wf.show_settings, run, wanted, reboot.still_pending)
-settings
-
-# %%
 wf.verify(settings)
 
 # %% [markdown]

@@ -77,17 +77,11 @@ dp = wf.data_plane(run)
 dp
 
 # %% [markdown]
-# ## 1. Install or upgrade pgvector (writer)
+# ## 1–2. Install or upgrade pgvector (writer); version check
+# The installed version must be the server's default (latest packaged) version.
 
 # %%
 ext = wf.when(dp, wf.install_pgvector, run)
-ext
-
-# %% [markdown]
-# ## 2. Version check
-# Installed version must be the server's default (latest packaged) version.
-
-# %%
 wf.verify(ext)
 
 # %% [markdown]
@@ -95,12 +89,7 @@ wf.verify(ext)
 
 # %%
 proof = wf.when(dp, wf.prove_pgvector, run, writes=True)
-proof
-
-# %%
 proof.plot()
-
-# %%
 wf.verify(proof)
 
 # %% [markdown]

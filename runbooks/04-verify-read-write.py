@@ -75,9 +75,6 @@ dp
 
 # %%
 roles = wf.when(dp, wf.check_roles, run)
-roles
-
-# %%
 wf.verify(roles)
 
 # %% [markdown]
@@ -99,9 +96,6 @@ wf.verify(round_trip)
 
 # %%
 lag = wf.when(dp, wf.measure_lag, run, writes=True)
-lag
-
-# %%
 wf.verify(lag)
 
 # %% [markdown]
@@ -109,9 +103,6 @@ wf.verify(lag)
 
 # %%
 pool = wf.when(dp, wf.check_pool, run)
-pool
-
-# %%
 wf.verify(pool)
 
 # %% [markdown]

@@ -128,14 +128,10 @@ pitr
 
 # %%
 snapshot_check = wf.when(dp, wf.verify_snapshot_restore, run, expected, restored)
-snapshot_check
+wf.verify(snapshot_check)
 
 # %%
 pitr_check = wf.when(dp, wf.verify_pitr, run, seeded, pitr, target)
-pitr_check
-
-# %%
-wf.verify(snapshot_check)
 wf.verify(pitr_check)
 
 # %% [markdown]
