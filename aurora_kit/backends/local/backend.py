@@ -795,6 +795,7 @@ class LocalBackend(ClusterBackend):
                 engine_version=cl["engine_version"],
             )
         with self.store.cluster_lock(cluster_id):
+            writer = self.writer_id(self.cluster_state(cluster_id))  # a failover may have run meanwhile
             role = "reader" if writer else "writer"
             with self.store.update() as st:
                 (port,) = self.allocate_ports(1, state=st)
