@@ -65,6 +65,17 @@ def check_alarm_period(seconds: int) -> int:
     return seconds
 
 
+def check_final_snapshot_choice(final_snapshot_id: str | None, skip_final_snapshot: bool) -> None:
+    """Deleting needs an explicit choice: exactly one of a final snapshot id or skip_final_snapshot=True."""
+    if (final_snapshot_id is None) == (not skip_final_snapshot):
+        raise InvalidParameterError(
+            "final_snapshot_id",
+            final_snapshot_id,
+            "give exactly one of final_snapshot_id or skip_final_snapshot=True",
+            hint="deleting a cluster is irreversible; say explicitly whether a final snapshot is taken",
+        )
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

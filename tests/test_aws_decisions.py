@@ -10,7 +10,7 @@ from aurora_kit.backends.aws import decisions as d
 from aurora_kit.backends.aws.plan import format_plan, is_mutating
 from aurora_kit.backends.base import PlannedCall, redact
 from aurora_kit.errors import FailoverNotPossibleError, InvalidParameterError, RestoreWindowError
-from aurora_kit.specs import AlarmSpec, ClusterSpec, validated
+from aurora_kit.specs import AlarmSpec, ClusterSpec, check_final_snapshot_choice, validated
 
 
 def test_parameter_group_family_from_engine_version() -> None:
@@ -216,11 +216,11 @@ def test_restore_window() -> None:
 
 
 def test_final_snapshot_choice_must_be_explicit() -> None:
-    d.check_final_snapshot_choice("final", False)
-    d.check_final_snapshot_choice(None, True)
+    check_final_snapshot_choice("final", False)
+    check_final_snapshot_choice(None, True)
     for args in ((None, False), ("final", True)):
         with pytest.raises(InvalidParameterError, match="exactly one"):
-            d.check_final_snapshot_choice(*args)
+            check_final_snapshot_choice(*args)
 
 
 def test_restore_settings_pass_everything_explicitly() -> None:

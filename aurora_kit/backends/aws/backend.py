@@ -65,7 +65,7 @@ from aurora_kit.errors import (
     UnsupportedOperationError,
 )
 from aurora_kit.polling import wait_for
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec, check_final_snapshot_choice
 
 T = TypeVar("T")
 RDS = "rds"
@@ -488,7 +488,7 @@ class AwsBackend(ClusterBackend):
     ) -> Snapshot | None:
         cluster_id = _lower(cluster_id)
         final_snapshot_id = _lower(final_snapshot_id)
-        d.check_final_snapshot_choice(final_snapshot_id, skip_final_snapshot)
+        check_final_snapshot_choice(final_snapshot_id, skip_final_snapshot)
         cluster = self._cluster(cluster_id)
         if final_snapshot_id is not None and self._find_snapshot(final_snapshot_id) is not None:
             raise SnapshotAlreadyExistsError(final_snapshot_id)

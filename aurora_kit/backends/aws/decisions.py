@@ -482,17 +482,6 @@ def modify_cluster_params(
     return params
 
 
-def check_final_snapshot_choice(final_snapshot_id: str | None, skip_final_snapshot: bool) -> None:
-    """Deleting needs an explicit choice: exactly one of a final snapshot id or skip_final_snapshot=True."""
-    if (final_snapshot_id is None) == (not skip_final_snapshot):
-        raise InvalidParameterError(
-            "final_snapshot_id",
-            final_snapshot_id,
-            "give exactly one of final_snapshot_id or skip_final_snapshot=True",
-            hint="deleting a cluster is irreversible; say explicitly whether a final snapshot is taken",
-        )
-
-
 def check_restore_window(restore_time: datetime, earliest: datetime | None, latest: datetime | None) -> datetime:
     """RestoreWindowError when ``restore_time`` is outside [EarliestRestorableTime, LatestRestorableTime]."""
     if restore_time.tzinfo is None or restore_time.utcoffset() is None:

@@ -59,7 +59,7 @@ from aurora_kit.errors import (
     InvalidStateError,
 )
 from aurora_kit.polling import wait_for
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec, validated
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec, check_final_snapshot_choice, validated
 
 LOCAL_AZ = "local-1a"
 ENGINE = "aurora-postgresql"
@@ -689,12 +689,7 @@ class LocalBackend(ClusterBackend):
         wait: bool = True,
     ) -> Snapshot | None:
         cl = self.cluster_state(cluster_id)
-        if (final_snapshot_id is None) == (not skip_final_snapshot):
-            raise InvalidParameterError(
-                "final_snapshot_id",
-                final_snapshot_id,
-                "give exactly one of final_snapshot_id or skip_final_snapshot=True",
-            )
+        check_final_snapshot_choice(final_snapshot_id, skip_final_snapshot)
         if final_snapshot_id is not None:
             backup.check_new_snapshot_id(self, final_snapshot_id)
         if cl["deletion_protection"] and not lift_deletion_protection:
