@@ -128,3 +128,25 @@ def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> No
     assert by_name["07-monitoring"]["states"] == {"OK": 9}
     assert by_name["99-teardown"] == {"existed": True, "gone": True, "final_snapshot": None}
     assert not _postmasters_under(rehearsal_root)  # 99 stopped everything it created
+
+
+@pytest.mark.timeout(180)
+def test_a_failing_check_stops_the_runbook_at_its_cell_and_leaves_nothing_running(
+    rehearsal_root: Path, tmp_path: Path
+) -> None:
+    """04 with an impossible lag limit: VerificationError in the lag cell, the record says so; the fixture then
+    deletes the cluster and finds no postmaster left."""
+    audit_dir = tmp_path / "audit"
+    loaded = params.load(ROOT / "parameters" / "local.yaml", [f"local_root={rehearsal_root}"])
+    created = runner.run_notebook(runner.resolve("01"), loaded.injected(), audit_dir=audit_dir)
+    assert created.status == "succeeded", created.failure
+    strict = params.load(
+        ROOT / "parameters" / "local.yaml", [f"local_root={rehearsal_root}", "probe.max_replica_lag_s=0.000001"]
+    )
+    result = runner.run_notebook(runner.resolve("04"), strict.injected(), audit_dir=audit_dir)
+    assert result.status == "failed"
+    failure = result.failure or {}
+    assert failure.get("ename") == "VerificationError", failure
+    assert "lag p99" in str(failure.get("evalue"))
+    assert "wf.measure_lag" in str(failure.get("source"))
+    assert _postmasters_under(rehearsal_root)  # the cluster is still up here; the fixture must clean it
