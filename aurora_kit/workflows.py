@@ -1008,7 +1008,10 @@ def delete_restores(run: Run, *restored: Any, snapshot: Snapshot | None = None) 
     deleted = []
     for c in restored:
         if isinstance(c, Cluster) and c.status != "dry-run":
-            run.backend.delete_cluster(c.db_cluster_identifier, final_snapshot_id=None, skip_final_snapshot=True)
+            # this run's own test restore: no final snapshot; protection copied from the source is lifted
+            run.backend.delete_cluster(
+                c.db_cluster_identifier, final_snapshot_id=None, skip_final_snapshot=True, lift_deletion_protection=True
+            )
             deleted.append(c.db_cluster_identifier)
     if snapshot is not None and s.snapshot_id is None and snapshot.status != "dry-run":
         run.backend.delete_snapshot(snapshot.db_cluster_snapshot_identifier)

@@ -18,7 +18,7 @@
 # | **Risk** | **high — irreversible** without a final snapshot: the data is gone |
 # | **Blast radius** | `cluster_id` and all its instances (snapshots are kept) |
 # | **Failure type** | none injected |
-# | **Typical time** | local < 1 s · aws 10–20 min |
+# | **Typical time** | local ≈ 2 s · aws 10–20 min |
 # | **Prerequisites** | `confirm: true`; the final-snapshot decision; no application still using the cluster |
 # | **Rollback** | restore the final snapshot (`05-backup-restore` / `RestoreDBClusterFromSnapshot`); without one, none |
 #

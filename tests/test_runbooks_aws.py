@@ -74,6 +74,7 @@ def test_every_runbook_runs_its_control_plane_on_aws_and_skips_the_data_plane_lo
     moto_server_env: Any, tmp_path: Path
 ) -> None:
     p = _aws_parameters(tmp_path, backup_restore={"restore_mode": "pitr"}, failover={"failback": True})
+    p["deletion_protection"] = True  # as in production: 05 must lift it on its own restore, 99 must stop on it
     audit_dir = tmp_path / "audit"
 
     created = _assert_ok(_run("01", p, audit_dir))
@@ -121,8 +122,16 @@ def test_every_runbook_runs_its_control_plane_on_aws_and_skips_the_data_plane_lo
         "DatabaseConnections",
     }
 
-    torn_down = _assert_ok(_run("99", p, audit_dir))
-    assert torn_down == {"existed": True, "gone": True, "final_snapshot": None}
+    protected = _run("99", p, audit_dir)  # lift_deletion_protection: false → stops before deleting anything
+    assert protected.status == "failed"
+    assert (protected.failure or {}).get("ename") == "DeletionProtectionError", protected.failure
+    assert "wf.teardown_plan(" in str((protected.failure or {}).get("source"))
+
+    final = {"final_snapshot_id": "ak-moto-final", "skip_final_snapshot": False, "lift_deletion_protection": True}
+    torn_down = _assert_ok(_run("99", {**p, "teardown": final}, audit_dir))
+    assert torn_down["existed"] is True
+    assert torn_down["gone"] is True
+    assert torn_down["final_snapshot"]["DBClusterSnapshotIdentifier"] == "ak-moto-final"
 
 
 def test_snapshot_restore_under_moto_fails_in_the_restore_cell_with_backend_operation_error(
