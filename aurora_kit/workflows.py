@@ -445,9 +445,10 @@ class RebootOutcome:
 
     rebooted: list[str]
     still_pending: list[str]
+    static: list[str] = field(default_factory=list)  # parameters that take effect only at a reboot
 
     def summary(self) -> dict[str, Any]:
-        return {"rebooted": list(self.rebooted), "still_pending": list(self.still_pending)}
+        return {"rebooted": list(self.rebooted), "still_pending": list(self.still_pending), "static": self.static}
 
     def __str__(self) -> str:
         pending = ", ".join(self.still_pending) or "none"
@@ -460,21 +461,22 @@ def rolling_reboot(run: Run, result: ParameterChangeResult) -> RebootOutcome:
     """Reboot the pending-reboot instances (readers first, then the writer) when ``allow_reboot``; needs
     ``confirm``. Prints what it did or why not."""
     pending = list(result.pending_reboot_instances)
+    static = [c.parameter_name for c in result.changes if c.apply_method == "pending-reboot"]
     if not pending:
         print("no instance is pending-reboot: nothing to reboot")
-        return RebootOutcome([], [])
+        return RebootOutcome([], [], static)
     if not run.section("parameter_group").allow_reboot:
         print(
             f"allow_reboot is false: {', '.join(pending)} stay pending-reboot; static parameters take effect at "
             "their next reboot"
         )
-        return RebootOutcome([], pending)
+        return RebootOutcome([], pending, static)
     run.require_confirm("rolling reboot of " + ", ".join(pending))
     rebooted = [i.db_instance_identifier for i in run.backend.reboot_pending(run.params.cluster_id)]
     if run.params.dry_run:
         print("dry run: no reboot made")
-        return RebootOutcome([], pending)
-    return RebootOutcome(rebooted, [])
+        return RebootOutcome([], pending, static)
+    return RebootOutcome(rebooted, [], static)
 
 
 @dataclass(repr=False)
@@ -483,20 +485,20 @@ class SettingsReport:
 
     wanted: dict[str, str]
     values: dict[str, dict[str, tuple[str, str, bool]]]  # instance → name → (SHOW, setting, pending_restart)
-    still_pending: list[str] = field(default_factory=list)  # instances allowed to lag (reboot not allowed)
+    still_pending: list[str] = field(default_factory=list)  # instances left pending-reboot (reboot not allowed)
+    static: list[str] = field(default_factory=list)  # parameters that wait for a reboot on those instances
 
     title = "parameters on every instance"
 
     def problems(self) -> list[str]:
         out = []
         for inst, values in self.values.items():
-            if inst in self.still_pending:
-                continue
             for name, want in self.wanted.items():
                 shown, setting, pending = values.get(name, ("<missing>", "<missing>", False))
-                if want not in (shown, setting):
+                excused = inst in self.still_pending and (pending or name in self.static)
+                if want not in (shown, setting) and not excused:
                     out.append(f"{inst}: {name} = {shown} (setting {setting}), wanted {want}")
-                if pending:
+                if pending and not excused:
                     out.append(f"{inst}: {name} still pending restart")
         if not self.values:
             out.append("no instance answered")
@@ -508,10 +510,11 @@ class SettingsReport:
             raise VerificationError(
                 "parameters not in effect: " + "; ".join(problems), problems=problems, evidence=self.summary()
             )
-        checked = [i for i in self.values if i not in self.still_pending]
-        print(f"every wanted value is in effect on {', '.join(checked) or 'no instance'}")
         if self.still_pending:
-            print(f"not checked (pending-reboot, reboot not allowed): {', '.join(self.still_pending)}")
+            print(
+                f"static parameters ({', '.join(self.static) or 'none'}) wait for a reboot on "
+                f"{', '.join(self.still_pending)} (allow_reboot: false); every other value is in effect"
+            )
         return self
 
     def summary(self) -> dict[str, Any]:
@@ -519,6 +522,7 @@ class SettingsReport:
             "wanted": dict(self.wanted),
             "show": {i: {n: v[0] for n, v in vals.items()} for i, vals in self.values.items()},
             "still_pending": list(self.still_pending),
+            "static": list(self.static),
             "problems": self.problems(),
         }
 
@@ -540,7 +544,7 @@ class SettingsReport:
     __repr__ = __str__
 
 
-def show_settings(run: Run, wanted: Mapping[str, str], still_pending: Sequence[str] = ()) -> SettingsReport:
+def show_settings(run: Run, wanted: Mapping[str, str], reboot: RebootOutcome | None = None) -> SettingsReport:
     """Connect to every instance and read each wanted parameter with ``SHOW`` and from ``pg_settings``."""
     from psycopg import sql
 
@@ -563,7 +567,8 @@ def show_settings(run: Run, wanted: Mapping[str, str], still_pending: Sequence[s
                     bool(row[1]) if row else False,
                 )
         values[iid] = got
-    return SettingsReport(dict(wanted), values, list(still_pending))
+    reboot = reboot or RebootOutcome([], [])
+    return SettingsReport(dict(wanted), values, list(reboot.still_pending), list(reboot.static))
 
 
 # == 03: pgvector ==============================================================================================

@@ -104,7 +104,7 @@ reboot
 
 # %%
 dp = wf.data_plane(run)
-settings = wf.when(dp, wf.show_settings, run, wanted, reboot.still_pending)
+settings = wf.when(dp, wf.show_settings, run, wanted, reboot)
 wf.verify(settings)
 
 # %% [markdown]

@@ -197,10 +197,12 @@ def test_parameter_diff_and_settings_report() -> None:
             "i3": {"log_min_duration_statement": ("-1", "-1", False), "max_connections": ("100", "100", True)},
         },
         still_pending=["i3"],
+        static=["max_connections"],
     )
     assert report.problems() == [
         "i2: max_connections = 100 (setting 100), wanted 200",
         "i2: max_connections still pending restart",
+        "i3: log_min_duration_statement = -1 (setting -1), wanted 250",  # dynamic: no excuse on a pending instance
     ]
     with pytest.raises(VerificationError):
         report.assert_ok()
@@ -214,7 +216,7 @@ def _change_result(pending: list[str]) -> ParameterChangeResult:
 
 def test_rolling_reboot_respects_allow_reboot_and_confirm() -> None:
     backend = FakeBackend(_cluster())
-    assert wf.rolling_reboot(_run(backend), _change_result([])) == wf.RebootOutcome([], [])
+    assert wf.rolling_reboot(_run(backend), _change_result([])) == wf.RebootOutcome([], [], ["max_connections"])
     kept = wf.rolling_reboot(_run(backend, "parameter_group.allow_reboot=false"), _change_result(["ak-local-1"]))
     assert kept.still_pending == ["ak-local-1"]
     with pytest.raises(InvalidStateError, match="confirm: true"):
