@@ -349,17 +349,18 @@ def members_table(run: Run, cluster: Cluster) -> Table:
 
 
 def check_cluster_matches(cluster: Cluster, spec: ClusterSpec) -> None:
-    """VerificationError unless the cluster has the spec's writer, readers and backup settings (and is
-    available — or a dry-run projection)."""
+    """VerificationError unless the cluster has exactly the spec's instances, one of them the writer, and the
+    spec's backup settings and deletion protection (and is available — or a dry-run projection). Which instance
+    writes may differ from the spec's first one after a failover: that is operation, not drift (it is printed)."""
     problems = []
     if cluster.status not in ("available", "dry-run"):
         problems.append(f"status {cluster.status}, expected available")
-    wanted_writer = spec.instances[0].instance_id
-    if cluster.writer_id != wanted_writer:
-        problems.append(f"writer is {cluster.writer_id}, expected {wanted_writer}")
-    wanted_readers = sorted(i.instance_id for i in spec.instances[1:])
-    if sorted(cluster.reader_ids) != wanted_readers:
-        problems.append(f"readers {sorted(cluster.reader_ids)}, expected {wanted_readers}")
+    wanted = sorted(i.instance_id for i in spec.instances)
+    members = sorted(m.db_instance_identifier for m in cluster.db_cluster_members)
+    if members != wanted:
+        problems.append(f"instances {members}, expected {wanted}")
+    if cluster.writer_id is None:
+        problems.append("no writer")
     if cluster.backup_retention_period != spec.backup_retention_period:
         problems.append(
             f"backup retention {cluster.backup_retention_period} d, expected {spec.backup_retention_period}"
@@ -374,7 +375,11 @@ def check_cluster_matches(cluster: Cluster, spec: ClusterSpec) -> None:
             problems=problems,
             cluster_id=cluster.db_cluster_identifier,
         )
-    print(f"{cluster.db_cluster_identifier} matches the parameters: writer {wanted_writer}, readers {wanted_readers}")
+    moved = "" if cluster.writer_id == spec.instances[0].instance_id else " (after a failover)"
+    print(
+        f"{cluster.db_cluster_identifier} matches the parameters: writer {cluster.writer_id}{moved}, "
+        f"readers {sorted(cluster.reader_ids)}"
+    )
 
 
 def who_answers(run: Run) -> Table:

@@ -88,7 +88,8 @@ wf.plan_table(run.backend)
 
 # %% [markdown]
 # ## 3. Check the cluster against the parameters
-# `VerificationError` if the writer, readers, backup retention/window or deletion protection differ.
+# `VerificationError` if the instances, backup retention/window or deletion protection differ, or no instance
+# writes (another writer than the first instance, after a failover, is operation, not drift).
 
 # %%
 wf.check_cluster_matches(cluster, run.spec)

@@ -178,12 +178,22 @@ def test_summary_turns_results_into_recordable_values() -> None:
 def test_check_cluster_matches_names_every_difference() -> None:
     spec = _run(FakeBackend()).spec
     wf.check_cluster_matches(_cluster(), spec)
+    failed_over = [
+        ClusterMember("ak-local-1", False),
+        ClusterMember("ak-local-2", True),
+        ClusterMember("ak-local-3", False),
+    ]
+    wf.check_cluster_matches(_cluster(db_cluster_members=failed_over), spec)  # another writer is not drift
     wrong = _cluster(backup_retention_period=7, db_cluster_members=[ClusterMember("ak-local-2", True)])
     with pytest.raises(VerificationError) as exc:
         wf.check_cluster_matches(wrong, spec)
     text = str(exc.value)
-    assert "writer is ak-local-2, expected ak-local-1" in text
+    assert "instances ['ak-local-2'], expected ['ak-local-1', 'ak-local-2', 'ak-local-3']" in text
     assert "backup retention 7 d, expected 1" in text
+    with pytest.raises(VerificationError, match="no writer"):
+        wf.check_cluster_matches(
+            _cluster(db_cluster_members=[ClusterMember(m.db_instance_identifier, False) for m in failed_over]), spec
+        )
 
 
 def test_parameter_diff_and_settings_report() -> None:
