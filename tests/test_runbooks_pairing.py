@@ -40,7 +40,7 @@ def test_ipynb_cells_equal_their_py_percent_twin(base: Path) -> None:
     twin = jupytext.read(str(py))
     nb = nbformat.read(str(ipynb), as_version=4)
     assert _cells(nb) == _cells(twin), (
-        f"{ipynb.name} differs from {py.name}; regenerate with `.venv/bin/jupytext --to ipynb {py.relative_to(ROOT)}`"
+        f"{ipynb.name} differs from {py.name}; regenerate with `.venv/bin/python scripts/sync_runbooks.py`"
     )
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
 
@@ -72,7 +72,7 @@ def test_parameters_cell_holds_the_local_defaults(base: Path) -> None:
     local = params.load(ROOT / "parameters" / "local.yaml").injected()
     own = params.RUNBOOK_SECTIONS[base.name]
     expected = {k: (None if k in params.SECTIONS and k not in own else v) for k, v in local.items()}
-    assert values == expected
+    assert values == expected, "stale parameters cell: run `.venv/bin/python scripts/sync_runbooks.py`"
     assert values["backend"] == "local"
     assert yaml.safe_load((ROOT / "parameters" / "local.yaml").read_text())["backend"] == "local"
 
