@@ -1114,9 +1114,11 @@ def check_failover(run: Run, result: FailoverResult, report: Any) -> dict[str, A
     return figures
 
 
-def wait_old_writer_reader(run: Run, result: FailoverResult, timeout_s: float = 120.0) -> Cluster:
-    """Wait until the new writer is the writer and the old writer is back as an available reader."""
+def wait_old_writer_reader(run: Run, result: FailoverResult, timeout_s: float | None = None) -> Cluster:
+    """Wait until the new writer is the writer and the old writer is back as an available reader (deadline: 2 min
+    locally, 15 min on AWS, where the old writer reboots as a reader)."""
     cid = run.params.cluster_id
+    timeout = timeout_s or (120.0 if run.params.backend == "local" else 900.0)
     if result.status == "dry-run":
         return run.backend.describe_cluster(cid)
 
@@ -1137,7 +1139,7 @@ def wait_old_writer_reader(run: Run, result: FailoverResult, timeout_s: float = 
         f"{result.old_writer} back as a reader",
         probe,
         done,
-        timeout=timeout_s,
+        timeout=timeout,
         initial_delay=0.1,
         max_delay=2.0 if run.params.backend == "local" else 15.0,
         describe=lambda s: f"writer {s[0].writer_id}, {result.old_writer}: {s[1].get(result.old_writer)}",
