@@ -17,7 +17,7 @@
 #
 # | | |
 # |---|---|
-# | **Risk** | low for the source (reads, one small seed table `aurora_kit_pitr_seed`, a snapshot); creates 1–2 new clusters |
+# | **Risk** | low for the source (one small seed table `aurora_kit_pitr_seed`, a snapshot), but the verification reads **every user table** on the source and the restores (row counts + checksums): on a large database that is a full scan — run it off-peak; creates 1–2 new clusters |
 # | **Blast radius** | new clusters `backup_restore.restore_cluster_id` (and `…-pitr`); the snapshot |
 # | **Failure type** | none injected |
 # | **Typical time** | local ≈ 6 s · aws 30–60 min (restores, and LatestRestorableTime trails by ~5 min) |
