@@ -948,37 +948,13 @@ def restore_pitr(run: Run, target: datetime | None) -> Cluster | Skipped:
         print("restore_mode is snapshot: no point-in-time restore")
         return Skipped("point-in-time restore", "restore_mode: snapshot")
     new_id = ids["pitr"]
-    if run.params.backend != "local" or run.params.dry_run:
-        return run.backend.restore_to_point_in_time(
-            run.params.cluster_id,
-            new_id,
-            restore_time=target,
-            use_latest_restorable_time=target is None,
-            instances=_restore_instances(run, new_id),
-        )
-    # Workaround (local backend, 2026-11-26): a restored local cluster starts with an empty parameter group, and
-    # PostgreSQL pauses replay for good when the WAL says the source ran with a higher max_connections (etc.)
-    # than the restored server has. The aws backend passes the source's parameter group itself. So: restore with
-    # no instance (as Aurora does), give the new cluster the source's recovery-critical values, then add the
-    # instances. Remove once the local backend copies the source's parameter group.
-    run.backend.restore_to_point_in_time(
-        run.params.cluster_id, new_id, restore_time=target, use_latest_restorable_time=target is None
+    return run.backend.restore_to_point_in_time(
+        run.params.cluster_id,
+        new_id,
+        restore_time=target,
+        use_latest_restorable_time=target is None,
+        instances=_restore_instances(run, new_id),
     )
-    source = run.backend.get_parameters(run.params.cluster_id, list(RECOVERY_PARAMETERS))
-    run.backend.apply_parameters(new_id, {k: v for k, v in source.items() if v is not None})
-    for spec in _restore_instances(run, new_id):
-        run.backend.create_instance(new_id, spec)
-    return run.backend.describe_cluster(new_id)
-
-
-#: settings a recovering server must have at least as high as the source's (PostgreSQL's hot-standby check)
-RECOVERY_PARAMETERS = (
-    "max_connections",
-    "max_worker_processes",
-    "max_wal_senders",
-    "max_prepared_transactions",
-    "max_locks_per_transaction",
-)
 
 
 def verify_snapshot_restore(

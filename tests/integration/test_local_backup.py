@@ -155,3 +155,30 @@ def test_restore_requests_outside_the_window_change_nothing(local_backend: Any, 
     assert sorted(after["clusters"]) == sorted(before["clusters"])
     assert after["snapshots"] == before["snapshots"]
     assert not local_backend.paths(f"{cid}-early").dir.exists()
+
+
+def test_restores_replay_with_the_source_parameter_group(local_backend: Any, local_cluster_factory: Any) -> None:
+    """A source running with a raised static setting (max_connections) must restore: PostgreSQL stops replay for
+    good when the restored server has a lower max_connections than the WAL records, so restores start from the
+    source's parameter group (as our aws backend passes DBClusterParameterGroupName explicitly)."""
+    cid = local_cluster_factory(0, prefix="pg").db_cluster_identifier
+    local_backend.apply_parameters(cid, {"max_connections": "150"})
+    local_backend.reboot_pending(cid)
+    with _conn(local_backend, cid) as conn:
+        assert conn.execute("SHOW max_connections").fetchone() == ("150",)
+        conn.execute("CREATE TABLE param_rows AS SELECT g AS id FROM generate_series(1, 10) g")
+    local_backend.create_snapshot(cid, f"{cid}-snap")
+    restored = [f"{cid}-rs", f"{cid}-pitr"]
+    try:
+        local_backend.restore_from_snapshot(f"{cid}-snap", restored[0], instances=[InstanceSpec(instance_id="rs-1")])
+        local_backend.restore_to_point_in_time(
+            cid, restored[1], use_latest_restorable_time=True, instances=[InstanceSpec(instance_id="pitr-1")]
+        )
+        for new_id in restored:
+            assert local_backend.get_parameters(new_id, ["max_connections"]) == {"max_connections": "150"}
+            assert _ids(local_backend, new_id, "param_rows") == list(range(1, 11))
+            with _conn(local_backend, new_id) as conn:
+                assert conn.execute("SHOW max_connections").fetchone() == ("150",)
+    finally:
+        _delete(local_backend, *[r for r in restored if r in local_backend.store.read()["clusters"]])
+        local_backend.delete_snapshot(f"{cid}-snap")

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from aurora_kit.backends.base import Cluster, Snapshot
+from aurora_kit.backends.local import parameters
 from aurora_kit.backends.local.binaries import chown, run_tool
 from aurora_kit.backends.local.config import write_file
 from aurora_kit.errors import (
@@ -274,6 +275,8 @@ def create_snapshot(
         "source_instance": source or "cluster storage",
         "tags": dict(tags or cl.get("tags") or {}),
         "allocated_storage": 0,
+        # the parameter group in force, so a restore replays with it (see _new_restored_cluster)
+        "parameters": dict(cl.get("parameters") or {}),
     }
     with backend.store.update() as st:
         st["snapshots"][snapshot_id] = record
@@ -381,7 +384,9 @@ def _new_restored_cluster(
             "created": now.isoformat(),
             "status": "creating",
             "instances": {},
-            "parameters": {},
+            # the source's parameter group (our aws backend passes DBClusterParameterGroupName explicitly too):
+            # replay stops for good if max_connections etc. are lower than the source's recorded in the WAL
+            "parameters": dict(template.get("parameters") or {}),
             "alarms": [],
             "backups": [],
             "restore": restore,
@@ -390,6 +395,9 @@ def _new_restored_cluster(
     try:
         password = password_file.read_text().strip()
         backend._prepare_cluster_dir(new_cluster_id, password, template["master_username"])
+        group = template.get("parameters") or {}
+        if group:
+            write_file(backend.paths(new_cluster_id).parameters, parameters.render(group), mode=0o644)
         backend.copy_data(data, backend.paths(new_cluster_id).seed)
         backend.set_status(new_cluster_id, "available")
     except BaseException:
