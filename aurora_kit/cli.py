@@ -15,7 +15,11 @@ COMMAND_MODULES = ("local", "run", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aurora-kit", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="aurora-kit",
+        description="Operate Aurora PostgreSQL (+ pgvector) with runbooks that measure what they claim; "
+        "rehearse them on a local Aurora-shaped PostgreSQL cluster.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
