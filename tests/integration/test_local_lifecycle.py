@@ -200,3 +200,25 @@ def test_cli_lists_and_shows_clusters(local_backend: Any, local_cluster: Cluster
     assert "writer" in status
     assert "available" in status
     assert main(["local", "--root", str(local_backend.root), "status", "no-such-cluster"]) == 2
+
+
+def test_cli_up_failover_down(local_backend: Any, capsys: Any) -> None:
+    """The operator's path through `aurora-kit local`: up, a refused failover (no reader), protected down."""
+    from aurora_kit.cli import main
+
+    root = ["local", "--root", str(local_backend.root)]
+    assert main([*root, "up", "--cluster-id", "cli-one", "--readers", "0", "--protect"]) == 0
+    assert "cli-one" in capsys.readouterr().out
+    try:
+        assert main([*root, "failover", "cli-one"]) == 2  # no reader to promote
+        assert "reader" in capsys.readouterr().err
+        assert main([*root, "down", "cli-one", "--skip-final-snapshot"]) == 2  # deletion protection
+        assert "deletion protection" in capsys.readouterr().err
+        assert local_backend.describe_cluster("cli-one").status == "available"
+        assert main([*root, "down", "cli-one", "--skip-final-snapshot", "--force"]) == 0
+        assert "cli-one" not in {c.db_cluster_identifier for c in local_backend.list_clusters()}
+    finally:
+        if "cli-one" in {c.db_cluster_identifier for c in local_backend.list_clusters()}:
+            local_backend.delete_cluster(
+                "cli-one", final_snapshot_id=None, skip_final_snapshot=True, lift_deletion_protection=True
+            )
