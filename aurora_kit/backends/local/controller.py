@@ -131,20 +131,23 @@ class PgController:
             progress=progress,
         )
 
-    def stop(self, *, mode: str = "fast", timeout: float = 30.0) -> None:
-        """Stop by pid: SIGINT (fast) or SIGQUIT (immediate); escalates to immediate, then SIGKILL."""
+    def stop(self, *, mode: str = "fast", timeout: float = 30.0) -> str | None:
+        """Stop by pid: SIGINT (fast) or SIGQUIT (immediate); escalates to immediate, then SIGKILL.
+
+        Returns the mode that actually stopped it (``"fast"``, ``"immediate"`` or ``"kill"``), None when it was
+        not running: only ``"fast"`` means a shutdown checkpoint was written and every WAL record shipped."""
         pid = self.pid()
         if pid is None:
-            return
-        steps = [(signal.SIGQUIT, timeout), (signal.SIGKILL, 10.0)]
+            return None
+        steps = [(signal.SIGQUIT, "immediate", timeout), (signal.SIGKILL, "kill", 10.0)]
         if mode != "immediate":
-            steps.insert(0, (signal.SIGINT, timeout))
-        for sig, budget in steps:
+            steps.insert(0, (signal.SIGINT, "fast", timeout))
+        for sig, used, budget in steps:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             try:
                 self._wait_gone(pid, budget)
-                return
+                return used
             except WaitTimeoutError:
                 continue
         raise BackendOperationError(f"could not stop PostgreSQL instance {self.name!r} (pid {pid})")
