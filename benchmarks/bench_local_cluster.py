@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from _common import figure
 
 from aurora_kit.backends.local import LocalBackend
 from aurora_kit.specs import ClusterSpec
@@ -77,6 +78,10 @@ class Writer(threading.Thread):
 
 def summary(values: list[float]) -> str:
     return f"median {statistics.median(values):6.3f} s   max {max(values):6.3f} s   (n={len(values)})"
+
+
+# the targets: client-seen RTO medians, and no acknowledged commit lost
+TARGET_RTO_S = {"planned": 1.0, "crash": 3.0}
 
 
 def main() -> int:
@@ -136,6 +141,18 @@ def main() -> int:
             print(f"{mode:>7} failover, lost commits:     {int(sum(r['lost']))} acknowledged commits lost")
             timeline = ", ".join(f"{name} {statistics.median(at):.3f}" for name, at in steps[mode].items())
             print(f"{'':>7} steps (median s from start): {timeline}")
+        figure("create_cluster_median_s", statistics.median(create_times), "s")
+        missed: list[str] = []
+        for mode, r in results.items():
+            median_rto = statistics.median(r["rto"])
+            lost_total = int(sum(r["lost"]))
+            figure(f"{mode}_rto_median_s", median_rto, "s")
+            figure(f"{mode}_lost_commits", lost_total)
+            if median_rto > TARGET_RTO_S[mode] or lost_total:
+                missed.append(f"{mode}: RTO median {median_rto:.3f}s (target {TARGET_RTO_S[mode]}s), lost {lost_total}")
+        if missed:
+            print("TARGET MISSED: " + "; ".join(missed))
+            return 1
     finally:
         for cid in created:
             backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True)
