@@ -94,3 +94,36 @@ def test_bad_parameters_are_refused_and_change_nothing(
     assert group_file.read_text() == before_file
     assert local_backend.store.read()["clusters"][cid] == before_state
     assert _show(local_backend, cid, "cluster", "work_mem") == before_work_mem
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("full_page_writes", "off"),  # pg_rewind and standby base backups need it
+        ("max_wal_senders", "1"),
+        ("max_replication_slots", "1"),
+        ("hot_standby_feedback", "off"),
+        ("wal_sender_timeout", "0"),
+        ("synchronous_commit", "local"),  # would drop zero acknowledged-commit loss
+        ("synchronous_commit", "off"),
+        ("synchronous_standby_names", ""),
+        ("wal_level", "logical"),
+        ("archive_mode", "off"),
+        ("archive_command", "/bin/true"),
+        ("hot_standby", "off"),
+        ("primary_conninfo", "host=example.invalid"),
+        ("fsync", "off"),
+    ],
+)
+def test_replication_and_durability_settings_are_managed(
+    local_backend: Any, local_cluster: Cluster, name: str, value: str
+) -> None:
+    cid = local_cluster.db_cluster_identifier
+    group_file = local_backend.paths(cid).parameters
+    before_file = group_file.read_text()
+    before_state = local_backend.store.read()["clusters"][cid]
+    with pytest.raises(InvalidParameterError, match="managed by the local backend: ") as excinfo:
+        local_backend.apply_parameters(cid, {"work_mem": "8MB", name: value})
+    assert excinfo.value.field == name
+    assert group_file.read_text() == before_file
+    assert local_backend.store.read()["clusters"][cid] == before_state

@@ -14,37 +14,54 @@ from pathlib import Path
 
 from aurora_kit.backends.local.binaries import chown
 
-# settings the backend manages itself: a parameter group may not override them
-MANAGED_SETTINGS = frozenset(
-    {
-        "archive_command",
-        "archive_library",
-        "archive_mode",
-        "config_file",
-        "data_directory",
-        "hba_file",
-        "hot_standby",
-        "ident_file",
-        "listen_addresses",
-        "port",
-        "primary_conninfo",
-        "primary_slot_name",
-        "promote_trigger_file",
-        "recovery_target",
-        "recovery_target_action",
-        "recovery_target_inclusive",
-        "recovery_target_lsn",
-        "recovery_target_name",
-        "recovery_target_time",
-        "recovery_target_timeline",
-        "recovery_target_xid",
-        "restore_command",
-        "synchronous_standby_names",
-        "unix_socket_directories",
-        "wal_level",
-        "wal_log_hints",
-    }
-)
+# settings the backend manages itself: a parameter group may not override them (the group's include comes after
+# the generated settings, so anything listed in render_postgresql_conf's ``settings`` must be here). name → why.
+MANAGED_REASONS: dict[str, str] = {
+    "archive_cleanup_command": "the backend prunes the WAL archive itself",
+    "archive_command": "WAL archiving feeds backups and point-in-time restores",
+    "archive_library": "WAL archiving feeds backups and point-in-time restores",
+    "archive_mode": "WAL archiving feeds backups and point-in-time restores",
+    "archive_timeout": "bounds how far LatestRestorableTime lags",
+    "config_file": "generated per node",
+    "data_directory": "generated per node",
+    "fsync": "turning it off loses acknowledged commits on a crash",
+    "full_page_writes": "pg_rewind and standby base backups need full-page writes",
+    "hba_file": "generated per cluster",
+    "hot_standby": "readers must accept read-only queries",
+    "hot_standby_feedback": "readers rely on it to avoid query cancellations",
+    "ident_file": "generated per cluster",
+    "listen_addresses": "instances listen on loopback only",
+    "max_replication_slots": "one slot per reader; too few cuts readers off or fails the start",
+    "max_wal_senders": "one WAL sender per reader and base backup; too few cuts readers off",
+    "port": "ports are allocated per instance",
+    "primary_conninfo": "readers follow the current writer",
+    "primary_slot_name": "readers follow the current writer",
+    "promote_trigger_file": "failover promotes readers itself",
+    "recovery_end_command": "recovery is driven by the backend",
+    "recovery_target": "recovery is driven by the backend",
+    "recovery_target_action": "recovery is driven by the backend",
+    "recovery_target_inclusive": "recovery is driven by the backend",
+    "recovery_target_lsn": "recovery is driven by the backend",
+    "recovery_target_name": "recovery is driven by the backend",
+    "recovery_target_time": "recovery is driven by the backend",
+    "recovery_target_timeline": "recovery is driven by the backend",
+    "recovery_target_xid": "recovery is driven by the backend",
+    "restore_command": "recovery reads the cluster's WAL archive",
+    "synchronous_commit": "zero acknowledged-commit loss needs a reader's flush (on or remote_apply only)",
+    "synchronous_standby_names": "set to ANY 1 (readers) for zero acknowledged-commit loss",
+    "unix_socket_directories": "instances listen on loopback TCP only",
+    "wal_level": "replication and archiving need wal_level=replica",
+    "wal_log_hints": "pg_rewind needs it",
+    "wal_receiver_status_interval": "failover and lag reporting rely on it",
+    "wal_receiver_timeout": "failover detection relies on it",
+    "wal_retrieve_retry_interval": "failover and recovery timing rely on it",
+    "wal_sender_timeout": "failover detection relies on it",
+}
+MANAGED_SETTINGS = frozenset(MANAGED_REASONS)
+#: managed settings a parameter group may still set to one of these (normalised, lower-case) values
+MANAGED_ALLOWED_VALUES: dict[str, frozenset[str]] = {
+    "synchronous_commit": frozenset({"on", "true", "yes", "1", "remote_apply"}),
+}
 
 
 @dataclass(frozen=True)

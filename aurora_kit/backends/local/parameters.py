@@ -25,7 +25,7 @@ import psycopg
 
 from aurora_kit.backends.base import Instance, ParameterChange, ParameterChangeResult
 from aurora_kit.backends.local.binaries import run_tool
-from aurora_kit.backends.local.config import MANAGED_SETTINGS, quote, write_file
+from aurora_kit.backends.local.config import MANAGED_ALLOWED_VALUES, MANAGED_REASONS, quote, write_file
 from aurora_kit.errors import BackendOperationError, InvalidParameterError, InvalidStateError
 from aurora_kit.polling import wait_for
 
@@ -100,8 +100,8 @@ def validate(
         value = ("on" if raw_value else "off") if isinstance(raw_value, bool) else str(raw_value).strip()
         if not _NAME.match(name) or name not in known:
             raise InvalidParameterError(name, raw_value, "unknown parameter (not in pg_settings)")
-        if name in MANAGED_SETTINGS:
-            raise InvalidParameterError(name, raw_value, "managed by the local backend; not modifiable")
+        if name in MANAGED_REASONS and value.lower() not in MANAGED_ALLOWED_VALUES.get(name, frozenset()):
+            raise InvalidParameterError(name, raw_value, f"managed by the local backend: {MANAGED_REASONS[name]}")
         if known[name]["context"] == "internal":
             raise InvalidParameterError(name, raw_value, "read-only (internal) parameter")
         if "\n" in value or "\x00" in value:
