@@ -109,7 +109,32 @@ class RunResult:
     results: dict[str, Any] | None = None
 
 
-def run_notebook(
+@dataclass
+class _Executed:
+    """A run whose kernel is done: what :func:`_finish` needs to render, summarize and seal its record."""
+
+    notebook: Path
+    parameters: Mapping[str, Any]
+    record: audit.RunRecord
+    batch_id: str | None
+    started: datetime
+    ended: datetime
+    operator: str
+    redactor: Any
+    nb: Any
+    error: str | None
+
+    @property
+    def status(self) -> str:
+        """The outcome as the executed notebook tells it (:func:`_finish` may still fail it: HTML render)."""
+        return "failed" if self.error or audit.failure_of(self.nb) else "succeeded"
+
+    @property
+    def duration_s(self) -> float:
+        return round((self.ended - self.started).total_seconds(), 3)
+
+
+def _execute(
     notebook: Path,
     parameters: Mapping[str, Any],
     *,
@@ -119,8 +144,8 @@ def run_notebook(
     progress_bar: bool = False,
     execution_timeout: int | None = None,
     cwd: Path | None = None,
-) -> RunResult:
-    """Execute one notebook with ``parameters`` injected; always leaves a sealed record (even on failure)."""
+) -> _Executed:
+    """Execute one notebook with ``parameters`` injected into its (already created) record folder."""
     import papermill as pm
     from papermill.engines import papermill_engines
     from papermill.exceptions import PapermillExecutionError
@@ -161,37 +186,98 @@ def run_notebook(
     nb: Any = {"cells": []}
     if record.notebook.exists():
         nb = nbformat.read(str(record.notebook), as_version=4)
-        redactor.absorb(nb)
+    return _Executed(notebook, parameters, record, batch_id, started, ended, who, redactor, nb, error)
+
+
+def _finish(run: _Executed) -> RunResult:
+    """Render the HTML, write ``summary.json`` and seal the record into the index (in the order called)."""
+    error = run.error
+    record = run.record
+    run.redactor.absorb(run.nb)
+    if record.notebook.exists():
         try:
             audit.render_html(record.notebook, record.html)
         except Exception as exc:  # a render failure must not lose the record
             error = error or f"HTML render failed: {exc}"
-    failure = audit.failure_of(nb)
+    failure = audit.failure_of(run.nb)
     status = "failed" if failure or error else "succeeded"
-    outcome = audit.Outcome(status, failure, audit.collect_results(nb))
+    outcome = audit.Outcome(status, failure, audit.collect_results(run.nb))
     summary = audit.build_summary(
         record,
-        notebook_path=notebook,
-        parameters=parameters,
-        started_at=started,
-        ended_at=ended,
+        notebook_path=run.notebook,
+        parameters=run.parameters,
+        started_at=run.started,
+        ended_at=run.ended,
         outcome=outcome,
-        operator=who,
-        redactor=redactor,
-        batch_id=batch_id,
-        error=redactor.text(error) if error else None,
+        operator=run.operator,
+        redactor=run.redactor,
+        batch_id=run.batch_id,
+        error=run.redactor.text(error) if error else None,
     )
     audit.seal(record, summary)
     return RunResult(
-        runbook=runbook,
+        runbook=record.runbook,
         status=status,
-        run_id=run_id,
+        run_id=record.run_id,
         record_dir=record.dir,
         failure=summary["failure"],
         error=summary["error"],
         duration_s=summary["duration_s"],
         results=summary["results"],
     )
+
+
+def run_notebook(
+    notebook: Path,
+    parameters: Mapping[str, Any],
+    *,
+    audit_dir: Path,
+    batch_id: str | None = None,
+    kernel_name: str | None = None,
+    progress_bar: bool = False,
+    execution_timeout: int | None = None,
+    cwd: Path | None = None,
+) -> RunResult:
+    """Execute one notebook with ``parameters`` injected; always leaves a sealed record (even on failure)."""
+    executed = _execute(
+        notebook,
+        parameters,
+        audit_dir=audit_dir,
+        batch_id=batch_id,
+        kernel_name=kernel_name,
+        progress_bar=progress_bar,
+        execution_timeout=execution_timeout,
+        cwd=cwd,
+    )
+    return _finish(executed)
+
+
+def _warm_up_html() -> None:
+    """Load nbconvert's exporter and run one tiny render (templates, lexers, markdown regexes compile once per
+    process): done in the background while the first runbook executes, the first real render is as fast as the
+    others."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# warm-up\n\n*text* `code`"), nbformat.v4.new_code_cell("x = 1\nx")]
+    )
+    audit._html_exporter().from_notebook_node(nb)
+
+
+def _report(result: RunResult, out: TextIO) -> None:
+    mark = "ok" if result.status == "succeeded" else "FAIL"
+    print(f"  {mark:<3} {result.runbook:<26} {result.status} in {result.duration_s:.1f}s", file=out)
+    if result.status != "succeeded":
+        f = result.failure or {}
+        if f:
+            print(
+                f"      failing cell: #{f.get('code_cell_number')} (index {f.get('cell_index')}, "
+                f"execution count {f.get('execution_count')}): {f.get('ename')}: {f.get('evalue')}",
+                file=out,
+            )
+        if result.error:
+            print(f"      error: {result.error}", file=out)
+    print(f"      record: {result.record_dir}", file=out)
 
 
 def run_many(
@@ -202,33 +288,63 @@ def run_many(
     out: TextIO | None = None,
     **kwargs: Any,
 ) -> list[RunResult]:
-    """Run ``notebooks`` in order, stopping at the first failure; prints one line per runbook."""
+    """Run ``notebooks`` in order, stopping at the first failure; prints one line per runbook.
+
+    Rendering, summarizing and sealing a succeeded runbook's record (:func:`_finish`) runs on one background
+    thread while the next runbook executes: records are still sealed one at a time in run order (the index chain
+    is the same), and every record is sealed before this returns. A runbook that fails in its cells is finished
+    in the foreground before stopping. If a record's HTML render fails after its runbook succeeded, that runbook
+    is reported failed and nothing after the runbook already executing is run.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     out = out or sys.stdout
     for notebook in notebooks:  # all parameter cells are checked before the first kernel starts
         check_parameters_cell(notebook, list(parameters))
     batch_id = secrets.token_hex(4) if len(notebooks) > 1 else None
     results: list[RunResult] = []
+    pending: list[tuple[int, Future[RunResult]]] = []  # (index in results, finishing in the background)
     failed = False
-    for notebook in notebooks:
-        if failed:
-            results.append(RunResult(notebook.stem, "not run"))
-            print(f"  -  {notebook.stem:<26} not run (an earlier runbook failed)", file=out)
-            continue
-        print(f"  …  {notebook.stem:<26} running", file=out, flush=True)
-        result = run_notebook(notebook, parameters, audit_dir=audit_dir, batch_id=batch_id, **kwargs)
-        results.append(result)
-        mark = "ok" if result.status == "succeeded" else "FAIL"
-        print(f"  {mark:<3} {result.runbook:<26} {result.status} in {result.duration_s:.1f}s", file=out)
-        if result.status != "succeeded":
-            failed = True
-            f = result.failure or {}
-            if f:
-                print(
-                    f"      failing cell: #{f.get('code_cell_number')} (index {f.get('cell_index')}, "
-                    f"execution count {f.get('execution_count')}): {f.get('ename')}: {f.get('evalue')}",
-                    file=out,
+
+    def collect(*, wait: bool) -> None:
+        """Take in finished records; a render failure makes its runbook failed (and stops the batch)."""
+        nonlocal failed
+        while pending and (wait or pending[0][1].done()):
+            index, future = pending.pop(0)
+            result = future.result()
+            results[index] = result
+            if result.status != "succeeded":
+                failed = True
+                _report(result, out)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aurora-kit-seal") as sealer:
+        if len(notebooks) > 1:
+            sealer.submit(_warm_up_html)  # overlaps the first runbook; a failure here shows in the real render
+        for position, notebook in enumerate(notebooks, start=1):
+            collect(wait=False)
+            if failed:
+                results.append(RunResult(notebook.stem, "not run"))
+                print(f"  -  {notebook.stem:<26} not run (an earlier runbook failed)", file=out)
+                continue
+            print(f"  …  {notebook.stem:<26} running", file=out, flush=True)
+            executed = _execute(notebook, parameters, audit_dir=audit_dir, batch_id=batch_id, **kwargs)
+            if executed.status != "succeeded" or position == len(notebooks):  # nothing to overlap with
+                collect(wait=True)  # earlier records first: the index stays in run order
+                result = sealer.submit(_finish, executed).result()
+                results.append(result)
+                failed = failed or result.status != "succeeded"
+                _report(result, out)
+                continue
+            results.append(
+                RunResult(
+                    executed.record.runbook,
+                    "succeeded",
+                    run_id=executed.record.run_id,
+                    record_dir=executed.record.dir,
+                    duration_s=executed.duration_s,
                 )
-            if result.error:
-                print(f"      error: {result.error}", file=out)
-        print(f"      record: {result.record_dir}", file=out)
+            )
+            pending.append((len(results) - 1, sealer.submit(_finish, executed)))
+            _report(results[-1], out)
+        collect(wait=True)
     return results
