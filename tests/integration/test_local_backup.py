@@ -152,9 +152,12 @@ def test_restore_requests_outside_the_window_change_nothing(local_backend: Any, 
     with pytest.raises(SnapshotNotFoundError):
         local_backend.restore_from_snapshot("no-such-snapshot", f"{cid}-x")
     after = local_backend.store.read()
-    assert sorted(after["clusters"]) == sorted(before["clusters"])
+    # the whole source record, not just the cluster ids: a rejected request forces no archive on the source
+    # (no marker commit, no WAL switch, no latest_restorable_time / lrt_checked write)
+    assert after["clusters"] == before["clusters"]
     assert after["snapshots"] == before["snapshots"]
     assert not local_backend.paths(f"{cid}-early").dir.exists()
+    assert not local_backend.paths(f"{cid}-future").dir.exists()
 
 
 def test_restores_replay_with_the_source_parameter_group(local_backend: Any, local_cluster_factory: Any) -> None:
@@ -182,3 +185,40 @@ def test_restores_replay_with_the_source_parameter_group(local_backend: Any, loc
     finally:
         _delete(local_backend, *[r for r in restored if r in local_backend.store.read()["clusters"]])
         local_backend.delete_snapshot(f"{cid}-snap")
+
+
+def _archive_now(backend: Any, cluster_id: str) -> None:
+    """Switch the source's WAL and wait until that segment is in its archive (what archive_timeout would do)."""
+    with _conn(backend, cluster_id) as conn:
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+    assert row is not None
+    archived = backend.paths(cluster_id).archive / row[0]
+    deadline = time.monotonic() + 30
+    while not archived.exists():
+        assert time.monotonic() < deadline, f"{archived} not archived"
+        time.sleep(0.05)
+
+
+def test_pitr_latest_is_pinned_and_self_contained(local_backend: Any, local_cluster_factory: Any) -> None:
+    """A restore to the latest restorable time returns the source as of the call, whatever the source does
+    before the restored cluster gets its writer: more writes (archived), or being deleted altogether."""
+    cid = local_cluster_factory(1, prefix="pl").db_cluster_identifier
+    with _conn(local_backend, cid) as conn:
+        conn.execute("CREATE TABLE pinned_rows (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO pinned_rows SELECT generate_series(1, 10)")
+    restored = [f"{cid}-later", f"{cid}-orphan"]
+    try:
+        for new_id in restored:
+            local_backend.restore_to_point_in_time(cid, new_id, use_latest_restorable_time=True)
+        with _conn(local_backend, cid) as conn:
+            conn.execute("INSERT INTO pinned_rows SELECT generate_series(11, 20)")
+        _archive_now(local_backend, cid)
+        # 1. the source wrote (and archived) more rows after the restore: not in the restored cluster
+        local_backend.create_instance(restored[0], InstanceSpec(instance_id=f"{cid}-later-1"))
+        assert _ids(local_backend, restored[0], "pinned_rows") == list(range(1, 11))
+        # 2. the source is gone before the restored cluster gets its writer: the restore is still exact
+        _delete(local_backend, cid)
+        local_backend.create_instance(restored[1], InstanceSpec(instance_id=f"{cid}-orphan-1"))
+        assert _ids(local_backend, restored[1], "pinned_rows") == list(range(1, 11))
+    finally:
+        _delete(local_backend, *[r for r in restored if r in local_backend.store.read()["clusters"]])

@@ -13,18 +13,22 @@
   it runs (so "now" is restorable and recovery always finds a record after the target); ``describe_cluster``
   refreshes it when older than 5 minutes (Aurora's value lags by up to ~5 minutes too).
 * Restores create a cluster with no instance; its data waits in ``seed/`` until ``create_instance`` makes the
-  writer from it. PITR: base backup older than the target + ``restore_command`` reading the *source's* archive +
-  ``recovery_target_time`` + ``recovery_target_action=promote`` + ``recovery.signal``; the clone archives into
-  its own archive only.
+  writer from it. PITR: base backup older than the target + ``restore_command`` reading the WAL hard-linked
+  (copied across filesystems) from the source's archive into the new cluster's ``pitr-wal/`` at restore time +
+  ``recovery_target_time`` (always the resolved target, "latest" included) + ``recovery_target_action=promote`` +
+  ``recovery.signal``; the source may keep writing, be pruned or be deleted before the writer is created. The
+  clone archives into its own archive only. A request outside the window is rejected before anything is written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -362,8 +366,9 @@ def _new_restored_cluster(
     password_file: Path,
     data: Path,
     restore: dict[str, Any],
+    prepare: Callable[[], None] | None = None,
 ) -> None:
-    """Cluster record with no instance + its dir, with ``data`` copied into ``seed/``."""
+    """Cluster record with no instance + its dir, with ``data`` copied into ``seed/``; ``prepare`` runs after."""
     now = _now()
     with backend.store.update() as st:
         if new_cluster_id in st["clusters"]:
@@ -399,6 +404,8 @@ def _new_restored_cluster(
         if group:
             write_file(backend.paths(new_cluster_id).parameters, parameters.render(group), mode=0o644)
         backend.copy_data(data, backend.paths(new_cluster_id).seed)
+        if prepare is not None:
+            prepare()
         backend.set_status(new_cluster_id, "available")
     except BaseException:
         backend._destroy(new_cluster_id)
@@ -474,6 +481,13 @@ def restore_to_point_in_time(
     use_latest_restorable_time: bool,
     instances: list[InstanceSpec] | None,
 ) -> Cluster:
+    """Validate everything from state first (nothing is written for a rejected request), then pin the target.
+
+    Only a valid request may force an archive on the source (marker commit + WAL switch): for "latest", or for a
+    time after the recorded LatestRestorableTime but not in the future. ``recovery_target_time`` is always the
+    resolved target, and the WAL recovery needs is linked into the new cluster's own dir now, so neither later
+    writes to the source nor its deletion or pruning change what the restore returns.
+    """
     src = backend.cluster_state(source_cluster_id)
     if (restore_time is None) == (not use_latest_restorable_time):
         raise InvalidParameterError(
@@ -487,42 +501,60 @@ def restore_to_point_in_time(
         raise RestoreWindowError(f"DB cluster {source_cluster_id!r} has no automated backup to restore from")
     writer = backend.writer_id(src)
     can_archive = (
-        not backend.dry_run
-        and src["status"] == "available"
+        src["status"] == "available"
         and writer is not None
         and backend.controller(source_cluster_id, writer, src).is_running()
     )
-    latest = force_archive(backend, source_cluster_id) if can_archive else _dt(src.get("latest_restorable_time"))
-    if latest is None:
-        raise RestoreWindowError(f"DB cluster {source_cluster_id!r} has no archived WAL to restore from yet")
-    target = restore_time or latest
-    if not earliest <= target <= latest:
-        raise RestoreWindowError(
+    recorded = _dt(src.get("latest_restorable_time"))
+
+    def outside(target: datetime, latest: datetime | None) -> RestoreWindowError:
+        upper = latest.isoformat() if latest else "nothing archived yet"
+        return RestoreWindowError(
             f"restore time {target.isoformat()} is outside the restorable window of {source_cluster_id!r}: "
-            f"[{earliest.isoformat()}, {latest.isoformat()}]"
+            f"[{earliest.isoformat()}, {upper}]"
         )
+
+    # cheap bounds from state, before anything is written
+    if restore_time is not None:
+        if restore_time < earliest:
+            raise outside(restore_time, recorded)
+        if restore_time > _now():
+            raise outside(restore_time, recorded if not can_archive else _now())
+        if (recorded is None or restore_time > recorded) and not can_archive:
+            raise outside(restore_time, recorded)
+    elif recorded is None and not can_archive:
+        raise RestoreWindowError(f"DB cluster {source_cluster_id!r} has no archived WAL to restore from yet")
     if backend.dry_run:
         backend._record(
             "local",
             "RestoreDBClusterToPointInTime",
             SourceDBClusterIdentifier=source_cluster_id,
             DBClusterIdentifier=new_cluster_id,
-            RestoreToTime=None if use_latest_restorable_time else target.isoformat(),
+            RestoreToTime=None if restore_time is None else restore_time.isoformat(),
             UseLatestRestorableTime=use_latest_restorable_time,
         )
         for spec in instances or []:
             backend._record("local", "CreateDBInstance", DBClusterIdentifier=new_cluster_id, **spec.model_dump())
         return _projected_restore(backend, new_cluster_id, src)
+    # a valid request: force an archive only when the target needs WAL newer than the recorded latest
+    latest = recorded
+    if can_archive and (restore_time is None or latest is None or restore_time > latest):
+        latest = force_archive(backend, source_cluster_id)
+    if latest is None:
+        raise RestoreWindowError(f"DB cluster {source_cluster_id!r} has no archived WAL to restore from yet")
+    target = restore_time or latest
+    if not earliest <= target <= latest:
+        raise outside(target, latest)
     candidates = [b for b in src["backups"] if (_dt(b["end_time"]) or target) <= target]
     base = max(candidates, key=lambda b: b["end_time"])
+    wal_dir = pitr_wal_dir(backend, new_cluster_id)
     recovery = {
-        "restore_command": f"cp {backend.paths(source_cluster_id).archive}/%f %p",
+        "restore_command": f"cp {shlex.quote(str(wal_dir))}/%f %p",
         "recovery_target_action": "promote",
         "recovery_target_timeline": "latest",
+        "recovery_target_time": target.isoformat(),
+        "recovery_target_inclusive": "on",
     }
-    if not use_latest_restorable_time:
-        recovery["recovery_target_time"] = target.isoformat()
-        recovery["recovery_target_inclusive"] = "on"
     _new_restored_cluster(
         backend,
         new_cluster_id,
@@ -535,9 +567,40 @@ def restore_to_point_in_time(
             "restore_time": target.isoformat(),
             "recovery": recovery,
         },
+        prepare=lambda: _link_wal(backend.paths(source_cluster_id).archive, base.get("start_wal", ""), wal_dir),
     )
     _create_instances(backend, new_cluster_id, instances)
     return backend.describe_cluster(new_cluster_id)
+
+
+def pitr_wal_dir(backend: LocalBackend, cluster_id: str) -> Path:
+    """The WAL a point-in-time restore replays, linked from the source's archive at restore time."""
+    return backend.paths(cluster_id).dir / "pitr-wal"
+
+
+_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+_HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
+
+
+def _link_wal(archive: Path, start_wal: str, dest: Path) -> None:
+    """Hard-link (same filesystem; copy otherwise) every archived segment from the base backup's start segment
+    on, on any timeline, plus every ``.history`` file, into ``dest``. Segments after the target are harmless:
+    recovery stops at ``recovery_target_time``."""
+    start = start_wal.split("(file ", 1)[1].rstrip(")") if "(file " in start_wal else ""
+    dest.mkdir(mode=0o700)
+    chown(dest)
+    for f in sorted(archive.iterdir()):
+        name = f.name
+        if _SEGMENT.match(name):
+            if start and name[8:] < start[8:]:
+                continue
+        elif not _HISTORY.match(name):
+            continue
+        try:
+            os.link(f, dest / name)
+        except OSError:
+            shutil.copy2(f, dest / name)
+            chown(dest / name)
 
 
 def start_writer_from_seed(backend: LocalBackend, cluster_id: str, instance_id: str) -> None:
@@ -585,6 +648,7 @@ def start_writer_from_seed(backend: LocalBackend, cluster_id: str, instance_id: 
     with backend.update_cluster(cluster_id) as rec:
         rec["restore"] = None
         rec["instances"][instance_id].update(role="writer", status="available")
+    shutil.rmtree(pitr_wal_dir(backend, cluster_id), ignore_errors=True)  # recovered: no longer needed
     take_automated_backup(backend, cluster_id, source_id=instance_id)
 
 
