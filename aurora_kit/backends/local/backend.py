@@ -38,9 +38,10 @@ from aurora_kit.backends.base import (
 from aurora_kit.backends.local import backup, failover, monitoring, parameters
 from aurora_kit.backends.local.binaries import PgBinaries, check_traversable, chown, find_binaries, run_as, run_tool
 from aurora_kit.backends.local.config import (
-    ARCHIVE_SCRIPT,
     HBA,
+    UNSAFE_PATH_CHARS,
     ClusterPaths,
+    archive_script,
     render_postgresql_conf,
     slot_name,
     sync_standby_names,
@@ -103,6 +104,12 @@ class LocalBackend(ClusterBackend):
     ) -> None:
         super().__init__(dry_run=dry_run, progress=progress)
         self.root = Path(root_dir).expanduser().resolve() if root_dir else default_root().resolve()
+        unsafe = sorted(set(str(self.root)) & UNSAFE_PATH_CHARS)
+        if unsafe:
+            # paths end up in archive/restore commands (shell) and primary_conninfo (libpq): keep them plain
+            raise InvalidParameterError(
+                "root_dir", str(self.root), f"must not contain {' '.join(repr(c) for c in unsafe)}"
+            )
         self.ready_timeout = ready_timeout
         run_as()  # create the system user first, so the traversal check knows its uid
         check_traversable(self.root)
@@ -267,7 +274,7 @@ class LocalBackend(ClusterBackend):
         write_file(p.hba, HBA, mode=0o600)
         if not p.parameters.exists():
             write_file(p.parameters, "# cluster parameter group (aurora_kit)\n", mode=0o644)
-        write_file(p.archive_script, ARCHIVE_SCRIPT.format(archive=p.archive), mode=0o700)
+        write_file(p.archive_script, archive_script(p.archive), mode=0o700)
 
     def _new_instance_dir(self, cluster_id: str, instance_id: str) -> None:
         d = self.paths(cluster_id).instance_dir(instance_id)

@@ -9,6 +9,7 @@ one file, ``parameters.conf``, included by every node.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def render_postgresql_conf(
     ``upstream`` (readers): ``{"port", "user", "writer_id", "slot"}``. ``recovery``: extra recovery settings
     (PITR ``restore_command`` from the source archive, ``recovery_target_time`` ...) replacing the defaults.
     """
-    restore_command = f"cp {paths.archive}/%f %p"
+    restore_command = f"cp {shlex.quote(str(paths.archive))}/%f %p"
     settings: dict[str, str] = {
         "listen_addresses": quote("127.0.0.1"),
         "port": str(port),
@@ -173,7 +174,7 @@ def render_postgresql_conf(
         "wal_receiver_status_interval": quote("1s"),
         "wal_retrieve_retry_interval": quote("200ms"),
         "archive_mode": "on" if archive else "off",
-        "archive_command": quote(f"{paths.archive_script} %p %f"),
+        "archive_command": quote(f"{shlex.quote(str(paths.archive_script))} %p %f"),
         "archive_timeout": quote("60s"),
         "restore_command": quote(restore_command),
         "recovery_target_timeline": quote("latest"),
@@ -218,17 +219,34 @@ host    replication     all     127.0.0.1/32    scram-sha-256
 """
 
 ARCHIVE_SCRIPT = """#!/bin/sh
-# archive_command of an aurora_kit cluster: copy WAL into the archive, never overwrite a different file
+# archive_command of an aurora_kit cluster: copy WAL into the archive durably, never overwrite a different file
 # usage: archive_wal.sh <path> <file name>
-set -e
-dest="{archive}/$2"
+set -eu
+archive={archive}
+dest="$archive/$2"
 if [ -f "$dest" ]; then
-    cmp -s "$1" "$dest"   # already archived (identical): success; different: refuse (exit 1)
+    cmp -s "$1" "$dest"   # already archived (identical, e.g. re-archived after a crash): success; else refuse
     exit $?
 fi
-cp "$1" "$dest.tmp.$$"
-mv "$dest.tmp.$$" "$dest"
+tmp="$archive/.$2.tmp.$$"
+trap 'rm -f "$tmp"' EXIT
+cp "$1" "$tmp"
+sync "$tmp"               # the content is on disk before the name appears
+if ln "$tmp" "$dest" 2>/dev/null; then   # link(2) fails when dest exists: never overwrites
+    sync "$archive"       # and the directory entry
+    exit 0
+fi
+cmp -s "$1" "$dest"       # lost a race with another archiver: success only when identical
 """
+
+
+def archive_script(archive: Path) -> str:
+    """The archive script for ``archive`` (path shell-quoted)."""
+    return ARCHIVE_SCRIPT.format(archive=shlex.quote(str(archive)))
+
+
+#: characters a root dir may not contain: they would need quoting in shell commands and libpq conninfo strings
+UNSAFE_PATH_CHARS = frozenset(" \t\n\r'\"$`\\;&|<>(){}*?[]#%")
 
 
 def write_file(path: Path, text: str, *, mode: int = 0o600, owner_pg: bool = True) -> None:

@@ -1,0 +1,84 @@
+"""The WAL archive script (never overwrites, durable, quoted paths) and root dirs unsafe for shell/conninfo."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aurora_kit.backends.local.config import archive_script
+from aurora_kit.errors import InvalidParameterError
+
+pytestmark = pytest.mark.integration
+
+SEGMENT = "000000010000000000000007"
+
+
+def _script(tmp_path: Path) -> tuple[Path, Path]:
+    # a directory name a shell would split or expand if the script did not quote it
+    archive = tmp_path / "arch ive $HOME `x`"
+    archive.mkdir()
+    script = tmp_path / "archive_wal.sh"
+    script.write_text(archive_script(archive))
+    script.chmod(0o700)
+    return script, archive
+
+
+def _archive(script: Path, source: Path, name: str = SEGMENT) -> int:
+    return subprocess.run([str(script), str(source), name], capture_output=True, check=False).returncode
+
+
+def test_archive_script_archives_a_new_segment(tmp_path: Path) -> None:
+    script, archive = _script(tmp_path)
+    wal = tmp_path / "wal"
+    wal.write_bytes(b"A" * 8192)
+    assert _archive(script, wal) == 0
+    assert (archive / SEGMENT).read_bytes() == b"A" * 8192
+    assert sorted(p.name for p in archive.iterdir()) == [SEGMENT]  # no temp file left behind
+
+
+def test_archive_script_accepts_an_identical_rearchive_and_refuses_a_different_file(tmp_path: Path) -> None:
+    script, archive = _script(tmp_path)
+    (archive / SEGMENT).write_bytes(b"A" * 8192)
+    same = tmp_path / "same"
+    same.write_bytes(b"A" * 8192)
+    other = tmp_path / "other"
+    other.write_bytes(b"B" * 8192)
+    assert _archive(script, same) == 0  # PostgreSQL re-archives after a crash
+    assert _archive(script, other) != 0
+    assert (archive / SEGMENT).read_bytes() == b"A" * 8192  # never overwritten
+    assert sorted(p.name for p in archive.iterdir()) == [SEGMENT]
+
+
+def test_archive_script_never_overwrites_when_the_file_appears_during_the_copy(tmp_path: Path) -> None:
+    """The existence check and the final link are separate steps: a file created between them must survive."""
+    script, archive = _script(tmp_path)
+    wal = tmp_path / "wal"
+    wal.write_bytes(b"B" * 8192)
+    # simulate the race: a 'cp' on PATH that first lets another archiver win, then copies
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_cp = bin_dir / "cp"
+    fake_cp.write_text(f"#!/bin/sh\nprintf AAAA > {shlex.quote(str(archive / SEGMENT))}\nexec /bin/cp \"$@\"\n")
+    fake_cp.chmod(0o755)
+    proc = subprocess.run(
+        [str(script), str(wal), SEGMENT],
+        capture_output=True,
+        check=False,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+    )
+    assert proc.returncode != 0
+    assert (archive / SEGMENT).read_bytes() == b"AAAA"
+    assert sorted(p.name for p in archive.iterdir()) == [SEGMENT]
+
+
+@pytest.mark.parametrize("bad", ["with space", "quote'", "dollar$x", "back`tick", "new\nline"])
+def test_root_dirs_unsafe_for_shell_or_conninfo_are_refused(tmp_path: Path, bad: str) -> None:
+    from aurora_kit.backends.local import LocalBackend
+
+    with pytest.raises(InvalidParameterError) as excinfo:
+        LocalBackend(root_dir=tmp_path / bad)
+    assert excinfo.value.field == "root_dir"
+    assert not (tmp_path / bad).exists()
