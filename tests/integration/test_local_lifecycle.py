@@ -222,3 +222,18 @@ def test_cli_up_failover_down(local_backend: Any, capsys: Any) -> None:
             local_backend.delete_cluster(
                 "cli-one", final_snapshot_id=None, skip_final_snapshot=True, lift_deletion_protection=True
             )
+
+
+@pytest.mark.parametrize("days", [0, 36, -1])
+def test_modify_cluster_refuses_a_bad_retention_instead_of_keeping_the_old_one(
+    local_backend: Any, local_cluster: Cluster, days: int
+) -> None:
+    cid = local_cluster.db_cluster_identifier
+    before = local_backend.store.read()["clusters"][cid]
+    with pytest.raises(InvalidParameterError) as excinfo:
+        local_backend.modify_cluster(cid, backup_retention_period=days)
+    assert excinfo.value.field == "backup_retention_period"
+    with pytest.raises(InvalidParameterError) as excinfo:
+        local_backend.modify_cluster(cid, preferred_backup_window="")
+    assert excinfo.value.field == "preferred_backup_window"
+    assert local_backend.store.read()["clusters"][cid] == before

@@ -60,7 +60,14 @@ from aurora_kit.errors import (
     InvalidStateError,
 )
 from aurora_kit.polling import wait_for
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec, check_final_snapshot_choice, validated
+from aurora_kit.specs import (
+    AlarmSpec,
+    ClusterSpec,
+    InstanceSpec,
+    check_final_snapshot_choice,
+    check_retention,
+    validated,
+)
 
 LOCAL_AZ = "local-1a"
 ENGINE = "aurora-postgresql"
@@ -667,14 +674,23 @@ class LocalBackend(ClusterBackend):
         changes: dict[str, Any] = {}
         if deletion_protection is not None:
             changes["deletion_protection"] = bool(deletion_protection)
+        if backup_retention_period is not None:
+            try:  # 0 (or any out-of-range value) is refused, never silently kept as the old value
+                check_retention(backup_retention_period)
+            except ValueError as exc:
+                raise InvalidParameterError("backup_retention_period", backup_retention_period, str(exc)) from exc
         if backup_retention_period is not None or preferred_backup_window is not None:
             # reuse ClusterSpec's validation of retention (1-35) and the window format
             checked = validated(
                 ClusterSpec,
                 cluster_id=cluster_id,
                 instances=[{"instance_id": "validation-only"}],
-                backup_retention_period=backup_retention_period or cl["backup_retention_period"],
-                preferred_backup_window=preferred_backup_window or cl["preferred_backup_window"],
+                backup_retention_period=(
+                    backup_retention_period if backup_retention_period is not None else cl["backup_retention_period"]
+                ),
+                preferred_backup_window=(
+                    preferred_backup_window if preferred_backup_window is not None else cl["preferred_backup_window"]
+                ),
             )
             changes["backup_retention_period"] = checked.backup_retention_period
             changes["preferred_backup_window"] = checked.preferred_backup_window
