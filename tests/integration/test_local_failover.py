@@ -3,6 +3,9 @@ writer comes back as a reader; a crash (SIGKILL) of the writer likewise."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +14,13 @@ import pytest
 from plugins.local_cluster import ContinuousWriter
 
 from aurora_kit.backends.base import Cluster
-from aurora_kit.errors import FailoverNotPossibleError, InstanceNotFoundError, InvalidParameterError
+from aurora_kit.backends.local.config import slot_name, sync_standby_names
+from aurora_kit.errors import (
+    BackendOperationError,
+    FailoverNotPossibleError,
+    InstanceNotFoundError,
+    InvalidParameterError,
+)
 from aurora_kit.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -35,6 +44,11 @@ def _check_rejoined(backend: Any, cluster_id: str, new_writer: str, old_writer: 
     info = backend.connection_info(cluster_id, old_writer)
     with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    readers = [iid for iid, (w, _) in roles.items() if not w]
+    # the new writer holds exactly one slot per reader, each in use, and waits for exactly those readers
+    slots = backend.query(cluster_id, new_writer, "SELECT slot_name, active FROM pg_replication_slots")
+    assert sorted(slots) == sorted((slot_name(r), True) for r in readers)
+    assert backend.query(cluster_id, new_writer, "SHOW synchronous_standby_names") == [(sync_standby_names(readers),)]
 
 
 def test_planned_then_crash_failover_keep_every_acknowledged_commit(
@@ -99,6 +113,7 @@ def test_crash_failover_default_target_and_bad_requests(
     assert _roles(local_backend, cid)[result.new_writer] == (True, "failed")
     again = local_backend.failover(cid)
     assert again.new_writer == cluster.writer_id
+    assert again.mode == "crash"  # planned was asked, but a dead writer cannot be shut down cleanly
     _check_rejoined(local_backend, cid, cluster.writer_id, result.new_writer)
 
 
@@ -135,3 +150,106 @@ def test_crash_failover_to_a_lagging_target_catches_up_first(
         assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (lagging,)
         assert conn.execute("SELECT count(*) FROM lag_probe").fetchone() == (50,)
     _check_rejoined(local_backend, cid, lagging, cluster.writer_id)
+
+
+def _cut_off(backend: Any, cid: str, reader: str, writer: str) -> None:
+    """Stop a reader's walreceiver (empty primary_conninfo): it stays up but receives no more WAL."""
+    cl = backend.cluster_state(cid)
+    backend.write_node_config(cid, reader, cl, upstream_id=writer, recovery={"primary_conninfo": ""})
+    backend.controller(cid, reader, cl).reload()
+    wait_for(
+        "walreceiver of the cut-off reader stopped",
+        lambda: backend.query(cid, reader, "SELECT count(*) FROM pg_stat_wal_receiver")[0][0],
+        lambda n: n == 0,
+        timeout=15,
+    )
+
+
+def test_planned_failover_to_a_lagging_target_loses_no_commit(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=2, prefix="fp")
+    cid = cluster.db_cluster_identifier
+    assert cluster.writer_id is not None
+    lagging = cluster.reader_ids[0]
+    _cut_off(local_backend, cid, lagging, cluster.writer_id)
+    with ContinuousWriter(local_backend, cid) as writer:
+        writer.wait_acks(100)  # acknowledged by the other reader only
+        result = local_backend.failover(cid, target_instance_id=lagging, mode="planned")
+        writer.wait_acks(30)
+    assert (result.new_writer, result.mode) == (lagging, "planned")
+    assert writer.missing(local_backend, cid) == []
+    _check_rejoined(local_backend, cid, lagging, cluster.writer_id)
+
+
+def test_failed_rejoin_leaves_the_old_writer_fenced(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aurora_kit.backends.local.controller import PgController
+
+    cluster = local_cluster_factory(readers=1, prefix="fr")
+    cid = cluster.db_cluster_identifier
+    old, new = cluster.writer_id, cluster.reader_ids[0]
+    assert old is not None
+    assert local_backend.query(cid, old, "SHOW max_slot_wal_keep_size") == [("1GB",)]
+
+    def broken_rewind(self: PgController, **kwargs: Any) -> None:
+        raise BackendOperationError(f"pg_rewind ({self.name}) failed (test)")
+
+    monkeypatch.setattr(PgController, "rewind", broken_rewind)
+    with pytest.raises(BackendOperationError, match="could not rejoin"):
+        local_backend.failover(cid, mode="planned")
+    assert _roles(local_backend, cid) == {new: (True, "available"), old: (False, "failed")}
+    # no slot was left behind for the old writer on the new one (it would retain WAL for ever)
+    assert local_backend.query(cid, new, "SELECT slot_name FROM pg_replication_slots") == []
+
+    def never_a_second_primary() -> None:
+        ctl = local_backend.controller(cid, old)
+        if ctl.is_running():
+            assert local_backend.query(cid, old, "SELECT pg_is_in_recovery()") == [(True,)]
+        info = local_backend.connection_info(cid, "cluster")
+        with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+            assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (new,)
+
+    # the old writer is started again while it still cannot be rewound: never as a primary
+    local_backend.start_cluster(cid)
+    never_a_second_primary()
+    assert _roles(local_backend, cid)[old] == (False, "failed")
+    with pytest.raises(BackendOperationError):
+        local_backend.reboot_instance(cid, old)
+    never_a_second_primary()
+    # once rewind works again, a reboot rewinds it and it rejoins as a reader
+    monkeypatch.undo()
+    local_backend.reboot_instance(cid, old)
+    _check_rejoined(local_backend, cid, new, old)
+    # a reader whose standby.signal went missing still starts in recovery
+    local_backend.controller(cid, old).stop()
+    (local_backend.paths(cid).data_dir(old) / "standby.signal").unlink()
+    local_backend.reboot_instance(cid, old)
+    _check_rejoined(local_backend, cid, new, old)
+
+
+def test_failover_refuses_when_readers_do_not_answer(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=2, prefix="fs")
+    cid = cluster.db_cluster_identifier
+    writer = cluster.writer_id
+    assert writer is not None
+    hung = [local_backend.controller(cid, r).pid() for r in cluster.reader_ids]
+    assert all(hung)
+    try:
+        for pid in hung:  # hung hosts: the postmasters accept TCP connections but never answer
+            os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(FailoverNotPossibleError, match="no reader"):
+            local_backend.failover(cid, mode="planned")
+        assert _roles(local_backend, cid)[writer] == (True, "available")
+        os.kill(hung[1], signal.SIGCONT)
+        # the silent reader may hold the last acknowledged commit: refuse rather than promote the other one
+        with pytest.raises(FailoverNotPossibleError, match=cluster.reader_ids[0]):
+            local_backend.failover(cid, mode="crash")
+    finally:
+        for pid in hung:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert local_backend.describe_cluster(cid).writer_id == writer

@@ -148,6 +148,7 @@ class ContinuousWriter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the writer thread did not end (a commit hung?)"
 
     def _run(self) -> None:
         conn: psycopg.Connection[Any] | None = None

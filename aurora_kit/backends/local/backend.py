@@ -58,6 +58,7 @@ from aurora_kit.errors import (
     InstanceNotFoundError,
     InvalidParameterError,
     InvalidStateError,
+    WaitTimeoutError,
 )
 from aurora_kit.polling import wait_for
 from aurora_kit.specs import (
@@ -367,23 +368,51 @@ class LocalBackend(ClusterBackend):
             exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
             if not exists:
                 conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+        self._forget_pending_slot(cluster_id, name)  # a new instance with that name owns the slot now
 
     def drop_slot(self, cluster_id: str, writer: str, reader: str) -> None:
-        """Drop the reader's slot on the writer once its walsender has gone (a leaked slot retains WAL forever)."""
-        name = slot_name(reader)
+        """Drop the reader's slot on the writer (a leaked slot retains WAL forever): its walsender is terminated
+        first (the reader is gone; a walsender may linger until wal_sender_timeout, or another client hold it)."""
+        self._drop_slot_named(cluster_id, writer, slot_name(reader))
+
+    def _drop_slot_named(self, cluster_id: str, writer: str, name: str) -> None:
         with self.connect(cluster_id, writer) as conn:
+
+            def release() -> tuple[Any, ...] | None:
+                row = conn.execute(
+                    "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (name,)
+                ).fetchone()
+                if row is not None and row[0] is not None:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                return row
+
             state = wait_for(
                 f"slot {name} released",
-                lambda: conn.execute(
-                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)
-                ).fetchone(),
-                lambda row: row is None or row == (False,),
+                release,
+                lambda row: row is None or row[0] is None,
                 timeout=15,
                 initial_delay=0.01,
                 max_delay=0.2,
             )
             if state is not None:
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+
+    def _forget_pending_slot(self, cluster_id: str, name: str) -> None:
+        if name in self.cluster_state(cluster_id).get("pending_slot_drops", []):
+            with self.update_cluster(cluster_id) as rec:
+                rec["pending_slot_drops"] = [n for n in rec.get("pending_slot_drops", []) if n != name]
+
+    def drop_pending_slots(self, cluster_id: str) -> None:
+        """Retry the slot drops a removal could not finish (recorded in state), on the current writer."""
+        cl = self.cluster_state(cluster_id)
+        pending = list(cl.get("pending_slot_drops", []))
+        writer = self.writer_id(cl)
+        if not pending or writer is None or not self.controller(cluster_id, writer, cl).is_running():
+            return
+        for name in pending:
+            with suppress(psycopg.Error, WaitTimeoutError):
+                self._drop_slot_named(cluster_id, writer, name)
+                self._forget_pending_slot(cluster_id, name)
 
     # == clusters ==========================================================================================
     def create_cluster(self, spec: ClusterSpec, *, wait: bool = True) -> Cluster:
@@ -775,15 +804,44 @@ class LocalBackend(ClusterBackend):
             return Cluster(**{**self.describe_cluster(cluster_id).__dict__, "status": "dry-run"})
         with self.store.cluster_lock(cluster_id):
             self.set_status(cluster_id, "starting", **dict.fromkeys(down, "starting"))
-            for iid in down:
+            # a former writer that was never rewound must not start on its old timeline: rewound once the
+            # writer runs (below); every other reader starts with standby.signal, whatever its data dir says
+            fenced = [iid for iid in down if cl["instances"][iid].get("needs_rewind")]
+            plain = [iid for iid in down if iid not in fenced]
+            for iid in plain:
+                self._ensure_standby_signal(cluster_id, iid, cl)
                 self.controller(cluster_id, iid, cl).start(wait=False)
-            for iid in down:
+            for iid in plain:
                 self.controller(cluster_id, iid, cl).wait_ready(timeout=self.ready_timeout)
+            failed = self._rejoin_fenced(cluster_id, fenced)
+            cl = self.cluster_state(cluster_id)
             writer = self.writer_id(cl)
             if writer:
-                self.wait_streaming(cluster_id, writer, self.reader_ids(cl))
-            self.set_status(cluster_id, "available", **dict.fromkeys(cl["instances"], "available"))
+                self.wait_streaming(cluster_id, writer, [r for r in self.reader_ids(cl) if r not in failed])
+            self.drop_pending_slots(cluster_id)
+            statuses = {iid: ("failed" if iid in failed else "available") for iid in cl["instances"]}
+            self.set_status(cluster_id, "available", **statuses)
         return self.describe_cluster(cluster_id)
+
+    def _ensure_standby_signal(self, cluster_id: str, instance_id: str, cl: Mapping[str, Any]) -> None:
+        """An instance recorded as a reader only ever starts in recovery: re-add a missing standby.signal."""
+        if cl["instances"][instance_id]["role"] != "reader":
+            return
+        signal_file = self.paths(cluster_id).data_dir(instance_id) / "standby.signal"
+        if not signal_file.exists():
+            write_file(signal_file, "", mode=0o600)
+
+    def _rejoin_fenced(self, cluster_id: str, fenced: list[str]) -> set[str]:
+        """Rewind + start each former writer still marked ``needs_rewind``; returns those that failed (they stay
+        stopped, fenced with standby.signal, marked failed)."""
+        failed: set[str] = set()
+        for iid in fenced:
+            try:
+                failover.rejoin(self, cluster_id, iid)
+            except Exception:
+                failed.add(iid)
+                self.set_status(cluster_id, None, **{iid: "failed"})
+        return failed
 
     # == instances =========================================================================================
     def create_instance(self, cluster_id: str, spec: InstanceSpec, *, wait: bool = True) -> Instance:
@@ -842,20 +900,32 @@ class LocalBackend(ClusterBackend):
         self.wait_streaming(cluster_id, writer, [reader])
 
     def _remove_instance_files(self, cluster_id: str, instance_id: str) -> None:
-        cl = self.store.read()["clusters"].get(cluster_id)
-        if cl is not None and instance_id in cl["instances"]:
-            writer = self.writer_id(cl)
-            with self.update_cluster(cluster_id) as rec:
-                rec["instances"].pop(instance_id, None)
-            live_writer = writer and writer != instance_id and self.controller(cluster_id, writer, cl).is_running()
-            if live_writer:  # out of synchronous_standby_names first, so no commit waits for a leaving reader
-                self.reconfigure_writer(cluster_id)
-            self.controller(cluster_id, instance_id, cl).stop(mode="immediate", timeout=10)
-            if live_writer:
-                assert writer is not None
-                with suppress(psycopg.Error):
-                    self.drop_slot(cluster_id, writer, instance_id)
-        self.discard(self.paths(cluster_id).instance_dir(instance_id))
+        """Stop an instance, drop its slot on the writer, forget it, delete its files. A slot that cannot be
+        dropped now (writer down, drop failed) is recorded in state and dropped at the next start or failover."""
+        try:
+            cl = self.store.read()["clusters"].get(cluster_id)
+            if cl is not None and instance_id in cl["instances"]:
+                writer = self.writer_id(cl)
+                live_writer = writer is not None and writer != instance_id
+                live_writer = live_writer and self.controller(cluster_id, str(writer), cl).is_running()
+                if live_writer:  # out of synchronous_standby_names first, so no commit waits for a leaving reader
+                    self.set_status(cluster_id, None, **{instance_id: "deleting"})
+                    self.reconfigure_writer(cluster_id)
+                self.controller(cluster_id, instance_id, cl).stop(mode="immediate", timeout=10)
+                dropped = False
+                if live_writer:
+                    assert writer is not None
+                    with suppress(psycopg.Error, WaitTimeoutError):
+                        self.drop_slot(cluster_id, writer, instance_id)
+                        dropped = True
+                with self.update_cluster(cluster_id) as rec:
+                    rec["instances"].pop(instance_id, None)
+                    if not dropped and writer is not None and writer != instance_id:
+                        pending = rec.setdefault("pending_slot_drops", [])
+                        if slot_name(instance_id) not in pending:
+                            pending.append(slot_name(instance_id))
+        finally:
+            self.discard(self.paths(cluster_id).instance_dir(instance_id))
 
     def delete_instance(self, cluster_id: str, instance_id: str, *, wait: bool = True) -> None:
         """Delete a reader; deleting the writer fails over to a reader first (as Aurora). Deleting the last
@@ -895,12 +965,24 @@ class LocalBackend(ClusterBackend):
             ctl = self.controller(cluster_id, instance_id, cl)
             self.set_status(cluster_id, None, **{instance_id: "rebooting"})
             ctl.stop(mode="fast")
+            if cl["instances"][instance_id].get("needs_rewind"):
+                try:  # a former writer never rewound (failed rejoin): rewind before it may start
+                    failover.rejoin(self, cluster_id, instance_id)
+                except Exception:
+                    self.set_status(cluster_id, None, **{instance_id: "failed"})
+                    raise
+                return self._instance_view(cluster_id, instance_id, self.cluster_state(cluster_id))
+            self._ensure_standby_signal(cluster_id, instance_id, cl)
             ctl.start(timeout=self.ready_timeout)
             writer = self.writer_id(cl)
             if writer and writer != instance_id:
                 self.wait_streaming(cluster_id, writer, [instance_id])
             elif writer:
-                self.wait_streaming(cluster_id, writer, self.reader_ids(cl))
+                self.wait_streaming(
+                    cluster_id,
+                    writer,
+                    [r for r in self.reader_ids(cl) if r != instance_id and cl["instances"][r]["status"] != "failed"],
+                )
             self.set_status(cluster_id, None, **{instance_id: "available"})
         return self._instance_view(cluster_id, instance_id, self.cluster_state(cluster_id))
 

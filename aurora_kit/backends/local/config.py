@@ -169,6 +169,7 @@ def render_postgresql_conf(
         "hot_standby_feedback": "on",
         "max_wal_senders": "16",
         "max_replication_slots": "16",
+        "max_slot_wal_keep_size": quote("1GB"),  # a dead reader's slot cannot fill the disk
         "wal_sender_timeout": quote("10s"),
         "wal_receiver_timeout": quote("10s"),
         "wal_receiver_status_interval": quote("1s"),

@@ -25,6 +25,7 @@ a crash), as there is no second copy to wait for.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from aurora_kit.errors import (
     FailoverNotPossibleError,
     InstanceNotFoundError,
     InvalidParameterError,
+    WaitTimeoutError,
 )
 from aurora_kit.polling import wait_for
 
@@ -96,24 +98,59 @@ def check_failover(
     return cl, writer, readers
 
 
-def _receive_positions(backend: LocalBackend, cluster_id: str, readers: list[str]) -> dict[str, int]:
-    """Bytes of WAL each reader has flushed (``pg_last_wal_receive_lsn()``, falling back to replay)."""
+def _receive_positions(
+    backend: LocalBackend, cluster_id: str, readers: list[str], *, attempts: int = 1
+) -> dict[str, int]:
+    """Bytes of WAL each reader has flushed (``pg_last_wal_receive_lsn()``, falling back to replay). A reader that
+    does not answer is asked again up to ``attempts`` times; readers still silent are absent from the result."""
     out: dict[str, int] = {}
-    for r in readers:
-        try:
-            row = backend.query(
-                cluster_id,
-                r,
-                "SELECT COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) - '0/0'::pg_lsn",
-            )[0]
-            out[r] = int(row[0] or 0)
-        except psycopg.Error:
-            continue
+    delay = 0.05
+    for attempt in range(attempts):
+        for r in readers:
+            if r in out:
+                continue
+            try:
+                row = backend.query(
+                    cluster_id,
+                    r,
+                    "SELECT COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) - '0/0'::pg_lsn",
+                )[0]
+                out[r] = int(row[0] or 0)
+            except psycopg.Error:
+                continue
+        if len(out) == len(readers) or attempt == attempts - 1:
+            break
+        time.sleep(delay)
+        delay *= 2
     return out
 
 
-def _choose(cl: Mapping[str, Any], positions: dict[str, int]) -> str:
+def _all_positions(backend: LocalBackend, cluster_id: str, readers: list[str]) -> dict[str, int]:
+    """Every reader's position; a silent (hung, unreachable) reader might be the only one holding the last
+    acknowledged commit (``ANY 1``), so promoting another one could lose it: refuse instead."""
+    positions = _receive_positions(backend, cluster_id, readers, attempts=3)
+    silent = sorted(set(readers) - set(positions))
+    if silent:
+        raise FailoverNotPossibleError(
+            f"reader(s) {', '.join(silent)} of {cluster_id!r} did not answer: one of them may hold the last "
+            f"acknowledged commit, refusing to promote another reader",
+            cluster_id=cluster_id,
+            instance_id=silent[0],
+        )
+    return positions
+
+
+def _choose(cl: Mapping[str, Any], positions: dict[str, int], cluster_id: str = "") -> str:
+    if not positions:
+        raise FailoverNotPossibleError(
+            f"no reader of {cluster_id!r} answered: nothing to fail over to", cluster_id=cluster_id or None
+        )
     return sorted(positions, key=lambda r: (-positions[r], int(cl["instances"][r]["promotion_tier"]), r))[0]
+
+
+def _lsn(text: str) -> int:
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) + int(lo, 16)
 
 
 def failover(
@@ -129,7 +166,7 @@ def failover(
             Mode=mode,
         )
         guess = target_instance_id or _choose(
-            cl, _receive_positions(backend, cluster_id, readers) or dict.fromkeys(readers, 0)
+            cl, _receive_positions(backend, cluster_id, readers) or dict.fromkeys(readers, 0), cluster_id
         )
         now = _now()
         return FailoverResult(cluster_id, mode, writer, guess, now, now, status="dry-run")
@@ -139,21 +176,22 @@ def failover(
         phases = backend.last_failover_phases = Phases()
         backend.set_status(cluster_id, "failing-over")
         try:
-            target = _switch_writer(backend, cluster_id, cl, writer, readers, target_instance_id, mode, phases)
+            target, used = _switch_writer(backend, cluster_id, cl, writer, readers, target_instance_id, mode, phases)
         except BaseException:
             backend.set_status(cluster_id, "available")
             raise
+        backend.drop_pending_slots(cluster_id)
         try:
-            _rejoin_old_writer(backend, cluster_id, writer, target, phases)
+            rejoin(backend, cluster_id, writer, phases)
         except Exception as exc:
             backend.set_status(cluster_id, "available", **{writer: "failed"})
             raise BackendOperationError(
                 f"{target!r} is the writer of {cluster_id!r} now, but the old writer {writer!r} could not rejoin "
-                f"as a reader: {exc}",
-                hint=f"delete instance {writer!r} and add a new reader",
+                f"as a reader (it stays fenced as a standby that needs a rewind): {exc}",
+                hint=f"reboot instance {writer!r} to retry the rewind, or delete it and add a new reader",
             ) from exc
         backend.set_status(cluster_id, "available")
-        return FailoverResult(cluster_id, mode, writer, target, started, _now())
+        return FailoverResult(cluster_id, used, writer, target, started, _now())
 
 
 class Phases:
@@ -176,7 +214,8 @@ def _switch_writer(
     requested: str | None,
     mode: str,
     phases: Phases,
-) -> str:
+) -> tuple[str, str]:
+    """Stop the writer, promote the target; returns (target, mode actually used)."""
     old = backend.controller(cluster_id, writer, cl)
     if mode == "planned" and not old.is_running():
         mode = "crash"  # the writer is already gone: nothing to shut down cleanly, same path as a crash
@@ -184,21 +223,35 @@ def _switch_writer(
         # everything that does not need the writer gone happens while it still serves: pick the target, give
         # the other readers their slots on it and let them cascade from it; a CHECKPOINT makes the shutdown
         # checkpoint short. The target still streams from the writer, so the fast shutdown ships it every record.
-        target = requested or _choose(cl, _receive_positions(backend, cluster_id, readers))
+        target = requested or _choose(cl, _receive_positions(backend, cluster_id, readers), cluster_id)
         others = [r for r in readers if r != target]
-        _repoint(backend, cluster_id, cl, target, others)
-        phases.mark("readers repointed")
+        # a target that does not stream from the writer (cut off, lagging) must not become the others' upstream
+        # before it has caught up: they would stop acknowledging commits and miss the last records
+        early = target in _streaming(backend, cluster_id, writer)
+        if early:
+            _repoint(backend, cluster_id, cl, target, others)
+            phases.mark("readers repointed")
         backend.query(cluster_id, writer, "CHECKPOINT")
         phases.mark("checkpoint on writer")
-        old.stop(mode="fast")
+        used = old.stop(mode="fast")
         phases.mark("writer stopped")
+        if used == "fast":
+            _target_has_shutdown_checkpoint(backend, cluster_id, cl, writer, target, readers, others, early)
+        else:  # the fast shutdown hung and was escalated: no shutdown checkpoint, handle it as a crash
+            mode = "crash"
+            positions = _all_positions(backend, cluster_id, readers)
+            best = _choose(cl, positions, cluster_id)
+            if positions[target] < positions[best]:
+                _catch_up(backend, cluster_id, cl, target, best, positions[best])
+        phases.mark("target has every WAL record")
+        if not early:
+            _repoint(backend, cluster_id, cl, target, others)
+            phases.mark("readers repointed")
     else:
         old.kill()
         phases.mark("writer killed")
-        positions = _receive_positions(backend, cluster_id, readers)
-        if not positions:
-            raise FailoverNotPossibleError(f"no reader of {cluster_id!r} answered after the writer crashed")
-        best = _choose(cl, positions)
+        positions = _all_positions(backend, cluster_id, readers)
+        best = _choose(cl, positions, cluster_id)
         target = requested or best
         if positions.get(target, -1) < positions[best]:
             _catch_up(backend, cluster_id, cl, target, best, positions[best])
@@ -206,8 +259,11 @@ def _switch_writer(
         others = [r for r in readers if r != target]
         _repoint(backend, cluster_id, cl, target, others)
         phases.mark("readers repointed")
+    # fence the old writer before anything is promoted: standby config + standby.signal, recorded as needing a
+    # rewind, so no later start (start_cluster, reboot) can bring it back as a second primary on the old timeline
+    backend.write_node_config(cluster_id, writer, cl, upstream_id=target, standby_signal=True)
     with backend.update_cluster(cluster_id) as rec:
-        rec["instances"][writer].update(role="reader", status="rebooting")
+        rec["instances"][writer].update(role="reader", status="rebooting", needs_rewind=True)
         rec["instances"][target]["role"] = "writer"
     cl = backend.cluster_state(cluster_id)
     # the promoted node keeps synchronous_standby_names: name only readers that are attached to it already
@@ -226,7 +282,76 @@ def _switch_writer(
         )
     phases.mark("target writable")
     backend.write_node_config(cluster_id, target, cl, standby_readers=others, standby_signal=False)
-    return target
+    return target, mode
+
+
+def _streaming(backend: LocalBackend, cluster_id: str, writer: str) -> set[str]:
+    rows = backend.query(
+        cluster_id, writer, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'"
+    )
+    return {r[0] for r in rows}
+
+
+def _target_has_shutdown_checkpoint(
+    backend: LocalBackend,
+    cluster_id: str,
+    cl: Mapping[str, Any],
+    writer: str,
+    target: str,
+    readers: list[str],
+    others: list[str],
+    repointed: bool,
+) -> None:
+    """After a clean stop the writer's last record is its shutdown checkpoint: the target must have received it
+    (so it holds every acknowledged commit). Else catch it up from a reader that has it, else abort cleanly."""
+    ckpt = _lsn(backend.controller(cluster_id, writer, cl).control_data()["Latest checkpoint location"])
+    try:
+        wait_for(
+            f"{target} received the shutdown checkpoint of {writer}",
+            lambda: _receive_positions(backend, cluster_id, [target]).get(target, -1),
+            lambda pos: pos > ckpt,
+            timeout=1.0,
+            initial_delay=0.002,
+            max_delay=0.05,
+        )
+        return
+    except WaitTimeoutError:
+        pass
+    positions = _receive_positions(backend, cluster_id, readers, attempts=3)
+    complete = {r: pos for r, pos in positions.items() if pos > ckpt}
+    if complete:
+        _catch_up(backend, cluster_id, cl, target, _choose(cl, complete, cluster_id), ckpt + 1)
+        return
+    _abort_planned(backend, cluster_id, cl, writer, target, others, repointed)
+    raise FailoverNotPossibleError(
+        f"no reader of {cluster_id!r} received the last WAL record of {writer!r}: the failover was called off and "
+        f"{writer!r} is the writer again",
+        cluster_id=cluster_id,
+        instance_id=target,
+    )
+
+
+def _abort_planned(
+    backend: LocalBackend,
+    cluster_id: str,
+    cl: Mapping[str, Any],
+    writer: str,
+    target: str,
+    others: list[str],
+    repointed: bool,
+) -> None:
+    """Undo a planned failover before promotion: the old writer starts again as the writer, the readers stream
+    from it again (their slots on it still exist), the slots made on the target go."""
+    readers = [target, *others]
+    backend.write_node_config(cluster_id, writer, cl, standby_readers=readers, standby_signal=False)
+    backend.controller(cluster_id, writer, cl).start(timeout=backend.ready_timeout)
+    for r in readers:
+        backend.write_node_config(cluster_id, r, cl, upstream_id=writer)
+        backend.controller(cluster_id, r, cl).reload()
+    if repointed:
+        for r in others:
+            with contextlib.suppress(psycopg.Error, WaitTimeoutError):
+                backend.drop_slot(cluster_id, target, r)
 
 
 def _repoint(backend: LocalBackend, cluster_id: str, cl: Mapping[str, Any], target: str, others: list[str]) -> None:
@@ -255,28 +380,55 @@ def _catch_up(
     )
 
 
-def _rejoin_old_writer(backend: LocalBackend, cluster_id: str, old: str, new: str, phases: Phases) -> None:
+def rejoin(backend: LocalBackend, cluster_id: str, old: str, phases: Phases | None = None) -> None:
+    """Rewind the fenced former writer ``old`` onto the current writer and start it as a reader.
+
+    ``old`` keeps ``standby.signal`` except during ``pg_rewind`` itself (which may run crash recovery in single-user
+    mode, refused with the signal); the signal is restored whatever happens. Its slot on the writer is created
+    only once the rewind succeeded, and dropped again if it does not come up."""
     cl = backend.cluster_state(cluster_id)
-    backend.query(cluster_id, new, "CHECKPOINT")
-    backend.create_slot(cluster_id, new, old)
+    new = backend.writer_id(cl)
+    if new is None or not backend.controller(cluster_id, new, cl).is_running():
+        raise BackendOperationError(f"{old!r} needs a rewind, but {cluster_id!r} has no running writer to rewind onto")
     ctl = backend.controller(cluster_id, old, cl)
-    # rewind reads restore_command from the old writer's config, and may run it in single-user mode for crash
-    # recovery (which refuses standby.signal): reader config, no signal yet
-    backend.write_node_config(cluster_id, old, cl, upstream_id=new, standby_signal=False)
+    ctl.stop(mode="fast")
+    backend.query(cluster_id, new, "CHECKPOINT")
     p = backend.paths(cluster_id)
     source = (
         f"host=127.0.0.1 port={cl['instances'][new]['port']} user={cl['master_username']} dbname=postgres "
         f"connect_timeout=5"
     )
-    phases.mark("checkpoint on new writer")
-    ctl.rewind(source_conninfo=source, passfile=p.pgpass)
-    phases.mark("old writer rewound")
-    backend.write_node_config(cluster_id, old, cl, upstream_id=new)  # rewind copied the new writer's config
-    ctl.start(timeout=backend.ready_timeout)
-    backend.set_status(cluster_id, None, **{old: "available"})
-    backend.reconfigure_writer(cluster_id)
-    backend.wait_streaming(cluster_id, new, backend.reader_ids(backend.cluster_state(cluster_id)))
-    phases.mark("old writer streaming as a reader")
+    if phases:
+        phases.mark("checkpoint on new writer")
+    try:
+        # rewind reads restore_command from the old writer's config: reader config, no signal for the rewind
+        backend.write_node_config(cluster_id, old, cl, upstream_id=new, standby_signal=False)
+        ctl.rewind(source_conninfo=source, passfile=p.pgpass)
+    finally:
+        # rewind copied the new writer's config: regenerate it, with the signal, whether or not rewind worked
+        backend.write_node_config(cluster_id, old, cl, upstream_id=new, standby_signal=True)
+    if phases:
+        phases.mark("old writer rewound")
+    with backend.update_cluster(cluster_id) as rec:
+        rec["instances"][old].pop("needs_rewind", None)
+    backend.create_slot(cluster_id, new, old)
+    try:
+        ctl.start(timeout=backend.ready_timeout)
+        backend.set_status(cluster_id, None, **{old: "available"})
+        backend.reconfigure_writer(cluster_id)
+        cl = backend.cluster_state(cluster_id)
+        backend.wait_streaming(
+            cluster_id, new, [r for r in backend.reader_ids(cl) if cl["instances"][r]["status"] == "available"]
+        )
+    except BaseException:
+        backend.set_status(cluster_id, None, **{old: "failed"})
+        backend.reconfigure_writer(cluster_id)
+        with contextlib.suppress(Exception):
+            ctl.stop(mode="fast")
+            backend.drop_slot(cluster_id, new, old)
+        raise
+    if phases:
+        phases.mark("old writer streaming as a reader")
 
 
-__all__ = ["check_failover", "failover", "slot_name"]
+__all__ = ["check_failover", "failover", "rejoin", "slot_name"]
