@@ -49,13 +49,34 @@ def _manager_class() -> type:
             self.redactor = redactor
             super().__init__(nb, **kwargs)
 
+        _defer_save = False
+
         def save(self, **kwargs: Any) -> None:
             nb = kwargs.get("nb")
             if nb:
                 self.nb = nb
+            if self._defer_save:
+                return  # a markdown/raw cell ran nothing: its timestamps reach disk with the next save
             if self.output_path:
                 write_ipynb(self.redactor.redacted_copy(self.nb), self.output_path)
             self.last_save_time = self.now()
+
+        # papermill saves the whole (redacted) notebook when *every* cell starts and completes, markdown included;
+        # each save costs a deep copy, redaction and a JSON write (10-30 ms, more once plots are in) on the path
+        # between two code cells. Code cells keep both saves (the running marker, outputs as soon as they exist).
+        def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+            self._defer_save = cell.get("cell_type") != "code"
+            try:
+                super().cell_start(cell, cell_index, **kwargs)
+            finally:
+                self._defer_save = False
+
+        def cell_complete(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+            self._defer_save = cell.get("cell_type") != "code"
+            try:
+                super().cell_complete(cell, cell_index, **kwargs)
+            finally:
+                self._defer_save = False
 
     return RedactingExecutionManager
 

@@ -43,15 +43,27 @@ class PgController:
         if not lines or not lines[0].strip().lstrip("-").isdigit():
             return None
         pid = abs(int(lines[0]))
+        return pid if self.owns(pid) else None
+
+    def owns(self, pid: int) -> bool:
+        """Whether ``pid`` is a live postmaster of *this* data directory: its command line has ``-D <data dir>``
+        (as ``pg_ctl`` starts it) or its working directory is the data dir (the postmaster chdirs there). A pid
+        from a stale ``postmaster.pid`` may since belong to anything, another instance's postmaster included."""
+        want = os.path.realpath(self.data_dir)
         try:
             proc = psutil.Process(pid)
             if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            if "postgres" not in proc.name() and "postgres" not in " ".join(proc.cmdline()[:1]):
-                return None
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
-        return pid
+                return False
+            cmd = proc.cmdline()
+            if not cmd or "postgres" not in os.path.basename(cmd[0]):
+                return False
+            for i, arg in enumerate(cmd[1:], start=1):
+                given = cmd[i + 1] if arg == "-D" and i + 1 < len(cmd) else arg[2:] if arg.startswith("-D") else None
+                if given and os.path.isabs(given) and os.path.realpath(given) == want:
+                    return True
+            return os.path.realpath(proc.cwd()) == want
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return False
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -126,8 +138,9 @@ class PgController:
             probe,
             lambda s: s == "ready",
             timeout=timeout,
-            initial_delay=0.02,
-            max_delay=0.25,
+            # the probe reads postmaster.pid (microseconds): poll finely, a start takes ~0.1-0.5 s
+            initial_delay=0.01,
+            max_delay=0.05,
             progress=progress,
         )
 
@@ -142,13 +155,17 @@ class PgController:
         steps = [(signal.SIGQUIT, "immediate", timeout), (signal.SIGKILL, "kill", 10.0)]
         if mode != "immediate":
             steps.insert(0, (signal.SIGINT, "fast", timeout))
+        previous: str | None = None
         for sig, used, budget in steps:
+            if not self.owns(pid):  # gone since (pid maybe reused): never signal another process
+                return previous
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             try:
                 self._wait_gone(pid, budget)
                 return used
             except WaitTimeoutError:
+                previous = used
                 continue
         raise BackendOperationError(f"could not stop PostgreSQL instance {self.name!r} (pid {pid})")
 
@@ -174,7 +191,7 @@ class PgController:
             except psutil.NoSuchProcess:
                 return False
 
-        wait_for(f"pid {pid} to exit", alive, lambda a: not a, timeout=timeout, initial_delay=0.01, max_delay=0.1)
+        wait_for(f"pid {pid} to exit", alive, lambda a: not a, timeout=timeout, initial_delay=0.005, max_delay=0.05)
 
     def reload(self) -> None:
         pid = self.pid()
