@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Rehearse every runbook on the local backend; executed notebooks + records land in audit/.
+# The parameters files default to confirm: false; the rehearsal confirms its destructive steps explicitly.
 rehearse: $(STAMP)
-	$(BIN)/aurora-kit run --all -f parameters/local.yaml
+	$(BIN)/aurora-kit run --all -f parameters/local.yaml -p confirm=true -p teardown.confirm_cluster_id=ak-local
 
 lint: $(STAMP)
 	$(BIN)/ruff check aurora_kit tests benchmarks

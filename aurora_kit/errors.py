@@ -14,7 +14,8 @@ and says what to do next. Driver and SDK errors are wrapped with ``raise ... fro
     ├── SnapshotAlreadyExistsError
     ├── InvalidStateError              the resource exists but is in the wrong state for the request
     │   ├── DeletionProtectionError
-    │   └── FailoverNotPossibleError
+    │   ├── FailoverNotPossibleError
+    │   └── ConfirmationRequiredError  a destructive step without confirm: true (or the typed cluster id)
     ├── RestoreWindowError             requested restore time outside the restorable window
     ├── PendingRebootError             a change is waiting for a reboot the caller did not allow
     ├── WaitTimeoutError               a wait ran past its deadline
@@ -117,6 +118,13 @@ class DeletionProtectionError(InvalidStateError):
     def __init__(self, cluster_id: str) -> None:
         self.cluster_id = cluster_id
         super().__init__(f"DB cluster {cluster_id!r} has deletion protection enabled", cluster_id=cluster_id)
+
+
+class ConfirmationRequiredError(InvalidStateError):
+    """A destructive step (failover, reboot, teardown) refused before any mutating call: ``confirm`` is false,
+    or the per-action confirmation (``teardown.confirm_cluster_id``) does not name the cluster."""
+
+    hint = "rerun with -p confirm=true once you have read the plan (or -p dry_run=true to see it)"
 
 
 class FailoverNotPossibleError(InvalidStateError):

@@ -16,7 +16,7 @@ Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are err
     iam_auth: false                # IAM database authentication
     tags: {project: aurora_kit}
     dry_run: false                 # plan mutating calls, make none
-    confirm: true                  # destructive steps run only with confirm: true
+    confirm: false                 # destructive steps run only with -p confirm=true
     local_root: null               # local backend: cluster root dir (null = the backend's default)
     aws: {profile, ca_bundle, db_subnet_group_name, vpc_security_group_ids, kms_key_id, sns_topic_arn}
     # one section per runbook concern
@@ -51,7 +51,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from aurora_kit.backends.base import _SECRET_KEY
 from aurora_kit.errors import InvalidParameterError
@@ -259,16 +267,18 @@ class MonitoringSettings(_Model):
 
 
 class TeardownSettings(_Model):
-    """99-teardown: the final-snapshot choice is explicit — exactly one of the two."""
+    """99-teardown: the final-snapshot choice is explicit — exactly one of the two. Besides ``confirm``, the
+    operator types the cluster to delete: ``confirm_cluster_id`` must equal ``cluster_id`` or nothing is deleted."""
 
     final_snapshot_id: str | None
     skip_final_snapshot: bool
     lift_deletion_protection: bool
+    confirm_cluster_id: str | None  # must equal cluster_id to delete it (-p teardown.confirm_cluster_id=<id>)
 
-    @field_validator("final_snapshot_id")
+    @field_validator("final_snapshot_id", "confirm_cluster_id")
     @classmethod
-    def _id(cls, v: str | None) -> str | None:
-        return None if v is None else check_identifier("final_snapshot_id", v)
+    def _id(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else check_identifier(str(info.field_name), v)
 
     @model_validator(mode="after")
     def _choice(self) -> TeardownSettings:

@@ -61,7 +61,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit import params as params_mod
-from aurora_kit.errors import InvalidStateError
+from aurora_kit.errors import ConfirmationRequiredError
 from aurora_kit.jsonable import jsonable
 from aurora_kit.redaction import KEY_ENV, SECRET_MIME, secret_digest
 
@@ -166,10 +166,10 @@ class Run:
     def require_confirm(self, action: str) -> None:
         """Raise before a destructive ``action`` unless ``confirm`` is true (dry runs pass: they change nothing)."""
         if not self.params.confirm and not self.params.dry_run:
-            raise InvalidStateError(
-                f"{action} on {self.params.cluster_id!r} needs confirm: true",
-                hint="rerun with -p confirm=true once you have read the plan (or -p dry_run=true to see it)",
+            raise ConfirmationRequiredError(
+                f"{action} on {self.params.cluster_id!r} needs confirm: true; nothing was changed",
                 cluster_id=self.params.cluster_id,
+                action=action,
             )
 
     def header(self) -> str:

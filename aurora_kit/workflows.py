@@ -20,13 +20,14 @@ import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit.backends.base import Cluster, FailoverResult, Instance, ParameterChangeResult, Snapshot
 from aurora_kit.errors import (
     AuroraKitError,
     ClusterNotFoundError,
+    ConfirmationRequiredError,
     DeletionProtectionError,
     VerificationError,
 )
@@ -792,14 +793,29 @@ def check_pool(run: Run) -> Any:
 
 
 # == 05: backup and restore ====================================================================================
+#: how far ``LatestRestorableTime`` may trail the check (AWS: typically within the last 5 minutes)
+MAX_RESTORABLE_AGE_S = 600.0
+
+
 @dataclass(repr=False)
 class RetentionReport:
+    """Automated backups: the configured retention *and* a live restorable window — EarliestRestorableTime and
+    LatestRestorableTime present, earliest ≤ latest, latest at most ``max_latest_age_s`` behind ``checked_at``."""
+
     cluster_id: str
     retention_days: int
     wanted_days: int
     earliest_restorable: datetime | None
     latest_restorable: datetime | None
+    checked_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    max_latest_age_s: float = MAX_RESTORABLE_AGE_S
     title = "automated backups"
+
+    @property
+    def latest_age_s(self) -> float | None:
+        if self.latest_restorable is None:
+            return None
+        return (self.checked_at - self.latest_restorable).total_seconds()
 
     def problems(self) -> list[str]:
         out = []
@@ -807,16 +823,36 @@ class RetentionReport:
             out.append(f"retention {self.retention_days} d < wanted {self.wanted_days} d")
         if self.retention_days < 1:
             out.append("automated backups are off (retention 0)")
+        if self.earliest_restorable is None:
+            out.append("no EarliestRestorableTime reported: no restorable window")
+        if self.latest_restorable is None:
+            out.append("no LatestRestorableTime reported: point-in-time restore has no target")
+        if self.earliest_restorable and self.latest_restorable and self.earliest_restorable > self.latest_restorable:
+            out.append(
+                f"EarliestRestorableTime {self.earliest_restorable.isoformat()} is after LatestRestorableTime "
+                f"{self.latest_restorable.isoformat()}"
+            )
+        age = self.latest_age_s
+        if age is not None and age > self.max_latest_age_s:
+            out.append(
+                f"LatestRestorableTime {self.latest_restorable.isoformat() if self.latest_restorable else None} "
+                f"is {age:.0f}s old > {self.max_latest_age_s:g}s: backups / WAL archiving are not keeping up"
+            )
         return out
 
     def assert_ok(self) -> RetentionReport:
         if self.problems():
             raise VerificationError(
                 f"{self.cluster_id}: " + "; ".join(self.problems()),
-                hint="raise backup_retention_period with 01-create-cluster (ModifyDBCluster)",
+                hint="retention: raise backup_retention_period with 01-create-cluster (ModifyDBCluster); a missing "
+                "or stale restorable window: check the cluster's automated backups (on local, its WAL archive)",
                 cluster_id=self.cluster_id,
+                problems=self.problems(),
             )
-        print(f"retention {self.retention_days} d ≥ {self.wanted_days} d")
+        print(
+            f"retention {self.retention_days} d ≥ {self.wanted_days} d; restorable window ends "
+            f"{self.latest_age_s:.0f}s ago (≤ {self.max_latest_age_s:g}s)"
+        )
         return self
 
     def summary(self) -> dict[str, Any]:
@@ -824,6 +860,7 @@ class RetentionReport:
             "retention_days": self.retention_days,
             "earliest_restorable_time": self.earliest_restorable.isoformat() if self.earliest_restorable else None,
             "latest_restorable_time": self.latest_restorable.isoformat() if self.latest_restorable else None,
+            "latest_restorable_age_s": None if self.latest_age_s is None else round(self.latest_age_s, 1),
         }
 
     def _repr_html_(self) -> str:
@@ -835,15 +872,23 @@ class RetentionReport:
     __repr__ = __str__
 
 
-def check_retention(run: Run) -> RetentionReport:
+def check_retention(run: Run, max_latest_age_s: float = MAX_RESTORABLE_AGE_S) -> RetentionReport:
+    """Retention and the restorable window of the cluster now (``max_latest_age_s``: how far
+    LatestRestorableTime may trail; default 10 minutes — AWS typically stays within 5)."""
     c = run.backend.describe_cluster(run.params.cluster_id)
     return RetentionReport(
         c.db_cluster_identifier,
         c.backup_retention_period,
         run.params.backup_retention_period,
-        c.earliest_restorable_time,
-        c.latest_restorable_time,
+        _aware(c.earliest_restorable_time),
+        _aware(c.latest_restorable_time),
+        checked_at=datetime.now(timezone.utc),
+        max_latest_age_s=max_latest_age_s,
     )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 def seed(run: Run) -> SeededDataset:
@@ -1026,11 +1071,13 @@ def failover_plan(run: Run) -> Table:
 
 def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, Any]:
     """Fail over (``failover.mode``) with a write probe running through the cluster endpoint when the data
-    plane is reachable; without it the failover still runs and the probe is reported as skipped."""
+    plane is reachable; without it the failover still runs and the probe is reported as skipped. Needs
+    ``confirm`` (ConfirmationRequiredError before any call otherwise)."""
     from aurora_kit.checks import probe_failover
 
     fo = run.section("failover")
     cid = run.params.cluster_id
+    run.require_confirm(f"{fo.mode} failover")
     if dp.available and not run.params.dry_run:
         rate = 1.0 / run.section("probe").interval_s
         return probe_failover(
@@ -1073,13 +1120,7 @@ def check_failover(run: Run, result: FailoverResult, report: Any) -> dict[str, A
         print(f"RTO and lost commits not measured — {report}")
         figures["write_probe"] = report.summary()
         return figures
-    problems = [
-        p
-        for p in report.problems(max_rto_s=fo.max_rto_s, expected_writer=result.new_writer)
-        if "missing after" not in p
-    ]
-    if report.lost > fo.max_lost_commits:
-        problems.append(f"{report.lost} acknowledged commits lost > max_lost_commits {fo.max_lost_commits}")
+    problems = report.problems(max_rto_s=fo.max_rto_s, expected_writer=result.new_writer, max_lost=fo.max_lost_commits)
     figures.update({"rto_s": report.rto_s, "rto_server_s": report.rto_server_s, "lost_commits": report.lost})
     if problems:
         raise VerificationError("failover check failed: " + "; ".join(problems), problems=problems, evidence=figures)
@@ -1200,21 +1241,30 @@ def alarms_table(states: Sequence[AlarmState]) -> Table:
 
 
 def check_alarms(run: Run, states: Sequence[AlarmState]) -> dict[str, int]:
-    """Every configured metric has an alarm; none is in ALARM. Returns the count per state."""
+    """Every configured metric has an alarm; none is in ALARM. Returns the count per state.
+
+    INSUFFICIENT_DATA depends on the backend: the local backend samples every metric when asked, so no data means
+    the metric could not be measured (instance down, replication broken) — a failure; on aws a new alarm starts
+    INSUFFICIENT_DATA until CloudWatch has evaluated a full period — reported, not a failure."""
     wanted = {a.metric for a in run.section("monitoring").alarm_specs()}
     present = {a.metric_name for a in states}
     problems = [f"no alarm on {m}" for m in sorted(wanted - present)]
     firing = [f"{a.alarm_name} is in ALARM ({a.state_reason})" for a in states if a.state_value == "ALARM"]
     problems += firing
+    if run.params.backend == "local":
+        problems += [
+            f"{a.alarm_name} is INSUFFICIENT_DATA ({a.state_reason}): the local backend measures on demand, "
+            "so the metric could not be measured"
+            for a in states
+            if a.state_value == "INSUFFICIENT_DATA"
+        ]
     counts: dict[str, int] = {}
     for a in states:
         counts[a.state_value] = counts.get(a.state_value, 0) + 1
     if problems and not run.params.dry_run:
         raise VerificationError("monitoring check failed: " + "; ".join(problems), problems=problems, states=counts)
-    print(
-        f"alarms by state: {counts}"
-        + (" (INSUFFICIENT_DATA: CloudWatch has not evaluated yet)" if "INSUFFICIENT_DATA" in counts else "")
-    )
+    pending = "INSUFFICIENT_DATA" in counts and run.params.backend == "aws"
+    print(f"alarms by state: {counts}" + (" (INSUFFICIENT_DATA: CloudWatch has not evaluated yet)" if pending else ""))
     return counts
 
 
@@ -1247,11 +1297,21 @@ def teardown_plan(run: Run, cluster: Cluster | None) -> Table:
 
 
 def teardown(run: Run, cluster: Cluster | None) -> Snapshot | None:
-    """Delete instances then the cluster, with the explicit final-snapshot choice (confirm required)."""
+    """Delete instances then the cluster, with the explicit final-snapshot choice. Needs ``confirm`` and
+    ``teardown.confirm_cluster_id`` equal to ``cluster_id`` (ConfirmationRequiredError, before any call)."""
     if cluster is None:
         return None
     t = run.section("teardown")
     run.require_confirm("deleting the cluster")
+    cid = run.params.cluster_id
+    if not run.params.dry_run and t.confirm_cluster_id != cid:
+        raise ConfirmationRequiredError(
+            f"teardown.confirm_cluster_id={t.confirm_cluster_id!r} does not name cluster_id={cid!r}: "
+            "nothing was deleted",
+            hint=f"type the cluster to delete: -p teardown.confirm_cluster_id={cid}",
+            cluster_id=cid,
+            confirm_cluster_id=t.confirm_cluster_id,
+        )
     return run.backend.delete_cluster(
         cluster.db_cluster_identifier,
         final_snapshot_id=t.final_snapshot_id,

@@ -20,7 +20,7 @@
 # | **Blast radius** | the cluster parameter group of `cluster_id` and all its instances |
 # | **Failure type** | none injected |
 # | **Typical time** | local ≈ 3 s · aws 5–15 min with reboots |
-# | **Prerequisites** | `01-create-cluster`; `confirm: true` for the reboot; a maintenance window if the writer must reboot |
+# | **Prerequisites** | `01-create-cluster`; `-p confirm=true` for the reboot; a maintenance window if the writer must reboot |
 # | **Rollback** | rerun with the previous values (the diff table below is the record of them), reboot again for static ones |
 #
 # **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
@@ -43,7 +43,7 @@ deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
 dry_run = False
-confirm = True
+confirm = False
 local_root = None
 aws = {'profile': None,
  'ca_bundle': None,

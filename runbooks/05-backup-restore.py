@@ -48,7 +48,7 @@ deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
 dry_run = False
-confirm = True
+confirm = False
 local_root = None
 aws = {'profile': None,
  'ca_bundle': None,

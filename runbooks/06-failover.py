@@ -22,7 +22,7 @@
 # | **Blast radius** | every client of `cluster_id` |
 # | **Failure type** | writer failure (planned switchover or crash) |
 # | **Typical time** | local ≈ 5 s · aws 1–2 min |
-# | **Prerequisites** | ≥ 1 reader, all instances `available`; `confirm: true`; on aws a change window; the data plane for RTO / lost commits |
+# | **Prerequisites** | ≥ 1 reader, all instances `available`; `-p confirm=true` (else `ConfirmationRequiredError` before any call); on aws a change window; the data plane for RTO / lost commits |
 # | **Rollback** | run again with `failover.target_instance_id` = the old writer (or `failover.failback: true`) |
 #
 # **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
@@ -45,7 +45,7 @@ deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
 dry_run = False
-confirm = True
+confirm = False
 local_root = None
 aws = {'profile': None,
  'ca_bundle': None,
@@ -79,10 +79,9 @@ dp
 wf.failover_plan(run)
 
 # %% [markdown]
-# ## 2. Failover with the write probe running
+# ## 2. Failover with the write probe running (needs `confirm: true`)
 
 # %%
-run.require_confirm(f"{run.section('failover').mode} failover")
 result, write_probe = wf.failover(run, dp)
 wf.failover_table(result)
 

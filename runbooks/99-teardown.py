@@ -19,7 +19,7 @@
 # | **Blast radius** | `cluster_id` and all its instances (snapshots are kept) |
 # | **Failure type** | none injected |
 # | **Typical time** | local ≈ 2 s · aws 10–20 min |
-# | **Prerequisites** | `confirm: true`; the final-snapshot decision; no application still using the cluster |
+# | **Prerequisites** | `-p confirm=true` and `-p teardown.confirm_cluster_id=<cluster_id>` (the cluster typed again); the final-snapshot decision; no application still using the cluster |
 # | **Rollback** | restore the final snapshot (`05-backup-restore` / `RestoreDBClusterFromSnapshot`); without one, none |
 #
 # **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
@@ -42,7 +42,7 @@ deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
 dry_run = False
-confirm = True
+confirm = False
 local_root = None
 aws = {'profile': None,
  'ca_bundle': None,
@@ -56,7 +56,10 @@ probe = None
 backup_restore = None
 failover = None
 monitoring = None
-teardown = {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False}
+teardown = {'final_snapshot_id': None,
+ 'skip_final_snapshot': True,
+ 'lift_deletion_protection': False,
+ 'confirm_cluster_id': None}
 
 # %%
 import aurora_kit
@@ -74,7 +77,8 @@ cluster = wf.find_cluster(run)
 wf.teardown_plan(run, cluster)
 
 # %% [markdown]
-# ## 2. Delete (needs `confirm: true`)
+# ## 2. Delete (needs `confirm: true` and `teardown.confirm_cluster_id` = `cluster_id`)
+# `ConfirmationRequiredError` here, before any call, naming both identifiers otherwise.
 
 # %%
 final_snapshot = wf.teardown(run, cluster)

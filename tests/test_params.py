@@ -47,7 +47,7 @@ def test_local_is_local_and_small() -> None:
     p = params.load(LOCAL)
     assert p.backend == "local"
     assert p.dry_run is False
-    assert p.confirm is True
+    assert p.confirm is False  # destructive steps need -p confirm=true (make rehearse passes it)
     assert p.pgvector is not None
     assert p.pgvector.rows <= 5000
     assert p.probe is not None
@@ -72,6 +72,28 @@ def test_prod_example_is_realistic() -> None:
     assert p.teardown.final_snapshot_id
     assert not p.teardown.skip_final_snapshot
     assert params.load(ROOT / "parameters" / "aws-dev.example.yaml").backup_retention_period == 7
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_parameter_file_keeps_destructive_steps_closed(path: Path) -> None:
+    """Jupyter's Run All or `aurora-kit run --all -f <file>` must not fail over, reboot or delete anything."""
+    p = params.load(path)
+    assert p.confirm is False
+    assert p.teardown is not None
+    assert p.teardown.confirm_cluster_id is None
+    confirmed = params.load(path, ["confirm=true", f"teardown.confirm_cluster_id={p.cluster_id}"])
+    assert confirmed.confirm is True
+    assert confirmed.teardown is not None
+    assert confirmed.teardown.confirm_cluster_id == p.cluster_id
+
+
+def test_teardown_confirm_cluster_id_is_an_identifier(tmp_path: Path) -> None:
+    data = _raw()
+    data["teardown"]["confirm_cluster_id"] = "yes please"
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(_write(tmp_path, data))
+    assert exc.value.field == "teardown.confirm_cluster_id"
+    assert "confirm_cluster_id must be" in str(exc.value)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -175,7 +197,12 @@ def test_aws_backend_needs_a_ca_bundle(tmp_path: Path) -> None:
 
 def test_teardown_needs_exactly_one_final_snapshot_choice(tmp_path: Path) -> None:
     data = _raw()
-    data["teardown"] = {"final_snapshot_id": "final-1", "skip_final_snapshot": True, "lift_deletion_protection": False}
+    data["teardown"] = {
+        "final_snapshot_id": "final-1",
+        "skip_final_snapshot": True,
+        "lift_deletion_protection": False,
+        "confirm_cluster_id": None,
+    }
     with pytest.raises(InvalidParameterError, match="exactly one"):
         params.load(_write(tmp_path, data))
 

@@ -30,9 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.notebooks, pytest.mark.timeout(240)]
 
 
-def _aws_parameters(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+def _aws_parameters(tmp_path: Path, *, confirm: bool = True, **sections: dict[str, Any]) -> dict[str, Any]:
+    """local.yaml made aws for moto; ``confirm`` (and the teardown's typed cluster id) passed explicitly, as an
+    operator would with ``-p confirm=true -p teardown.confirm_cluster_id=ak-moto``."""
     data = yaml.safe_load((ROOT / "parameters" / "local.yaml").read_text())
+    data["teardown"]["confirm_cluster_id"] = "ak-moto" if confirm else None
     data.update(
+        confirm=confirm,
         backend="aws",
         cluster_id="ak-moto",
         availability_zones=["us-east-1a", "us-east-1b"],
@@ -128,7 +132,12 @@ def test_every_runbook_runs_its_control_plane_on_aws_and_skips_the_data_plane_lo
     assert (protected.failure or {}).get("ename") == "DeletionProtectionError", protected.failure
     assert "wf.teardown_plan(" in str((protected.failure or {}).get("source"))
 
-    final = {"final_snapshot_id": "ak-moto-final", "skip_final_snapshot": False, "lift_deletion_protection": True}
+    final = {
+        "final_snapshot_id": "ak-moto-final",
+        "skip_final_snapshot": False,
+        "lift_deletion_protection": True,
+        "confirm_cluster_id": "ak-moto",
+    }
     torn_down = _assert_ok(_run("99", {**p, "teardown": final}, audit_dir))
     assert torn_down["existed"] is True
     assert torn_down["gone"] is True
@@ -151,3 +160,56 @@ def test_snapshot_restore_under_moto_fails_in_the_restore_cell_with_backend_oper
     assert result.record_dir is not None
     nb = nbformat.read(str(next(result.record_dir.glob("*.ipynb"))), as_version=4)
     assert "wf.restore_snapshot(" in nb.cells[failure["cell_index"]].source
+
+
+def _assert_refused_at(result: runner.RunResult, call: str) -> None:
+    """The run failed with ConfirmationRequiredError in the cell that makes the destructive call."""
+    assert result.status == "failed", f"{result.runbook} ran without confirm"
+    failure = result.failure or {}
+    assert failure.get("ename") == "ConfirmationRequiredError", failure
+    assert "needs confirm: true" in str(failure.get("evalue")), failure
+    assert call in str(failure.get("source")), failure
+
+
+def test_destructive_runbooks_without_confirm_stop_before_any_mutating_call(
+    moto_server_env: Any, tmp_path: Path
+) -> None:
+    """02 (rolling reboot), 06 (failover) and 99 (teardown) with confirm: false, dry_run: false — the parameters
+    files' defaults — fail at the confirm step with the typed error, and the cluster is exactly as it was."""
+    from aurora_kit.backends import get_backend
+
+    p = _aws_parameters(tmp_path, confirm=False, failover={"failback": True})
+    assert p["confirm"] is False
+    assert p["dry_run"] is False
+    assert p["parameter_group"]["allow_reboot"] is True
+    audit_dir = tmp_path / "audit"
+    _assert_ok(_run("01", p, audit_dir))  # creating is not destructive: no confirm needed
+    backend = get_backend("aws", region="us-east-1", ca_bundle=p["aws"]["ca_bundle"])
+
+    def members() -> dict[str, tuple[bool, str]]:
+        cluster = backend.describe_cluster("ak-moto")
+        return {
+            m.db_instance_identifier: (m.is_cluster_writer, m.db_cluster_parameter_group_status)
+            for m in cluster.db_cluster_members
+        }
+
+    created = members()
+    assert created == {"ak-moto-1": (True, "in-sync"), "ak-moto-2": (False, "in-sync")}
+
+    _assert_refused_at(_run("02", p, audit_dir), "wf.rolling_reboot(")
+    pending = members()  # the parameters were applied (not destructive); the static one waits: no reboot made
+    assert pending == {"ak-moto-1": (True, "pending-reboot"), "ak-moto-2": (False, "pending-reboot")}
+
+    _assert_refused_at(_run("06", p, audit_dir), "wf.failover(")
+    assert members() == pending  # same writer, nothing rebooted
+
+    _assert_refused_at(_run("99", p, audit_dir), "wf.teardown(")
+    assert members() == pending  # the cluster and its instances still exist
+    assert backend.describe_cluster("ak-moto").status == "available"
+
+    typed_wrong = {**p, "confirm": True, "teardown": {**p["teardown"], "confirm_cluster_id": "ak-other"}}
+    refused = _run("99", typed_wrong, audit_dir)  # confirm alone is not enough: the cluster must be typed
+    assert refused.status == "failed"
+    assert (refused.failure or {}).get("ename") == "ConfirmationRequiredError", refused.failure
+    assert "'ak-other' does not name cluster_id='ak-moto'" in str((refused.failure or {}).get("evalue"))
+    assert members() == pending

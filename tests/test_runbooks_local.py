@@ -1,9 +1,11 @@
 """Every runbook on the local backend, in order 01 → 99 on one rehearsal cluster, two ways:
 
-- nbval (``pytest --nbval-lax``) over the committed notebooks as they are — their ``parameters`` cells' local
-  defaults, nothing injected — in a child pytest whose ``AURORA_KIT_HOME`` is a fresh root;
-- the runner end to end (``aurora-kit run --all``): one sealed, verifiable audit record per runbook, every
-  data-plane step actually run (none skipped) and the key figures within their limits.
+- nbval (``pytest --nbval-lax``) over the committed notebooks — their ``parameters`` cells' local defaults, plus
+  one injected cell that confirms the destructive steps (the defaults say ``confirm = False``), as papermill's
+  ``-p confirm True`` would — in a child pytest whose ``AURORA_KIT_HOME`` is a fresh root;
+- the runner end to end (``aurora-kit run --all -p confirm=true -p teardown.confirm_cluster_id=ak-local``, what
+  ``make rehearse`` runs): one sealed, verifiable audit record per runbook, every data-plane step actually run
+  (none skipped) and the key figures within their limits.
 
 Each test gets its own root; at the end every cluster left there is deleted through the backend and no
 PostgreSQL process of that root may survive, whatever happened in the notebooks.
@@ -59,9 +61,33 @@ def test_runbooks_are_ordered_01_to_99() -> None:
     assert runner.resolve_all() == RUNBOOKS
 
 
+#: what `make rehearse` passes on top of parameters/local.yaml (whose defaults keep destructive steps closed)
+CONFIRMED = ["confirm=true", "teardown.confirm_cluster_id=ak-local"]
+#: the same for nbval, as a cell after the parameters cell (papermill's injected-parameters cell)
+CONFIRM_CELL = "confirm = True\nteardown = teardown and {**teardown, 'confirm_cluster_id': cluster_id}\n"
+
+
+def _confirmed_copies(target: Path) -> list[Path]:
+    """Copies of the committed runbooks with CONFIRM_CELL injected right after their parameters cell."""
+    import nbformat
+
+    target.mkdir()
+    copies = []
+    for source in RUNBOOKS:
+        nb = nbformat.read(str(source), as_version=4)
+        at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+        cell = nbformat.v4.new_code_cell(CONFIRM_CELL, metadata={"tags": ["injected-parameters"]})
+        nb.cells.insert(at + 1, cell)
+        copy = target / source.name
+        nbformat.write(nb, str(copy))
+        copies.append(copy)
+    return copies
+
+
 @pytest.mark.timeout(300)
 def test_nbval_over_every_runbook_in_order(rehearsal_root: Path, tmp_path: Path) -> None:
     junit = tmp_path / "nbval.xml"
+    notebooks = _confirmed_copies(tmp_path / "runbooks")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTEST_"))}
     env["AURORA_KIT_HOME"] = str(rehearsal_root)  # local_root: null in the notebooks → the backend's default root
     proc = subprocess.run(
@@ -77,7 +103,8 @@ def test_nbval_over_every_runbook_in_order(rehearsal_root: Path, tmp_path: Path)
             "--timeout=120",
             f"--junitxml={junit}",
             "-q",
-            *map(str, RUNBOOKS),
+            f"--rootdir={tmp_path}",
+            *map(str, notebooks),
         ],
         cwd=ROOT,
         env=env,
@@ -97,7 +124,7 @@ def test_nbval_over_every_runbook_in_order(rehearsal_root: Path, tmp_path: Path)
 @pytest.mark.timeout(300)
 def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> None:
     audit_dir = tmp_path / "audit"
-    loaded = params.load(ROOT / "parameters" / "local.yaml", [f"local_root={rehearsal_root}"])
+    loaded = params.load(ROOT / "parameters" / "local.yaml", [f"local_root={rehearsal_root}", *CONFIRMED])
     results = runner.run_many(runner.resolve_all(), loaded.injected(), audit_dir=audit_dir)
     durations = {r.runbook: r.duration_s for r in results}
     print("runbook durations (s):", durations, "total", round(sum(d or 0 for d in durations.values()), 1))

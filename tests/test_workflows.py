@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,13 @@ from aurora_kit.backends.base import (
     ParameterChange,
     ParameterChangeResult,
 )
-from aurora_kit.errors import ClusterNotFoundError, DeletionProtectionError, InvalidStateError, VerificationError
+from aurora_kit.checks.write_probe import Ack, WriteProbeReport
+from aurora_kit.errors import (
+    ClusterNotFoundError,
+    ConfirmationRequiredError,
+    DeletionProtectionError,
+    VerificationError,
+)
 from aurora_kit.runbook import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +80,10 @@ class FakeBackend:
 
     def connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
         return ConnectionInfo(self.conninfo, user="postgres", dbname="app", password="pw", endpoint=endpoint)
+
+    def failover(self, cluster_id: str, **kwargs: Any) -> FailoverResult:
+        self.calls.append(f"failover {kwargs}")
+        return FailoverResult(cluster_id, kwargs["mode"], "ak-local-1", "ak-local-2", T0, T0)
 
     def reboot_pending(self, cluster_id: str) -> list[Any]:
         self.calls.append("reboot_pending")
@@ -229,10 +239,10 @@ def test_rolling_reboot_respects_allow_reboot_and_confirm() -> None:
     assert wf.rolling_reboot(_run(backend), _change_result([])) == wf.RebootOutcome([], [], ["max_connections"])
     kept = wf.rolling_reboot(_run(backend, "parameter_group.allow_reboot=false"), _change_result(["ak-local-1"]))
     assert kept.still_pending == ["ak-local-1"]
-    with pytest.raises(InvalidStateError, match="confirm: true"):
-        wf.rolling_reboot(_run(backend, "confirm=false"), _change_result(["ak-local-1"]))
+    with pytest.raises(ConfirmationRequiredError, match="confirm: true"):
+        wf.rolling_reboot(_run(backend), _change_result(["ak-local-1"]))  # the parameters file's default
     assert backend.calls == []
-    assert wf.rolling_reboot(_run(backend), _change_result(["ak-local-1"])).still_pending == []
+    assert wf.rolling_reboot(_run(backend, "confirm=true"), _change_result(["ak-local-1"])).still_pending == []
     assert backend.calls == ["reboot_pending"]
 
 
@@ -254,37 +264,93 @@ def test_restore_ids_snapshot_id_and_target() -> None:
 
 
 def test_retention_report() -> None:
-    assert wf.RetentionReport("c", 1, 1, None, None).problems() == []
+    now = T0 + timedelta(hours=2)
+    live = {"checked_at": now}
+    assert wf.RetentionReport("c", 1, 1, T0, now - timedelta(minutes=4), **live).problems() == []
     with pytest.raises(VerificationError, match="retention 1 d < wanted 7 d"):
-        wf.RetentionReport("c", 1, 7, None, None).assert_ok()
+        wf.RetentionReport("c", 1, 7, T0, now, **live).assert_ok()
+
+
+def test_retention_report_requires_a_live_restorable_window() -> None:
+    now = T0 + timedelta(hours=2)
+    missing = wf.RetentionReport("c", 1, 1, None, None, checked_at=now).problems()
+    assert missing == [
+        "no EarliestRestorableTime reported: no restorable window",
+        "no LatestRestorableTime reported: point-in-time restore has no target",
+    ]
+    with pytest.raises(VerificationError, match="is after LatestRestorableTime"):
+        wf.RetentionReport("c", 1, 1, now, T0, checked_at=now + timedelta(minutes=1)).assert_ok()
+    with pytest.raises(VerificationError, match=r"is 660s old > 600s"):
+        wf.RetentionReport("c", 1, 1, T0, now - timedelta(minutes=11), checked_at=now).assert_ok()
+    tight = wf.RetentionReport("c", 1, 1, T0, now - timedelta(minutes=4), checked_at=now, max_latest_age_s=120)
+    assert len(tight.problems()) == 1
+    assert "240s old > 120s" in tight.problems()[0]
+
+
+def test_check_retention_reads_the_cluster_now() -> None:
+    now = datetime.now(timezone.utc)
+    fresh = FakeBackend(_cluster(earliest_restorable_time=T0, latest_restorable_time=now))
+    report = wf.check_retention(_run(fresh)).assert_ok()
+    assert report.summary()["latest_restorable_age_s"] < 60
+    stale = FakeBackend(_cluster(earliest_restorable_time=T0, latest_restorable_time=now - timedelta(hours=1)))
+    with pytest.raises(VerificationError, match="backups / WAL archiving are not keeping up"):
+        wf.check_retention(_run(stale)).assert_ok()
+    assert "is 3600s old" not in " ".join(wf.check_retention(_run(stale), max_latest_age_s=7200).problems())
+    with pytest.raises(VerificationError, match="no LatestRestorableTime"):
+        wf.check_retention(_run(FakeBackend(_cluster()))).assert_ok()
 
 
 # -- 06 ------------------------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class FakeProbe:
-    lost: int = 0
-    rto_s: float = 0.4
-    rto_server_s: float = 0.3
-    extra: list[str] = dataclasses.field(default_factory=list)
+def _probe_report(lost: int = 0, gap_s: float = 0.4) -> WriteProbeReport:
+    """A real write-probe report: 10 writes, ak-local-1 then (after a ``gap_s`` outage) ak-local-2."""
+    acks = [
+        Ack(i, t, T0 + timedelta(seconds=t), "ak-local-1" if i < 5 else "ak-local-2", 1 if i < 5 else 2)
+        for i, t in enumerate([0.0, 0.1, 0.2, 0.3, 0.4] + [0.4 + gap_s + 0.1 * k for k in range(5)])
+    ]
+    return WriteProbeReport(
+        run_id="r",
+        rate=10,
+        duration_s=1.0,
+        attempted=len(acks),
+        acks=acks,
+        failures=[],
+        lost_ids=list(range(lost)),
+        in_doubt_ids=[],
+        in_doubt_committed=[],
+        verified_on="ak-local-2",
+        verified_on_read_only=False,
+        recovered=True,
+    )
 
-    def problems(self, max_rto_s: float, expected_writer: str) -> list[str]:
-        out = list(self.extra)
-        if self.lost:
-            out.append(f"{self.lost} acknowledged writes missing after the event")
-        if self.rto_s > max_rto_s:
-            out.append(f"RTO {self.rto_s:.2f}s > {max_rto_s:g}s")
-        return out
+
+def test_failover_needs_confirm_before_any_call() -> None:
+    backend = FakeBackend(_cluster())
+    unreachable = wf.DataPlane(False, "test: no data plane")
+    with pytest.raises(ConfirmationRequiredError, match="planned failover on 'ak-local' needs confirm: true"):
+        wf.failover(_run(backend), unreachable)  # the parameters file's default: confirm: false
+    with pytest.raises(ConfirmationRequiredError, match="crash failover"):
+        wf.failover(_run(backend, "failover.mode=crash"), unreachable)
+    assert backend.calls == []
+    result, probe = wf.failover(_run(backend, "confirm=true"), unreachable)
+    assert backend.calls == ["failover {'target_instance_id': None, 'mode': 'planned'}"]
+    assert result.new_writer == "ak-local-2"
+    assert isinstance(probe, wf.Skipped)
 
 
 def test_check_failover_limits() -> None:
     run = _run(FakeBackend())
     result = FailoverResult("ak-local", "planned", "ak-local-1", "ak-local-2", T0, T0)
-    assert wf.check_failover(run, result, FakeProbe())["lost_commits"] == 0
-    with pytest.raises(VerificationError, match="1 acknowledged commits lost > max_lost_commits 0"):
-        wf.check_failover(run, result, FakeProbe(lost=1))
-    assert wf.check_failover(_run(FakeBackend(), "failover.max_lost_commits=1"), result, FakeProbe(lost=1))
+    assert wf.check_failover(run, result, _probe_report())["lost_commits"] == 0
+    with pytest.raises(VerificationError, match="1 acknowledged writes missing after the event > 0 allowed"):
+        wf.check_failover(run, result, _probe_report(lost=1))
+    allowed = _run(FakeBackend(), "failover.max_lost_commits=1")
+    assert wf.check_failover(allowed, result, _probe_report(lost=1))["lost_commits"] == 1
+    with pytest.raises(VerificationError, match="2 acknowledged writes missing after the event > 1 allowed"):
+        wf.check_failover(allowed, result, _probe_report(lost=2))
     with pytest.raises(VerificationError, match=r"RTO 20\.00s > 15s"):
-        wf.check_failover(run, result, FakeProbe(rto_s=20))
+        wf.check_failover(run, result, _probe_report(gap_s=20))
+    with pytest.raises(VerificationError, match="writes ended on ak-local-2, expected new writer ak-local-3"):
+        wf.check_failover(run, dataclasses.replace(result, new_writer="ak-local-3"), _probe_report())
     figures = wf.check_failover(run, result, wf.Skipped("write probe", "no route"))
     assert figures["write_probe"] == "skipped (no route)"
     assert "rto_s" not in figures
@@ -295,9 +361,21 @@ def _alarm(metric: str, state: str = "OK") -> AlarmState:
     return AlarmState(f"aurora-kit/ak-local/{metric}", metric, 1.0, "GreaterThanThreshold", state)
 
 
+METRICS = ["AuroraReplicaLag", "CPUUtilization", "FreeableMemory", "DatabaseConnections"]
+
+
+def test_check_alarms_insufficient_data_fails_locally_not_on_aws() -> None:
+    states = [_alarm(m, "INSUFFICIENT_DATA" if m == "AuroraReplicaLag" else "OK") for m in METRICS]
+    with pytest.raises(VerificationError, match="AuroraReplicaLag is INSUFFICIENT_DATA") as exc:
+        wf.check_alarms(_run(FakeBackend()), states)  # local: sampled on demand, no data = not measurable
+    assert exc.value.context["states"] == {"INSUFFICIENT_DATA": 1, "OK": 3}
+    aws = _run(FakeBackend(), "backend=aws", "aws.ca_bundle=/ca.pem", "availability_zones=[us-east-1a, us-east-1b]")
+    assert wf.check_alarms(aws, states) == {"INSUFFICIENT_DATA": 1, "OK": 3}  # CloudWatch: not evaluated yet
+
+
 def test_check_alarms() -> None:
     run = _run(FakeBackend())
-    metrics = ["AuroraReplicaLag", "CPUUtilization", "FreeableMemory", "DatabaseConnections"]
+    metrics = METRICS
     assert wf.check_alarms(run, [_alarm(m) for m in metrics]) == {"OK": 4}
     with pytest.raises(VerificationError, match="no alarm on FreeableMemory"):
         wf.check_alarms(run, [_alarm(m) for m in metrics if m != "FreeableMemory"])
@@ -315,10 +393,23 @@ def test_teardown_stops_before_deleting_a_protected_cluster_or_without_confirm()
         in wf.teardown_plan(_run(protected, "teardown.lift_deletion_protection=true"), protected.cluster).title
     )
     backend = FakeBackend(_cluster())
-    with pytest.raises(InvalidStateError, match="confirm: true"):
-        wf.teardown(_run(backend, "confirm=false"), backend.cluster)
+    with pytest.raises(ConfirmationRequiredError, match="confirm: true"):
+        wf.teardown(_run(backend), backend.cluster)  # the parameters file's default: confirm: false
     assert backend.calls == []
-    wf.teardown(_run(backend), backend.cluster)
+    typed = "teardown.confirm_cluster_id=ak-local"
+    with pytest.raises(ConfirmationRequiredError, match="confirm: true"):
+        wf.teardown(_run(backend, typed), backend.cluster)
+    for wrong in ([], ["teardown.confirm_cluster_id=ak-other"]):  # confirm alone is not enough
+        with pytest.raises(ConfirmationRequiredError) as exc:
+            wf.teardown(_run(backend, "confirm=true", *wrong), backend.cluster)
+        assert "cluster_id='ak-local'" in str(exc.value)
+        assert f"teardown.confirm_cluster_id={'ak-other' if wrong else None!r}" in str(exc.value)
+        assert "-p teardown.confirm_cluster_id=ak-local" in str(exc.value)
+    assert backend.calls == []
+    planned = wf.teardown(_run(backend, "dry_run=true"), backend.cluster)  # a dry run only plans
+    assert planned is None
+    backend.calls.clear()
+    wf.teardown(_run(backend, "confirm=true", typed), backend.cluster)
     assert backend.calls == [
         "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False}"
     ]

@@ -159,12 +159,19 @@ class WriteProbeReport(CheckResult):
         return sum(1 for a in self.acks if a.sync_warning)
 
     # -- verdict -----------------------------------------------------------------------------------------
-    def problems(self, max_rto_s: float | None = None, expected_writer: str | None = None) -> list[str]:
+    def problems(
+        self, max_rto_s: float | None = None, expected_writer: str | None = None, max_lost: int = 0
+    ) -> list[str]:
+        """What is wrong: more than ``max_lost`` acknowledged writes missing, RTO over ``max_rto_s``, writes not
+        ending on ``expected_writer``, no read-back on a writer, ... (empty: all good)."""
         limit = self.max_rto_s if max_rto_s is None else max_rto_s
         writer = self.expected_writer if expected_writer is None else expected_writer
         out = []
-        if self.lost:
-            out.append(f"{self.lost} acknowledged writes missing after the event (ids {self.lost_ids[:20]})")
+        if self.lost > max_lost:
+            out.append(
+                f"{self.lost} acknowledged writes missing after the event > {max_lost} allowed "
+                f"(ids {self.lost_ids[:20]})"
+            )
         if not self.acks:
             out.append("no write was ever acknowledged")
         if not self.recovered:
@@ -189,8 +196,10 @@ class WriteProbeReport(CheckResult):
             out.append(f"writes ended on {self.new_writer}, expected new writer {writer}")
         return out
 
-    def assert_ok(self, max_rto_s: float | None = None, expected_writer: str | None = None) -> WriteProbeReport:
-        self._raise_if(self.problems(max_rto_s, expected_writer))
+    def assert_ok(
+        self, max_rto_s: float | None = None, expected_writer: str | None = None, max_lost: int = 0
+    ) -> WriteProbeReport:
+        self._raise_if(self.problems(max_rto_s, expected_writer, max_lost))
         return self
 
     def raise_for_lost_commits(self) -> None:
