@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 from aurora_kit.backends.base import Cluster
 from aurora_kit.backends.local import LocalBackend
 from aurora_kit.errors import (
+    BackendOperationError,
     ClusterAlreadyExistsError,
     ClusterNotFoundError,
     DeletionProtectionError,
@@ -237,3 +239,59 @@ def test_modify_cluster_refuses_a_bad_retention_instead_of_keeping_the_old_one(
         local_backend.modify_cluster(cid, preferred_backup_window="")
     assert excinfo.value.field == "preferred_backup_window"
     assert local_backend.store.read()["clusters"][cid] == before
+
+
+@contextlib.contextmanager
+def _pid_file_unreadable(backend: Any, cluster_id: str, instance_id: str) -> Iterator[None]:
+    """A real fault in the stop path of one instance: its postmaster.pid cannot be read (a directory in its
+    place), so the controller cannot tell its pid; the server itself keeps running."""
+    pid_file = backend.paths(cluster_id).data_dir(instance_id) / "postmaster.pid"
+    aside = pid_file.with_name("postmaster.pid.aside")
+    pid_file.rename(aside)
+    pid_file.mkdir()
+    try:
+        yield
+    finally:
+        pid_file.rmdir()
+        aside.rename(pid_file)
+
+
+def test_delete_stops_every_instance_even_when_one_cannot_be_stopped(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cid = local_cluster_factory(readers=2, prefix="ds").db_cluster_identifier
+    instances = list(local_backend.store.read()["clusters"][cid]["instances"])
+    stuck, others = instances[0], instances[1:]
+    with _pid_file_unreadable(local_backend, cid, stuck):
+        with pytest.raises(BackendOperationError) as excinfo:
+            local_backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True)
+        assert isinstance(excinfo.value.__cause__, IsADirectoryError)
+        assert stuck in str(excinfo.value)
+        # every other server was stopped anyway; the stuck one keeps its files and state (no server on
+        # deleted files), so deleting again retries
+        assert [i for i in others if local_backend.controller(cid, i).is_running()] == []
+    assert local_backend.controller(cid, stuck).is_running()
+    assert cid in local_backend.store.read()["clusters"]
+    local_backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True)
+    assert cid not in local_backend.store.read()["clusters"]
+    assert not local_backend.controller(cid, stuck).is_running()
+
+
+def test_a_failed_stop_is_not_left_stopping_and_the_cluster_starts_again(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=1, prefix="sf")
+    cid, writer, reader = cluster.db_cluster_identifier, cluster.writer_id, cluster.reader_ids[0]
+    with _pid_file_unreadable(local_backend, cid, reader):
+        with pytest.raises(IsADirectoryError):
+            local_backend.stop_cluster(cid)
+        rec = local_backend.store.read()["clusters"][cid]
+        assert rec["status"] == "available"  # not stuck in "stopping"
+        assert rec["instances"][writer]["status"] == "stopped"  # stopped first, before the failure
+        assert rec["instances"][reader]["status"] == "available"
+    started = local_backend.start_cluster(cid)
+    assert started.status == "available"
+    assert {i.status for i in local_backend.describe_instances(cid)} == {"available"}
+    info = local_backend.connection_info(cid)
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)

@@ -457,8 +457,8 @@ class LocalBackend(ClusterBackend):
         try:
             with self.store.cluster_lock(spec.cluster_id):
                 self._build(spec)
-        except BaseException:
-            self._destroy(spec.cluster_id)
+        except BaseException as exc:
+            self._destroy_after_failure(spec.cluster_id, exc)
             raise
         return self.describe_cluster(spec.cluster_id)
 
@@ -538,14 +538,35 @@ class LocalBackend(ClusterBackend):
         self.set_status(cid, "available", **dict.fromkeys([writer, *readers], "available"))
 
     def _destroy(self, cluster_id: str) -> None:
-        """Stop every process of the cluster (by pid), remove its files and its state entry."""
+        """Stop every process of the cluster (by pid), remove its files and its state entry.
+
+        Every instance is stopped even when stopping one fails; the failures are raised once at the end (chained
+        to the first), and the files and state entry are then kept: no server keeps running on deleted files,
+        and deleting the cluster again retries."""
         cl = self.store.read()["clusters"].get(cluster_id)
-        if cl is not None:
-            for iid in cl["instances"]:
+        failures: list[tuple[str, Exception]] = []
+        for iid in (cl or {}).get("instances") or {}:
+            try:
                 self.controller(cluster_id, iid, cl).stop(mode="immediate", timeout=10)
+            except Exception as exc:  # keep stopping the others
+                failures.append((iid, exc))
+        if failures:
+            detail = "; ".join(f"{iid}: {type(exc).__name__}: {exc}" for iid, exc in failures)
+            raise BackendOperationError(
+                f"could not stop every instance of DB cluster {cluster_id!r} ({detail}); its files are kept, "
+                "delete it again once they are stopped"
+            ) from failures[0][1]
         self.discard(self.paths(cluster_id).dir)
         with self.store.update() as st:
             st["clusters"].pop(cluster_id, None)
+
+    def _destroy_after_failure(self, cluster_id: str, original: BaseException) -> None:
+        """Clean up after ``original`` failed an operation; a cleanup failure is noted on ``original`` (which the
+        caller re-raises), never raised in its place."""
+        try:
+            self._destroy(cluster_id)
+        except Exception as exc:
+            original.add_note(f"cleanup of DB cluster {cluster_id!r} also failed: {exc}")
 
     def discard(self, path: Path) -> None:
         """Remove a directory tree: renamed away at once, unlinked by a detached ``rm -rf`` (thousands of files
@@ -779,16 +800,39 @@ class LocalBackend(ClusterBackend):
             self._record("local", "StopDBCluster", DBClusterIdentifier=cluster_id)
             return Cluster(**{**self.describe_cluster(cluster_id).__dict__, "status": "dry-run"})
         with self.store.cluster_lock(cluster_id):
+            # re-read under the lock: another process may have stopped, failed over or changed the cluster
+            cl = self.cluster_state(cluster_id)
+            if cl["status"] == "stopped":
+                return self.describe_cluster(cluster_id)
+            if cl["status"] != "available":
+                raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl['status']}; only an available cluster stops")
             writer = self.writer_id(cl)
             if writer and self.controller(cluster_id, writer, cl).is_running():
                 # archive everything first: the restorable window of a stopped cluster ends where it stopped
                 backup.force_archive(self, cluster_id)
+            before = {iid: inst["status"] for iid, inst in cl["instances"].items()}
             self.set_status(cluster_id, "stopping", **dict.fromkeys(cl["instances"], "stopping"))
-            # writer first: its walsenders ship every WAL record to the readers before it exits
-            for iid in self._ordered(cl):
-                self.controller(cluster_id, iid, cl).stop(mode="fast")
+            try:
+                # writer first: its walsenders ship every WAL record to the readers before it exits
+                for iid in self._ordered(cl):
+                    self.controller(cluster_id, iid, cl).stop(mode="fast")
+            except BaseException:
+                # never leave it "stopping": available again (start_cluster restarts what was stopped)
+                self.set_status(cluster_id, "available", **self._statuses_now(cluster_id, cl, before))
+                raise
             self.set_status(cluster_id, "stopped", **dict.fromkeys(cl["instances"], "stopped"))
         return self.describe_cluster(cluster_id)
+
+    def _statuses_now(self, cluster_id: str, cl: Mapping[str, Any], before: Mapping[str, str]) -> dict[str, str]:
+        """Instance statuses after a failed stop/start: ``stopped`` when not running, else the status before."""
+        out: dict[str, str] = {}
+        for iid in cl["instances"]:
+            try:
+                running = self.controller(cluster_id, iid, cl).is_running()
+            except Exception:  # cannot tell: keep what it was
+                running = True
+            out[iid] = before.get(iid, "available") if running else "stopped"
+        return out
 
     def start_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster:
         """Start a stopped cluster; on an ``available`` one, restart any instance whose process is gone (e.g.

@@ -407,8 +407,8 @@ def _new_restored_cluster(
         if prepare is not None:
             prepare()
         backend.set_status(new_cluster_id, "available")
-    except BaseException:
-        backend._destroy(new_cluster_id)
+    except BaseException as exc:
+        backend._destroy_after_failure(new_cluster_id, exc)
         raise
 
 
@@ -416,8 +416,8 @@ def _create_instances(backend: LocalBackend, cluster_id: str, instances: list[In
     try:
         for spec in instances or []:
             backend.create_instance(cluster_id, spec)
-    except BaseException:
-        backend._destroy(cluster_id)
+    except BaseException as exc:
+        backend._destroy_after_failure(cluster_id, exc)
         raise
 
 
