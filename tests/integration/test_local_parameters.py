@@ -3,6 +3,7 @@ bad names and values are refused before anything changes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -28,9 +29,31 @@ def _statuses(backend: Any, cluster_id: str) -> dict[str, str]:
     }
 
 
-def test_dynamic_now_static_pending_reboot_until_rebooted(local_backend: Any, local_cluster: Cluster) -> None:
-    cid = local_cluster.db_cluster_identifier
-    members = [local_cluster.writer_id, *local_cluster.reader_ids]
+def _state(backend: Any, cluster: Cluster) -> dict[str, Any]:
+    cid = cluster.db_cluster_identifier
+    return {
+        "group file": backend.paths(cid).parameters.read_text(),
+        "settings": {n: _show(backend, cid, "cluster", n) for n in ("shared_buffers", "work_mem", "max_connections")},
+        "statuses": _statuses(backend, cid),
+        "writer": backend.describe_cluster(cid).writer_id,
+    }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _shared_cluster_left_as_found(local_backend: Any, local_cluster: Cluster) -> Iterator[None]:
+    """The session's shared cluster serves other modules: nothing this module does may stay changed on it."""
+    before = _state(local_backend, local_cluster)
+    yield
+    assert _state(local_backend, local_cluster) == before
+
+
+def test_dynamic_now_static_pending_reboot_until_rebooted(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    # its own cluster: static changes and reboots must not leak into the shared one
+    own = local_cluster_factory(readers=1, prefix="params")
+    cid = own.db_cluster_identifier
+    members = [own.writer_id, *own.reader_ids]
     old_buffers = _show(local_backend, cid, "cluster", "shared_buffers")
     old_work_mem = _show(local_backend, cid, "cluster", "work_mem")
     new_buffers = "64MB" if old_buffers != "64MB" else "96MB"
@@ -53,17 +76,16 @@ def test_dynamic_now_static_pending_reboot_until_rebooted(local_backend: Any, lo
 
     rebooted = local_backend.reboot_pending(cid)
     order = [i.db_instance_identifier for i in rebooted]
-    assert order[-1] == local_cluster.writer_id  # readers first, then the writer
+    assert order[-1] == own.writer_id  # readers first, then the writer
     assert sorted(order) == sorted(members)
     assert set(_statuses(local_backend, cid).values()) == {"in-sync"}
     for endpoint in members:
         assert _show(local_backend, cid, endpoint, "shared_buffers") == new_buffers
-    assert local_backend.describe_cluster(cid).writer_id == local_cluster.writer_id
+    assert local_backend.describe_cluster(cid).writer_id == own.writer_id
 
     again = local_backend.apply_parameters(cid, {"work_mem": "12MB"})
     assert again.status == "no-change"
     assert again.changes == []
-    # leave the shared cluster's dynamic setting as we found it
     restored = local_backend.apply_parameters(cid, {"work_mem": old_work_mem})
     assert restored.pending_reboot_instances == []
 
