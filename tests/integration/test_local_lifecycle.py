@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -291,6 +292,18 @@ def test_a_failed_stop_is_not_left_stopping_and_the_cluster_starts_again(
         assert rec["instances"][reader]["status"] == "available"
     started = local_backend.start_cluster(cid)
     assert started.status == "available"
+    assert {i.status for i in local_backend.describe_instances(cid)} == {"available"}
+    # and a failed start is not left "starting": the writer that started is available, the rest stopped
+    assert local_backend.stop_cluster(cid).status == "stopped"
+    port = local_backend.store.read()["clusters"][cid]["instances"][reader]["port"]
+    with socket.create_server(("127.0.0.1", port)):  # the reader's port is taken (e.g. after a host reboot)
+        with pytest.raises(BackendOperationError):
+            local_backend.start_cluster(cid)
+        rec = local_backend.store.read()["clusters"][cid]
+        assert rec["status"] == "available"
+        assert rec["instances"][writer]["status"] == "available"
+        assert rec["instances"][reader]["status"] == "stopped"
+    assert local_backend.start_cluster(cid).status == "available"
     assert {i.status for i in local_backend.describe_instances(cid)} == {"available"}
     info = local_backend.connection_info(cid)
     with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:

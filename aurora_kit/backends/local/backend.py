@@ -847,25 +847,59 @@ class LocalBackend(ClusterBackend):
             self._record("local", "StartDBCluster", DBClusterIdentifier=cluster_id)
             return Cluster(**{**self.describe_cluster(cluster_id).__dict__, "status": "dry-run"})
         with self.store.cluster_lock(cluster_id):
-            self.set_status(cluster_id, "starting", **dict.fromkeys(down, "starting"))
-            # a former writer that was never rewound must not start on its old timeline: rewound once the
-            # writer runs (below); every other reader starts with standby.signal, whatever its data dir says
-            fenced = [iid for iid in down if cl["instances"][iid].get("needs_rewind")]
-            plain = [iid for iid in down if iid not in fenced]
-            for iid in plain:
-                self._ensure_standby_signal(cluster_id, iid, cl)
-                self.controller(cluster_id, iid, cl).start(wait=False)
-            for iid in plain:
-                self.controller(cluster_id, iid, cl).wait_ready(timeout=self.ready_timeout)
-            failed = self._rejoin_fenced(cluster_id, fenced)
+            # re-read under the lock: another process may have started, stopped or changed the cluster meanwhile
             cl = self.cluster_state(cluster_id)
-            writer = self.writer_id(cl)
-            if writer:
-                self.wait_streaming(cluster_id, writer, [r for r in self.reader_ids(cl) if r not in failed])
-            self.drop_pending_slots(cluster_id)
-            statuses = {iid: ("failed" if iid in failed else "available") for iid in cl["instances"]}
-            self.set_status(cluster_id, "available", **statuses)
+            if cl["status"] not in ("stopped", "available"):
+                raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl['status']}; only a stopped cluster starts")
+            down = [iid for iid in self._ordered(cl) if not self.controller(cluster_id, iid, cl).is_running()]
+            if not down:
+                return self.describe_cluster(cluster_id)
+            before_status = cl["status"]
+            before = {iid: inst["status"] for iid, inst in cl["instances"].items()}
+            self.set_status(cluster_id, "starting", **dict.fromkeys(down, "starting"))
+            try:
+                # a former writer that was never rewound must not start on its old timeline: rewound once the
+                # writer runs (below); every other reader starts with standby.signal, whatever its data dir says
+                fenced = [iid for iid in down if cl["instances"][iid].get("needs_rewind")]
+                plain = [iid for iid in down if iid not in fenced]
+                for iid in plain:
+                    self._ensure_standby_signal(cluster_id, iid, cl)
+                    self.controller(cluster_id, iid, cl).start(wait=False)
+                for iid in plain:
+                    self.controller(cluster_id, iid, cl).wait_ready(timeout=self.ready_timeout)
+                failed = self._rejoin_fenced(cluster_id, fenced)
+                cl = self.cluster_state(cluster_id)
+                writer = self.writer_id(cl)
+                if writer:
+                    self.wait_streaming(cluster_id, writer, [r for r in self.reader_ids(cl) if r not in failed])
+                self.drop_pending_slots(cluster_id)
+                statuses = {iid: ("failed" if iid in failed else "available") for iid in cl["instances"]}
+                self.set_status(cluster_id, "available", **statuses)
+            except BaseException:
+                # never leave it "starting": what runs is available, the rest keeps its status from before
+                self._restore_after_failed_start(cluster_id, before_status, before, down)
+                raise
         return self.describe_cluster(cluster_id)
+
+    def _restore_after_failed_start(
+        self, cluster_id: str, before_status: str, before: Mapping[str, str], attempted: list[str]
+    ) -> None:
+        cl = self.cluster_state(cluster_id)
+        for iid in attempted:  # a postmaster launched just before the failure may still be coming up
+            if iid in cl["instances"]:
+                with suppress(Exception):
+                    self.controller(cluster_id, iid, cl).wait_ready(timeout=10)
+        statuses: dict[str, str] = {}
+        for iid in cl["instances"]:
+            try:
+                running = self.controller(cluster_id, iid, cl).is_running()
+            except Exception:
+                running = False
+            was = before.get(iid, "stopped")
+            statuses[iid] = "available" if running and was != "failed" else ("stopped" if was == "starting" else was)
+        writer = self.writer_id(cl)
+        status = "available" if writer is not None and statuses.get(writer) == "available" else before_status
+        self.set_status(cluster_id, status, **statuses)
 
     def _ensure_standby_signal(self, cluster_id: str, instance_id: str, cl: Mapping[str, Any]) -> None:
         """An instance recorded as a reader only ever starts in recovery: re-add a missing standby.signal."""
