@@ -173,12 +173,27 @@ def test_planned_failover_to_a_lagging_target_loses_no_commit(
     assert cluster.writer_id is not None
     lagging = cluster.reader_ids[0]
     _cut_off(local_backend, cid, lagging, cluster.writer_id)
-    with ContinuousWriter(local_backend, cid) as writer:
-        writer.wait_acks(100)  # acknowledged by the other reader only
-        result = local_backend.failover(cid, target_instance_id=lagging, mode="planned")
-        writer.wait_acks(30)
+    info = local_backend.connection_info(cid, "cluster")
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        conn.execute("CREATE TABLE lag_probe (id int PRIMARY KEY)")
+        for i in range(1, 51):  # acknowledged by the other reader only
+            conn.execute("INSERT INTO lag_probe VALUES (%s)", (i,))
+    assert local_backend.query(cid, lagging, "SELECT to_regclass('lag_probe')") == [(None,)]  # really behind
+    # the WAL archive is behind too (failing here), so the target cannot pick the last segment up from there
+    archive = local_backend.paths(cid).archive
+    archive.chmod(0o500)
+    try:
+        with ContinuousWriter(local_backend, cid) as writer:
+            writer.wait_acks(50)
+            result = local_backend.failover(cid, target_instance_id=lagging, mode="planned")
+            writer.wait_acks(30)
+    finally:
+        archive.chmod(0o700)
     assert (result.new_writer, result.mode) == (lagging, "planned")
     assert writer.missing(local_backend, cid) == []
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (lagging,)
+        assert conn.execute("SELECT count(*) FROM lag_probe").fetchone() == (50,)
     _check_rejoined(local_backend, cid, lagging, cluster.writer_id)
 
 
@@ -191,7 +206,6 @@ def test_failed_rejoin_leaves_the_old_writer_fenced(
     cid = cluster.db_cluster_identifier
     old, new = cluster.writer_id, cluster.reader_ids[0]
     assert old is not None
-    assert local_backend.query(cid, old, "SHOW max_slot_wal_keep_size") == [("1GB",)]
 
     def broken_rewind(self: PgController, **kwargs: Any) -> None:
         raise BackendOperationError(f"pg_rewind ({self.name}) failed (test)")
@@ -200,8 +214,6 @@ def test_failed_rejoin_leaves_the_old_writer_fenced(
     with pytest.raises(BackendOperationError, match="could not rejoin"):
         local_backend.failover(cid, mode="planned")
     assert _roles(local_backend, cid) == {new: (True, "available"), old: (False, "failed")}
-    # no slot was left behind for the old writer on the new one (it would retain WAL for ever)
-    assert local_backend.query(cid, new, "SELECT slot_name FROM pg_replication_slots") == []
 
     def never_a_second_primary() -> None:
         ctl = local_backend.controller(cid, old)
@@ -218,10 +230,14 @@ def test_failed_rejoin_leaves_the_old_writer_fenced(
     with pytest.raises(BackendOperationError):
         local_backend.reboot_instance(cid, old)
     never_a_second_primary()
+    # no slot was left behind for the old writer on the new one (it would retain WAL for ever)
+    assert local_backend.query(cid, new, "SELECT slot_name FROM pg_replication_slots") == []
     # once rewind works again, a reboot rewinds it and it rejoins as a reader
     monkeypatch.undo()
     local_backend.reboot_instance(cid, old)
     _check_rejoined(local_backend, cid, new, old)
+    # a dead reader's slot cannot retain WAL without bound
+    assert local_backend.query(cid, new, "SHOW max_slot_wal_keep_size") == [("1GB",)]
     # a reader whose standby.signal went missing still starts in recovery
     local_backend.controller(cid, old).stop()
     (local_backend.paths(cid).data_dir(old) / "standby.signal").unlink()
