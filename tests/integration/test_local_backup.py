@@ -222,3 +222,28 @@ def test_pitr_latest_is_pinned_and_self_contained(local_backend: Any, local_clus
         assert _ids(local_backend, restored[1], "pinned_rows") == list(range(1, 11))
     finally:
         _delete(local_backend, *[r for r in restored if r in local_backend.store.read()["clusters"]])
+
+
+def test_describe_cluster_derives_the_latest_restorable_time_without_writing(
+    local_backend: Any, local_cluster: Cluster
+) -> None:
+    cid = local_cluster.db_cluster_identifier
+    with local_backend.update_cluster(cid) as rec:  # as if the last refresh was long ago
+        rec["lrt_checked"] = "2000-01-01T00:00:00+00:00"
+    writer = local_backend.writer_id(local_backend.cluster_state(cid))
+    archived_before = local_backend.query(cid, writer, "SELECT archived_count FROM pg_stat_archiver")[0][0]
+    before = local_backend.store.read()
+    first = local_backend.describe_cluster(cid)
+    # a read: no state write, no marker commit / forced WAL switch
+    assert local_backend.store.read() == before
+    archived_after = local_backend.query(cid, writer, "SELECT archived_count FROM pg_stat_archiver")[0][0]
+    assert archived_after - archived_before <= 1  # at most an archive_timeout switch, never a forced one per call
+    assert first.latest_restorable_time is not None
+    # it follows what is archived: a segment switched and archived now moves it forward
+    with _conn(local_backend, cid) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS lrt_rows (id int)")
+        conn.execute("INSERT INTO lrt_rows VALUES (1)")
+    _archive_now(local_backend, cid)
+    second = local_backend.describe_cluster(cid)
+    assert second.latest_restorable_time is not None
+    assert second.latest_restorable_time > first.latest_restorable_time

@@ -8,10 +8,11 @@
   file, ``archive_timeout`` 60 s). Retention, loosely: when a new automated backup is taken, older ones past
   ``backup_retention_period`` days are removed (the newest is always kept) and archived WAL older than the oldest
   kept backup is pruned with ``pg_archivecleanup``. No daily backup is scheduled: nothing runs in the background.
-* ``EarliestRestorableTime`` = end of the oldest automated backup. ``LatestRestorableTime`` = the moment before
-  a marker commit whose WAL segment was switched (``pg_switch_wal()``) and archived: PITR forces one each time
-  it runs (so "now" is restorable and recovery always finds a record after the target); ``describe_cluster``
-  refreshes it when older than 5 minutes (Aurora's value lags by up to ~5 minutes too).
+* ``EarliestRestorableTime`` = end of the oldest automated backup. ``LatestRestorableTime`` (read-only in
+  ``describe_cluster``) = the later of the moment before the last forced-archive marker commit and the writer's
+  ``pg_stat_archiver.last_archived_time``. Only PITR (and ``stop_cluster``) force an archive: marker commit,
+  ``pg_switch_wal()``, wait until archived, so "now" is restorable and recovery always finds a record after the
+  target; a time after the recorded one forces one, a time before the window or in the future is refused first.
 * Restores create a cluster with no instance; its data waits in ``seed/`` until ``create_instance`` makes the
   writer from it. PITR: base backup older than the target + ``restore_command`` reading the WAL hard-linked
   (copied across filesystems) from the source's archive into the new cluster's ``pitr-wal/`` at restore time +
@@ -40,7 +41,6 @@ from aurora_kit.backends.local import parameters
 from aurora_kit.backends.local.binaries import chown, run_tool
 from aurora_kit.backends.local.config import write_file
 from aurora_kit.errors import (
-    BackendOperationError,
     ClusterAlreadyExistsError,
     InvalidParameterError,
     InvalidStateError,
@@ -54,8 +54,6 @@ from aurora_kit.specs import InstanceSpec, check_identifier
 
 if TYPE_CHECKING:
     from aurora_kit.backends.local.backend import LocalBackend
-
-LRT_REFRESH = timedelta(minutes=5)
 
 
 def _now() -> datetime:
@@ -108,29 +106,29 @@ def force_archive(backend: LocalBackend, cluster_id: str, *, timeout: float = 60
     )
     with backend.update_cluster(cluster_id) as rec:
         rec["latest_restorable_time"] = before.isoformat()
-        rec["lrt_checked"] = _now().isoformat()
     return before
 
 
 def latest_restorable_time(backend: LocalBackend, cluster_id: str, cl: Mapping[str, Any]) -> datetime | None:
-    """Stored LatestRestorableTime, refreshed (forced WAL switch) when older than 5 minutes and possible."""
-    checked = _dt(cl.get("lrt_checked"))
-    stale = checked is None or _now() - checked > LRT_REFRESH
+    """LatestRestorableTime from what is archived, writing nothing (a read path: no marker commit, no WAL switch,
+    no state write): the later of the time recorded by the last forced archive (PITR, stop) and the writer's
+    ``pg_stat_archiver.last_archived_time`` (``archive_timeout`` switches a segment with new WAL every 60 s, so
+    on a writing cluster it trails by about a minute). Approximate, as Aurora's is: a restore to a time after
+    the recorded one forces an archive first, so the restore itself is exact."""
+    recorded = _dt(cl.get("latest_restorable_time"))
     writer = backend.writer_id(cl)
-    if (
-        stale
-        and not backend.dry_run
-        and cl["status"] == "available"
-        and writer is not None
-        and backend.controller(cluster_id, writer, cl).is_running()
-    ):
-        try:
-            return force_archive(backend, cluster_id, timeout=10.0)
-        except (psycopg.Error, BackendOperationError, InvalidStateError, WaitTimeoutError):
-            # archiver stuck or writer unreachable: report the stored value, try again in 5 minutes
-            with backend.update_cluster(cluster_id) as rec:
-                rec["lrt_checked"] = _now().isoformat()
-    return _dt(cl.get("latest_restorable_time"))
+    if backend.dry_run or cl["status"] != "available" or writer is None:
+        return recorded
+    try:
+        if not backend.controller(cluster_id, writer, cl).is_running():
+            return recorded
+        rows = backend.query(cluster_id, writer, "SELECT last_archived_time FROM pg_stat_archiver")
+    except (psycopg.Error, OSError):
+        return recorded
+    archived: datetime | None = rows[0][0] if rows else None
+    if archived is None:
+        return recorded
+    return archived if recorded is None else max(recorded, archived)
 
 
 def earliest_restorable_time(cl: Mapping[str, Any]) -> datetime | None:
