@@ -11,6 +11,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -566,7 +567,12 @@ class LocalBackend(ClusterBackend):
         try:
             self._destroy(cluster_id)
         except Exception as exc:
-            original.add_note(f"cleanup of DB cluster {cluster_id!r} also failed: {exc}")
+            note = f"cleanup of DB cluster {cluster_id!r} also failed: {exc}"
+            add_note = getattr(original, "add_note", None)  # Python >= 3.11
+            if add_note is not None:
+                add_note(note)
+            else:
+                print(f"warning: {note}", file=sys.stderr)
 
     def discard(self, path: Path) -> None:
         """Remove a directory tree: renamed away at once, unlinked by a detached ``rm -rf`` (thousands of files
