@@ -8,6 +8,12 @@
   file, ``archive_timeout`` 60 s). Retention, loosely: when a new automated backup is taken, older ones past
   ``backup_retention_period`` days are removed (the newest is always kept) and archived WAL older than the oldest
   kept backup is pruned with ``pg_archivecleanup``. No daily backup is scheduled: nothing runs in the background.
+  **The archive is unbounded**: retention and pruning run only when a new automated backup is taken (cluster
+  creation, a restored cluster's first writer), so a long-running cluster keeps every WAL segment since its
+  oldest kept backup (1 MB segments; at least one per ``archive_timeout`` minute with writes) and its
+  EarliestRestorableTime never moves. Pruning at a forced archive would free nothing (nothing older than the
+  oldest kept backup remains); bounding it needs periodic base backups, which this backend does not schedule.
+  Delete and restore (or recreate) a long-lived local cluster to reclaim the space.
 * ``EarliestRestorableTime`` = end of the oldest automated backup. ``LatestRestorableTime`` (read-only in
   ``describe_cluster``) = the later of the moment before the last forced-archive marker commit and the writer's
   ``pg_stat_archiver.last_archived_time``. Only PITR (and ``stop_cluster``) force an archive: marker commit,
