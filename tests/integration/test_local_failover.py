@@ -269,3 +269,42 @@ def test_failover_refuses_when_readers_do_not_answer(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
     assert local_backend.describe_cluster(cid).writer_id == writer
+
+
+def test_planned_failover_is_called_off_when_no_reader_has_the_last_record(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=2, prefix="fa")
+    cid = cluster.db_cluster_identifier
+    writer = cluster.writer_id
+    assert writer is not None
+    first, second = cluster.reader_ids
+    _cut_off(local_backend, cid, first, writer)
+    info = local_backend.connection_info(cid, "cluster")
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        conn.execute("CREATE TABLE only_on_writer (id int PRIMARY KEY)")
+        for i in range(1, 21):  # acknowledged by the second reader only
+            conn.execute("INSERT INTO only_on_writer VALUES (%s)", (i,))
+    _cut_off(local_backend, cid, second, writer)
+    archive = local_backend.paths(cid).archive
+    archive.chmod(0o500)  # and the archive is behind: no reader can get the writer's last records anywhere
+    try:
+        with pytest.raises(FailoverNotPossibleError, match="called off"):
+            local_backend.failover(cid, target_instance_id=first, mode="planned")
+    finally:
+        archive.chmod(0o700)
+    # nothing changed: same writer (running again), both readers stream from it again
+    assert _roles(local_backend, cid) == {
+        writer: (True, "available"),
+        first: (False, "available"),
+        second: (False, "available"),
+    }
+    local_backend.wait_streaming(cid, writer, [first, second])
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
+        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (writer,)
+        conn.execute("INSERT INTO only_on_writer VALUES (21)")
+        assert conn.execute("SELECT count(*) FROM only_on_writer").fetchone() == (21,)
+    # and a failover works afterwards
+    result = local_backend.failover(cid, target_instance_id=first, mode="planned")
+    assert (result.new_writer, result.mode) == (first, "planned")
+    _check_rejoined(local_backend, cid, first, writer)
