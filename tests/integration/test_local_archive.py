@@ -61,7 +61,7 @@ def test_archive_script_never_overwrites_when_the_file_appears_during_the_copy(t
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake_cp = bin_dir / "cp"
-    fake_cp.write_text(f"#!/bin/sh\nprintf AAAA > {shlex.quote(str(archive / SEGMENT))}\nexec /bin/cp \"$@\"\n")
+    fake_cp.write_text(f'#!/bin/sh\nprintf AAAA > {shlex.quote(str(archive / SEGMENT))}\nexec /bin/cp "$@"\n')
     fake_cp.chmod(0o755)
     proc = subprocess.run(
         [str(script), str(wal), SEGMENT],

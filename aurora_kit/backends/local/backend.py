@@ -868,11 +868,14 @@ class LocalBackend(ClusterBackend):
                 # writer runs (below); every other reader starts with standby.signal, whatever its data dir says
                 fenced = [iid for iid in down if cl["instances"][iid].get("needs_rewind")]
                 plain = [iid for iid in down if iid not in fenced]
+                # the same controller objects start and wait: they know when they started the postmaster (a
+                # fresh object judges "exited while starting" by the log file's age, which may predate the start)
+                ctls = {iid: self.controller(cluster_id, iid, cl) for iid in plain}
                 for iid in plain:
                     self._ensure_standby_signal(cluster_id, iid, cl)
-                    self.controller(cluster_id, iid, cl).start(wait=False)
+                    ctls[iid].start(wait=False)
                 for iid in plain:
-                    self.controller(cluster_id, iid, cl).wait_ready(timeout=self.ready_timeout)
+                    ctls[iid].wait_ready(timeout=self.ready_timeout)
                 failed = self._rejoin_fenced(cluster_id, fenced)
                 cl = self.cluster_state(cluster_id)
                 writer = self.writer_id(cl)
