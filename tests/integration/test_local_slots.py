@@ -62,3 +62,22 @@ def test_deleting_a_reader_drops_its_slot_even_while_held(
         if receiver.poll() is None:
             receiver.kill()
             receiver.wait()
+
+
+def test_a_slot_that_cannot_be_dropped_now_is_dropped_at_the_next_start(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = local_cluster_factory(readers=2, prefix="sp")
+    cid = cluster.db_cluster_identifier
+    writer = cluster.writer_id
+    assert writer is not None
+    staying, leaving = cluster.reader_ids
+    local_backend.controller(cid, writer).kill()  # the writer is down while the reader is deleted
+    local_backend.delete_instance(cid, leaving)
+    cl = local_backend.cluster_state(cid)
+    assert leaving not in cl["instances"]
+    assert cl["pending_slot_drops"] == [slot_name(leaving)]
+    assert not local_backend.paths(cid).instance_dir(leaving).exists()
+    local_backend.start_cluster(cid)
+    assert local_backend.query(cid, writer, "SELECT slot_name FROM pg_replication_slots") == [(slot_name(staying),)]
+    assert local_backend.cluster_state(cid)["pending_slot_drops"] == []
