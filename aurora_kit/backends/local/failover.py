@@ -13,10 +13,18 @@ Order matters (DESIGN §3 pitfalls):
    those readers at it *before* promotion (cascading replication follows the new timeline by itself), and set the
    target's ``synchronous_standby_names`` to them — a promoted node keeps the inherited value and would block
    its first commit until a named standby attaches;
-5. promote (``pg_promote``) and wait until it accepts writes: from here the cluster endpoint works again;
+5. fence the old writer (standby config + ``standby.signal``, ``needs_rewind`` in state: nothing may start it as
+   a primary on the old timeline), promote (``pg_promote``) and wait until it accepts writes: from here the cluster
+   endpoint works again;
 6. rejoin the old writer as a reader: ``CHECKPOINT`` on the new writer, ``pg_rewind --restore-target-wal`` (crash
-   recovery first when it was killed), regenerate its config (rewind copied the source's), start it, add it to
-   ``synchronous_standby_names``.
+   recovery first when it was killed), regenerate its config (rewind copied the source's), create its slot, start
+   it, add it to ``synchronous_standby_names``. If that fails it stays fenced; ``start_cluster`` / a reboot rewinds
+   it first.
+
+Planned mode checks the target received the old writer's shutdown checkpoint (its last record); if not, it catches
+up from a reader that has it, else the failover is called off (the old writer starts again as the writer). A fast
+shutdown that had to be escalated wrote no shutdown checkpoint: handled as a crash (and reported as one). In crash
+mode every available reader must answer: a silent one may hold the last acknowledged commit.
 
 With a single reader there is no other standby to name while the old writer is being rewound: the new writer
 commits without a synchronous standby for that moment (well under a second after a planned failover, ~1-2 s after
