@@ -122,6 +122,7 @@ def test_bad_parameters_are_refused_and_change_nothing(
     ("name", "value"),
     [
         ("full_page_writes", "off"),  # pg_rewind and standby base backups need it
+        ("max_slot_wal_keep_size", "-1"),  # would let a dead reader's slot fill the disk again
         ("max_wal_senders", "1"),
         ("max_replication_slots", "1"),
         ("hot_standby_feedback", "off"),

@@ -33,6 +33,7 @@ MANAGED_REASONS: dict[str, str] = {
     "ident_file": "generated per cluster",
     "listen_addresses": "instances listen on loopback only",
     "max_replication_slots": "one slot per reader; too few cuts readers off or fails the start",
+    "max_slot_wal_keep_size": "bounds the WAL a dead reader's slot keeps (1GB), so it cannot fill the disk",
     "max_wal_senders": "one WAL sender per reader and base backup; too few cuts readers off",
     "port": "ports are allocated per instance",
     "primary_conninfo": "readers follow the current writer",
