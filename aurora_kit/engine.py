@@ -106,7 +106,12 @@ def _private_ipc(kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
     from traitlets.config import Config
 
     with tempfile.TemporaryDirectory(prefix="aurora-kit-kernel-") as tmp:
-        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}})
+        # shutdown: every cell has run and every output is in by then. ipykernel exits ~0.2 s after the shutdown
+        # request, but now and then (~1 in 12 runs here) it lingers and jupyter_client's default (5 s: SIGTERM
+        # after 2.5 s) costs ~3 s: give it 1 s, then SIGTERM (1 s more before SIGKILL)
+        config = Config(
+            {"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel"), "shutdown_wait_time": 2.0}}
+        )
         yield {**kwargs, "config": config}
 
 

@@ -1,0 +1,68 @@
+"""run_many finishes records (HTML, summary, seal) in the background while the next runbook executes: the index
+stays in run order, every record is complete when it returns, and a late render failure still stops the batch."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from aurora_kit import audit, params, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "tests" / "notebooks"
+NAMES = ["01-create-cluster", "02-configure-parameters", "03-extensions", "04-verify-read-write"]
+
+
+def _books(tmp_path: Path) -> list[Path]:
+    books = tmp_path / "runbooks"
+    books.mkdir()
+    for name in NAMES:
+        shutil.copy(NOTEBOOKS / "passing.ipynb", books / f"{name}.ipynb")
+    return [books / f"{name}.ipynb" for name in NAMES]
+
+
+def _parameters() -> dict[str, object]:
+    return dict(params.load(ROOT / "parameters" / "local.yaml").injected())
+
+
+def test_records_are_complete_and_sealed_in_run_order(tmp_path: Path) -> None:
+    audit_dir = tmp_path / "audit"
+    out = io.StringIO()
+    results = runner.run_many(_books(tmp_path)[:3], _parameters(), audit_dir=audit_dir, out=out)
+    assert [r.status for r in results] == ["succeeded"] * 3
+    entries = audit.read_index(audit_dir)
+    assert [e["runbook"] for e in entries] == NAMES[:3]
+    for result, entry in zip(results, entries, strict=True):
+        assert result.run_id == entry["run_id"]
+        assert result.results == {"answer": 43, "cluster": "ak-local", "readers": 2}  # the full result, not a stub
+        assert set(entry["files"]) == {f"{result.runbook}.ipynb", f"{result.runbook}.html", "summary.json"}
+    assert audit.verify(audit_dir).ok
+    assert out.getvalue().count(" ok ") == 3
+
+
+def test_a_render_failure_after_success_stops_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    audit_dir = tmp_path / "audit"
+    render = audit.render_html
+
+    def flaky(notebook: Path, html: Path) -> None:
+        if notebook.stem == NAMES[0]:
+            raise RuntimeError("no templates")
+        render(notebook, html)
+
+    monkeypatch.setattr(audit, "render_html", flaky)
+    out = io.StringIO()
+    results = runner.run_many(_books(tmp_path), _parameters(), audit_dir=audit_dir, out=out)
+    # the first is failed (its record says why); the one already executing when that was known (if any) is
+    # finished and kept, the rest are not run
+    assert results[0].status == "failed"
+    assert "HTML render failed: no templates" in (results[0].error or "")
+    assert results[1].status in ("succeeded", "not run")
+    assert [r.status for r in results[2:]] == ["not run"] * (len(NAMES) - 2)
+    entries = audit.read_index(audit_dir)
+    ran = [(r.runbook, r.status) for r in results if r.status != "not run"]
+    assert [(e["runbook"], e["outcome"]) for e in entries] == ran
+    assert audit.verify(audit_dir).ok
+    assert f"FAIL {NAMES[0]}" in out.getvalue()
