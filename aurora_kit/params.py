@@ -61,9 +61,15 @@ from pydantic import (
     model_validator,
 )
 
-from aurora_kit.backends.base import _SECRET_KEY
 from aurora_kit.errors import InvalidParameterError
-from aurora_kit.specs import AlarmSpec, ClusterSpec, check_alarm_period, check_identifier, window_minutes
+from aurora_kit.rules import (
+    check_alarm_period,
+    check_backup_window,
+    check_identifier,
+    check_retention,
+    is_secret_key,
+)
+from aurora_kit.specs import AlarmSpec, ClusterSpec
 
 #: runbooks in execution order (``aurora-kit run --all``)
 RUNBOOKS: tuple[str, ...] = (
@@ -298,7 +304,7 @@ class RunbookParameters(_Model):
     readers: int = Field(ge=0, le=15)
     availability_zones: list[str]
     instance_class: str
-    backup_retention_period: int = Field(ge=1, le=35)
+    backup_retention_period: int
     preferred_backup_window: str
     deletion_protection: bool
     iam_auth: bool
@@ -350,8 +356,12 @@ class RunbookParameters(_Model):
     @field_validator("preferred_backup_window")
     @classmethod
     def _window(cls, v: str) -> str:
-        window_minutes(v)
-        return v
+        return check_backup_window(v)
+
+    @field_validator("backup_retention_period", mode="before")  # before: pydantic would read true as 1
+    @classmethod
+    def _retention(cls, v: Any) -> int:
+        return check_retention(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunbookParameters:
@@ -430,10 +440,6 @@ _MODEL_NAMES = {
 }
 
 
-def _is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
-
-
 def _raise(exc: ValidationError, source: str, data: Mapping[str, Any]) -> typing.NoReturn:
     err = exc.errors()[0]
     # pydantic may put union member / validator names into the loc; keep only the keys
@@ -445,7 +451,7 @@ def _raise(exc: ValidationError, source: str, data: Mapping[str, Any]) -> typing
         raise InvalidParameterError(field, MISSING, f"required key missing{where}") from exc
     if kind == "extra_forbidden":
         key = loc[-1] if loc else field
-        if _is_secret_key(key):
+        if is_secret_key(key):
             reason = f"secret-looking key{where}: secrets never go in parameters (use Secrets Manager / IAM auth)"
         else:
             reason = f"unknown key{where}; known keys: {', '.join(_known_keys(loc[:-1]))}"
@@ -511,9 +517,14 @@ def validate(data: Mapping[str, Any], *, source: str = "", require: Iterable[str
     try:
         params = RunbookParameters(**data)
     except ValidationError as exc:
-        cause = exc.errors()[0].get("ctx", {}).get("error")
+        first = exc.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        loc = [str(p) for p in first["loc"] if str(p) not in _MODEL_NAMES and not str(p).startswith("function-")]
         if isinstance(cause, InvalidParameterError):
-            _translate_inner(cause, source)
+            if loc:  # a rule checked one field: name it by its place in the file
+                where = f" ({source})" if source else ""
+                raise InvalidParameterError(".".join(loc), cause.value, cause.reason + where) from exc
+            _translate_inner(cause, source)  # a ClusterSpec check: name the parameter it comes from
         _raise(exc, source, data)
     for name in require:
         if getattr(params, name) is None:

@@ -24,13 +24,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aurora_kit.backends.base import _SECRET_KEY, REDACTED
+from aurora_kit.backends.base import REDACTED
+from aurora_kit.rules import SECRET_WORD_PATTERN, is_secret_key
 
 SECRET_MIME = "application/vnd.aurora-kit.secret+json"
 KEY_ENV = "AURORA_KIT_REDACTION_KEY"
 MIN_SECRET_LENGTH = 4  # shorter known values would redact ordinary text everywhere
 
-_KEYWORD = r"[A-Za-z0-9_\-]*(?:password|passwd|pwd|secret|token|credential)[A-Za-z0-9_\-]*"
+_KEYWORD = r"[A-Za-z0-9_\-]*(?:" + SECRET_WORD_PATTERN + r")[A-Za-z0-9_\-]*"
 PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # PEM private keys
     (
@@ -60,7 +61,8 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 # 40-character AWS secret access keys: base64-ish, with upper case, lower case and a digit (not a git sha)
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
-_SECRET_ENV = re.compile(r"password|secret|token|credential|passwd|PGPASS", re.IGNORECASE)
+#: the shell's working directories: "PWD" names a directory, not a password
+_NOT_SECRET_ENV = frozenset({"PWD", "OLDPWD"})
 
 
 def _aws_secret(match: re.Match[str]) -> str:
@@ -81,18 +83,11 @@ def secret_digest(key: bytes, value: str) -> str:
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
-def _secret_key(key: str) -> bool:
-    """base.redact()'s rule (password/secret/token/credential, not Manage...), minus identifiers of secrets
-    (``MasterUserSecretArn``, ``secret_arn``): an ARN names a secret, it is not one."""
-    lowered = key.lower()
-    return bool(_SECRET_KEY.search(key)) and not lowered.startswith("manage") and not lowered.endswith("arn")
-
-
 def secret_values(params: Mapping[str, Any]) -> set[str]:
     """Values (at any depth) of secret-looking keys."""
     found: set[str] = set()
     for key, value in params.items():
-        if _secret_key(str(key)):
+        if is_secret_key(str(key)):
             if isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 found.add(str(value))
         elif isinstance(value, Mapping):
@@ -106,7 +101,7 @@ def secret_values(params: Mapping[str, Any]) -> set[str]:
 
 def env_secret_values(env: Mapping[str, str]) -> set[str]:
     """Values of secret-looking environment variables (PGPASSWORD, AWS_SECRET_ACCESS_KEY...)."""
-    return {v for k, v in env.items() if _SECRET_ENV.search(k) and k != KEY_ENV and v}
+    return {v for k, v in env.items() if is_secret_key(k) and k not in _NOT_SECRET_ENV and k != KEY_ENV and v}
 
 
 class Redactor:
@@ -177,7 +172,7 @@ class Redactor:
             return self.text(value) if patterns else self.values(value)
         if isinstance(value, Mapping):
             return {
-                k: REDACTED if _secret_key(str(k)) and v is not None else self.obj(v, patterns=patterns)
+                k: REDACTED if is_secret_key(str(k)) and v is not None else self.obj(v, patterns=patterns)
                 for k, v in value.items()
             }
         if isinstance(value, list):

@@ -13,67 +13,16 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aurora_kit.errors import InvalidParameterError
-
-_IDENTIFIER = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{0,62}(?<!-)$")
-_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+from aurora_kit.rules import (
+    check_alarm_period,
+    check_backup_window,
+    check_identifier,
+    check_instance_class,
+    check_maintenance_window,
+    check_retention,
+)
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def check_identifier(kind: str, value: str) -> str:
-    """RDS identifier rules: 1-63 letters, digits or hyphens; starts with a letter; no '--'; no trailing '-'.
-
-    Returns the identifier lowercased: RDS stores identifiers in lowercase ("Orders" becomes "orders"), so
-    every later lookup must use the lowercase form."""
-    if not _IDENTIFIER.match(value):
-        raise ValueError(
-            f"{kind} must be 1-63 letters, digits or hyphens, start with a letter, and contain no '--' nor end with '-'"
-        )
-    return value.lower()
-
-
-def window_minutes(window: str) -> tuple[int, int]:
-    """Parse 'hh:mm-hh:mm' (UTC) into (start, end) minutes of the day; the end may wrap past midnight."""
-    match = _WINDOW.match(window)
-    if not match:
-        raise ValueError("must be 'hh:mm-hh:mm' in UTC, e.g. '03:00-04:00'")
-    h1, m1, h2, m2 = (int(g) for g in match.groups())
-    return h1 * 60 + m1, h2 * 60 + m2
-
-
-def check_backup_window(window: str) -> str:
-    """PreferredBackupWindow: 'hh:mm-hh:mm' UTC, at least 30 minutes (RDS rule). ValueError otherwise."""
-    start, end = window_minutes(window)
-    if (end - start) % (24 * 60) < 30:
-        raise ValueError("the backup window must be at least 30 minutes")
-    return window
-
-
-def check_retention(days: int) -> int:
-    """BackupRetentionPeriod: 1-35 days on Aurora (0, which disables backups on RDS, is refused). ValueError
-    otherwise."""
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 35:
-        raise ValueError("must be an integer from 1 to 35 (days)")
-    return days
-
-
-def check_alarm_period(seconds: int) -> int:
-    """CloudWatch alarm period on RDS metrics: a multiple of 60 s (RDS publishes 60 s resolution; PutMetricAlarm
-    accepts 10/20/30 only for high-resolution metrics). ValueError otherwise."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 60 or seconds % 60:
-        raise ValueError("must be a multiple of 60 seconds (RDS metrics have 60 s resolution), e.g. 60 or 300")
-    return seconds
-
-
-def check_final_snapshot_choice(final_snapshot_id: str | None, skip_final_snapshot: bool) -> None:
-    """Deleting needs an explicit choice: exactly one of a final snapshot id or skip_final_snapshot=True."""
-    if (final_snapshot_id is None) == (not skip_final_snapshot):
-        raise InvalidParameterError(
-            "final_snapshot_id",
-            final_snapshot_id,
-            "give exactly one of final_snapshot_id or skip_final_snapshot=True",
-            hint="deleting a cluster is irreversible; say explicitly whether a final snapshot is taken",
-        )
 
 
 class _Spec(BaseModel):
@@ -96,9 +45,7 @@ class InstanceSpec(_Spec):
     @field_validator("instance_class")
     @classmethod
     def _cls(cls, v: str) -> str:
-        if not v.startswith("db."):
-            raise ValueError("must be a DB instance class such as 'db.r6g.large' or 'db.serverless'")
-        return v
+        return check_instance_class(v)
 
 
 class ServerlessV2Scaling(_Spec):
@@ -160,13 +107,15 @@ class ClusterSpec(_Spec):
     def _window(cls, v: str) -> str:
         return check_backup_window(v)
 
-    @field_validator("backup_retention_period")
+    @field_validator("backup_retention_period", mode="before")  # before: pydantic would read true as 1
     @classmethod
-    def _retention(cls, v: int) -> int:
+    def _retention(cls, v: Any) -> int:
         return check_retention(v)
 
     @model_validator(mode="after")
     def _instances(self) -> ClusterSpec:
+        if self.preferred_maintenance_window is not None:
+            check_maintenance_window(self.preferred_maintenance_window, self.preferred_backup_window)
         ids = [i.instance_id for i in self.instances]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -204,7 +153,7 @@ class AlarmSpec(_Spec):
     """A CloudWatch alarm on one cluster or instance metric (local backend evaluates the same threshold)."""
 
     metric: Literal["AuroraReplicaLag", "CPUUtilization", "FreeableMemory", "DatabaseConnections"]
-    threshold: float
+    threshold: float = Field(allow_inf_nan=False)  # an alarm at inf or nan can never fire
     comparison: Literal[
         "GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold", "LessThanOrEqualToThreshold"
     ] = "GreaterThanThreshold"
@@ -233,6 +182,9 @@ def validated(model: type[M], **values: Any) -> M:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or model.__name__
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidParameterError):  # a rule's own error: keep its reason, name the full path
+            raise InvalidParameterError(loc, cause.value, cause.reason, hint=cause.hint) from exc
         value = err.get("input")
         reason = str(err["msg"]).removeprefix("Value error, ")
         raise InvalidParameterError(loc, value, reason) from exc

@@ -872,7 +872,7 @@ class RetentionReport:
     __repr__ = __str__
 
 
-def check_retention(run: Run, max_latest_age_s: float = MAX_RESTORABLE_AGE_S) -> RetentionReport:
+def check_backups(run: Run, max_latest_age_s: float = MAX_RESTORABLE_AGE_S) -> RetentionReport:
     """Retention and the restorable window of the cluster now (``max_latest_age_s``: how far
     LatestRestorableTime may trail; default 10 minutes — AWS typically stays within 5)."""
     c = run.backend.describe_cluster(run.params.cluster_id)

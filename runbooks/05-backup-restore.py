@@ -84,7 +84,7 @@ dp
 # ## 1. Automated backups: retention and restorable window
 
 # %%
-retention = wf.check_retention(run)
+retention = wf.check_backups(run)
 wf.verify(retention)
 
 # %% [markdown]

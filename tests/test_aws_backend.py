@@ -416,7 +416,7 @@ def test_failover_refusals(backend: AwsBackend, calls: CallLog) -> None:
     assert info.value.context["code"] == "InvalidDBClusterStateFault"
     calls.clear()
     backend.create_cluster(make_spec("pair", 1))
-    with pytest.raises(FailoverNotPossibleError, match="not a member"):
+    with pytest.raises(FailoverNotPossibleError, match="not a reader"):
         backend.failover("pair", target_instance_id="solo-1")
     with pytest.raises(UnsupportedOperationError, match="aurora_inject_crash"):
         backend.failover("pair", mode="crash")

@@ -287,17 +287,17 @@ def test_retention_report_requires_a_live_restorable_window() -> None:
     assert "240s old > 120s" in tight.problems()[0]
 
 
-def test_check_retention_reads_the_cluster_now() -> None:
+def test_check_backups_reads_the_cluster_now() -> None:
     now = datetime.now(timezone.utc)
     fresh = FakeBackend(_cluster(earliest_restorable_time=T0, latest_restorable_time=now))
-    report = wf.check_retention(_run(fresh)).assert_ok()
+    report = wf.check_backups(_run(fresh)).assert_ok()
     assert report.summary()["latest_restorable_age_s"] < 60
     stale = FakeBackend(_cluster(earliest_restorable_time=T0, latest_restorable_time=now - timedelta(hours=1)))
     with pytest.raises(VerificationError, match="backups / WAL archiving are not keeping up"):
-        wf.check_retention(_run(stale)).assert_ok()
-    assert "is 3600s old" not in " ".join(wf.check_retention(_run(stale), max_latest_age_s=7200).problems())
+        wf.check_backups(_run(stale)).assert_ok()
+    assert "is 3600s old" not in " ".join(wf.check_backups(_run(stale), max_latest_age_s=7200).problems())
     with pytest.raises(VerificationError, match="no LatestRestorableTime"):
-        wf.check_retention(_run(FakeBackend(_cluster()))).assert_ok()
+        wf.check_backups(_run(FakeBackend(_cluster()))).assert_ok()
 
 
 # -- 06 ------------------------------------------------------------------------------------------------------------

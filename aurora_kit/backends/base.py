@@ -13,20 +13,19 @@ would make to ``backend.plan`` (operation + parameters, secrets redacted) and re
 from __future__ import annotations
 
 import dataclasses
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from aurora_kit.rules import is_secret_key
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
 EndpointKind = Literal["cluster", "reader"]
 FailoverMode = Literal["planned", "crash"]
 
 REDACTED = "***redacted***"
-_SECRET_KEY = re.compile(r"password|secret|token|credential", re.IGNORECASE)
 
 
 def _pascal(name: str) -> str:
@@ -207,7 +206,7 @@ def redact(params: Mapping[str, Any]) -> dict[str, Any]:
     """Copy of ``params`` with every secret-looking key's value replaced, recursively."""
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if _SECRET_KEY.search(key) and not key.lower().startswith("manage"):
+        if is_secret_key(key):
             out[key] = REDACTED
         elif isinstance(value, Mapping):
             out[key] = redact(value)

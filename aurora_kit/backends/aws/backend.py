@@ -37,6 +37,7 @@ from aurora_kit.backends.aws.translate import (
     to_alarm_state,
     to_cluster,
     to_instance,
+    to_members,
     to_snapshot,
     translate_client_error,
 )
@@ -65,7 +66,8 @@ from aurora_kit.errors import (
     UnsupportedOperationError,
 )
 from aurora_kit.polling import wait_for
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec, check_final_snapshot_choice
+from aurora_kit.rules import check_final_snapshot_choice, check_restore_window, reboot_order
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
 T = TypeVar("T")
 RDS = "rds"
@@ -788,7 +790,7 @@ class AwsBackend(ClusterBackend):
         ``available`` and ``in-sync`` before the next is rebooted."""
         cluster_id = _lower(cluster_id)
         cluster = self._cluster(cluster_id)
-        order = d.reboot_order(cluster.get("DBClusterMembers") or [])
+        order = reboot_order(to_members(cluster))
         rebooted: list[Instance] = []
         for instance_id in order:
             response = self._call(RDS, "RebootDBInstance", DBInstanceIdentifier=instance_id)
@@ -921,8 +923,11 @@ class AwsBackend(ClusterBackend):
             "RestoreType": "full-copy",
         }
         if restore_time is not None:
-            params["RestoreToTime"] = d.check_restore_window(
-                restore_time, source.get("EarliestRestorableTime"), source.get("LatestRestorableTime")
+            params["RestoreToTime"] = check_restore_window(
+                restore_time,
+                source.get("EarliestRestorableTime"),
+                source.get("LatestRestorableTime"),
+                cluster_id=source_cluster_id,
             )
         else:
             params["UseLatestRestorableTime"] = True
@@ -1014,8 +1019,7 @@ class AwsBackend(ClusterBackend):
             )
         if mode != "planned":
             raise InvalidParameterError("mode", mode, "must be 'planned' or 'crash'")
-        statuses = {i: r.get("DBInstanceStatus", "?") for i, r in self._instances(cluster_id).items()}
-        old_writer, target = d.choose_failover_target(cluster, statuses, target_instance_id)
+        old_writer, target = d.choose_failover_target(cluster, self._instances(cluster_id), target_instance_id)
         started = _now()
         self._call(RDS, "FailoverDBCluster", DBClusterIdentifier=cluster_id, TargetDBInstanceIdentifier=target)
         if self.dry_run:

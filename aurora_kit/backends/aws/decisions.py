@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
-from aurora_kit import specs
+from aurora_kit import rules
 from aurora_kit.errors import (
     ClusterAlreadyExistsError,
     FailoverNotPossibleError,
     InvalidParameterError,
-    RestoreWindowError,
 )
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
@@ -442,22 +440,6 @@ def resume_create(
 
 
 # -- modify / delete / restore ------------------------------------------------------------------------------
-def check_retention(days: int) -> int:
-    """:func:`aurora_kit.specs.check_retention` (1-35 days) as an InvalidParameterError naming the field."""
-    try:
-        return specs.check_retention(days)
-    except ValueError as exc:
-        raise InvalidParameterError("backup_retention_period", days, str(exc)) from exc
-
-
-def check_backup_window(window: str) -> str:
-    """:func:`aurora_kit.specs.check_backup_window` (hh:mm-hh:mm, ≥ 30 min) as an InvalidParameterError."""
-    try:
-        return specs.check_backup_window(window)
-    except ValueError as exc:
-        raise InvalidParameterError("preferred_backup_window", window, str(exc)) from exc
-
-
 def modify_cluster_params(
     cluster: Mapping[str, Any],
     *,
@@ -470,38 +452,16 @@ def modify_cluster_params(
     if deletion_protection is not None and bool(cluster.get("DeletionProtection")) != deletion_protection:
         params["DeletionProtection"] = deletion_protection
     if backup_retention_period is not None:
-        check_retention(backup_retention_period)
+        rules.check_retention(backup_retention_period)
         if cluster.get("BackupRetentionPeriod") != backup_retention_period:
             params["BackupRetentionPeriod"] = backup_retention_period
     if preferred_backup_window is not None:
-        check_backup_window(preferred_backup_window)
+        rules.check_backup_window(preferred_backup_window)
         if cluster.get("PreferredBackupWindow") != preferred_backup_window:
             params["PreferredBackupWindow"] = preferred_backup_window
     if params:
         params = {"DBClusterIdentifier": cluster["DBClusterIdentifier"], **params, "ApplyImmediately": True}
     return params
-
-
-def check_restore_window(restore_time: datetime, earliest: datetime | None, latest: datetime | None) -> datetime:
-    """RestoreWindowError when ``restore_time`` is outside [EarliestRestorableTime, LatestRestorableTime]."""
-    if restore_time.tzinfo is None or restore_time.utcoffset() is None:
-        raise InvalidParameterError("restore_time", restore_time, "must be timezone-aware (UTC)")
-    if earliest is None or latest is None:
-        raise RestoreWindowError(
-            "the source cluster reports no restorable window (no automated backups yet?)",
-            restore_time=restore_time,
-            earliest=earliest,
-            latest=latest,
-        )
-    if not earliest <= restore_time <= latest:
-        raise RestoreWindowError(
-            f"restore time {restore_time.isoformat()} is outside the restorable window "
-            f"[{earliest.isoformat()}, {latest.isoformat()}]",
-            restore_time=restore_time,
-            earliest=earliest,
-            latest=latest,
-        )
-    return restore_time
 
 
 def restore_settings(
@@ -552,59 +512,35 @@ def restore_settings(
     return params
 
 
-# -- failover / reboot ----------------------------------------------------------------------------------------
+# -- failover -------------------------------------------------------------------------------------------------
 def choose_failover_target(
-    cluster: Mapping[str, Any], instance_status: Mapping[str, str], target: str | None = None
+    cluster: Mapping[str, Any],
+    instances: Mapping[str, Mapping[str, Any]],
+    target: str | None = None,
 ) -> tuple[str, str]:
-    """Return (old_writer, target) or raise FailoverNotPossibleError.
-
-    Needs the cluster ``available``, at least two members, and an ``available`` reader as the target; the
-    default target is the reader with the best (lowest) promotion tier, then by name."""
-    cluster_id = cluster.get("DBClusterIdentifier", "?")
-    members = cluster.get("DBClusterMembers") or []
-    writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")), None)
-
-    def refuse(reason: str) -> FailoverNotPossibleError:
-        return FailoverNotPossibleError(
-            f"cannot fail over cluster {cluster_id!r}: {reason}",
+    """(old writer, target) by :func:`aurora_kit.rules.failover_target` from a DescribeDBClusters entry and its
+    DescribeDBInstances rows by id; FailoverNotPossibleError unless the cluster is ``available``."""
+    cluster_id = str(cluster.get("DBClusterIdentifier", "?"))
+    if cluster.get("Status") != "available":
+        raise FailoverNotPossibleError(
+            f"cannot fail over cluster {cluster_id!r}: cluster status is {cluster.get('Status')!r}, not 'available'",
             cluster_id=cluster_id,
             target_instance_id=target,
-            writer=writer,
         )
-
-    if len(members) < 2:
-        raise refuse(f"it has {len(members)} instance(s); a failover needs a writer and at least one reader")
-    if cluster.get("Status") != "available":
-        raise refuse(f"cluster status is {cluster.get('Status')!r}, not 'available'")
-    if writer is None:
-        raise refuse("it has no writer")
-    readers = [m for m in members if not m.get("IsClusterWriter")]
-    if target is not None:
-        target = target.lower()
-        writer = writer.lower()
-        if target == writer:
-            raise refuse(f"{target!r} is already the writer")
-        if target not in {m["DBInstanceIdentifier"].lower() for m in readers}:
-            raise refuse(f"{target!r} is not a member of the cluster")
-        if instance_status.get(target) != "available":
-            raise refuse(f"target {target!r} is {instance_status.get(target)!r}, not 'available'")
-        return writer, target
-    candidates = sorted(
-        (m for m in readers if instance_status.get(m["DBInstanceIdentifier"]) == "available"),
-        key=lambda m: (m.get("PromotionTier", 1), m["DBInstanceIdentifier"]),
-    )
-    if not candidates:
-        raise refuse("no reader is 'available'")
-    return writer, candidates[0]["DBInstanceIdentifier"]
-
-
-def reboot_order(members: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Instances whose DBClusterParameterGroupStatus is ``pending-reboot``: readers first (by name), writer last,
-    so the writer restarts once and its readers already run the new settings."""
-    pending = [m for m in members if m.get("DBClusterParameterGroupStatus") == "pending-reboot"]
-    readers = sorted(m["DBInstanceIdentifier"] for m in pending if not m.get("IsClusterWriter"))
-    writers = [m["DBInstanceIdentifier"] for m in pending if m.get("IsClusterWriter")]
-    return readers + writers
+    by_id = {k.lower(): v for k, v in instances.items()}
+    members = []
+    for m in cluster.get("DBClusterMembers") or []:
+        row = by_id.get(m["DBInstanceIdentifier"].lower()) or {}
+        members.append(
+            rules.FailoverCandidate(
+                instance_id=m["DBInstanceIdentifier"].lower(),
+                is_writer=bool(m.get("IsClusterWriter")),
+                available=row.get("DBInstanceStatus") == "available",
+                promotion_tier=int(m.get("PromotionTier", row.get("PromotionTier", 1))),
+                instance_class=str(row.get("DBInstanceClass", "")),
+            )
+        )
+    return rules.failover_target(cluster_id, members, target)
 
 
 # -- alarms -------------------------------------------------------------------------------------------------

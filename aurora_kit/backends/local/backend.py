@@ -62,14 +62,8 @@ from aurora_kit.errors import (
     WaitTimeoutError,
 )
 from aurora_kit.polling import wait_for
-from aurora_kit.specs import (
-    AlarmSpec,
-    ClusterSpec,
-    InstanceSpec,
-    check_final_snapshot_choice,
-    check_retention,
-    validated,
-)
+from aurora_kit.rules import check_backup_window, check_final_snapshot_choice, check_retention
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
 LOCAL_AZ = "local-1a"
 ENGINE = "aurora-postgresql"
@@ -726,30 +720,14 @@ class LocalBackend(ClusterBackend):
         backup_retention_period: int | None = None,
         preferred_backup_window: str | None = None,
     ) -> Cluster:
-        cl = self.cluster_state(cluster_id)
+        self.cluster_state(cluster_id)  # ClusterNotFoundError first
         changes: dict[str, Any] = {}
         if deletion_protection is not None:
             changes["deletion_protection"] = bool(deletion_protection)
-        if backup_retention_period is not None:
-            try:  # 0 (or any out-of-range value) is refused, never silently kept as the old value
-                check_retention(backup_retention_period)
-            except ValueError as exc:
-                raise InvalidParameterError("backup_retention_period", backup_retention_period, str(exc)) from exc
-        if backup_retention_period is not None or preferred_backup_window is not None:
-            # reuse ClusterSpec's validation of retention (1-35) and the window format
-            checked = validated(
-                ClusterSpec,
-                cluster_id=cluster_id,
-                instances=[{"instance_id": "validation-only"}],
-                backup_retention_period=(
-                    backup_retention_period if backup_retention_period is not None else cl["backup_retention_period"]
-                ),
-                preferred_backup_window=(
-                    preferred_backup_window if preferred_backup_window is not None else cl["preferred_backup_window"]
-                ),
-            )
-            changes["backup_retention_period"] = checked.backup_retention_period
-            changes["preferred_backup_window"] = checked.preferred_backup_window
+        if backup_retention_period is not None:  # 0 or any out-of-range value is refused, never kept silently
+            changes["backup_retention_period"] = check_retention(backup_retention_period)
+        if preferred_backup_window is not None:
+            changes["preferred_backup_window"] = check_backup_window(preferred_backup_window)
         if self.dry_run:
             self._record("local", "ModifyDBCluster", DBClusterIdentifier=cluster_id, **changes)
             view = self.describe_cluster(cluster_id)

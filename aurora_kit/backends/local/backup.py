@@ -56,7 +56,8 @@ from aurora_kit.errors import (
     WaitTimeoutError,
 )
 from aurora_kit.polling import wait_for
-from aurora_kit.specs import InstanceSpec, check_identifier
+from aurora_kit.rules import check_identifier
+from aurora_kit.specs import InstanceSpec
 
 if TYPE_CHECKING:
     from aurora_kit.backends.local.backend import LocalBackend
@@ -200,10 +201,7 @@ def _enforce_retention(backend: LocalBackend, cluster_id: str) -> None:
 
 # -- snapshots ---------------------------------------------------------------------------------------------
 def check_new_snapshot_id(backend: LocalBackend, snapshot_id: str) -> None:
-    try:
-        check_identifier("snapshot_id", snapshot_id)
-    except ValueError as exc:
-        raise InvalidParameterError("snapshot_id", snapshot_id, str(exc)) from exc
+    check_identifier("snapshot_id", snapshot_id)
     if snapshot_id in backend.store.read()["snapshots"] or snapshot_dir(backend, snapshot_id).exists():
         raise SnapshotAlreadyExistsError(snapshot_id)
 
@@ -346,10 +344,7 @@ def delete_snapshot(backend: LocalBackend, snapshot_id: str) -> None:
 
 # -- restores ----------------------------------------------------------------------------------------------
 def _check_new_cluster(backend: LocalBackend, new_cluster_id: str, instances: list[InstanceSpec] | None) -> None:
-    try:
-        check_identifier("cluster_id", new_cluster_id)
-    except ValueError as exc:
-        raise InvalidParameterError("new_cluster_id", new_cluster_id, str(exc)) from exc
+    check_identifier("new_cluster_id", new_cluster_id)
     st = backend.store.read()
     if new_cluster_id in st["clusters"] or backend.paths(new_cluster_id).dir.exists():
         raise ClusterAlreadyExistsError(new_cluster_id)
