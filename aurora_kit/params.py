@@ -365,17 +365,9 @@ class RunbookParameters(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunbookParameters:
-        if self.backend == "aws" and not self.aws.ca_bundle:
-            raise InvalidParameterError(
-                "aws.ca_bundle", self.aws.ca_bundle, "required with backend: aws (TLS uses sslmode=verify-full)"
-            )
-        if self.backend == "aws" and len(set(self.availability_zones)) < 2 and self.readers > 0:
-            raise InvalidParameterError(
-                "availability_zones", self.availability_zones, "spread the instances over at least 2 zones"
-            )
-        bad_az = [z for z in self.availability_zones if not z.startswith(self.region)]
-        if self.backend == "aws" and bad_az:
-            raise InvalidParameterError("availability_zones", bad_az[0], f"not a zone of region {self.region!r}")
+        from aurora_kit.backends import backend_class
+
+        backend_class(self.backend).check_parameters(self)
         self.to_cluster_spec()  # surfaces ClusterSpec's own checks (window length, instance class...)
         return self
 
@@ -392,26 +384,11 @@ class RunbookParameters(_Model):
             preferred_backup_window=self.preferred_backup_window,
             deletion_protection=self.deletion_protection,
             iam_database_authentication=self.iam_auth,
-            kms_key_id=self.aws.kms_key_id if self.backend == "aws" else None,
-            db_subnet_group_name=self.aws.db_subnet_group_name if self.backend == "aws" else None,
-            vpc_security_group_ids=self.aws.vpc_security_group_ids if self.backend == "aws" else [],
+            kms_key_id=self.aws.kms_key_id,
+            db_subnet_group_name=self.aws.db_subnet_group_name,
+            vpc_security_group_ids=self.aws.vpc_security_group_ids,
             tags=self.tags,
         )
-
-    def backend_options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`aurora_kit.backends.get_backend` (``get_backend(p.backend, **opts)``)."""
-        options: dict[str, Any] = {"dry_run": self.dry_run}
-        if self.backend == "local":
-            if self.local_root:
-                options["root_dir"] = self.local_root
-        else:
-            options["region"] = self.region
-            options["iam_auth"] = self.iam_auth
-            if self.aws.profile:
-                options["profile"] = self.aws.profile
-            if self.aws.ca_bundle:
-                options["ca_bundle"] = self.aws.ca_bundle
-        return options
 
     def injected(self) -> dict[str, Any]:
         """The values papermill injects: JSON-compatible, every top-level key."""

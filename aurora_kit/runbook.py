@@ -144,9 +144,9 @@ class Run:
     @property
     def backend(self) -> ClusterBackend:
         if self._backend is None:
-            from aurora_kit.backends import get_backend
+            from aurora_kit.backends import from_parameters
 
-            self._backend = get_backend(self.params.backend, **self.params.backend_options())
+            self._backend = from_parameters(self.params)
         return self._backend
 
     def section(self, name: str) -> Any:
@@ -173,12 +173,14 @@ class Run:
             )
 
     def header(self) -> str:
+        from aurora_kit.backends import backend_class
+
         p = self.params
         rows = [
             ("runbook", self.runbook),
             ("run id", self.run_id),
             ("operator", f"{self.operator}@{self.host}"),
-            ("backend", p.backend + (f" ({p.region})" if p.backend == "aws" else "")),
+            ("backend", p.backend + (f" ({p.region})" if backend_class(p.backend).traits.regional else "")),
             ("cluster", f"{p.cluster_id}: 1 writer + {p.readers} readers, {p.instance_class}, {p.engine_version}"),
             ("dry run", "yes — no mutating call will be made" if p.dry_run else "no"),
             ("confirm", "yes" if p.confirm else "no — destructive steps will stop"),

@@ -312,13 +312,13 @@ def test_monitoring_builds_alarm_specs() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_backend_options_fit_the_backend_constructor(path: Path) -> None:
-    import importlib
     import inspect
 
+    from aurora_kit.backends import backend_class
+
     p = params.load(path, ["local_root=/tmp/ak-root"])
-    module = importlib.import_module(f"aurora_kit.backends.{p.backend}")
-    backend_class = getattr(module, "LocalBackend" if p.backend == "local" else "AwsBackend")
-    inspect.signature(backend_class.__init__).bind(None, **p.backend_options())  # TypeError if they drift apart
+    cls = backend_class(p.backend)
+    inspect.signature(cls.__init__).bind(None, **cls.options_from(p))  # TypeError if they drift apart
 
 
 def test_print_parameters_cell_applies_overrides(capsys: pytest.CaptureFixture[str]) -> None:

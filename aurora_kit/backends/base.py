@@ -17,10 +17,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aurora_kit.rules import is_secret_key
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+
+if TYPE_CHECKING:
+    from aurora_kit.params import RunbookParameters
 
 EndpointKind = Literal["cluster", "reader"]
 FailoverMode = Literal["planned", "crash"]
@@ -217,6 +220,32 @@ def redact(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class BackendTraits:
+    """What differs between backends, declared by each, so steps ask the backend instead of comparing its name.
+
+    Every field is a fact about the platform, not a preference: a step that needs one reads
+    ``run.backend.traits.<field>``.
+    """
+
+    #: a point-in-time restore to "now" works at once (local: the restore archives the WAL up to now itself);
+    #: False: LatestRestorableTime trails (Aurora: up to ~5 minutes) and a restore to T waits until it passes T
+    restorable_on_demand: bool
+    #: alarms are evaluated from a sample taken when asked (local), so INSUFFICIENT_DATA means the metric could not
+    #: be measured; False: CloudWatch evaluates periods, and a new alarm is INSUFFICIENT_DATA until it has
+    alarms_sampled_on_demand: bool
+    #: the backend can crash the writer itself (local: SIGKILL); Aurora has no API for it
+    crash_failover: bool
+    #: how long the old writer takes at most to come back as a reader after a failover
+    rejoin_timeout_s: float
+    #: the longest pause between two polls of a long wait (local answers in ms, AWS in seconds)
+    poll_max_delay_s: float
+    #: how long a restore may wait for LatestRestorableTime to pass the target (unused when restorable on demand)
+    restorable_wait_s: float
+    #: the ``region`` parameter means something (aws); on local it is only a label
+    regional: bool
+
+
 class ClusterBackend(ABC):
     """Control plane of an Aurora-shaped cluster. Data plane goes through :meth:`connection_info` + psycopg.
 
@@ -226,6 +255,21 @@ class ClusterBackend(ABC):
     """
 
     name: str = "abstract"
+    traits: BackendTraits
+
+    def unreachable_hint(self) -> str:
+        """What to do when this backend's endpoints cannot be reached from here ('' when nothing to add)."""
+        return ""
+
+    @classmethod
+    def check_parameters(cls, params: RunbookParameters) -> None:
+        """Refuse (InvalidParameterError) runbook parameters this backend cannot work with; called while the
+        parameters are validated, before any kernel starts."""
+
+    @classmethod
+    @abstractmethod
+    def options_from(cls, params: RunbookParameters) -> dict[str, Any]:
+        """Constructor keyword arguments from a runbook's parameters."""
 
     def __init__(self, *, dry_run: bool = False, progress: bool = False) -> None:
         self.dry_run = dry_run

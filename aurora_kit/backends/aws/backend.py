@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import boto3
 from botocore.config import Config
@@ -43,6 +44,7 @@ from aurora_kit.backends.aws.translate import (
 )
 from aurora_kit.backends.base import (
     AlarmState,
+    BackendTraits,
     Cluster,
     ClusterBackend,
     ConnectionInfo,
@@ -68,6 +70,9 @@ from aurora_kit.errors import (
 from aurora_kit.polling import wait_for
 from aurora_kit.rules import check_final_snapshot_choice, check_restore_window, reboot_order
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+
+if TYPE_CHECKING:
+    from aurora_kit.params import RunbookParameters
 
 T = TypeVar("T")
 RDS = "rds"
@@ -130,6 +135,43 @@ class AwsBackend(ClusterBackend):
     """
 
     name = "aws"
+    traits = BackendTraits(
+        restorable_on_demand=False,
+        alarms_sampled_on_demand=False,
+        crash_failover=False,
+        rejoin_timeout_s=900.0,
+        poll_max_delay_s=15.0,
+        restorable_wait_s=900.0,
+        regional=True,
+    )
+
+    @classmethod
+    def check_parameters(cls, params: RunbookParameters) -> None:
+        if not params.aws.ca_bundle:
+            raise InvalidParameterError(
+                "aws.ca_bundle", params.aws.ca_bundle, "required with backend: aws (TLS uses sslmode=verify-full)"
+            )
+        if len(set(params.availability_zones)) < 2 and params.readers > 0:
+            raise InvalidParameterError(
+                "availability_zones", params.availability_zones, "spread the instances over at least 2 zones"
+            )
+        bad_az = [z for z in params.availability_zones if not z.startswith(params.region)]
+        if bad_az:
+            raise InvalidParameterError("availability_zones", bad_az[0], f"not a zone of region {params.region!r}")
+
+    @classmethod
+    def options_from(cls, params: RunbookParameters) -> dict[str, Any]:
+        options: dict[str, Any] = {"dry_run": params.dry_run, "region": params.region, "iam_auth": params.iam_auth}
+        if params.aws.profile:
+            options["profile"] = params.aws.profile
+        if params.aws.ca_bundle:
+            options["ca_bundle"] = params.aws.ca_bundle
+        return options
+
+    def unreachable_hint(self) -> str:
+        if os.environ.get("AWS_ENDPOINT_URL"):
+            return "AWS_ENDPOINT_URL is set (a moto server's endpoints are fake hostnames)"
+        return "run from inside the cluster's VPC (or through a tunnel/bastion) to reach the endpoints"
 
     def __init__(
         self,

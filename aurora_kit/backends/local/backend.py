@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -26,6 +26,7 @@ from psycopg.conninfo import make_conninfo
 
 from aurora_kit.backends.base import (
     AlarmState,
+    BackendTraits,
     Cluster,
     ClusterBackend,
     ClusterMember,
@@ -65,6 +66,9 @@ from aurora_kit.polling import wait_for
 from aurora_kit.rules import check_backup_window, check_final_snapshot_choice, check_retention
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
+if TYPE_CHECKING:
+    from aurora_kit.params import RunbookParameters
+
 LOCAL_AZ = "local-1a"
 ENGINE = "aurora-postgresql"
 CONNECT_TIMEOUT = 2
@@ -96,6 +100,22 @@ class LocalBackend(ClusterBackend):
     """Clusters of real PostgreSQL 16 + pgvector processes, shaped like Aurora (see module docstring)."""
 
     name = "local"
+    traits = BackendTraits(
+        restorable_on_demand=True,
+        alarms_sampled_on_demand=True,
+        crash_failover=True,
+        rejoin_timeout_s=120.0,
+        poll_max_delay_s=2.0,
+        restorable_wait_s=0.0,
+        regional=False,
+    )
+
+    @classmethod
+    def options_from(cls, params: RunbookParameters) -> dict[str, Any]:
+        options: dict[str, Any] = {"dry_run": params.dry_run}
+        if params.local_root:
+            options["root_dir"] = params.local_root
+        return options
 
     def __init__(
         self,
