@@ -264,7 +264,8 @@ class ClusterBackend(ABC):
     @classmethod
     def check_parameters(cls, params: RunbookParameters) -> None:
         """Refuse (InvalidParameterError) runbook parameters this backend cannot work with; called while the
-        parameters are validated, before any kernel starts."""
+        parameters are validated, before any kernel starts. The default accepts every parameter."""
+        return None
 
     @classmethod
     @abstractmethod
