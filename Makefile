@@ -25,8 +25,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check aurora_kit tests benchmarks
 	$(BIN)/mypy
 
+# the fast tier first (pure + moto, no server, no kernel), then real PostgreSQL and the notebooks
+FAST := not integration and not notebooks
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "$(FAST)" $(PYTEST_ARGS)
+
 test: lint
-	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra -m "$(FAST)" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra -m "not ($(FAST))" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -65,9 +65,9 @@ class InvalidParameterError(AuroraKitError, ValueError):
 class ClusterNotFoundError(AuroraKitError, LookupError):
     hint = "check the cluster identifier (list clusters to see what exists)"
 
-    def __init__(self, cluster_id: str) -> None:
+    def __init__(self, cluster_id: str, *, hint: str | None = None) -> None:
         self.cluster_id = cluster_id
-        super().__init__(f"DB cluster {cluster_id!r} not found", cluster_id=cluster_id)
+        super().__init__(f"DB cluster {cluster_id!r} not found", hint=hint, cluster_id=cluster_id)
 
 
 class ClusterAlreadyExistsError(AuroraKitError):

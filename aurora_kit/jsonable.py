@@ -1,5 +1,5 @@
 """One conversion to plain JSON types, for recorded results (:func:`aurora_kit.runbook.record_result`) and check
-summaries (:meth:`aurora_kit.checks._display.CheckResult.to_json`)."""
+summaries (:meth:`aurora_kit.checks.result.CheckResult.to_json`)."""
 
 from __future__ import annotations
 

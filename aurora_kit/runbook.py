@@ -25,9 +25,9 @@ API
 ``Run``
     ``run.params`` (:class:`~aurora_kit.params.RunbookParameters`), ``run.spec`` (the :class:`ClusterSpec`),
     ``run.backend`` (built on first use with :func:`aurora_kit.get_backend`), ``run.run_id``, ``run.operator``,
-    ``run.runbook``, ``run.section("failover")`` (typed section), ``run.connection_info(endpoint)`` (registers the
-    password as a secret before returning it), ``run.record(name, value)`` / ``run.record_all(mapping)``,
-    ``run.require_confirm(action)`` (raises unless ``confirm`` is true; no-op in dry runs).
+    ``run.runbook``, ``run.section("failover")`` (typed section), ``run.record(name, value)`` /
+    ``run.record_all(mapping)``. The backend declares every password it hands out as a secret of this run
+    (``backend.on_secret``), whoever asks for it; the confirmation gate is :func:`aurora_kit.steps.common.confirm`.
 
 ``record_result(name, value)`` / ``record_results(mapping)``
     Put a key result into the notebook as a display output of mimetype :data:`RESULT_MIME`
@@ -61,12 +61,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit import params as params_mod
-from aurora_kit.errors import ConfirmationRequiredError
 from aurora_kit.jsonable import jsonable
 from aurora_kit.redaction import KEY_ENV, SECRET_MIME, secret_digest
 
 if TYPE_CHECKING:
-    from aurora_kit.backends.base import ClusterBackend, ConnectionInfo
+    from aurora_kit.backends.base import ClusterBackend
     from aurora_kit.specs import ClusterSpec
 
 RESULT_MIME = "application/vnd.aurora-kit.result+json"
@@ -147,30 +146,17 @@ class Run:
             from aurora_kit.backends import from_parameters
 
             self._backend = from_parameters(self.params)
+            self._backend.on_secret = register_secret  # every password it hands out is declared first
         return self._backend
 
     def section(self, name: str) -> Any:
         return self.params.section(name)
-
-    def connection_info(self, endpoint: str = "cluster", cluster_id: str | None = None) -> ConnectionInfo:
-        info = self.backend.connection_info(cluster_id or self.params.cluster_id, endpoint)
-        register_secret(info.password)
-        return info
 
     def record(self, name: str, value: Any) -> None:
         record_result(name, value)
 
     def record_all(self, results: Mapping[str, Any]) -> None:
         record_results(results)
-
-    def require_confirm(self, action: str) -> None:
-        """Raise before a destructive ``action`` unless ``confirm`` is true (dry runs pass: they change nothing)."""
-        if not self.params.confirm and not self.params.dry_run:
-            raise ConfirmationRequiredError(
-                f"{action} on {self.params.cluster_id!r} needs confirm: true; nothing was changed",
-                cluster_id=self.params.cluster_id,
-                action=action,
-            )
 
     def header(self) -> str:
         from aurora_kit.backends import backend_class

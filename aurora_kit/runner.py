@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from aurora_kit import audit
 from aurora_kit.engine import ENGINE_NAME, RedactingEngine, redactor_for, temporary_environ
 from aurora_kit.errors import InvalidParameterError
-from aurora_kit.params import RUNBOOKS
+from aurora_kit.params import RUNBOOKS, injected_for
 from aurora_kit.runbook import OPERATOR_ENV, RUN_ID_ENV, new_run_id, operator
 
 RUNBOOKS_DIR = audit.PROJECT_ROOT / "runbooks"
@@ -152,6 +152,7 @@ def _execute(
 
     papermill_engines.register(ENGINE_NAME, RedactingEngine)  # explicit, whatever the entry points say
     runbook = notebook.stem
+    parameters = injected_for(runbook, parameters)  # a runbook receives only the sections it uses
     check_parameters_cell(notebook, list(parameters))
     started = datetime.now(timezone.utc)
     run_id = new_run_id(runbook, started)
@@ -300,7 +301,7 @@ def run_many(
 
     out = out or sys.stdout
     for notebook in notebooks:  # all parameter cells are checked before the first kernel starts
-        check_parameters_cell(notebook, list(parameters))
+        check_parameters_cell(notebook, list(injected_for(notebook.stem, parameters)))
     batch_id = secrets.token_hex(4) if len(notebooks) > 1 else None
     results: list[RunResult] = []
     pending: list[tuple[int, Future[RunResult]]] = []  # (index in results, finishing in the background)

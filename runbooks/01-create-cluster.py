@@ -54,36 +54,25 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None}
-parameter_group = None
-pgvector = None
-probe = None
-backup_restore = None
-failover = None
-monitoring = None
-teardown = None
 
 # %%
-import aurora_kit
-from aurora_kit import workflows as wf
+from aurora_kit.steps import create as wf
 
-run = aurora_kit.runbook.start("01-create-cluster", globals())
+run, dp = wf.start("01-create-cluster", globals())
 
 # %% [markdown]
 # ## 1. Plan: what will be created
 
 # %%
-wf.enable_progress(run)
-wf.spec_table(run.spec)
+wf.spec_table(run)
 
 # %% [markdown]
 # ## 2. Create writer and readers
-# Waits (progress bar) until the cluster **and every instance** are `available`. In a dry run no mutating call is
-# made: the table below lists the calls that would be.
+# Waits (progress bar) until the cluster **and every instance** are `available`. An identical existing cluster is
+# left unchanged. In a dry run no mutating call is made: the table below lists the calls that would be.
 
 # %%
-cluster = run.backend.create_cluster(run.spec)
-
-# %%
+cluster = wf.create(run)
 wf.plan_table(run.backend)
 
 # %% [markdown]
@@ -92,7 +81,8 @@ wf.plan_table(run.backend)
 # writes (another writer than the first instance, after a failover, is operation, not drift).
 
 # %%
-wf.check_cluster_matches(cluster, run.spec)
+match = wf.check(run, cluster)
+wf.verify(match)
 
 # %% [markdown]
 # ## 4. Endpoints and members
@@ -106,13 +96,10 @@ wf.members_table(run, cluster)
 
 # %%
 dp = wf.data_plane(run)
-dp
-
-# %%
 wf.when(dp, wf.who_answers, run)
 
 # %% [markdown]
 # ## 6. Summary
 
 # %%
-run.record_all(wf.summary(cluster=wf.cluster_summary(cluster), plan=wf.plan_table(run.backend), data_plane=dp))
+run.record_all(wf.summary(cluster=wf.cluster_summary(cluster), check=match, data_plane=dp))

@@ -55,33 +55,24 @@ parameter_group = {'parameters': {'log_min_duration_statement': '250',
                 'idle_in_transaction_session_timeout': '60000',
                 'max_connections': '200'},
  'allow_reboot': True}
-pgvector = None
-probe = None
-backup_restore = None
-failover = None
-monitoring = None
-teardown = None
 
 # %%
-import aurora_kit
-from aurora_kit import workflows as wf
+from aurora_kit.steps import parameters as wf
 
-run = aurora_kit.runbook.start("02-configure-parameters", globals())
+run, dp = wf.start("02-configure-parameters", globals())
 
 # %% [markdown]
 # ## 1. Current vs wanted
 
 # %%
-wf.enable_progress(run)
-wanted = run.section("parameter_group").parameters
-wf.parameter_diff(run.backend.get_parameters(run.params.cluster_id, list(wanted)), wanted)
+wf.diff(run)
 
 # %% [markdown]
 # ## 2. Apply
 # Unknown names or invalid values raise `InvalidParameterError` before anything changes.
 
 # %%
-applied = run.backend.apply_parameters(run.params.cluster_id, wanted)
+applied = wf.apply(run)
 wf.changes_table(applied)
 
 # %% [markdown]
@@ -103,8 +94,7 @@ reboot
 # Every wanted value must be in effect on every instance, except instances left pending-reboot on purpose.
 
 # %%
-dp = wf.data_plane(run)
-settings = wf.when(dp, wf.show_settings, run, wanted, reboot)
+settings = wf.when(dp, wf.settings, run, reboot)
 wf.verify(settings)
 
 # %% [markdown]

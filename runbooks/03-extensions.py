@@ -51,7 +51,6 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None}
-parameter_group = None
 pgvector = {'rows': 2000,
  'dim': 16,
  'k': 10,
@@ -60,21 +59,11 @@ pgvector = {'rows': 2000,
  'hnsw_m': 8,
  'hnsw_ef_construction': 32,
  'min_recall': 0.8}
-probe = None
-backup_restore = None
-failover = None
-monitoring = None
-teardown = None
 
 # %%
-import aurora_kit
-from aurora_kit import workflows as wf
+from aurora_kit.steps import extensions as wf
 
-run = aurora_kit.runbook.start("03-extensions", globals())
-
-# %%
-dp = wf.data_plane(run)
-dp
+run, dp = wf.start("03-extensions", globals())
 
 # %% [markdown]
 # ## 1–2. Install or upgrade pgvector (writer); version check

@@ -52,61 +52,50 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None}
-parameter_group = None
-pgvector = None
 probe = {'interval_s': 0.01, 'duration_s': 0.5, 'rows': 50, 'max_replica_lag_s': 2.0, 'connect_timeout_s': 5.0}
-backup_restore = None
-failover = None
-monitoring = None
-teardown = None
 
 # %%
-import aurora_kit
-from aurora_kit import workflows as wf
+from aurora_kit.steps import readwrite as wf
 
-run = aurora_kit.runbook.start("04-verify-read-write", globals())
-
-# %%
-dp = wf.data_plane(run)
-dp
+run, dp = wf.start("04-verify-read-write", globals())
 
 # %% [markdown]
 # ## 1. Endpoint roles
 
 # %%
-roles = wf.when(dp, wf.check_roles, run)
+roles = wf.when(dp, wf.endpoint_roles, run)
 wf.verify(roles)
 
 # %% [markdown]
-# ## 2. Every reader refuses writes (SQLSTATE 25006)
+# ## 2. Every instance's role, from the instance; every reader refuses writes (SQLSTATE 25006)
 
 # %%
-read_only = wf.when(dp, wf.readers_read_only, run)
-wf.verify(read_only)
+instances = wf.when(dp, wf.instance_roles, run)
+wf.verify(instances)
 
 # %% [markdown]
 # ## 3. Write on the writer, read back through the reader endpoint
 
 # %%
-round_trip = wf.when(dp, wf.write_read_back, run, writes=True)
+round_trip = wf.when(dp, wf.round_trip, run, writes=True)
 wf.verify(round_trip)
 
 # %% [markdown]
 # ## 4. Replica lag
 
 # %%
-lag = wf.when(dp, wf.measure_lag, run, writes=True)
+lag = wf.when(dp, wf.replica_lag, run, writes=True)
 wf.verify(lag)
 
 # %% [markdown]
 # ## 5. The pool under concurrency
 
 # %%
-pool = wf.when(dp, wf.check_pool, run)
+pool = wf.when(dp, wf.pool, run)
 wf.verify(pool)
 
 # %% [markdown]
 # ## 6. Summary
 
 # %%
-run.record_all(wf.summary(roles=roles, read_only=read_only, round_trip=round_trip, lag=lag, pool=pool, data_plane=dp))
+run.record_all(wf.summary(roles=roles, instances=instances, round_trip=round_trip, lag=lag, pool=pool, data_plane=dp))

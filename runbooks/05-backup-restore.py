@@ -56,36 +56,24 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None}
-parameter_group = None
-pgvector = None
-probe = None
 backup_restore = {'snapshot_id': None,
  'restore_cluster_id': 'ak-local-restored',
  'restore_mode': 'both',
  'restore_time': None,
  'restore_instances': 1,
  'delete_restored_cluster': True}
-failover = None
-monitoring = None
-teardown = None
 
 # %%
-import aurora_kit
-from aurora_kit import workflows as wf
+from aurora_kit.steps import backup as wf
 
-run = aurora_kit.runbook.start("05-backup-restore", globals())
-
-# %%
-wf.enable_progress(run)
-dp = wf.data_plane(run)
-dp
+run, dp = wf.start("05-backup-restore", globals())
 
 # %% [markdown]
 # ## 1. Automated backups: retention and restorable window
 
 # %%
-retention = wf.check_backups(run)
-wf.verify(retention)
+backups = wf.check_backups(run)
+wf.verify(backups)
 
 # %% [markdown]
 # ## 2. A known dataset around the cut-off T
@@ -101,7 +89,7 @@ wf.when(dp, wf.fingerprint_table, expected)
 # ## 3. Manual snapshot
 
 # %%
-snapshot = run.backend.create_snapshot(run.params.cluster_id, wf.snapshot_id(run), tags=run.params.tags)
+snapshot = wf.snapshot(run)
 snapshot.as_rds()
 
 # %% [markdown]
@@ -138,11 +126,11 @@ wf.verify(pitr_check)
 # ## 7. Clean up the restored clusters (unless kept)
 
 # %%
-deleted = wf.delete_restores(run, restored, pitr, snapshot=snapshot)
+deleted = wf.delete_restores(run, restored, pitr, snap=snapshot)
 
 # %% [markdown]
 # ## 8. Summary
 
 # %%
-run.record_all(wf.summary(retention=retention, snapshot=snapshot, restore_time=target, data_plane=dp))
+run.record_all(wf.summary(backups=backups, snapshot=snapshot, restore_time=target, data_plane=dp))
 run.record_all(wf.summary(snapshot_restore=snapshot_check, pitr_restore=pitr_check, deleted=deleted))

@@ -53,30 +53,20 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None}
-parameter_group = None
-pgvector = None
 probe = {'interval_s': 0.01, 'duration_s': 0.5, 'rows': 50, 'max_replica_lag_s': 2.0, 'connect_timeout_s': 5.0}
-backup_restore = None
 failover = {'mode': 'planned', 'target_instance_id': None, 'max_rto_s': 15.0, 'max_lost_commits': 0, 'failback': False}
-monitoring = None
-teardown = None
 
 # %%
-import aurora_kit
-from aurora_kit import workflows as wf
+from aurora_kit.steps import failover as wf
 
-run = aurora_kit.runbook.start("06-failover", globals())
-
-# %%
-wf.enable_progress(run)
-dp = wf.data_plane(run)
-dp
+run, dp = wf.start("06-failover", globals())
 
 # %% [markdown]
-# ## 1. Plan
+# ## 1. Plan: who is promoted
+# The target given, else the reader Aurora's rule picks (promotion tier, then the largest class, then the name).
 
 # %%
-wf.failover_plan(run)
+wf.plan(run)
 
 # %% [markdown]
 # ## 2. Failover with the write probe running (needs `confirm: true`)
@@ -94,8 +84,7 @@ write_probe.plot()
 # resume on the new writer.
 
 # %%
-figures = wf.check_failover(run, result, write_probe)
-figures
+wf.verify(write_probe)
 
 # %% [markdown]
 # ## 4. New writer; old writer back as a reader
@@ -108,7 +97,8 @@ wf.members_table(run, after)
 # ## 5. Every instance's role, from the instance itself
 
 # %%
-wf.when(dp, wf.instance_roles, run)
+roles = wf.when(dp, wf.instance_roles, run)
+wf.verify(roles)
 
 # %% [markdown]
 # ## 6. Optional failback
@@ -121,5 +111,5 @@ back
 # ## 7. Summary
 
 # %%
-run.record_all(wf.summary(failover=figures, write_probe=write_probe, data_plane=dp))
-run.record_all(wf.summary(writer=after.writer_id, failback=back))
+run.record_all(wf.summary(failover=wf.figures(result, write_probe), write_probe=write_probe, data_plane=dp))
+run.record_all(wf.summary(roles=roles, writer=after.writer_id, failback=back))

@@ -50,48 +50,35 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None}
-parameter_group = None
-pgvector = None
-probe = None
-backup_restore = None
-failover = None
 monitoring = {'replica_lag_ms': 1000.0,
  'cpu_percent': 90.0,
  'freeable_memory_mb': 64.0,
  'max_connections': 180,
  'period_s': 60,
  'evaluation_periods': 1}
-teardown = None
 
 # %%
-import aurora_kit
-from aurora_kit import workflows as wf
+from aurora_kit.steps import monitoring as wf
 
-run = aurora_kit.runbook.start("07-monitoring", globals())
+run, dp = wf.start("07-monitoring", globals())
 
 # %% [markdown]
 # ## 1. Put the alarms
 
 # %%
-specs = run.section("monitoring").alarm_specs()
-put = run.backend.put_alarms(run.params.cluster_id, specs, sns_topic_arn=run.params.aws.sns_topic_arn)
+put = wf.put_alarms(run)
 wf.alarms_table(put)
 
 # %% [markdown]
-# ## 2. Current state
+# ## 2. Check: every metric alarmed, none firing
+# The local backend evaluates each threshold now; CloudWatch evaluates periods (a new alarm waits for one).
 
 # %%
-alarms = run.backend.describe_alarms(run.params.cluster_id)
-wf.alarms_table(alarms)
+alarms = wf.alarms(run)
+wf.verify(alarms)
 
 # %% [markdown]
-# ## 3. Check: every metric alarmed, none firing
+# ## 3. Summary
 
 # %%
-states = wf.check_alarms(run, alarms)
-
-# %% [markdown]
-# ## 4. Summary
-
-# %%
-run.record_all(wf.summary(alarms=wf.alarms_table(alarms), states=states))
+run.record_all(wf.summary(alarms=alarms, data_plane=dp))

@@ -50,31 +50,23 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None}
-parameter_group = None
-pgvector = None
-probe = None
-backup_restore = None
-failover = None
-monitoring = None
 teardown = {'final_snapshot_id': None,
  'skip_final_snapshot': True,
  'lift_deletion_protection': False,
  'confirm_cluster_id': None}
 
 # %%
-import aurora_kit
-from aurora_kit import workflows as wf
+from aurora_kit.steps import teardown as wf
 
-run = aurora_kit.runbook.start("99-teardown", globals())
+run, dp = wf.start("99-teardown", globals())
 
 # %% [markdown]
 # ## 1. What will be deleted
 # `DeletionProtectionError` here, before anything is deleted, if protection is on and may not be lifted.
 
 # %%
-wf.enable_progress(run)
 cluster = wf.find_cluster(run)
-wf.teardown_plan(run, cluster)
+wf.plan(run, cluster)
 
 # %% [markdown]
 # ## 2. Delete (needs `confirm: true` and `teardown.confirm_cluster_id` = `cluster_id`)
@@ -88,7 +80,8 @@ wf.plan_table(run.backend)
 # ## 3. Check it is gone
 
 # %%
-gone = wf.check_gone(run)
+gone = wf.gone(run)
+wf.verify(gone)
 
 # %% [markdown]
 # ## 4. Snapshots kept

@@ -89,8 +89,8 @@ def aws(aws_credentials: None) -> Iterator[None]:
 
 
 @pytest.fixture
-def clients(aws: None, calls: CallLog, moto_rds_gaps: None) -> dict[str, Any]:
-    return {svc: calls.hook(boto3.client(svc, region_name=REGION)) for svc in ("rds", "secretsmanager", "cloudwatch")}
+def clients(aws: None, calls: CallLog, moto_rds_gaps: None, boto_session: Any) -> dict[str, Any]:
+    return {svc: calls.hook(boto_session.client(svc)) for svc in ("rds", "secretsmanager", "cloudwatch")}
 
 
 @pytest.fixture

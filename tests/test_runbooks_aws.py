@@ -120,7 +120,7 @@ def test_every_runbook_runs_its_control_plane_on_aws_and_skips_the_data_plane_lo
     assert results["failback"]["NewWriter"] == "ak-moto-1"  # failback: true, planned, back to the old writer
 
     monitored = _assert_ok(_run("07", p, audit_dir))
-    assert {a["metric"] for a in monitored["alarms"]} == {
+    assert {a["metric"] for a in monitored["alarms"]["alarms"]} == {
         "AuroraReplicaLag",
         "CPUUtilization",
         "FreeableMemory",
@@ -130,7 +130,7 @@ def test_every_runbook_runs_its_control_plane_on_aws_and_skips_the_data_plane_lo
     protected = _run("99", p, audit_dir)  # lift_deletion_protection: false → stops before deleting anything
     assert protected.status == "failed"
     assert (protected.failure or {}).get("ename") == "DeletionProtectionError", protected.failure
-    assert "wf.teardown_plan(" in str((protected.failure or {}).get("source"))
+    assert "wf.plan(" in str((protected.failure or {}).get("source"))
 
     final = {
         "final_snapshot_id": "ak-moto-final",
@@ -140,7 +140,7 @@ def test_every_runbook_runs_its_control_plane_on_aws_and_skips_the_data_plane_lo
     }
     torn_down = _assert_ok(_run("99", {**p, "teardown": final}, audit_dir))
     assert torn_down["existed"] is True
-    assert torn_down["gone"] is True
+    assert torn_down["gone"]["exists"] is False
     assert torn_down["final_snapshot"]["DBClusterSnapshotIdentifier"] == "ak-moto-final"
 
 

@@ -14,16 +14,13 @@ PostgreSQL process of that root may survive, whatever happened in the notebooks.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from plugins.local_cluster import _delete_everything, _postmasters_under
+from plugins.local_cluster import postmasters_under
 
 from aurora_kit import audit, params, runner
 
@@ -33,38 +30,17 @@ pytestmark = [pytest.mark.notebooks, pytest.mark.integration]
 
 
 @pytest.fixture
-def rehearsal_root() -> Iterator[Path]:
-    """A fresh local-backend root; afterwards: every cluster deleted, no postmaster left (asserted)."""
-    try:
-        from aurora_kit.backends.local import LocalBackend
-        from aurora_kit.backends.local.binaries import find_binaries
-
-        find_binaries(16)
-    except Exception as exc:  # pragma: no cover - environment without the binaries
-        pytest.skip(f"local backend unavailable: {exc}")
-    root = Path(tempfile.mkdtemp(prefix="aurora_kit_rehearsal_", dir="/tmp"))
-    root.chmod(0o755)  # the PostgreSQL system user must traverse it
-    try:
-        yield root
-    finally:
-        _delete_everything(LocalBackend(root_dir=root))
-        leftovers = _postmasters_under(root)
-        for proc in leftovers:  # never leak servers, even when the assertion below fails
-            proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
-        assert not leftovers, f"postmasters left running under {root}: {[p.pid for p in leftovers]}"
-
-
-def test_runbooks_are_ordered_01_to_99() -> None:
-    assert [p.stem for p in RUNBOOKS] == list(params.RUNBOOKS)
-    assert list(params.RUNBOOKS) == sorted(params.RUNBOOKS)
-    assert runner.resolve_all() == RUNBOOKS
+def rehearsal_root(fresh_local_root: Path) -> Path:
+    """A fresh local-backend root; afterwards every cluster is deleted and no postmaster may be left (asserted)."""
+    return fresh_local_root
 
 
 #: what `make rehearse` passes on top of parameters/local.yaml (whose defaults keep destructive steps closed)
 CONFIRMED = ["confirm=true", "teardown.confirm_cluster_id=ak-local"]
-#: the same for nbval, as a cell after the parameters cell (papermill's injected-parameters cell)
-CONFIRM_CELL = "confirm = True\nteardown = teardown and {**teardown, 'confirm_cluster_id': cluster_id}\n"
+#: the same for nbval, as a cell after the parameters cell (papermill's injected-parameters cell); 99 also gets the
+#: cluster id typed again
+CONFIRM_CELL = "confirm = True\n"
+TYPED_CELL = "teardown = {**teardown, 'confirm_cluster_id': cluster_id}\n"
 
 
 def _confirmed_copies(target: Path) -> list[Path]:
@@ -76,7 +52,8 @@ def _confirmed_copies(target: Path) -> list[Path]:
     for source in RUNBOOKS:
         nb = nbformat.read(str(source), as_version=4)
         at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-        cell = nbformat.v4.new_code_cell(CONFIRM_CELL, metadata={"tags": ["injected-parameters"]})
+        source_text = CONFIRM_CELL + (TYPED_CELL if "teardown" in params.RUNBOOK_SECTIONS[source.stem] else "")
+        cell = nbformat.v4.new_code_cell(source_text, metadata={"tags": ["injected-parameters"]})
         nb.cells.insert(at + 1, cell)
         copy = target / source.name
         nbformat.write(nb, str(copy))
@@ -145,16 +122,22 @@ def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> No
     assert by_name["01-create-cluster"]["cluster"]["readers"] == ["ak-local-2", "ak-local-3"]
     assert by_name["02-configure-parameters"]["reboot"]["still_pending"] == []
     assert by_name["03-extensions"]["pgvector_proof"]["index_used_in_explain"] is True
-    assert by_name["04-verify-read-write"]["read_only"] == {"ak-local-2": "25006", "ak-local-3": "25006"}
+    roles = by_name["04-verify-read-write"]["instances"]
+    assert {i: r["write"] for i, r in roles.items() if r["role"] == "reader"} == {
+        "ak-local-2": "25006",
+        "ak-local-3": "25006",
+    }
     assert by_name["05-backup-restore"]["pitr_restore"]["missing_count"] == 0
     assert by_name["05-backup-restore"]["pitr_restore"]["rows_after_cutoff"] == 0
     failover = by_name["06-failover"]["failover"]
     assert failover["lost_commits"] == 0
     assert failover["rto_s"] <= loaded.failover.max_rto_s  # type: ignore[union-attr]
     assert by_name["06-failover"]["writer"] == failover["new_writer"] != "ak-local-1"
-    assert by_name["07-monitoring"]["states"] == {"OK": 9}
-    assert by_name["99-teardown"] == {"existed": True, "gone": True, "final_snapshot": None}
-    assert not _postmasters_under(rehearsal_root)  # 99 stopped everything it created
+    assert by_name["07-monitoring"]["alarms"]["states"] == {"OK": 9}
+    assert by_name["99-teardown"]["existed"] is True
+    assert by_name["99-teardown"]["gone"]["exists"] is False
+    assert by_name["99-teardown"]["final_snapshot"] is None
+    assert not postmasters_under(rehearsal_root)  # 99 stopped everything it created
 
 
 @pytest.mark.timeout(180)
@@ -175,5 +158,5 @@ def test_a_failing_check_stops_the_runbook_at_its_cell_and_leaves_nothing_runnin
     failure = result.failure or {}
     assert failure.get("ename") == "VerificationError", failure
     assert "lag p99" in str(failure.get("evalue"))
-    assert "wf.measure_lag" in str(failure.get("source"))
-    assert _postmasters_under(rehearsal_root)  # the cluster is still up here; the fixture must clean it
+    assert "wf.replica_lag" in str(failure.get("source"))
+    assert postmasters_under(rehearsal_root)  # the cluster is still up here; the fixture must clean it

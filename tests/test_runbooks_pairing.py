@@ -32,6 +32,15 @@ def _params_cell(nb: Any) -> Any:
     return next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
 
 
+def test_the_runbooks_are_the_ordered_list() -> None:
+    """The expected runbooks, not a glob: a tree without one fails here instead of skipping parametrized tests."""
+    from aurora_kit import runner
+
+    assert list(params.RUNBOOKS) == sorted(params.RUNBOOKS)
+    assert sorted(p.stem for p in (ROOT / "runbooks").glob("*.ipynb")) == list(params.RUNBOOKS)
+    assert runner.resolve_all() == [p.with_suffix(".ipynb") for p in RUNBOOKS]
+
+
 @pytest.mark.parametrize("base", RUNBOOKS, ids=lambda p: p.name)
 def test_ipynb_cells_equal_their_py_percent_twin(base: Path) -> None:
     py, ipynb = base.with_suffix(".py"), base.with_suffix(".ipynb")
@@ -65,14 +74,15 @@ def test_header_carries_the_runbook_metadata(base: Path) -> None:
 
 @pytest.mark.parametrize("base", RUNBOOKS, ids=lambda p: p.name)
 def test_parameters_cell_holds_the_local_defaults(base: Path) -> None:
-    """Every top-level key of parameters/local.yaml, with its value; sections of other runbooks are None."""
+    """The keys this runbook receives — the common ones and its own sections, nothing else — with the values of
+    parameters/local.yaml."""
     nb = nbformat.read(str(base.with_suffix(".ipynb")), as_version=4)
     tree = ast.parse(_params_cell(nb).source)
     values = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) for t in n.targets}
-    local = params.load(ROOT / "parameters" / "local.yaml").injected()
-    own = params.RUNBOOK_SECTIONS[base.name]
-    expected = {k: (None if k in params.SECTIONS and k not in own else v) for k, v in local.items()}
+    expected = params.load(ROOT / "parameters" / "local.yaml").injected(base.name)
     assert values == expected, "stale parameters cell: run `.venv/bin/python scripts/sync_runbooks.py`"
+    others = set(params.SECTIONS) - set(params.RUNBOOK_SECTIONS[base.name])
+    assert not others & set(values), "a runbook's parameters cell holds only its own sections"
     assert values["backend"] == "local"
     assert yaml.safe_load((ROOT / "parameters" / "local.yaml").read_text())["backend"] == "local"
 
@@ -96,5 +106,8 @@ def test_cells_are_thin_and_let_errors_escape(base: Path) -> None:
 def test_runbook_starts_its_run_and_ends_with_a_recorded_summary(base: Path) -> None:
     nb = nbformat.read(str(base.with_suffix(".ipynb")), as_version=4)
     code = _code(nb)
-    assert f'aurora_kit.runbook.start("{base.name}", globals())' in code[1].source
+    opening = code[1].source.splitlines()
+    assert opening[0].startswith("from aurora_kit.steps import "), opening
+    assert opening[0].endswith(" as wf"), opening
+    assert opening[-1] == f'run, dp = wf.start("{base.name}", globals())', "one opening cell in every runbook"
     assert code[-1].source.startswith("run.record_all(")

@@ -1,5 +1,5 @@
-"""The papermill runner end to end on small notebooks (tests/notebooks/, real python3 kernels), and the
-redaction that keeps secrets out of every save."""
+"""The papermill runner end to end on small notebooks (tests/notebooks/, real python3 kernels): records sealed,
+failures marked, secrets kept out of every save. Redaction's own rules: tests/test_redaction.py."""
 
 from __future__ import annotations
 
@@ -18,13 +18,12 @@ from aurora_kit import audit, params, runner
 from aurora_kit.backends.base import REDACTED
 from aurora_kit.cli import main
 from aurora_kit.errors import InvalidParameterError
-from aurora_kit.redaction import Redactor, redact_patterns, secret_digest
+
+pytestmark = pytest.mark.notebooks  # every test here starts a kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "tests" / "notebooks"
 LOCAL = ROOT / "parameters" / "local.yaml"
-# the expected eight, not a glob: a tree without its runbooks fails the parametrized tests instead of skipping them
-RUNBOOKS = [ROOT / "runbooks" / f"{name}.ipynb" for name in params.RUNBOOKS]
 
 
 @pytest.fixture
@@ -248,74 +247,6 @@ def test_an_error_outside_the_cells_is_redacted_of_kernel_registered_secrets(aud
         assert runtime not in file.read_text(errors="replace"), f"the registered secret is in {file.name}"
 
 
-def test_one_jsonable_for_recorded_results_and_check_summaries() -> None:
-    import dataclasses
-    from datetime import date, datetime, timezone
-
-    from aurora_kit import jsonable as jsonable_mod
-    from aurora_kit import runbook
-    from aurora_kit.checks import _display
-
-    assert runbook.jsonable is _display.jsonable is jsonable_mod.jsonable
-
-    @dataclasses.dataclass
-    class Point:
-        at: datetime
-        tags: frozenset[str]
-
-    class Scalar:  # numpy-like
-        def item(self) -> float:
-            return 1.5
-
-    at = datetime(2026, 11, 26, 23, 0, tzinfo=timezone.utc)
-    value = {1: Point(at, frozenset({"a"})), "d": date(2026, 11, 26), "n": Scalar(), "t": (1, None)}
-    expected = {"1": {"at": at.isoformat(), "tags": ["a"]}, "d": "2026-11-26", "n": 1.5, "t": [1, None]}
-    assert jsonable_mod.jsonable(value) == expected
-    assert jsonable_mod.jsonable(value, strict=False) == expected
-    with pytest.raises(TypeError, match="cannot record a object"):
-        runbook.record_result("x", {"thing": object()})
-    assert jsonable_mod.jsonable({"thing": Ellipsis}, strict=False) == {"thing": "Ellipsis"}
-
-    class Check(_display.CheckResult):
-        def problems(self) -> list[str]:
-            return []
-
-        def summary(self) -> dict[str, Any]:
-            return {"point": Point(at, frozenset()), "odd": Ellipsis}
-
-    assert json.loads(Check().to_json()) == {"odd": "Ellipsis", "point": {"at": at.isoformat(), "tags": []}}
-
-
-def test_patterns_redact_common_secret_shapes_and_keep_ordinary_text() -> None:
-    cases = {
-        "PGPASSWORD=s3cr3t psql": f"PGPASSWORD={REDACTED} psql",
-        '{"password": "pw1"}': f'{{"password": "{REDACTED}"}}',
-        '{"password":"pw0"}': f'{{"password":"{REDACTED}"}}',
-        "password: pw4": f"password: {REDACTED}",
-        "master_password = 'pw2'": f"master_password = '{REDACTED}'",
-        "postgresql://app:pw3@db:5432/app": f"postgresql://app:{REDACTED}@db:5432/app",
-        "X-Amz-Signature=abc123&x=1": f"X-Amz-Signature={REDACTED}&x=1",
-        "key AKIAIOSFODNN7EXAMPLE": f"key {REDACTED}",
-        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY": REDACTED,
-    }
-    for text, expected in cases.items():
-        assert redact_patterns(text) == expected
-    ordinary = (
-        "rev 36e03d2d4f20c7fcb03c9ee3321bed13ed2c4054 writer ak-local-1 lag 0.2s host=localhost port=5432 "
-        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-abc"
-    )
-    assert redact_patterns(ordinary) == ordinary
-    assert redact_patterns(redact_patterns("password=x1")) == f"password={REDACTED}"
-
-
-def test_registered_digest_redacts_every_occurrence() -> None:
-    key = b"k" * 32
-    r = Redactor(key=key)
-    r.add_digest(10, secret_digest(key, "0123456789"))
-    assert r.text("a0123456789b 0123456789") == f"a{REDACTED}b {REDACTED}"
-    assert r.text("012345678") == "012345678"
-
-
 # -- plain papermill (no runner) -----------------------------------------------------------------------------------
 def test_plain_papermill_cli_runs_a_notebook_with_the_parameters_file(tmp_path: Path) -> None:
     papermill = Path(sys.executable).parent / "papermill"
@@ -341,58 +272,3 @@ def test_plain_papermill_cli_runs_a_notebook_with_the_parameters_file(tmp_path: 
     )
     assert failed.returncode != 0
     assert "VerificationError" in failed.stderr
-
-
-# -- the real runbooks ---------------------------------------------------------------------------------------------
-def test_the_eight_runbooks_exist() -> None:
-    assert len(RUNBOOKS) == 8
-    assert sorted(p.stem for p in (ROOT / "runbooks").glob("*.ipynb")) == sorted(params.RUNBOOKS)
-
-
-@pytest.mark.parametrize("runbook", RUNBOOKS, ids=lambda p: p.stem)
-def test_every_local_yaml_key_is_defined_in_each_runbook_parameters_cell(runbook: Path) -> None:
-    defined = runner.parameters_cell_names(runbook)
-    missing = [k for k in params.load(LOCAL).injected() if k not in defined]
-    assert not missing, f"{runbook.name}'s parameters cell lacks {missing}"
-    stray = sorted(defined - set(params.RunbookParameters.model_fields))
-    assert not stray, f"{runbook.name}'s parameters cell defines {stray}, which no parameters file can set"
-
-
-def test_secret_keys_are_redacted_but_secret_identifiers_kept() -> None:
-    r = Redactor()
-    data = {"MasterUserSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:x", "Password": "pw", "a": [{"token": 1}]}
-    assert r.obj(data) == {
-        "MasterUserSecretArn": data["MasterUserSecretArn"],
-        "Password": REDACTED,
-        "a": [{"token": REDACTED}],
-    }
-
-
-def test_a_secret_split_across_stream_chunks_is_still_redacted() -> None:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("print(...)")
-    cell.outputs = [
-        nbformat.v4.new_output("stream", name="stdout", text="conn PGPASS"),
-        nbformat.v4.new_output("stream", name="stdout", text="WORD=abc123 and s3cr"),
-        nbformat.v4.new_output("stream", name="stdout", text="etvalue\n"),
-    ]
-    nb.cells = [cell]
-    out = Redactor(["s3cretvalue"]).redacted_copy(nb)
-    assert [o.text for o in out.cells[0].outputs] == [f"conn PGPASSWORD={REDACTED} and {REDACTED}\n"]
-    assert len(nb.cells[0].outputs) == 3  # the live notebook is untouched
-
-
-@pytest.mark.parametrize("runbook", RUNBOOKS, ids=lambda p: p.stem)
-def test_runbook_defaults_equal_local_yaml(runbook: Path) -> None:
-    """Run interactively (no injection), a runbook gets exactly what `aurora-kit run -f parameters/local.yaml`
-    would inject for the keys it uses: defaults cannot drift between the notebook and the file."""
-    nb = nbformat.read(str(runbook), as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    ns: dict[str, Any] = {}
-    exec(cell.source, ns)
-    used = {k for k in params.RunbookParameters.model_fields if k not in params.SECTIONS}
-    used |= set(params.RUNBOOK_SECTIONS.get(runbook.stem, ()))
-    mine = params.for_runbook(runbook.stem, ns).injected()
-    local = params.load(LOCAL).injected()
-    drift = {k: (mine[k], local[k]) for k in sorted(used) if mine[k] != local[k]}
-    assert not drift, f"{runbook.name}: parameters-cell defaults differ from local.yaml: {drift}"

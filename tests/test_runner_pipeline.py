@@ -11,6 +11,8 @@ import pytest
 
 from aurora_kit import audit, params, runner
 
+pytestmark = pytest.mark.notebooks  # every test here starts a kernel
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "tests" / "notebooks"
 NAMES = ["01-create-cluster", "02-configure-parameters", "03-extensions", "04-verify-read-write"]

@@ -7,13 +7,10 @@ package asks the backend and never compares its name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aurora_kit.backends.base import ClusterBackend
+from aurora_kit.backends.base import BackendSettings, ClusterBackend
 from aurora_kit.errors import InvalidParameterError
-
-if TYPE_CHECKING:
-    from aurora_kit.params import RunbookParameters
 
 BACKENDS = ("local", "aws")
 
@@ -36,7 +33,7 @@ def get_backend(name: str, **options: Any) -> ClusterBackend:
     return backend_class(name)(**options)
 
 
-def from_parameters(params: RunbookParameters) -> ClusterBackend:
+def from_parameters(params: BackendSettings) -> ClusterBackend:
     """The backend a runbook's parameters describe (its class turns the parameters into its options)."""
     cls = backend_class(params.backend)
     return cls(**cls.options_from(params))

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from aurora_kit.rules import is_secret_key
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
-
-if TYPE_CHECKING:
-    from aurora_kit.params import RunbookParameters
 
 EndpointKind = Literal["cluster", "reader"]
 FailoverMode = Literal["planned", "crash"]
@@ -108,6 +105,34 @@ class Cluster(RdsShaped):
     @property
     def reader_ids(self) -> list[str]:
         return [m.db_instance_identifier for m in self.db_cluster_members if not m.is_cluster_writer]
+
+
+def projected_cluster(
+    spec: ClusterSpec, *, engine_version: str, port: int, group: str | None = None, zones: list[str] | None = None
+) -> Cluster:
+    """What a dry run returns for a cluster it would create: the spec's shape, status ``dry-run``, no endpoints."""
+    return Cluster(
+        db_cluster_identifier=spec.cluster_id,
+        status="dry-run",
+        engine="aurora-postgresql",
+        engine_version=engine_version,
+        endpoint="",
+        reader_endpoint="",
+        port=port,
+        master_username=spec.master_username,
+        database_name=spec.database_name,
+        db_cluster_members=[
+            ClusterMember(i.instance_id, n == 0, "in-sync", i.promotion_tier) for n, i in enumerate(spec.instances)
+        ],
+        backup_retention_period=spec.backup_retention_period,
+        preferred_backup_window=spec.preferred_backup_window,
+        storage_encrypted=spec.storage_encrypted,
+        deletion_protection=spec.deletion_protection,
+        iam_database_authentication_enabled=spec.iam_database_authentication,
+        db_cluster_parameter_group=group,
+        availability_zones=list(zones or []),
+        tags=dict(spec.tags),
+    )
 
 
 @dataclass(frozen=True)
@@ -220,6 +245,35 @@ def redact(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+class AwsSettings(Protocol):
+    @property
+    def profile(self) -> str | None: ...
+    @property
+    def ca_bundle(self) -> str | None: ...
+
+
+class BackendSettings(Protocol):
+    """What a backend reads from a runbook's parameters (:class:`aurora_kit.params.RunbookParameters` is one), so
+    this module needs nothing from the parameter model."""
+
+    @property
+    def backend(self) -> str: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def local_root(self) -> str | None: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def iam_auth(self) -> bool: ...
+    @property
+    def readers(self) -> int: ...
+    @property
+    def availability_zones(self) -> list[str]: ...
+    @property
+    def aws(self) -> AwsSettings: ...
+
+
 @dataclass(frozen=True)
 class BackendTraits:
     """What differs between backends, declared by each, so steps ask the backend instead of comparing its name.
@@ -262,20 +316,23 @@ class ClusterBackend(ABC):
         return ""
 
     @classmethod
-    def check_parameters(cls, params: RunbookParameters) -> None:
+    def check_parameters(cls, params: BackendSettings) -> None:
         """Refuse (InvalidParameterError) runbook parameters this backend cannot work with; called while the
         parameters are validated, before any kernel starts. The default accepts every parameter."""
         return None
 
     @classmethod
     @abstractmethod
-    def options_from(cls, params: RunbookParameters) -> dict[str, Any]:
+    def options_from(cls, params: BackendSettings) -> dict[str, Any]:
         """Constructor keyword arguments from a runbook's parameters."""
 
     def __init__(self, *, dry_run: bool = False, progress: bool = False) -> None:
         self.dry_run = dry_run
         self.progress = progress
         self.plan: list[PlannedCall] = []
+        #: called with every password this backend hands out, once each (a run registers it as a secret)
+        self.on_secret: Callable[[str], None] | None = None
+        self._declared: set[str] = set()
 
     def _record(self, service: str, operation: str, **params: Any) -> PlannedCall:
         call = PlannedCall(service, operation, redact(params))
@@ -396,10 +453,19 @@ class ClusterBackend(ABC):
         and the cluster available; the old writer comes back as a reader."""
 
     # -- data plane -------------------------------------------------------------------------------------
-    @abstractmethod
     def connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
-        """``endpoint``: ``"cluster"`` (writer), ``"reader"`` (load-balanced readers; the writer when there are
-        none) or an instance identifier."""
+        """How to reach ``endpoint``: ``"cluster"`` (writer), ``"reader"`` (load-balanced readers; the writer when
+        there are none) or an instance identifier. The password is handed to :attr:`on_secret` (a run declares it
+        secret there, so its record never holds it) before anyone else sees it — whoever asks, steps or checks."""
+        info = self._endpoint_info(cluster_id, endpoint)
+        if info.password and self.on_secret is not None and info.password not in self._declared:
+            self.on_secret(info.password)
+            self._declared.add(info.password)
+        return info
+
+    @abstractmethod
+    def _endpoint_info(self, cluster_id: str, endpoint: str) -> ConnectionInfo:
+        """The backend's own :meth:`connection_info`, without the secret declaration."""
 
     # -- monitoring -------------------------------------------------------------------------------------
     @abstractmethod

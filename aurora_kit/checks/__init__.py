@@ -24,8 +24,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aurora_kit.checks._common import with_options
-    from aurora_kit.checks._display import CheckResult
+    from aurora_kit.checks.common import with_options
     from aurora_kit.checks.endpoints import EndpointRoleReport, check_endpoint_roles, check_endpoint_roles_at
     from aurora_kit.checks.lag import ReplicaLagReport, measure_replica_lag, measure_replica_lag_at
     from aurora_kit.checks.pooling import (
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
         verify_pitr,
         verify_restore,
     )
+    from aurora_kit.checks.result import CheckResult
     from aurora_kit.checks.vector import (
         ExtensionReport,
         VectorProofReport,
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 # Lazy exports (PEP 562): each name is imported from its module on first use, so a runbook that needs one check
 # does not pay for the others' dependencies at kernel start (sqlalchemy for pooling, numpy for vector: ~0.5 s).
 _EXPORTS: dict[str, str] = {
-    "CheckResult": "aurora_kit.checks._display",
+    "CheckResult": "aurora_kit.checks.result",
     "EndpointRoleReport": "aurora_kit.checks.endpoints",
     "ExtensionReport": "aurora_kit.checks.vector",
     "PitrReport": "aurora_kit.checks.restore",
@@ -97,7 +97,7 @@ _EXPORTS: dict[str, str] = {
     "vector_extension_status": "aurora_kit.checks.vector",
     "verify_pitr": "aurora_kit.checks.restore",
     "verify_restore": "aurora_kit.checks.restore",
-    "with_options": "aurora_kit.checks._common",
+    "with_options": "aurora_kit.checks.common",
 }
 
 

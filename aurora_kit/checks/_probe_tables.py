@@ -21,6 +21,7 @@ _DDL = [
         timeline int,
         written_at timestamptz NOT NULL DEFAULT clock_timestamp(),
         PRIMARY KEY (run_id, id))""",
+    f"CREATE TABLE IF NOT EXISTS {SCHEMA}.rw_check (tag text, id int, payload text, PRIMARY KEY (tag, id))",
 ]
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 
 from aurora_kit.backends.base import ClusterBackend, ConnectionInfo
-from aurora_kit.checks._common import connect, instance_identity, sqlstate_of
-from aurora_kit.checks._display import CheckResult
+from aurora_kit.checks.common import connect, instance_identity, sqlstate_of
+from aurora_kit.checks.result import CheckResult
 
 READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction
 
@@ -174,3 +174,63 @@ def check_endpoint_roles(
         connections=connections,
         require_spread=require_spread,
     )
+
+
+# -- every instance, one by one ---------------------------------------------------------------------------------
+@dataclass(repr=False)
+class InstanceRolesReport(CheckResult):
+    """Each instance's own view of its role (``pg_is_in_recovery()``, ``aurora_db_instance_identifier()``) against
+    the role the control plane reports; for readers, whether a write is refused with SQLSTATE 25006."""
+
+    title = "every instance's role, from the instance itself"
+
+    #: instance → (control plane says writer, in recovery, identifier it reports, SQLSTATE of a write or None)
+    answers: dict[str, tuple[bool, bool, str, str | None]]
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.answers:
+            out.append("no instance answered")
+        for iid, (writer, in_recovery, ident, write_state) in self.answers.items():
+            role = "writer" if writer else "reader"
+            if in_recovery == writer:
+                out.append(f"{iid}: the control plane says {role}, pg_is_in_recovery() = {in_recovery}")
+            if ident != iid:
+                out.append(f"{iid}: reports itself as {ident!r}")
+            if not writer and write_state != READ_ONLY_SQLSTATE:
+                out.append(f"{iid}: a write on this reader gave {write_state or 'success'}, expected 25006")
+        return out
+
+    def limits(self) -> str:
+        return "writer writable, every reader in recovery and refusing writes with 25006"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            iid: {"role": "writer" if w else "reader", "in_recovery": rec, "write": state}
+            for iid, (w, rec, _i, state) in self.answers.items()
+        }
+
+    def summary_rows(self) -> list[tuple[str, Any]]:
+        return [("instances", len(self.answers)), ("readers", sum(1 for a in self.answers.values() if not a[0]))]
+
+    def detail_table(self) -> tuple[list[str], list[list[Any]]]:
+        rows = [
+            [iid, "writer" if w else "reader", rec, ident, "—" if w else (state or "success")]
+            for iid, (w, rec, ident, state) in self.answers.items()
+        ]
+        return ["instance", "control plane", "pg_is_in_recovery()", "identifier()", "write →"], rows
+
+
+def check_instance_roles(
+    backend: ClusterBackend, cluster_id: str, *, connect_timeout: float = 5.0
+) -> InstanceRolesReport:
+    """Connect to every member directly; readers are also asked to write (in a rolled-back transaction)."""
+    cluster = backend.describe_cluster(cluster_id)
+    answers: dict[str, tuple[bool, bool, str, str | None]] = {}
+    for m in cluster.db_cluster_members:
+        info = backend.connection_info(cluster_id, m.db_instance_identifier)
+        with connect(info, connect_timeout=connect_timeout) as conn:
+            ident, in_recovery = instance_identity(conn)
+            state = None if m.is_cluster_writer else _try_write(conn)[0]
+        answers[m.db_instance_identifier] = (m.is_cluster_writer, in_recovery, ident, state)
+    return InstanceRolesReport(answers)

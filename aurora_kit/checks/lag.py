@@ -19,9 +19,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from aurora_kit.backends.base import ClusterBackend, ConnectionInfo
-from aurora_kit.checks._common import connect, instance_identity, latency_stats
-from aurora_kit.checks._display import CheckResult
 from aurora_kit.checks._probe_tables import SCHEMA, ensure_probe_tables
+from aurora_kit.checks.common import connect, instance_identity, latency_stats
+from aurora_kit.checks.result import CheckResult
 from aurora_kit.errors import VerificationError
 from aurora_kit.jsonable import jsonable
 
@@ -82,6 +82,12 @@ class ReplicaLagReport(CheckResult):
     def assert_ok(self, max_p99_ms: float | None = None) -> ReplicaLagReport:
         self._raise_if(self.problems(max_p99_ms))
         return self
+
+    def limits(self) -> str:
+        worst = max((r.stats()["p99_ms"] or 0.0 for r in self.readers.values()), default=None)
+        shown = "—" if worst is None else f"{worst:.1f} ms"
+        bound = f" ≤ {self.max_p99_ms:g} ms" if self.max_p99_ms is not None else ""
+        return f"worst reader lag p99 {shown}{bound}, every marker seen within {self.timeout_s:g} s"
 
     def raise_for_lag(self, max_p99_ms: float) -> None:
         """Raise VerificationError if any reader's p99 exceeds ``max_p99_ms`` or missed a marker."""

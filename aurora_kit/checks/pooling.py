@@ -24,8 +24,8 @@ import sqlalchemy
 from sqlalchemy.pool import QueuePool
 
 from aurora_kit.backends.base import ClusterBackend, ConnectionInfo
-from aurora_kit.checks._common import connect, latency_stats, sqlstate_of
-from aurora_kit.checks._display import CheckResult
+from aurora_kit.checks.common import connect, latency_stats, sqlstate_of
+from aurora_kit.checks.result import CheckResult
 from aurora_kit.polling import wait_for
 
 #: the seed application's pool settings

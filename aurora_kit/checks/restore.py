@@ -24,8 +24,8 @@ import psycopg
 from psycopg import sql
 
 from aurora_kit.backends.base import ConnectionInfo
-from aurora_kit.checks._common import CANONICAL_SESSION, connect
-from aurora_kit.checks._display import CheckResult
+from aurora_kit.checks.common import CANONICAL_SESSION, connect
+from aurora_kit.checks.result import CheckResult
 from aurora_kit.errors import InvalidParameterError
 
 _FINGERPRINT = """

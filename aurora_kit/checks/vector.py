@@ -20,8 +20,8 @@ import psycopg
 from psycopg import sql
 
 from aurora_kit.backends.base import ConnectionInfo
-from aurora_kit.checks._common import connect, latency_stats
-from aurora_kit.checks._display import CheckResult
+from aurora_kit.checks.common import connect, latency_stats
+from aurora_kit.checks.result import CheckResult
 from aurora_kit.errors import InvalidParameterError, VerificationError
 
 IndexKind = Literal["hnsw", "ivfflat"]
@@ -358,6 +358,12 @@ class VectorProofReport(CheckResult):
     def assert_ok(self, min_recall: float | None = None, min_speedup: float | None = None) -> VectorProofReport:
         self._raise_if(self.problems(min_recall, min_speedup))
         return self
+
+    def limits(self) -> str:
+        best = self.best_point()
+        got = f"recall@{self.k} {best.recall:.3f}, {best.speedup:.1f}× exact" if best else "no point reaches the target"
+        speed = f", speed-up ≥ {self.min_speedup:g}×" if self.min_speedup is not None else ""
+        return f"{got}; target recall ≥ {self.min_recall:g}{speed}, index used"
 
     def raise_for_index_unused(self) -> None:
         if not self.index_used:

@@ -38,9 +38,9 @@ from typing import Any
 import psycopg
 
 from aurora_kit.backends.base import ClusterBackend, ConnectionInfo, FailoverMode, FailoverResult
-from aurora_kit.checks._common import connect, instance_identity, sqlstate_of
-from aurora_kit.checks._display import CheckResult
 from aurora_kit.checks._probe_tables import SCHEMA, ensure_probe_tables
+from aurora_kit.checks.common import connect, instance_identity, sqlstate_of
+from aurora_kit.checks.result import CheckResult
 from aurora_kit.errors import InvalidParameterError, VerificationError, WaitTimeoutError
 from aurora_kit.polling import wait_for
 
@@ -106,6 +106,7 @@ class WriteProbeReport(CheckResult):
     marks: list[tuple[float, str]] = field(default_factory=list)
     max_rto_s: float | None = None
     expected_writer: str | None = None
+    max_lost: int = 0
 
     # -- derived figures --------------------------------------------------------------------------------
     @property
@@ -160,12 +161,14 @@ class WriteProbeReport(CheckResult):
 
     # -- verdict -----------------------------------------------------------------------------------------
     def problems(
-        self, max_rto_s: float | None = None, expected_writer: str | None = None, max_lost: int = 0
+        self, max_rto_s: float | None = None, expected_writer: str | None = None, max_lost: int | None = None
     ) -> list[str]:
         """What is wrong: more than ``max_lost`` acknowledged writes missing, RTO over ``max_rto_s``, writes not
-        ending on ``expected_writer``, no read-back on a writer, ... (empty: all good)."""
+        ending on ``expected_writer``, no read-back on a writer, ... (empty: all good). Limits not given are the
+        report's own (set by :func:`probe_failover`)."""
         limit = self.max_rto_s if max_rto_s is None else max_rto_s
         writer = self.expected_writer if expected_writer is None else expected_writer
+        max_lost = self.max_lost if max_lost is None else max_lost
         out = []
         if self.lost > max_lost:
             out.append(
@@ -197,10 +200,17 @@ class WriteProbeReport(CheckResult):
         return out
 
     def assert_ok(
-        self, max_rto_s: float | None = None, expected_writer: str | None = None, max_lost: int = 0
+        self, max_rto_s: float | None = None, expected_writer: str | None = None, max_lost: int | None = None
     ) -> WriteProbeReport:
         self._raise_if(self.problems(max_rto_s, expected_writer, max_lost))
         return self
+
+    def limits(self) -> str:
+        parts = [f"RTO {self.rto_s:.3f} s" + (f" ≤ {self.max_rto_s:g} s" if self.max_rto_s is not None else "")]
+        parts.append(f"{self.lost} lost commits ≤ {self.max_lost}")
+        if self.expected_writer:
+            parts.append(f"writes resumed on {self.expected_writer}")
+        return ", ".join(parts) if self.rto_s is not None else f"{self.lost} lost commits ≤ {self.max_lost}"
 
     def raise_for_lost_commits(self) -> None:
         if self.lost:
@@ -547,6 +557,7 @@ def probe_failover(
     target_instance_id: str | None = None,
     rate: float = 100.0,
     max_rto_s: float | None = None,
+    max_lost: int = 0,
 ) -> tuple[FailoverResult, WriteProbeReport]:
     """Run ``backend.failover`` inside a :class:`WriteProbe`; the report expects the failover's new writer."""
     with WriteProbe(backend.connection_info(cluster_id, "cluster"), rate=rate) as probe:
@@ -556,5 +567,6 @@ def probe_failover(
     report = probe.report
     assert report is not None
     report.max_rto_s = max_rto_s
+    report.max_lost = max_lost
     report.expected_writer = result.new_writer if result.status != "dry-run" else None
     return result, report

@@ -58,7 +58,7 @@ def test_a_reader_that_cannot_be_reached_leaks_no_connection(
     local_backend: Any, local_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from aurora_kit.checks import lag
-    from aurora_kit.checks._common import with_options
+    from aurora_kit.checks.common import with_options
 
     opened: list[psycopg.Connection[Any]] = []
     real_connect = lag.connect

@@ -24,6 +24,7 @@ def _sql(info: Any, query: str, params: Any = None) -> list[Any]:
         return cur.fetchall() if cur.description else []
 
 
+@pytest.mark.timing  # the largest gap between writes stays under 0.5 s with no outage
 def test_steady_writes_no_loss(local_backend: Any, local_cluster: Cluster) -> None:
     info = local_backend.connection_info(local_cluster.db_cluster_identifier, "cluster")
     with WriteProbe(info, rate=100, settle_writes=5) as probe:
@@ -118,6 +119,7 @@ def test_failover_to_a_reader_that_missed_commits_reports_them_lost(
     _sql(writer_info, "SELECT pg_reload_conf()")
 
 
+@pytest.mark.timing  # the outage is bounded (0.05-60 s)
 @pytest.mark.parametrize("mode", ["planned", "crash"])
 def test_probe_around_a_real_failover(
     mode: str, local_backend: Any, local_cluster_factory: Callable[..., Cluster]

@@ -2,6 +2,7 @@
 
 * ``local_backend`` (session): a :class:`LocalBackend` on a fresh root under /tmp (traversable by the PostgreSQL
   system user). At session end every cluster left is deleted and no postmaster of that root may remain.
+* ``fresh_local_root`` (function): a root of its own for one test (runbooks, the CLI), cleaned up the same way.
 * ``local_cluster`` (session): a :class:`Cluster` with a writer + 2 readers, deletion protection off, shared by
   the tests that do not change its topology. Reach it with
   ``info = local_backend.connection_info(local_cluster.db_cluster_identifier, "cluster" | "reader" | <id>)`` and
@@ -34,7 +35,8 @@ from aurora_kit.specs import ClusterSpec
 _counter = itertools.count(1)
 
 
-def _postmasters_under(root: Path) -> list[psutil.Process]:
+def postmasters_under(root: Path) -> list[psutil.Process]:
+    """PostgreSQL server processes whose command line names ``root`` (a leak check, never a way to stop them)."""
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmd = proc.info.get("cmdline") or []
@@ -43,40 +45,65 @@ def _postmasters_under(root: Path) -> list[psutil.Process]:
     return found
 
 
-def _delete_everything(backend: Any) -> None:
-    for cluster_id in sorted(backend.store.read()["clusters"]):
-        backend.delete_cluster(
-            cluster_id,
-            final_snapshot_id=None,
-            skip_final_snapshot=True,
-            lift_deletion_protection=True,
-        )
-
-
-@pytest.fixture(scope="session")
-def local_root() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="aurora_kit_test_", dir="/tmp"))
-    root.chmod(0o755)  # the PostgreSQL system user must traverse it
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def local_backend(local_root: Path) -> Iterator[Any]:
+def _require_binaries() -> None:
     try:
-        from aurora_kit.backends.local import LocalBackend
         from aurora_kit.backends.local.binaries import find_binaries
 
         find_binaries(16)
     except Exception as exc:  # pragma: no cover - environment without the binaries
         pytest.skip(f"local backend unavailable: {exc}")
-    backend = LocalBackend(root_dir=local_root)
-    yield backend
-    _delete_everything(backend)
-    leftovers = _postmasters_under(local_root)
-    for proc in leftovers:  # do not leak servers even when the assertion fails
-        proc.kill()
-    assert not leftovers, f"postmasters left running under {local_root}: {[p.pid for p in leftovers]}"
+
+
+def _new_root(prefix: str) -> Path:
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root.chmod(0o755)  # the PostgreSQL system user must traverse it
+    return root
+
+
+def clean_up_root(root: Path) -> None:
+    """Delete every cluster left under ``root`` through the backend, then assert that no postmaster of that root
+    survived (any that did are killed first, so a failing test leaks no server) and remove the root."""
+    from aurora_kit.backends.local import LocalBackend
+
+    backend = LocalBackend(root_dir=root)
+    try:
+        for cluster in backend.list_clusters():
+            backend.delete_cluster(
+                cluster.db_cluster_identifier,
+                final_snapshot_id=None,
+                skip_final_snapshot=True,
+                lift_deletion_protection=True,
+            )
+    finally:
+        leftovers = postmasters_under(root)
+        for proc in leftovers:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+    assert not leftovers, f"postmasters left running under {root}: {[p.pid for p in leftovers]}"
+
+
+@pytest.fixture(scope="session")
+def local_root() -> Iterator[Path]:
+    _require_binaries()
+    root = _new_root("aurora_kit_test_")
+    yield root
+    clean_up_root(root)
+
+
+@pytest.fixture(scope="session")
+def local_backend(local_root: Path) -> Any:
+    from aurora_kit.backends.local import LocalBackend
+
+    return LocalBackend(root_dir=local_root)
+
+
+@pytest.fixture
+def fresh_local_root() -> Iterator[Path]:
+    """A root of its own for one test (runbooks, the CLI); afterwards cleaned up like the session's."""
+    _require_binaries()
+    root = _new_root("aurora_kit_fresh_")
+    yield root
+    clean_up_root(root)
 
 
 def unique_id(prefix: str = "t") -> str:
@@ -104,7 +131,7 @@ def local_cluster_factory(local_backend: Any) -> Iterator[Callable[..., Cluster]
         return cluster
 
     yield make
-    existing = {c for c in local_backend.store.read()["clusters"]}
+    existing = {c.db_cluster_identifier for c in local_backend.list_clusters()}
     for cid in made:
         if cid in existing:
             local_backend.delete_cluster(

@@ -2,7 +2,7 @@
 
 Decisions (apply methods, drift, failover target, reboot order, restore window...) live in
 :mod:`aurora_kit.backends.aws.decisions`; this module reads RDS state, asks those functions, and makes the calls.
-Every call goes through :meth:`AwsBackend._call`, which records instead of calling when ``dry_run`` is set and
+Every call goes through :meth:`AwsApi._call` (:mod:`.api`), which records instead of calling when ``dry_run`` is set and
 wraps botocore's ``ClientError`` into :mod:`aurora_kit.errors` (AWS code kept in ``error.context["code"]``).
 Every wait goes through :func:`aurora_kit.polling.wait_for` (boto3's waiters poll every 30 s, and the cluster
 waiter returns before the instances are up).
@@ -19,106 +19,56 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from collections.abc import Mapping
+from typing import Any
 
 import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import ResponseParserError
 from psycopg.conninfo import make_conninfo
 
 from aurora_kit.backends.aws import decisions as d
-from aurora_kit.backends.aws.plan import format_plan, is_mutating
+from aurora_kit.backends.aws.api import (
+    RDS,
+    AwsApi,
+    PollSettings,
+    _describe_state,
+    _lower,
+    _now,
+    _split_host_port,
+    _state_terminal,
+)
+from aurora_kit.backends.aws.parameters import ParameterGroupOps
+from aurora_kit.backends.aws.snapshots import SnapshotOps
 from aurora_kit.backends.aws.translate import (
     to_alarm_state,
     to_cluster,
     to_instance,
-    to_members,
     to_snapshot,
-    translate_client_error,
 )
 from aurora_kit.backends.base import (
     AlarmState,
+    BackendSettings,
     BackendTraits,
     Cluster,
-    ClusterBackend,
     ConnectionInfo,
     FailoverMode,
     FailoverResult,
     Instance,
-    ParameterChange,
-    ParameterChangeResult,
     Snapshot,
+    projected_cluster,
 )
 from aurora_kit.errors import (
     BackendOperationError,
-    ClusterAlreadyExistsError,
-    ClusterNotFoundError,
     DeletionProtectionError,
-    InstanceNotFoundError,
     InvalidParameterError,
     InvalidStateError,
     SnapshotAlreadyExistsError,
-    SnapshotNotFoundError,
     UnsupportedOperationError,
 )
-from aurora_kit.polling import wait_for
-from aurora_kit.rules import check_final_snapshot_choice, check_restore_window, reboot_order
+from aurora_kit.rules import check_final_snapshot_choice
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
-if TYPE_CHECKING:
-    from aurora_kit.params import RunbookParameters
 
-T = TypeVar("T")
-RDS = "rds"
-
-#: statuses a wait must not sit through: they do not clear by themselves (an operator has to act), so a wait
-#: stops at once with InvalidStateError naming the resource and the state instead of running to its deadline
-CLUSTER_TERMINAL = frozenset(
-    {
-        "failed",
-        "incompatible-parameters",
-        "incompatible-network",
-        "incompatible-restore",
-        "inaccessible-encryption-credentials",
-        "inaccessible-encryption-credentials-recoverable",
-        "migration-failed",
-    }
-)
-INSTANCE_TERMINAL = frozenset(
-    {
-        "failed",
-        "incompatible-parameters",
-        "incompatible-network",
-        "incompatible-option-group",
-        "incompatible-restore",
-        "inaccessible-encryption-credentials",
-        "inaccessible-encryption-credentials-recoverable",
-        "insufficient-capacity",
-        "restore-error",
-        "storage-full",
-    }
-)
-SNAPSHOT_TERMINAL = frozenset({"failed", "error"})
-
-
-@dataclass(frozen=True)
-class PollSettings:
-    """How waits poll AWS. Real AWS: start at 2 s, back off to 30 s. Tests inject tiny delays."""
-
-    initial_delay: float = 2.0
-    max_delay: float = 30.0
-    backoff: float = 1.5
-    timeout: float = 3600.0  # create / restore / delete / failover
-    short_timeout: float = 900.0  # parameter status settle, secret active, modify
-
-
-class AwsBackend(ClusterBackend):
+class AwsBackend(ParameterGroupOps, SnapshotOps):
     """Aurora PostgreSQL through boto3.
 
     :param region: AWS region (else the profile's / ``AWS_DEFAULT_REGION``).
@@ -146,7 +96,7 @@ class AwsBackend(ClusterBackend):
     )
 
     @classmethod
-    def check_parameters(cls, params: RunbookParameters) -> None:
+    def check_parameters(cls, params: BackendSettings) -> None:
         if not params.aws.ca_bundle:
             raise InvalidParameterError(
                 "aws.ca_bundle", params.aws.ca_bundle, "required with backend: aws (TLS uses sslmode=verify-full)"
@@ -160,7 +110,7 @@ class AwsBackend(ClusterBackend):
             raise InvalidParameterError("availability_zones", bad_az[0], f"not a zone of region {params.region!r}")
 
     @classmethod
-    def options_from(cls, params: RunbookParameters) -> dict[str, Any]:
+    def options_from(cls, params: BackendSettings) -> dict[str, Any]:
         options: dict[str, Any] = {"dry_run": params.dry_run, "region": params.region, "iam_auth": params.iam_auth}
         if params.aws.profile:
             options["profile"] = params.aws.profile
@@ -204,210 +154,6 @@ class AwsBackend(ClusterBackend):
         self.poll = poll if isinstance(poll, PollSettings) else PollSettings(**dict(poll or {}))
         self._engine_defaults: dict[str, dict[str, dict[str, Any]]] = {}
 
-    # -- plumbing ---------------------------------------------------------------------------------------------
-    def client(self, service: str) -> Any:
-        """The boto3 client for ``service`` (created lazily, standard retry mode)."""
-        if service not in self._clients:
-            if self._session is None:
-                self._session = boto3.Session(profile_name=self._profile, region_name=self.region)
-            region = self.region or self._session.region_name
-            if not region:
-                raise InvalidParameterError("region", None, "no AWS region: pass region= or set AWS_DEFAULT_REGION")
-            self._clients[service] = self._session.client(
-                service,  # type: ignore[call-overload]
-                region_name=region,
-                config=Config(retries={"mode": "standard", "max_attempts": 8}, user_agent_extra="aurora_kit"),
-            )
-        return self._clients[service]
-
-    def _call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
-        """Make one AWS call (or record it, for a mutating call in a dry run); typed errors on failure."""
-        if self.dry_run and is_mutating(operation):
-            self._record(service, operation, **params)
-            return {}
-        with _translating(operation, params):
-            return dict(getattr(self.client(service), _snake(operation))(**params))
-
-    def _pages(self, service: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
-        """Every page of a paginated read; ``key`` is the list to collect, dotted when nested
-        (``EngineDefaults.Parameters``)."""
-        out: list[dict[str, Any]] = []
-        with _translating(operation, params):
-            for page in self.client(service).get_paginator(_snake(operation)).paginate(**params):
-                node: Any = page
-                for part in key.split("."):
-                    node = (node or {}).get(part)
-                out.extend(node or [])
-        return out
-
-    def _wait(
-        self,
-        what: str,
-        probe: Callable[[], T],
-        done: Callable[[T], bool],
-        *,
-        describe: Callable[[T], str] = repr,
-        timeout: float | None = None,
-        fail_if: Callable[[T], str | None] | None = None,
-    ) -> T:
-        return wait_for(
-            what,
-            probe,
-            done,
-            timeout=self.poll.timeout if timeout is None else timeout,
-            initial_delay=self.poll.initial_delay,
-            max_delay=self.poll.max_delay,
-            backoff=self.poll.backoff,
-            describe=describe,
-            progress=self.progress,
-            fail_if=fail_if,
-        )
-
-    def format_plan(self) -> str:
-        """The dry-run plan, readable (see :func:`aurora_kit.backends.aws.plan.format_plan`)."""
-        return format_plan(self.plan)
-
-    # -- raw reads -------------------------------------------------------------------------------------------
-    def _find_cluster(self, cluster_id: str) -> dict[str, Any] | None:
-        try:
-            return self._cluster(cluster_id)
-        except ClusterNotFoundError:
-            return None
-
-    def _cluster(self, cluster_id: str) -> dict[str, Any]:
-        """DescribeDBClusters for one id; ClusterNotFoundError (AWS code in context) if it does not exist."""
-        clusters = self._call(RDS, "DescribeDBClusters", DBClusterIdentifier=cluster_id)["DBClusters"]
-        if not clusters:
-            raise ClusterNotFoundError(cluster_id)
-        return dict(clusters[0])
-
-    def _instances(self, cluster_id: str) -> dict[str, dict[str, Any]]:
-        rows = self._pages(
-            RDS, "DescribeDBInstances", "DBInstances", Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}]
-        )
-        return {
-            r["DBInstanceIdentifier"].lower(): r
-            for r in rows
-            if str(r.get("DBClusterIdentifier", "")).lower() == cluster_id.lower()
-        }
-
-    def _find_instance(self, instance_id: str) -> dict[str, Any] | None:
-        try:
-            rows = self._call(RDS, "DescribeDBInstances", DBInstanceIdentifier=instance_id)["DBInstances"]
-        except InstanceNotFoundError:
-            return None
-        return dict(rows[0]) if rows else None
-
-    def _find_snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
-        try:
-            rows = self._call(RDS, "DescribeDBClusterSnapshots", DBClusterSnapshotIdentifier=snapshot_id)
-        except SnapshotNotFoundError:
-            return None
-        snaps = rows.get("DBClusterSnapshots") or []
-        return dict(snaps[0]) if snaps else None
-
-    def _member(self, cluster: Mapping[str, Any], instance_id: str) -> dict[str, Any]:
-        for m in cluster.get("DBClusterMembers") or []:
-            if m["DBInstanceIdentifier"].lower() == instance_id.lower():
-                return dict(m)
-        raise InstanceNotFoundError(instance_id, cluster.get("DBClusterIdentifier"))
-
-    # -- waits ------------------------------------------------------------------------------------------------
-    def _cluster_state(self, cluster_id: str) -> tuple[dict[str, Any] | None, dict[str, str]]:
-        cluster = self._find_cluster(cluster_id)
-        statuses = {i: r.get("DBInstanceStatus", "?") for i, r in self._instances(cluster_id).items()}
-        return cluster, statuses
-
-    def _wait_cluster_ready(self, cluster_id: str, expect_instances: Sequence[str] = ()) -> dict[str, Any]:
-        """Cluster ``available`` AND every instance (at least ``expect_instances``) ``available``."""
-
-        def done(state: tuple[dict[str, Any] | None, dict[str, str]]) -> bool:
-            cluster, statuses = state
-            return (
-                cluster is not None
-                and cluster.get("Status") == "available"
-                and all(statuses.get(i) == "available" for i in expect_instances)
-                and all(s == "available" for s in statuses.values())
-            )
-
-        cluster, _ = self._wait(
-            f"cluster {cluster_id} and its instances available",
-            lambda: self._cluster_state(cluster_id),
-            done,
-            describe=_describe_state,
-            fail_if=_state_terminal,
-        )
-        assert cluster is not None
-        return cluster
-
-    def _wait_cluster_status(self, cluster_id: str, status: str) -> dict[str, Any]:
-        cluster = self._wait(
-            f"cluster {cluster_id} {status}",
-            lambda: self._find_cluster(cluster_id),
-            lambda c: c is not None and c.get("Status") == status,
-            describe=lambda c: "not found" if c is None else str(c.get("Status")),
-            fail_if=_cluster_terminal,
-        )
-        assert cluster is not None
-        return cluster
-
-    def _wait_modified(self, cluster_id: str, expected: Mapping[str, Any]) -> dict[str, Any]:
-        """After ModifyDBCluster(ApplyImmediately): available, PendingModifiedValues empty, values visible."""
-
-        def done(c: dict[str, Any] | None) -> bool:
-            return (
-                c is not None
-                and c.get("Status") == "available"
-                and not c.get("PendingModifiedValues")
-                and all(c.get(k) == v for k, v in expected.items())
-            )
-
-        cluster = self._wait(
-            f"cluster {cluster_id} modification applied ({', '.join(expected) or 'no fields'})",
-            lambda: self._find_cluster(cluster_id),
-            done,
-            describe=lambda c: (
-                "not found" if c is None else f"{c.get('Status')} pending={c.get('PendingModifiedValues') or {}}"
-            ),
-            timeout=self.poll.short_timeout,
-            fail_if=_cluster_terminal,
-        )
-        assert cluster is not None
-        return cluster
-
-    def _wait_instance_gone(self, instance_id: str) -> None:
-        self._wait(
-            f"instance {instance_id} deleted",
-            lambda: self._find_instance(instance_id),
-            lambda r: r is None,
-            describe=lambda r: "deleted" if r is None else str(r.get("DBInstanceStatus")),
-        )
-
-    def _wait_secret_active(self, cluster_id: str) -> dict[str, Any]:
-        cluster = self._wait(
-            f"master user secret of {cluster_id} active",
-            lambda: self._cluster(cluster_id),
-            lambda c: (c.get("MasterUserSecret") or {}).get("SecretStatus") == "active",
-            describe=lambda c: str((c.get("MasterUserSecret") or {}).get("SecretStatus", "no MasterUserSecret")),
-            timeout=self.poll.short_timeout,
-        )
-        return cluster
-
-    def _wait_snapshot_available(self, snapshot_id: str) -> dict[str, Any]:
-        snap = self._wait(
-            f"snapshot {snapshot_id} available",
-            lambda: self._find_snapshot(snapshot_id),
-            lambda s: s is not None and s.get("Status") == "available",
-            describe=lambda s: "not found" if s is None else f"{s.get('Status')} {s.get('PercentProgress', '')}%",
-            fail_if=lambda s: (
-                f"snapshot {snapshot_id} is {s.get('Status')}"
-                if s is not None and s.get("Status") in SNAPSHOT_TERMINAL
-                else None
-            ),
-        )
-        assert snap is not None
-        return snap
-
     # -- clusters ---------------------------------------------------------------------------------------------
     def create_cluster(self, spec: ClusterSpec, *, wait: bool = True) -> Cluster:
         """Create cluster + instances with secure defaults (see decisions.create_cluster_params).
@@ -429,7 +175,9 @@ class AwsBackend(ClusterBackend):
                 for inst in missing:
                     self._call(RDS, "CreateDBInstance", **d.create_instance_params(spec.cluster_id, inst, spec.tags))
                 if self.dry_run:
-                    return _projected_cluster(spec, group)
+                    return projected_cluster(
+                        spec, engine_version=spec.engine_version, port=spec.port or 5432, group=group
+                    )
                 if not wait:
                     return to_cluster(self._cluster(spec.cluster_id))
                 self._wait_cluster_ready(spec.cluster_id, [i.instance_id for i in spec.instances])
@@ -447,7 +195,7 @@ class AwsBackend(ClusterBackend):
         for inst in spec.instances:  # first = writer: Aurora makes the first instance created the writer
             self._call(RDS, "CreateDBInstance", **d.create_instance_params(spec.cluster_id, inst, spec.tags))
         if self.dry_run:
-            return _projected_cluster(spec, group)
+            return projected_cluster(spec, engine_version=spec.engine_version, port=spec.port or 5432, group=group)
         if not wait:
             return to_cluster(created or self._cluster(spec.cluster_id))
         self._wait_cluster_ready(spec.cluster_id, [i.instance_id for i in spec.instances])
@@ -668,376 +416,6 @@ class AwsBackend(ClusterBackend):
             return to_instance(response.get("DBInstance") or self._find_instance(instance_id) or {}, cluster)
         return self._wait_instance_rebooted(cluster_id, instance_id, response, require_in_sync=False)
 
-    def _wait_instance_rebooted(
-        self, cluster_id: str, instance_id: str, reboot_response: Mapping[str, Any], *, require_in_sync: bool
-    ) -> Instance:
-        """Done when the instance is ``available`` again (and ``in-sync`` if ``require_in_sync``) AFTER having been
-        seen down: a poll right after RebootDBInstance may still return the stale ``available``. The first "down"
-        sighting is RebootDBInstance's own answer (``DBInstanceStatus: rebooting``), else a later poll."""
-        answered = str((reboot_response.get("DBInstance") or {}).get("DBInstanceStatus", "available"))
-        seen_down = answered != "available"
-
-        def probe() -> tuple[dict[str, Any], dict[str, Any] | None]:
-            cluster = self._cluster(cluster_id)
-            return cluster, self._find_instance(instance_id)
-
-        def done(state: tuple[dict[str, Any], dict[str, Any] | None]) -> bool:
-            nonlocal seen_down
-            cluster, inst = state
-            if inst is None or inst.get("DBInstanceStatus") != "available":
-                seen_down = True
-                return False
-            status = self._member(cluster, instance_id).get("DBClusterParameterGroupStatus")
-            return seen_down and (not require_in_sync or status == "in-sync")
-
-        def describe(state: tuple[dict[str, Any], dict[str, Any] | None]) -> str:
-            cluster, inst = state
-            member: dict[str, Any] = next(
-                (m for m in cluster.get("DBClusterMembers") or [] if m["DBInstanceIdentifier"].lower() == instance_id),
-                {},
-            )
-            status = (inst or {}).get("DBInstanceStatus", "missing")
-            return f"{status} params={member.get('DBClusterParameterGroupStatus')} seen_down={seen_down}"
-
-        cluster, inst = self._wait(
-            f"instance {instance_id} rebooted",
-            probe,
-            done,
-            describe=describe,
-            fail_if=lambda state: _instance_terminal(instance_id, (state[1] or {}).get("DBInstanceStatus")),
-        )
-        assert inst is not None
-        return to_instance(inst, cluster)
-
-    # -- parameters -------------------------------------------------------------------------------------------
-    def _group_of(self, cluster: Mapping[str, Any]) -> str:
-        group = cluster.get("DBClusterParameterGroup")
-        if not group:
-            raise InvalidStateError(
-                f"cluster {cluster.get('DBClusterIdentifier')!r} reports no cluster parameter group",
-                cluster_id=cluster.get("DBClusterIdentifier"),
-            )
-        return str(group)
-
-    def _group_parameters(self, group: str) -> dict[str, dict[str, Any]]:
-        rows = self._pages(RDS, "DescribeDBClusterParameters", "Parameters", DBClusterParameterGroupName=group)
-        return {r["ParameterName"]: r for r in rows}
-
-    def _engine_default_parameters(self, family: str) -> dict[str, dict[str, Any]]:
-        """DescribeEngineDefaultClusterParameters (paginated under EngineDefaults), cached per family once read.
-        A failure raises a typed error and caches nothing (the next call asks AWS again)."""
-        if family not in self._engine_defaults:
-            rows = self._pages(
-                RDS,
-                "DescribeEngineDefaultClusterParameters",
-                "EngineDefaults.Parameters",
-                DBParameterGroupFamily=family,
-            )
-            self._engine_defaults[family] = {r["ParameterName"]: r for r in rows}
-        return self._engine_defaults[family]
-
-    def get_parameters(self, cluster_id: str, names: list[str]) -> dict[str, str | None]:
-        cluster_id = _lower(cluster_id)
-        group = self._group_of(self._cluster(cluster_id))
-        params = self._group_parameters(group)
-        return {n: (params[n].get("ParameterValue") if n in params else None) for n in names}
-
-    def apply_parameters(
-        self,
-        cluster_id: str,
-        parameters: Mapping[str, str],
-        *,
-        apply_method: d.ApplyMethodRequest = "auto",
-    ) -> ParameterChangeResult:
-        """ModifyDBClusterParameterGroup: dynamic → ``immediate``, static → ``pending-reboot`` (``apply_method``
-        may force ``pending-reboot``; forcing ``immediate`` on a static parameter is refused before any call).
-        ``shared_preload_libraries`` is merged with what is loaded now / the engine default."""
-        cluster_id = _lower(cluster_id)
-        cluster = self._cluster(cluster_id)
-        group = self._group_of(cluster)
-        if group.startswith("default."):
-            raise InvalidStateError(
-                f"cluster {cluster_id!r} uses the default parameter group {group!r}, which cannot be modified",
-                hint="create a custom cluster parameter group and attach it (create_cluster does this by default)",
-                cluster_id=cluster_id,
-            )
-        family = d.parameter_group_family(str(cluster.get("EngineVersion", "")))
-        planned = d.plan_parameter_changes(
-            parameters,
-            self._group_parameters(group),
-            apply_method=apply_method,
-            engine_defaults=self._engine_default_parameters(family),
-        )
-        changes = [ParameterChange(p.name, p.old_value, p.new_value, p.apply_type, p.apply_method) for p in planned]
-        if not planned:
-            return ParameterChangeResult(cluster_id, [], self._pending_reboot(cluster), status="no-change")
-        for batch in d.batches(planned):
-            self._call(
-                RDS,
-                "ModifyDBClusterParameterGroup",
-                DBClusterParameterGroupName=group,
-                Parameters=[
-                    {"ParameterName": p.name, "ParameterValue": p.new_value, "ApplyMethod": p.apply_method}
-                    for p in batch
-                ],
-            )
-        if self.dry_run:
-            static = [c for c in changes if c.apply_method == "pending-reboot"]
-            pending = [m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or []] if static else []
-            return ParameterChangeResult(cluster_id, changes, pending, status="dry-run")
-        cluster = self._wait_parameters_settled(cluster_id, group, planned)
-        return ParameterChangeResult(cluster_id, changes, self._pending_reboot(cluster))
-
-    def _wait_parameters_settled(
-        self, cluster_id: str, group: str, planned: Sequence[d.PlannedParameter]
-    ) -> dict[str, Any]:
-        """Right after ModifyDBClusterParameterGroup the members may still say ``in-sync`` (they have not started
-        ``applying``), so "nothing is applying" proves nothing. Wait first until the group reports every new
-        ParameterValue, then until every member reaches the state the change leads to: ``pending-reboot`` when any
-        change waits for a reboot, else no longer ``applying``."""
-        wanted = {p.name: p.new_value for p in planned}
-        self._wait(
-            f"parameter group {group} showing the new values",
-            lambda: self._group_parameters(group),
-            lambda params: all((params.get(n) or {}).get("ParameterValue") == v for n, v in wanted.items()),
-            describe=lambda params: ", ".join(f"{n}={(params.get(n) or {}).get('ParameterValue')!r}" for n in wanted),
-            timeout=self.poll.short_timeout,
-        )
-        if any(p.apply_method == "pending-reboot" for p in planned):
-            what, settled = "pending-reboot", lambda status: status == "pending-reboot"
-        else:  # a member left pending-reboot by an earlier change stays so: only "applying" is unsettled
-            what, settled = "done applying", lambda status: status != "applying"
-        return self._wait(
-            f"members of {cluster_id} {what}",
-            lambda: self._cluster(cluster_id),
-            lambda c: all(settled(m.get("DBClusterParameterGroupStatus")) for m in c.get("DBClusterMembers") or []),
-            describe=lambda c: ", ".join(
-                f"{m['DBInstanceIdentifier']}:{m.get('DBClusterParameterGroupStatus')}"
-                for m in c.get("DBClusterMembers") or []
-            ),
-            timeout=self.poll.short_timeout,
-            fail_if=_cluster_terminal,
-        )
-
-    @staticmethod
-    def _pending_reboot(cluster: Mapping[str, Any]) -> list[str]:
-        return [
-            m["DBInstanceIdentifier"]
-            for m in cluster.get("DBClusterMembers") or []
-            if m.get("DBClusterParameterGroupStatus") == "pending-reboot"
-        ]
-
-    def reboot_pending(self, cluster_id: str) -> list[Instance]:
-        """Reboot every pending-reboot member, readers first then the writer; each must come back
-        ``available`` and ``in-sync`` before the next is rebooted."""
-        cluster_id = _lower(cluster_id)
-        cluster = self._cluster(cluster_id)
-        order = reboot_order(to_members(cluster))
-        rebooted: list[Instance] = []
-        for instance_id in order:
-            response = self._call(RDS, "RebootDBInstance", DBInstanceIdentifier=instance_id)
-            if self.dry_run:
-                inst = self._find_instance(instance_id) or {"DBInstanceIdentifier": instance_id}
-                rebooted.append(dataclasses.replace(to_instance(inst, cluster), status="dry-run"))
-                continue
-            rebooted.append(self._wait_instance_rebooted(cluster_id, instance_id, response, require_in_sync=True))
-        return rebooted
-
-    # -- snapshots and restores -------------------------------------------------------------------------------
-    def create_snapshot(
-        self, cluster_id: str, snapshot_id: str, *, tags: Mapping[str, str] | None = None, wait: bool = True
-    ) -> Snapshot:
-        """Manual cluster snapshot, tagged with the caller's tags plus ``aurora-kit:cluster``."""
-        cluster_id = _lower(cluster_id)
-        snapshot_id = _lower(snapshot_id)
-        cluster = self._cluster(cluster_id)
-        if self._find_snapshot(snapshot_id) is not None:
-            raise SnapshotAlreadyExistsError(snapshot_id)
-        all_tags = {"aurora-kit:cluster": cluster_id, **dict(tags or {})}
-        response = self._call(
-            RDS,
-            "CreateDBClusterSnapshot",
-            DBClusterIdentifier=cluster_id,
-            DBClusterSnapshotIdentifier=snapshot_id,
-            Tags=d.tag_list(all_tags),
-        )
-        if self.dry_run:
-            return Snapshot(
-                snapshot_id,
-                cluster_id,
-                "dry-run",
-                "manual",
-                str(cluster.get("EngineVersion", "")),
-                storage_encrypted=bool(cluster.get("StorageEncrypted")),
-                tags=all_tags,
-            )
-        if wait:
-            return to_snapshot(self._wait_snapshot_available(snapshot_id))
-        return to_snapshot(response["DBClusterSnapshot"])
-
-    def describe_snapshots(self, cluster_id: str | None = None) -> list[Snapshot]:
-        cluster_id = _lower(cluster_id)
-        params: dict[str, Any] = {"DBClusterIdentifier": cluster_id} if cluster_id else {}
-        rows = self._pages(RDS, "DescribeDBClusterSnapshots", "DBClusterSnapshots", **params)
-        return [to_snapshot(r) for r in rows if r.get("Engine", d.ENGINE) == d.ENGINE]
-
-    def delete_snapshot(self, snapshot_id: str) -> None:
-        snapshot_id = _lower(snapshot_id)
-        self._call(RDS, "DescribeDBClusterSnapshots", DBClusterSnapshotIdentifier=snapshot_id)  # NotFound → typed
-        self._call(RDS, "DeleteDBClusterSnapshot", DBClusterSnapshotIdentifier=snapshot_id)
-        if not self.dry_run:
-            self._wait(
-                f"snapshot {snapshot_id} deleted",
-                lambda: self._find_snapshot(snapshot_id),
-                lambda s: s is None,
-                describe=lambda s: "deleted" if s is None else str(s.get("Status")),
-            )
-
-    def restore_from_snapshot(
-        self,
-        snapshot_id: str,
-        new_cluster_id: str,
-        *,
-        instances: list[InstanceSpec] | None = None,
-        wait: bool = True,
-        db_cluster_parameter_group_name: str | None = None,
-        db_subnet_group_name: str | None = None,
-        vpc_security_group_ids: Sequence[str] | None = None,
-    ) -> Cluster:
-        """RestoreDBClusterFromSnapshot with parameter group, subnet group, security groups, IAM auth, log
-        exports, deletion protection... passed EXPLICITLY (from the arguments, else the source cluster if it
-        still exists); then a managed master secret if the restore has none, then the instances."""
-        snapshot_id = _lower(snapshot_id)
-        new_cluster_id = _lower(new_cluster_id)
-        snapshot = self._find_snapshot(snapshot_id)
-        if snapshot is None:
-            raise SnapshotNotFoundError(snapshot_id)
-        if self._find_cluster(new_cluster_id) is not None:
-            raise ClusterAlreadyExistsError(new_cluster_id)
-        source = self._find_cluster(str(snapshot.get("DBClusterIdentifier", "")))
-        settings = d.restore_settings(
-            source,
-            parameter_group=db_cluster_parameter_group_name,
-            subnet_group=db_subnet_group_name,
-            security_group_ids=vpc_security_group_ids,
-        )
-        if source is None:
-            _warn_defaults(settings, new_cluster_id)
-        params = {
-            "DBClusterIdentifier": new_cluster_id,
-            "SnapshotIdentifier": snapshot_id,
-            "Engine": snapshot.get("Engine", d.ENGINE),
-            "EngineVersion": snapshot.get("EngineVersion"),
-            **settings,
-            "Tags": d.tag_list({"aurora-kit:restored-from-snapshot": snapshot_id}),
-        }
-        params = {k: v for k, v in params.items() if v is not None}
-        response = self._call(RDS, "RestoreDBClusterFromSnapshot", **params)
-        return self._finish_restore(
-            new_cluster_id, response, instances or [], wait, settings, str(params["EngineVersion"] or "")
-        )
-
-    def restore_to_point_in_time(
-        self,
-        source_cluster_id: str,
-        new_cluster_id: str,
-        *,
-        restore_time: datetime | None = None,
-        use_latest_restorable_time: bool = False,
-        instances: list[InstanceSpec] | None = None,
-        wait: bool = True,
-        db_cluster_parameter_group_name: str | None = None,
-        db_subnet_group_name: str | None = None,
-        vpc_security_group_ids: Sequence[str] | None = None,
-    ) -> Cluster:
-        """RestoreDBClusterToPointInTime (full copy) with settings passed explicitly, as for snapshots.
-        RestoreWindowError before any call when ``restore_time`` is outside the source's restorable window."""
-        source_cluster_id = _lower(source_cluster_id)
-        new_cluster_id = _lower(new_cluster_id)
-        if (restore_time is None) == (not use_latest_restorable_time):
-            raise InvalidParameterError(
-                "restore_time", restore_time, "give exactly one of restore_time or use_latest_restorable_time=True"
-            )
-        source = self._cluster(source_cluster_id)
-        params: dict[str, Any] = {
-            "DBClusterIdentifier": new_cluster_id,
-            "SourceDBClusterIdentifier": source_cluster_id,
-            "RestoreType": "full-copy",
-        }
-        if restore_time is not None:
-            params["RestoreToTime"] = check_restore_window(
-                restore_time,
-                source.get("EarliestRestorableTime"),
-                source.get("LatestRestorableTime"),
-                cluster_id=source_cluster_id,
-            )
-        else:
-            params["UseLatestRestorableTime"] = True
-        if self._find_cluster(new_cluster_id) is not None:
-            raise ClusterAlreadyExistsError(new_cluster_id)
-        settings = d.restore_settings(
-            source,
-            parameter_group=db_cluster_parameter_group_name,
-            subnet_group=db_subnet_group_name,
-            security_group_ids=vpc_security_group_ids,
-        )
-        params.update(settings)
-        params["Tags"] = d.tag_list({"aurora-kit:restored-from-cluster": source_cluster_id})
-        response = self._call(RDS, "RestoreDBClusterToPointInTime", **params)
-        return self._finish_restore(
-            new_cluster_id, response, instances or [], wait, settings, str(source.get("EngineVersion", ""))
-        )
-
-    def _finish_restore(
-        self,
-        cluster_id: str,
-        response: Mapping[str, Any],
-        instances: list[InstanceSpec],
-        wait: bool,
-        settings: Mapping[str, Any],
-        engine_version: str,
-    ) -> Cluster:
-        """After RestoreDBCluster*: hand the master password to Secrets Manager if the restore has no managed
-        secret (whatever ``wait`` says: the restored cluster must not keep an unknown plain password), then create
-        the instances, then (``wait``) wait for all of it. ModifyDBCluster needs the cluster ``available``, so
-        when the restore's answer shows no secret we wait for ``available`` and decide on what it reports then.
-        A dry run cannot know what the restore will report: it records the ModifyDBCluster as planned."""
-        secret_params = {"DBClusterIdentifier": cluster_id, "ManageMasterUserPassword": True, "ApplyImmediately": True}
-        if self.dry_run:
-            self._call(RDS, "ModifyDBCluster", **secret_params)
-            for inst in instances:
-                self._call(RDS, "CreateDBInstance", **d.create_instance_params(cluster_id, inst))
-            return Cluster(
-                db_cluster_identifier=cluster_id,
-                status="dry-run",
-                engine=d.ENGINE,
-                engine_version=engine_version,
-                endpoint="",
-                reader_endpoint="",
-                port=5432,
-                master_username="",
-                database_name="",
-                db_cluster_members=[],
-                backup_retention_period=int(settings.get("BackupRetentionPeriod", 0)),
-                preferred_backup_window=str(settings.get("PreferredBackupWindow", "")),
-                storage_encrypted=True,
-                deletion_protection=bool(settings.get("DeletionProtection")),
-                iam_database_authentication_enabled=bool(settings.get("EnableIAMDatabaseAuthentication")),
-                db_cluster_parameter_group=settings.get("DBClusterParameterGroupName"),
-            )
-        restored: Mapping[str, Any] = response.get("DBCluster") or {}
-        if not restored.get("MasterUserSecret") or instances:
-            # ModifyDBCluster needs "available"; CreateDBInstance after a restore too (RDS documents the order)
-            restored = self._wait_cluster_status(cluster_id, "available")
-        if not restored.get("MasterUserSecret"):
-            self._call(RDS, "ModifyDBCluster", **secret_params)
-        for inst in instances:
-            self._call(RDS, "CreateDBInstance", **d.create_instance_params(cluster_id, inst))
-        if not wait:
-            return to_cluster(self._cluster(cluster_id))
-        self._wait_cluster_ready(cluster_id, [i.instance_id for i in instances])
-        return to_cluster(self._wait_secret_active(cluster_id))
-
     # -- failover ---------------------------------------------------------------------------------------------
     def failover(
         self, cluster_id: str, *, target_instance_id: str | None = None, mode: FailoverMode = "planned"
@@ -1085,7 +463,7 @@ class AwsBackend(ClusterBackend):
         return FailoverResult(cluster_id, mode, old_writer, target, started, _now())
 
     # -- data plane -------------------------------------------------------------------------------------------
-    def connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+    def _endpoint_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
         """conninfo for the cluster (writer) endpoint, the reader endpoint or one instance, with
         ``sslmode=verify-full`` + ``sslrootcert=<ca_bundle>``. The password (managed secret, or an IAM token
         when ``iam_auth``) is in ``ConnectionInfo.password`` only, never in conninfo."""
@@ -1203,119 +581,4 @@ class AwsBackend(ClusterBackend):
         self._clients.clear()
 
 
-# -- helpers ----------------------------------------------------------------------------------------------
-@overload
-def _lower(identifier: str) -> str: ...
-@overload
-def _lower(identifier: None) -> None: ...
-def _lower(identifier: str | None) -> str | None:
-    """RDS stores identifiers in lowercase ("Orders" is "orders"): every id the caller passes is lowercased once,
-    at the public method, so lookups and comparisons with what RDS returns match."""
-    return None if identifier is None else identifier.lower()
-
-
-def _snake(operation: str) -> str:
-    from botocore import xform_name
-
-    return str(xform_name(operation))
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _split_host_port(host: str, target: str) -> tuple[str, int]:
-    name, sep, port = target.rpartition(":")
-    if not sep or not name or not port.isdigit():
-        raise InvalidParameterError(f"endpoint_overrides[{host}]", target, "must be 'host:port'")
-    return name, int(port)
-
-
-def _describe_state(state: tuple[dict[str, Any] | None, dict[str, str]]) -> str:
-    cluster, statuses = state
-    if cluster is None:
-        return "cluster not found"
-    writer = next(
-        (m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers") or [] if m.get("IsClusterWriter")), None
-    )
-    inst = ", ".join(f"{i}:{s}" for i, s in sorted(statuses.items())) or "no instances"
-    return f"cluster {cluster.get('Status')} writer={writer} [{inst}]"
-
-
-def _warn_defaults(settings: Mapping[str, Any], cluster_id: str) -> None:
-    missing = [
-        name
-        for key, name in (
-            ("DBClusterParameterGroupName", "parameter group"),
-            ("DBSubnetGroupName", "subnet group"),
-            ("VpcSecurityGroupIds", "security groups"),
-        )
-        if key not in settings
-    ]
-    if missing:
-        warnings.warn(
-            f"restore {cluster_id}: source cluster is gone and no {', '.join(missing)} given: AWS uses the defaults",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _projected_cluster(spec: ClusterSpec, group: str) -> Cluster:
-    from aurora_kit.backends.base import ClusterMember
-
-    return Cluster(
-        db_cluster_identifier=spec.cluster_id,
-        status="dry-run",
-        engine=d.ENGINE,
-        engine_version=spec.engine_version,
-        endpoint="",
-        reader_endpoint="",
-        port=spec.port or 5432,
-        master_username=spec.master_username,
-        database_name=spec.database_name,
-        db_cluster_members=[
-            ClusterMember(i.instance_id, n == 0, "in-sync", i.promotion_tier) for n, i in enumerate(spec.instances)
-        ],
-        backup_retention_period=spec.backup_retention_period,
-        preferred_backup_window=spec.preferred_backup_window,
-        storage_encrypted=spec.storage_encrypted,
-        deletion_protection=spec.deletion_protection,
-        iam_database_authentication_enabled=spec.iam_database_authentication,
-        db_cluster_parameter_group=group,
-        tags=dict(spec.tags),
-    )
-
-
-@contextmanager
-def _translating(operation: str, params: Mapping[str, Any] | None = None) -> Iterator[None]:
-    """botocore failures inside the block become aurora_kit errors: ClientError by its AWS code (see
-    :func:`~aurora_kit.backends.aws.translate.translate_client_error`), transport / parsing failures as
-    BackendOperationError (code = the botocore exception name)."""
-    try:
-        yield
-    except ClientError as exc:
-        raise translate_client_error(exc, operation, params or {}) from exc
-    except (BotoCoreError, ResponseParserError) as exc:  # no credentials, endpoint down, garbled answer
-        raise BackendOperationError(
-            f"{operation} failed before AWS answered: {type(exc).__name__}: {exc}",
-            hint="check credentials, region and AWS_ENDPOINT_URL; nothing further was attempted",
-            operation=operation,
-            code=type(exc).__name__,
-        ) from exc
-
-
-def _cluster_terminal(cluster: Mapping[str, Any] | None) -> str | None:
-    if cluster is not None and cluster.get("Status") in CLUSTER_TERMINAL:
-        return f"cluster {cluster.get('DBClusterIdentifier')} is {cluster.get('Status')}"
-    return None
-
-
-def _instance_terminal(instance_id: str, status: str | None) -> str | None:
-    return f"instance {instance_id} is {status}" if status in INSTANCE_TERMINAL else None
-
-
-def _state_terminal(state: tuple[dict[str, Any] | None, dict[str, str]]) -> str | None:
-    """fail_if for (cluster, {instance: status}) waits: the first terminal cluster or instance status."""
-    cluster, statuses = state
-    reasons = [_cluster_terminal(cluster), *(_instance_terminal(i, s) for i, s in sorted(statuses.items()))]
-    return next((r for r in reasons if r), None)
+__all__ = ["AwsApi", "AwsBackend", "PollSettings"]

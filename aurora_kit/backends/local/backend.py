@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -26,6 +26,7 @@ from psycopg.conninfo import make_conninfo
 
 from aurora_kit.backends.base import (
     AlarmState,
+    BackendSettings,
     BackendTraits,
     Cluster,
     ClusterBackend,
@@ -65,9 +66,6 @@ from aurora_kit.errors import (
 from aurora_kit.polling import wait_for
 from aurora_kit.rules import check_backup_window, check_final_snapshot_choice, check_retention
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
-
-if TYPE_CHECKING:
-    from aurora_kit.params import RunbookParameters
 
 LOCAL_AZ = "local-1a"
 ENGINE = "aurora-postgresql"
@@ -111,7 +109,7 @@ class LocalBackend(ClusterBackend):
     )
 
     @classmethod
-    def options_from(cls, params: RunbookParameters) -> dict[str, Any]:
+    def options_from(cls, params: BackendSettings) -> dict[str, Any]:
         options: dict[str, Any] = {"dry_run": params.dry_run}
         if params.local_root:
             options["root_dir"] = params.local_root
@@ -1135,7 +1133,7 @@ class LocalBackend(ClusterBackend):
         return failover.failover(self, cluster_id, target_instance_id=target_instance_id, mode=mode)
 
     # == data plane ========================================================================================
-    def connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+    def _endpoint_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
         cl = self.cluster_state(cluster_id)
         ordered = self._ordered(cl)
         if not ordered:

@@ -1,4 +1,4 @@
-"""aurora_kit.workflows without servers: a fake backend, real parameters, real sockets for the reachability probe."""
+"""aurora_kit.steps without servers: a fake ClusterBackend, real parameters, real sockets for the reachability probe."""
 
 from __future__ import annotations
 
@@ -12,16 +12,21 @@ from typing import Any
 import pytest
 
 from aurora_kit import params
-from aurora_kit import workflows as wf
+from aurora_kit.backends.aws import AwsBackend
 from aurora_kit.backends.base import (
     AlarmState,
     Cluster,
+    ClusterBackend,
     ClusterMember,
     ConnectionInfo,
     FailoverResult,
+    Instance,
     ParameterChange,
     ParameterChangeResult,
 )
+from aurora_kit.backends.local import LocalBackend
+from aurora_kit.checks.cluster import AlarmsReport, BackupsReport, ClusterMatchReport
+from aurora_kit.checks.settings import SettingsReport
 from aurora_kit.checks.write_probe import Ack, WriteProbeReport
 from aurora_kit.errors import (
     ClusterNotFoundError,
@@ -30,6 +35,8 @@ from aurora_kit.errors import (
     VerificationError,
 )
 from aurora_kit.runbook import Run
+from aurora_kit.steps import backup, create, failover, monitoring, parameters, teardown
+from aurora_kit.steps import common as wf
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 26, 22, 0, tzinfo=timezone.utc)
@@ -59,16 +66,31 @@ def _cluster(**changes: Any) -> Cluster:
     return dataclasses.replace(base, **changes)
 
 
-class FakeBackend:
-    name = "fake"
+LOCAL_TRAITS = LocalBackend.traits
+AWS_TRAITS = AwsBackend.traits
 
-    def __init__(self, cluster: Cluster | None = None, conninfo: str = "host=127.0.0.1 port=1") -> None:
+
+class FakeBackend(ClusterBackend):
+    """A ClusterBackend holding one described cluster; mutating calls are logged, never made."""
+
+    name = "fake"
+    traits = LOCAL_TRAITS
+
+    def __init__(
+        self, cluster: Cluster | None = None, conninfo: str = "host=127.0.0.1 port=1", *, traits: Any = None
+    ) -> None:
+        super().__init__()
         self.cluster = cluster
         self.conninfo = conninfo
-        self.dry_run = False
-        self.progress = False
-        self.plan: list[Any] = []
         self.calls: list[str] = []
+        self.alarms: list[AlarmState] = []
+        self.parameters: dict[str, str | None] = {}
+        if traits is not None:
+            self.traits = traits
+
+    @classmethod
+    def options_from(cls, params: Any) -> dict[str, Any]:
+        return {}
 
     def describe_cluster(self, cluster_id: str) -> Cluster:
         if self.cluster is None:
@@ -78,27 +100,45 @@ class FakeBackend:
     def list_clusters(self) -> list[Cluster]:
         return [self.cluster] if self.cluster else []
 
-    def connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
-        return ConnectionInfo(self.conninfo, user="postgres", dbname="app", password="pw", endpoint=endpoint)
+    def describe_instances(self, cluster_id: str) -> list[Instance]:
+        c = self.describe_cluster(cluster_id)
+        return [
+            Instance(m.db_instance_identifier, cluster_id, "available", "db.r6g.large", m.is_cluster_writer, "h", 1)
+            for m in c.db_cluster_members
+        ]
+
+    def _endpoint_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+        return ConnectionInfo(self.conninfo, user="postgres", dbname="app", password="pw-1234", endpoint=endpoint)
 
     def failover(self, cluster_id: str, **kwargs: Any) -> FailoverResult:
         self.calls.append(f"failover {kwargs}")
         return FailoverResult(cluster_id, kwargs["mode"], "ak-local-1", "ak-local-2", T0, T0)
 
-    def reboot_pending(self, cluster_id: str) -> list[Any]:
+    def reboot_pending(self, cluster_id: str) -> list[Instance]:
         self.calls.append("reboot_pending")
         return []
 
-    def delete_cluster(self, cluster_id: str, **kwargs: Any) -> None:
+    def delete_cluster(self, cluster_id: str, **kwargs: Any) -> None:  # type: ignore[override]
         self.calls.append(f"delete_cluster {kwargs}")
 
-    def close(self) -> None:
-        pass
+    def get_parameters(self, cluster_id: str, names: list[str]) -> dict[str, str | None]:
+        return {n: self.parameters.get(n) for n in names}
+
+    def describe_alarms(self, cluster_id: str) -> list[AlarmState]:
+        return list(self.alarms)
+
+    def _unused(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("not used by the steps under test")
+
+    create_cluster = modify_cluster = stop_cluster = start_cluster = _unused
+    create_instance = delete_instance = reboot_instance = apply_parameters = _unused
+    create_snapshot = describe_snapshots = delete_snapshot = restore_from_snapshot = _unused
+    restore_to_point_in_time = put_alarms = _unused
 
 
 def _run(backend: FakeBackend, *overrides: str) -> Run:
     p = params.load(ROOT / "parameters" / "local.yaml", list(overrides))
-    return Run("test", p, "run-1", "tester", "host", T0, _backend=backend)  # type: ignore[arg-type]
+    return Run("test", p, "run-1", "tester", "host", T0, _backend=backend)
 
 
 @pytest.fixture
@@ -129,31 +169,41 @@ def test_data_plane_available_when_any_endpoint_host_accepts(listening: int) -> 
     assert dp.record == "available"
 
 
-def test_data_plane_unreachable_says_why_and_records_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+def test_data_plane_unreachable_says_why_and_records_skipped() -> None:
     backend = FakeBackend(_cluster(), "host=ak.cluster-x.invalid port=5432")
-    dp = wf.data_plane(
-        _run(backend, "backend=aws", "aws.ca_bundle=/ca.pem", "availability_zones=[us-east-1a, us-east-1b]")
-    )
+    backend.unreachable_hint = lambda: "run from inside the VPC"  # type: ignore[method-assign]
+    dp = wf.data_plane(_run(backend))
     assert not dp
     assert dp.record.startswith("skipped (cannot resolve ak.cluster-x.invalid")
-    assert "AWS_ENDPOINT_URL is set" in dp.reason
+    assert dp.reason.endswith("— run from inside the VPC")
     assert "SKIPPED" in str(dp)
 
 
-def test_data_plane_of_a_missing_cluster_in_a_dry_run() -> None:
-    dp = wf.data_plane(_run(FakeBackend(None), "dry_run=true"))
+def test_data_plane_of_a_missing_cluster() -> None:
+    dp = wf.data_plane(_run(FakeBackend(None), "dry_run=true"), required=True)
     assert not dp
     assert "dry run: the cluster was not created" in dp.reason
+    assert "does not exist" in wf.data_plane(_run(FakeBackend(None))).reason
+    with pytest.raises(ClusterNotFoundError, match="aurora-kit run 01"):  # a runbook that needs it stops here
+        wf.data_plane(_run(FakeBackend(None)), required=True)
+
+
+def test_the_backend_declares_every_password_it_hands_out_once() -> None:
+    backend = FakeBackend(_cluster())
+    declared: list[str] = []
+    backend.on_secret = declared.append
+    backend.connection_info("ak-local", "cluster")
+    backend.connection_info("ak-local", "reader")
+    assert declared == ["pw-1234"]
 
 
 def test_when_runs_only_with_a_data_plane_and_skips_writes_in_dry_runs(capsys: pytest.CaptureFixture[str]) -> None:
     up, down = wf.DataPlane(True, "ok"), wf.DataPlane(False, "no route")
     assert wf.when(up, lambda x: x + 1, 1) == 2
-    skipped = wf.when(down, wf.check_roles, None)
+    skipped = wf.when(down, create.who_answers, None)
     assert isinstance(skipped, wf.Skipped)
     assert skipped.summary() == "skipped (data plane not reachable: no route)"
-    assert "SKIPPED check roles" in capsys.readouterr().out
+    assert "SKIPPED who answers" in capsys.readouterr().out
     dry = wf.DataPlane(True, "ok", dry_run=True)
     assert wf.when(dry, lambda: 1, writes=True).reason == "dry run: no data-plane writes"
     assert wf.when(dry, lambda: 1) == 1
@@ -163,10 +213,19 @@ def test_a_skipped_check_is_never_reported_as_passed(capsys: pytest.CaptureFixtu
     skipped = wf.Skipped("replica lag", "data plane not reachable: x")
     wf.verify(skipped)
     out = capsys.readouterr().out
-    assert "not verified" in out
+    assert "NOT VERIFIED replica lag" in out
     assert "PASS" not in out
     assert skipped.ok is None
     assert "SKIPPED" in skipped._repr_html_()
+
+
+def test_verify_ends_in_the_verdict_line_or_raises(capsys: pytest.CaptureFixture[str]) -> None:
+    from aurora_kit.checks.result import Findings
+
+    wf.verify(Findings("thing", {"n": 1}, [], judged_against="n = 1"))
+    assert capsys.readouterr().out.strip().endswith("PASS thing (n = 1)")
+    with pytest.raises(VerificationError, match="thing failed: broken"):
+        wf.verify(Findings("thing", {"n": 0}, ["broken"]))
 
 
 def test_summary_turns_results_into_recordable_values() -> None:
@@ -185,31 +244,41 @@ def test_summary_turns_results_into_recordable_values() -> None:
 
 
 # -- 01 / 02 -------------------------------------------------------------------------------------------------------
-def test_check_cluster_matches_names_every_difference() -> None:
+def test_cluster_match_names_every_difference() -> None:
     spec = _run(FakeBackend()).spec
-    wf.check_cluster_matches(_cluster(), spec)
+    ClusterMatchReport(_cluster(), spec).assert_ok()
     failed_over = [
         ClusterMember("ak-local-1", False),
         ClusterMember("ak-local-2", True),
         ClusterMember("ak-local-3", False),
     ]
-    wf.check_cluster_matches(_cluster(db_cluster_members=failed_over), spec)  # another writer is not drift
+    moved = ClusterMatchReport(_cluster(db_cluster_members=failed_over), spec)  # another writer is not drift
+    assert moved.ok
+    assert "after a failover" in moved.verdict()
     wrong = _cluster(backup_retention_period=7, db_cluster_members=[ClusterMember("ak-local-2", True)])
     with pytest.raises(VerificationError) as exc:
-        wf.check_cluster_matches(wrong, spec)
+        ClusterMatchReport(wrong, spec).assert_ok()
     text = str(exc.value)
     assert "instances ['ak-local-2'], expected ['ak-local-1', 'ak-local-2', 'ak-local-3']" in text
     assert "backup retention 7 d, expected 1" in text
+    nobody = _cluster(db_cluster_members=[ClusterMember(m.db_instance_identifier, False) for m in failed_over])
     with pytest.raises(VerificationError, match="no writer"):
-        wf.check_cluster_matches(
-            _cluster(db_cluster_members=[ClusterMember(m.db_instance_identifier, False) for m in failed_over]), spec
-        )
+        ClusterMatchReport(nobody, spec).assert_ok()
+
+
+def test_a_dry_run_does_not_claim_the_cluster_matches() -> None:
+    run = _run(FakeBackend(), "dry_run=true")
+    projected = _cluster(status="dry-run")
+    assert isinstance(create.check(run, projected), wf.Skipped)
 
 
 def test_parameter_diff_and_settings_report() -> None:
-    diff = wf.parameter_diff({"a": "1", "b": "2"}, {"a": "1", "b": "3"})
-    assert diff.title == "1 of 2 parameters change"
-    report = wf.SettingsReport(
+    backend = FakeBackend(_cluster())
+    backend.parameters = {"log_min_duration_statement": "250", "max_connections": "100"}
+    diff = parameters.diff(_run(backend))
+    assert diff.title == "2 of 3 parameters change"
+    assert [r["change"] for r in diff.rows if r["parameter"] == "log_min_duration_statement"] == [False]
+    report = SettingsReport(
         {"log_min_duration_statement": "250", "max_connections": "200"},
         {
             "i1": {"log_min_duration_statement": ("250ms", "250", False), "max_connections": ("200", "200", False)},
@@ -236,53 +305,55 @@ def _change_result(pending: list[str]) -> ParameterChangeResult:
 
 def test_rolling_reboot_respects_allow_reboot_and_confirm() -> None:
     backend = FakeBackend(_cluster())
-    assert wf.rolling_reboot(_run(backend), _change_result([])) == wf.RebootOutcome([], [], ["max_connections"])
-    kept = wf.rolling_reboot(_run(backend, "parameter_group.allow_reboot=false"), _change_result(["ak-local-1"]))
+    rolling = parameters.rolling_reboot
+    assert rolling(_run(backend), _change_result([])) == parameters.RebootOutcome([], [], ["max_connections"])
+    kept = rolling(_run(backend, "parameter_group.allow_reboot=false"), _change_result(["ak-local-1"]))
     assert kept.still_pending == ["ak-local-1"]
     with pytest.raises(ConfirmationRequiredError, match="confirm: true"):
-        wf.rolling_reboot(_run(backend), _change_result(["ak-local-1"]))  # the parameters file's default
+        rolling(_run(backend), _change_result(["ak-local-1"]))  # the parameters file's default
     assert backend.calls == []
-    assert wf.rolling_reboot(_run(backend, "confirm=true"), _change_result(["ak-local-1"])).still_pending == []
+    assert rolling(_run(backend, "confirm=true"), _change_result(["ak-local-1"])).still_pending == []
     assert backend.calls == ["reboot_pending"]
 
 
 # -- 05 ------------------------------------------------------------------------------------------------------------
 def test_restore_ids_snapshot_id_and_target() -> None:
     run = _run(FakeBackend())
-    assert wf.restore_ids(run) == {"snapshot": "ak-local-restored", "pitr": "ak-local-restored-pitr"}
-    assert wf.restore_ids(_run(FakeBackend(), "backup_restore.restore_mode=pitr")) == {"pitr": "ak-local-restored"}
-    assert wf.snapshot_id(run) == "ak-local-20261126-220000"
-    assert wf.snapshot_id(_run(FakeBackend(), "backup_restore.snapshot_id=keep-me")) == "keep-me"
+    assert backup.restore_ids(run) == {"snapshot": "ak-local-restored", "pitr": "ak-local-restored-pitr"}
+    only_pitr = _run(FakeBackend(), "backup_restore.restore_mode=pitr")
+    assert backup.restore_ids(only_pitr) == {"pitr": "ak-local-restored"}
+    assert backup.snapshot_id(run) == "ak-local-20261126-220000"
+    assert backup.snapshot_id(_run(FakeBackend(), "backup_restore.snapshot_id=keep-me")) == "keep-me"
 
     class Seeded:
         cutoff = T0
 
-    assert wf.restore_target(run, Seeded()) == T0
-    assert wf.restore_target(run, wf.Skipped("seed", "x")) is None
+    assert backup.restore_target(run, Seeded()) == T0
+    assert backup.restore_target(run, wf.Skipped("seed", "x")) is None
     given = _run(FakeBackend(), "backup_restore.restore_time=2026-11-26T21:00:00Z")
-    assert wf.restore_target(given, Seeded()) == datetime(2026, 11, 26, 21, 0, tzinfo=timezone.utc)
+    assert backup.restore_target(given, Seeded()) == datetime(2026, 11, 26, 21, 0, tzinfo=timezone.utc)
 
 
-def test_retention_report() -> None:
+def test_backups_report() -> None:
     now = T0 + timedelta(hours=2)
     live = {"checked_at": now}
-    assert wf.RetentionReport("c", 1, 1, T0, now - timedelta(minutes=4), **live).problems() == []
+    assert BackupsReport("c", 1, 1, T0, now - timedelta(minutes=4), **live).problems() == []
     with pytest.raises(VerificationError, match="retention 1 d < wanted 7 d"):
-        wf.RetentionReport("c", 1, 7, T0, now, **live).assert_ok()
+        BackupsReport("c", 1, 7, T0, now, **live).assert_ok()
 
 
-def test_retention_report_requires_a_live_restorable_window() -> None:
+def test_backups_report_requires_a_live_restorable_window() -> None:
     now = T0 + timedelta(hours=2)
-    missing = wf.RetentionReport("c", 1, 1, None, None, checked_at=now).problems()
+    missing = BackupsReport("c", 1, 1, None, None, checked_at=now).problems()
     assert missing == [
         "no EarliestRestorableTime reported: no restorable window",
         "no LatestRestorableTime reported: point-in-time restore has no target",
     ]
     with pytest.raises(VerificationError, match="is after LatestRestorableTime"):
-        wf.RetentionReport("c", 1, 1, now, T0, checked_at=now + timedelta(minutes=1)).assert_ok()
+        BackupsReport("c", 1, 1, now, T0, checked_at=now + timedelta(minutes=1)).assert_ok()
     with pytest.raises(VerificationError, match=r"is 660s old > 600s"):
-        wf.RetentionReport("c", 1, 1, T0, now - timedelta(minutes=11), checked_at=now).assert_ok()
-    tight = wf.RetentionReport("c", 1, 1, T0, now - timedelta(minutes=4), checked_at=now, max_latest_age_s=120)
+        BackupsReport("c", 1, 1, T0, now - timedelta(minutes=11), checked_at=now).assert_ok()
+    tight = BackupsReport("c", 1, 1, T0, now - timedelta(minutes=4), checked_at=now, max_latest_age_s=120)
     assert len(tight.problems()) == 1
     assert "240s old > 120s" in tight.problems()[0]
 
@@ -290,18 +361,25 @@ def test_retention_report_requires_a_live_restorable_window() -> None:
 def test_check_backups_reads_the_cluster_now() -> None:
     now = datetime.now(timezone.utc)
     fresh = FakeBackend(_cluster(earliest_restorable_time=T0, latest_restorable_time=now))
-    report = wf.check_backups(_run(fresh)).assert_ok()
+    report = backup.check_backups(_run(fresh)).assert_ok()
     assert report.summary()["latest_restorable_age_s"] < 60
     stale = FakeBackend(_cluster(earliest_restorable_time=T0, latest_restorable_time=now - timedelta(hours=1)))
     with pytest.raises(VerificationError, match="backups / WAL archiving are not keeping up"):
-        wf.check_backups(_run(stale)).assert_ok()
-    assert "is 3600s old" not in " ".join(wf.check_backups(_run(stale), max_latest_age_s=7200).problems())
+        backup.check_backups(_run(stale)).assert_ok()
     with pytest.raises(VerificationError, match="no LatestRestorableTime"):
-        wf.check_backups(_run(FakeBackend(_cluster()))).assert_ok()
+        backup.check_backups(_run(FakeBackend(_cluster()))).assert_ok()
+
+
+def test_wait_restorable_asks_the_backend_whether_it_must_wait() -> None:
+    target = T0
+    on_demand = FakeBackend(_cluster(latest_restorable_time=None))
+    assert backup.wait_restorable(_run(on_demand), target).db_cluster_identifier == "ak-local"  # no wait at all
+    trailing = FakeBackend(_cluster(latest_restorable_time=T0 + timedelta(seconds=1)), traits=AWS_TRAITS)
+    assert backup.wait_restorable(_run(trailing), target).latest_restorable_time == T0 + timedelta(seconds=1)
 
 
 # -- 06 ------------------------------------------------------------------------------------------------------------
-def _probe_report(lost: int = 0, gap_s: float = 0.4) -> WriteProbeReport:
+def _probe_report(lost: int = 0, gap_s: float = 0.4, **limits: Any) -> WriteProbeReport:
     """A real write-probe report: 10 writes, ak-local-1 then (after a ``gap_s`` outage) ak-local-2."""
     acks = [
         Ack(i, t, T0 + timedelta(seconds=t), "ak-local-1" if i < 5 else "ak-local-2", 1 if i < 5 else 2)
@@ -320,6 +398,7 @@ def _probe_report(lost: int = 0, gap_s: float = 0.4) -> WriteProbeReport:
         verified_on="ak-local-2",
         verified_on_read_only=False,
         recovered=True,
+        **limits,
     )
 
 
@@ -327,33 +406,44 @@ def test_failover_needs_confirm_before_any_call() -> None:
     backend = FakeBackend(_cluster())
     unreachable = wf.DataPlane(False, "test: no data plane")
     with pytest.raises(ConfirmationRequiredError, match="planned failover on 'ak-local' needs confirm: true"):
-        wf.failover(_run(backend), unreachable)  # the parameters file's default: confirm: false
+        failover.failover(_run(backend), unreachable)  # the parameters file's default: confirm: false
     with pytest.raises(ConfirmationRequiredError, match="crash failover"):
-        wf.failover(_run(backend, "failover.mode=crash"), unreachable)
+        failover.failover(_run(backend, "failover.mode=crash"), unreachable)
     assert backend.calls == []
-    result, probe = wf.failover(_run(backend, "confirm=true"), unreachable)
+    result, probe = failover.failover(_run(backend, "confirm=true"), unreachable)
     assert backend.calls == ["failover {'target_instance_id': None, 'mode': 'planned'}"]
     assert result.new_writer == "ak-local-2"
     assert isinstance(probe, wf.Skipped)
 
 
-def test_check_failover_limits() -> None:
-    run = _run(FakeBackend())
-    result = FailoverResult("ak-local", "planned", "ak-local-1", "ak-local-2", T0, T0)
-    assert wf.check_failover(run, result, _probe_report())["lost_commits"] == 0
+def test_failover_plan_marks_the_reader_the_rule_promotes() -> None:
+    members = [ClusterMember("ak-local-1", True, "in-sync", 0), ClusterMember("ak-local-2", False, "in-sync", 2)]
+    members.append(ClusterMember("ak-local-3", False, "in-sync", 1))
+    table = failover.plan(_run(FakeBackend(_cluster(db_cluster_members=members))))
+    assert [r["instance"] for r in table.rows if r["promoted"]] == ["ak-local-3"]  # tier 1 beats tier 2
+    assert "ak-local-3 will be promoted" in table.title
+    given = failover.plan(
+        _run(FakeBackend(_cluster(db_cluster_members=members)), "failover.target_instance_id=ak-local-2")
+    )
+    assert [r["instance"] for r in given.rows if r["promoted"]] == ["ak-local-2"]
+
+
+def test_write_probe_limits() -> None:
+    assert _probe_report(max_rto_s=15, expected_writer="ak-local-2").ok
     with pytest.raises(VerificationError, match="1 acknowledged writes missing after the event > 0 allowed"):
-        wf.check_failover(run, result, _probe_report(lost=1))
-    allowed = _run(FakeBackend(), "failover.max_lost_commits=1")
-    assert wf.check_failover(allowed, result, _probe_report(lost=1))["lost_commits"] == 1
+        _probe_report(lost=1).assert_ok()
+    assert _probe_report(lost=1, max_lost=1).ok
     with pytest.raises(VerificationError, match="2 acknowledged writes missing after the event > 1 allowed"):
-        wf.check_failover(allowed, result, _probe_report(lost=2))
+        _probe_report(lost=2, max_lost=1).assert_ok()
     with pytest.raises(VerificationError, match=r"RTO 20\.00s > 15s"):
-        wf.check_failover(run, result, _probe_report(gap_s=20))
+        _probe_report(gap_s=20, max_rto_s=15).assert_ok()
     with pytest.raises(VerificationError, match="writes ended on ak-local-2, expected new writer ak-local-3"):
-        wf.check_failover(run, dataclasses.replace(result, new_writer="ak-local-3"), _probe_report())
-    figures = wf.check_failover(run, result, wf.Skipped("write probe", "no route"))
+        _probe_report(expected_writer="ak-local-3").assert_ok()
+    result = FailoverResult("ak-local", "planned", "ak-local-1", "ak-local-2", T0, T0)
+    figures = failover.figures(result, wf.Skipped("write probe", "no route"))
     assert figures["write_probe"] == "skipped (no route)"
     assert "rto_s" not in figures
+    assert failover.figures(result, _probe_report())["lost_commits"] == 0
 
 
 # -- 07 / 99 -------------------------------------------------------------------------------------------------------
@@ -364,56 +454,61 @@ def _alarm(metric: str, state: str = "OK") -> AlarmState:
 METRICS = ["AuroraReplicaLag", "CPUUtilization", "FreeableMemory", "DatabaseConnections"]
 
 
-def test_check_alarms_insufficient_data_fails_locally_not_on_aws() -> None:
+def test_alarms_insufficient_data_fails_where_sampled_on_demand_not_on_cloudwatch() -> None:
     states = [_alarm(m, "INSUFFICIENT_DATA" if m == "AuroraReplicaLag" else "OK") for m in METRICS]
+    local = FakeBackend(_cluster())
+    local.alarms = states
     with pytest.raises(VerificationError, match="AuroraReplicaLag is INSUFFICIENT_DATA") as exc:
-        wf.check_alarms(_run(FakeBackend()), states)  # local: sampled on demand, no data = not measurable
-    assert exc.value.context["states"] == {"INSUFFICIENT_DATA": 1, "OK": 3}
-    aws = _run(FakeBackend(), "backend=aws", "aws.ca_bundle=/ca.pem", "availability_zones=[us-east-1a, us-east-1b]")
-    assert wf.check_alarms(aws, states) == {"INSUFFICIENT_DATA": 1, "OK": 3}  # CloudWatch: not evaluated yet
+        monitoring.alarms(_run(local)).assert_ok()  # sampled on demand: no data = not measurable
+    assert exc.value.context["evidence"]["states"] == {"INSUFFICIENT_DATA": 1, "OK": 3}
+    cloudwatch = FakeBackend(_cluster(), traits=AWS_TRAITS)
+    cloudwatch.alarms = states
+    report = monitoring.alarms(_run(cloudwatch)).assert_ok()  # CloudWatch: not evaluated yet
+    assert "CloudWatch has not evaluated a period yet" in report.verdict()
 
 
-def test_check_alarms() -> None:
-    run = _run(FakeBackend())
-    metrics = METRICS
-    assert wf.check_alarms(run, [_alarm(m) for m in metrics]) == {"OK": 4}
+def test_alarms_report() -> None:
+    specs = _run(FakeBackend()).section("monitoring").alarm_specs()
+
+    def report(states: list[AlarmState]) -> AlarmsReport:
+        return AlarmsReport.of(specs, states, sampled_on_demand=True)
+
+    assert report([_alarm(m) for m in METRICS]).summary()["states"] == {"OK": 4}
     with pytest.raises(VerificationError, match="no alarm on FreeableMemory"):
-        wf.check_alarms(run, [_alarm(m) for m in metrics if m != "FreeableMemory"])
+        report([_alarm(m) for m in METRICS if m != "FreeableMemory"]).assert_ok()
     with pytest.raises(VerificationError, match="is in ALARM"):
-        wf.check_alarms(run, [_alarm(m, "ALARM" if m == "CPUUtilization" else "OK") for m in metrics])
+        report([_alarm(m, "ALARM" if m == "CPUUtilization" else "OK") for m in METRICS]).assert_ok()
 
 
 def test_teardown_stops_before_deleting_a_protected_cluster_or_without_confirm() -> None:
     protected = FakeBackend(_cluster(deletion_protection=True))
     run = _run(protected)
     with pytest.raises(DeletionProtectionError):
-        wf.teardown_plan(run, protected.cluster)
-    assert (
-        "will be lifted first"
-        in wf.teardown_plan(_run(protected, "teardown.lift_deletion_protection=true"), protected.cluster).title
-    )
+        teardown.plan(run, protected.cluster)
+    lifted = _run(protected, "teardown.lift_deletion_protection=true")
+    assert "will be lifted first" in teardown.plan(lifted, protected.cluster).title
     backend = FakeBackend(_cluster())
     with pytest.raises(ConfirmationRequiredError, match="confirm: true"):
-        wf.teardown(_run(backend), backend.cluster)  # the parameters file's default: confirm: false
+        teardown.teardown(_run(backend), backend.cluster)  # the parameters file's default: confirm: false
     assert backend.calls == []
     typed = "teardown.confirm_cluster_id=ak-local"
     with pytest.raises(ConfirmationRequiredError, match="confirm: true"):
-        wf.teardown(_run(backend, typed), backend.cluster)
+        teardown.teardown(_run(backend, typed), backend.cluster)
     for wrong in ([], ["teardown.confirm_cluster_id=ak-other"]):  # confirm alone is not enough
         with pytest.raises(ConfirmationRequiredError) as exc:
-            wf.teardown(_run(backend, "confirm=true", *wrong), backend.cluster)
+            teardown.teardown(_run(backend, "confirm=true", *wrong), backend.cluster)
         assert "cluster_id='ak-local'" in str(exc.value)
-        assert f"teardown.confirm_cluster_id={'ak-other' if wrong else None!r}" in str(exc.value)
+        assert f"typed cluster id {'ak-other' if wrong else None!r}" in str(exc.value)
         assert "-p teardown.confirm_cluster_id=ak-local" in str(exc.value)
     assert backend.calls == []
-    planned = wf.teardown(_run(backend, "dry_run=true"), backend.cluster)  # a dry run only plans
-    assert planned is None
-    backend.calls.clear()
-    wf.teardown(_run(backend, "confirm=true", typed), backend.cluster)
+    teardown.teardown(_run(backend, "dry_run=true"), backend.cluster)  # a dry run asks the backend to plan only
     assert backend.calls == [
         "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False}"
     ]
+    backend.calls.clear()
+    teardown.teardown(_run(backend, "confirm=true", typed), backend.cluster)
+    assert len(backend.calls) == 1
     with pytest.raises(VerificationError, match="still exists"):
-        wf.check_gone(_run(backend))
-    assert wf.check_gone(_run(FakeBackend(None))) is True
-    assert wf.find_cluster(_run(FakeBackend(None))) is None
+        teardown.gone(_run(backend)).assert_ok()
+    assert teardown.gone(_run(FakeBackend(None))).ok
+    assert teardown.find_cluster(_run(FakeBackend(None))) is None

@@ -1,4 +1,4 @@
-"""Runbook parameters: one YAML file per environment drives every runbook, validated before any kernel starts.
+"""The parameter model: one YAML file per environment drives every runbook, validated before any kernel starts.
 
 Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are errors)::
 
@@ -28,9 +28,9 @@ Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are err
     monitoring: {...}              # 07-monitoring
     teardown: {...}                # 99-teardown
 
-Papermill injects every top-level key into every runbook, so each runbook's ``parameters`` cell defines every
-top-level key: the common ones and its own sections with local defaults, the sections of other runbooks as
-``None``. :func:`parameters_cell` makes such a cell from a YAML file
+A runbook receives the common keys and its own sections only (:func:`injected_for`; plain papermill with
+``-f`` injects every key, which is harmless), so each runbook's ``parameters`` cell defines exactly those, with
+local defaults. :func:`parameters_cell` makes such a cell from a YAML file
 (``aurora-kit run 06 -f parameters/local.yaml --print-parameters-cell``). Inside a runbook,
 :func:`aurora_kit.runbook.start` validates the injected values with :func:`for_runbook`, which requires the
 sections that runbook uses (:data:`RUNBOOK_SECTIONS`).
@@ -41,21 +41,15 @@ that reason.
 
 from __future__ import annotations
 
-import pprint
 import re
-import types
-import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -67,7 +61,6 @@ from aurora_kit.rules import (
     check_backup_window,
     check_identifier,
     check_retention,
-    is_secret_key,
 )
 from aurora_kit.specs import AlarmSpec, ClusterSpec
 
@@ -313,13 +306,15 @@ class RunbookParameters(_Model):
     confirm: bool
     local_root: str | None
     aws: AwsOptions
-    parameter_group: ParameterGroupSettings | None
-    pgvector: PgvectorSettings | None
-    probe: ProbeSettings | None
-    backup_restore: BackupRestoreSettings | None
-    failover: FailoverSettings | None
-    monitoring: MonitoringSettings | None
-    teardown: TeardownSettings | None
+    # a runbook receives only its own sections (the others default to None there); a parameters file must hold
+    # them all (load() requires every section)
+    parameter_group: ParameterGroupSettings | None = None
+    pgvector: PgvectorSettings | None = None
+    probe: ProbeSettings | None = None
+    backup_restore: BackupRestoreSettings | None = None
+    failover: FailoverSettings | None = None
+    monitoring: MonitoringSettings | None = None
+    teardown: TeardownSettings | None = None
 
     @field_validator("cluster_id")
     @classmethod
@@ -390,9 +385,10 @@ class RunbookParameters(_Model):
             tags=self.tags,
         )
 
-    def injected(self) -> dict[str, Any]:
-        """The values papermill injects: JSON-compatible, every top-level key."""
-        return self.model_dump(mode="json")
+    def injected(self, runbook: str | None = None) -> dict[str, Any]:
+        """The values papermill injects, JSON-compatible: the common keys and ``runbook``'s own sections (every
+        key when ``runbook`` is None or not one of :data:`RUNBOOKS`)."""
+        return injected_for(runbook, self.model_dump(mode="json"))
 
     def section(self, name: str) -> Any:
         value = getattr(self, name)
@@ -401,209 +397,10 @@ class RunbookParameters(_Model):
         return value
 
 
-# -- loading and validation -------------------------------------------------------------------------------------
-_MODEL_NAMES = {
-    cls.__name__
-    for cls in (
-        AwsOptions,
-        ParameterGroupSettings,
-        PgvectorSettings,
-        ProbeSettings,
-        BackupRestoreSettings,
-        FailoverSettings,
-        MonitoringSettings,
-        TeardownSettings,
-    )
-}
-
-
-def _raise(exc: ValidationError, source: str, data: Mapping[str, Any]) -> typing.NoReturn:
-    err = exc.errors()[0]
-    # pydantic may put union member / validator names into the loc; keep only the keys
-    loc = [str(p) for p in err["loc"] if str(p) not in _MODEL_NAMES and not str(p).startswith("function-")]
-    field = ".".join(loc) or "parameters"
-    where = f" in {source}" if source else ""
-    kind = err["type"]
-    if kind == "missing":
-        raise InvalidParameterError(field, MISSING, f"required key missing{where}") from exc
-    if kind == "extra_forbidden":
-        key = loc[-1] if loc else field
-        if is_secret_key(key):
-            reason = f"secret-looking key{where}: secrets never go in parameters (use Secrets Manager / IAM auth)"
-        else:
-            reason = f"unknown key{where}; known keys: {', '.join(_known_keys(loc[:-1]))}"
-        raise InvalidParameterError(field, err.get("input"), reason) from exc
-    reason = str(err["msg"]).removeprefix("Value error, ")
-    value = _lookup(data, loc) if loc else err.get("input")
-    raise InvalidParameterError(field, value, f"{reason} ({source})" if source else reason) from exc
-
-
-def _lookup(data: Mapping[str, Any], loc: Sequence[str]) -> Any:
-    cur: Any = data
-    for part in loc:
-        if isinstance(cur, Mapping) and part in cur:
-            cur = cur[part]
-        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
-            cur = cur[int(part)]
-        else:
-            return MISSING
-    return cur
-
-
-def _model_of(loc: Sequence[str]) -> type[BaseModel]:
-    model: type[BaseModel] = RunbookParameters
-    for part in loc:
-        ann = model.model_fields[part].annotation
-        inner = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
-        model = inner[0] if inner else typing.cast(type[BaseModel], ann)
-    return model
-
-
-def _known_keys(loc: Sequence[str]) -> list[str]:
-    try:
-        return list(_model_of(loc).model_fields)
-    except (KeyError, TypeError, AttributeError):
-        return []
-
-
-# ClusterSpec field -> the parameter it comes from
-_SPEC_FIELDS = {
-    "instance_class": "instance_class",
-    "availability_zone": "availability_zones",
-    "instance_id": "cluster_id",
-    "iam_database_authentication": "iam_auth",
-    "kms_key_id": "aws.kms_key_id",
-    "db_subnet_group_name": "aws.db_subnet_group_name",
-    "vpc_security_group_ids": "aws.vpc_security_group_ids",
-}
-
-
-def _translate_inner(exc: InvalidParameterError, source: str) -> typing.NoReturn:
-    parts = exc.field.split(".")
-    field = next((_SPEC_FIELDS[p] for p in reversed(parts) if p in _SPEC_FIELDS), exc.field)
-    raise InvalidParameterError(field, exc.value, f"{exc.reason} ({source})" if source else exc.reason) from exc
-
-
-def validate(data: Mapping[str, Any], *, source: str = "", require: Iterable[str] = SECTIONS) -> RunbookParameters:
-    """Validate raw parameters; ``require`` lists the sections that must not be ``None``.
-
-    Raises :class:`InvalidParameterError` naming the key (``failover.mode``), the value and ``source``.
-    """
-    if not isinstance(data, Mapping):
-        raise InvalidParameterError("parameters", data, f"must be a mapping of keys to values{' in ' + source}")
-    try:
-        params = RunbookParameters(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        cause = first.get("ctx", {}).get("error")
-        loc = [str(p) for p in first["loc"] if str(p) not in _MODEL_NAMES and not str(p).startswith("function-")]
-        if isinstance(cause, InvalidParameterError):
-            if loc:  # a rule checked one field: name it by its place in the file
-                where = f" ({source})" if source else ""
-                raise InvalidParameterError(".".join(loc), cause.value, cause.reason + where) from exc
-            _translate_inner(cause, source)  # a ClusterSpec check: name the parameter it comes from
-        _raise(exc, source, data)
-    for name in require:
-        if getattr(params, name) is None:
-            where = f" in {source}" if source else ""
-            raise InvalidParameterError(name, None, f"section required{where}")
-    return params
-
-
-def load(path: str | Path, overrides: Sequence[str] = ()) -> RunbookParameters:
-    """Load ``parameters/<env>.yaml``, apply ``-p key=value`` overrides, validate every section."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise InvalidParameterError("parameters file", str(path), "no such file") from exc
-    except yaml.YAMLError as exc:
-        raise InvalidParameterError("parameters file", str(path), f"not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidParameterError("parameters file", str(path), "must hold a mapping of keys to values")
-    source = str(path)
-    for item in overrides:
-        data = apply_override(data, item)
-        source = f"{path} with -p overrides"
-    return validate(data, source=source)
-
-
-def for_runbook(
-    runbook: str, namespace: Mapping[str, Any], *, sections: Iterable[str] | None = None
-) -> RunbookParameters:
-    """Validate the parameters a runbook received (its ``globals()``): every top-level key must be defined,
-    and the runbook's own sections (:data:`RUNBOOK_SECTIONS`, or ``sections``) must not be ``None``."""
-    if sections is None:
-        if runbook not in RUNBOOK_SECTIONS:
-            raise InvalidParameterError("runbook", runbook, f"unknown; one of {', '.join(RUNBOOKS)}")
-        sections = RUNBOOK_SECTIONS[runbook]
-    values = {k: namespace[k] for k in RunbookParameters.model_fields if k in namespace}
-    return validate(values, source=f"runbook {runbook}", require=sections)
-
-
-# -- -p key=value -----------------------------------------------------------------------------------------------
-def _accepts_str(annotation: Any) -> bool:
-    if annotation is str:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return all(isinstance(a, str) for a in typing.get_args(annotation))
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts_str(a) for a in typing.get_args(annotation) if a is not type(None))
-    return False
-
-
-def apply_override(data: Mapping[str, Any], item: str) -> dict[str, Any]:
-    """Apply one ``key=value`` (``section.key=value`` for sections) to a copy of ``data``.
-
-    The value is typed by the model: for a string field it stays the literal text (``null``/``~`` mean None
-    where allowed); otherwise it is read as YAML (``3``, ``true``, ``[10, 40]``, ``{a: b}``).
-    """
-    if "=" not in item:
-        raise InvalidParameterError(item, MISSING, "an override is key=value (section.key=value for sections)")
-    key, raw = item.split("=", 1)
-    path = key.strip().split(".")
-    model: type[BaseModel] = RunbookParameters
-    for depth, part in enumerate(path):
-        fields = model.model_fields
-        if part not in fields:
-            where = ".".join(path[:depth]) or "parameters"
-            raise InvalidParameterError(key, raw, f"unknown key in {where}; known keys: {', '.join(fields)}")
-        if depth < len(path) - 1:
-            try:
-                model = _model_of(path[: depth + 1])
-            except (KeyError, TypeError, AttributeError) as exc:
-                raise InvalidParameterError(key, raw, f"{part} has no sub-keys") from exc
-            if not (isinstance(model, type) and issubclass(model, BaseModel)):
-                raise InvalidParameterError(key, raw, f"{part} has no sub-keys")
-    annotation = model.model_fields[path[-1]].annotation
-    value: Any
-    if _accepts_str(annotation) and raw not in {"null", "~"}:
-        value = raw
-    else:
-        try:
-            value = yaml.safe_load(raw) if raw else None
-        except yaml.YAMLError as exc:
-            raise InvalidParameterError(key, raw, f"not a valid YAML value: {exc}") from exc
-    out: dict[str, Any] = dict(data)
-    cur = out
-    for part in path[:-1]:
-        sub = cur.get(part)
-        cur[part] = dict(sub) if isinstance(sub, Mapping) else {}
-        cur = cur[part]
-    cur[path[-1]] = value
-    return out
-
-
-# -- helpers for runbook authors --------------------------------------------------------------------------------
-def parameters_cell(source: str | Path | RunbookParameters, runbook: str | None = None) -> str:
-    """Source of a ``parameters`` cell defining every key of ``source`` (a YAML path, validated first, or loaded
-    parameters). With ``runbook``, sections that runbook does not use are ``None``."""
-    params = source if isinstance(source, RunbookParameters) else load(source)
-    used = RUNBOOK_SECTIONS.get(runbook, SECTIONS) if runbook else SECTIONS
-    lines = []
-    for key, value in params.injected().items():
-        if key in SECTIONS and key not in used:
-            value = None
-        lines.append(f"{key} = {pprint.pformat(value, width=110, sort_dicts=False)}")
-    return "\n".join(lines) + "\n"
+def injected_for(runbook: str | None, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the sections ``runbook`` does not use (all of them for an unknown or no runbook): what
+    papermill injects into that runbook, and what its ``parameters`` cell defines."""
+    used = RUNBOOK_SECTIONS.get(runbook or "")
+    if used is None:
+        return dict(values)
+    return {k: v for k, v in values.items() if k not in SECTIONS or k in used}

@@ -1,7 +1,10 @@
-"""Notebook display for check results: one summary table, one detail table, a pass/fail badge.
+"""What every check returns: :class:`CheckResult` — a verdict (PASS/FAIL with the limits), a table for people, plain
+JSON figures for the record, and ``assert_ok()`` raising :class:`~aurora_kit.errors.VerificationError` with the
+evidence when the claim fails.
 
-Every result class derives from :class:`CheckResult` and provides ``problems()`` (empty when the claim holds),
-``summary()`` (plain JSON-able key figures for audit records) and the rows shown in the notebook.
+A check with its own measurements subclasses :class:`CheckResult` and provides ``problems()`` (empty when the claim
+holds), ``summary()`` (JSON-able key figures) and, optionally, ``summary_rows()``/``detail_table()``. A check that
+is only a list of findings (roles agree, alarms quiet, a cluster is gone) returns a :class:`Findings`.
 """
 
 from __future__ import annotations
@@ -9,42 +12,18 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from aurora_kit.display import fmt, html_table
 from aurora_kit.errors import VerificationError
 from aurora_kit.jsonable import jsonable
 
-
-def fmt(value: Any) -> str:
-    """Human format for a table cell: floats to 3 decimals, None as an em dash, datetimes ISO."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 1e6 else f"{value:,.0f}"
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds")
-    if isinstance(value, (list, tuple)):
-        shown = ", ".join(fmt(v) for v in value[:20])
-        return shown + (f", … (+{len(value) - 20})" if len(value) > 20 else "")
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {fmt(v)}" for k, v in value.items())
-    return str(value)
-
-
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(fmt(c))}</td>" for c in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+PASS_COLOUR, FAIL_COLOUR = "#1a7f37", "#cf222e"
 
 
 class CheckResult:
-    """Base of every check result: HTML display, JSON summary, and ``assert_ok()`` raising VerificationError."""
+    """Base of every check result: HTML display, JSON summary, one verdict line, and ``assert_ok()``."""
 
     title: ClassVar[str] = "check"
 
@@ -60,6 +39,10 @@ class CheckResult:
         """Key results as plain JSON types (``json.dumps`` works as is), for the run's audit record."""
         raise NotImplementedError
 
+    def limits(self) -> str:
+        """The limits the verdict was judged against, for the verdict line ('' when the check has none)."""
+        return ""
+
     def summary_rows(self) -> list[tuple[str, Any]]:
         """(label, value) pairs of the headline table; defaults to the summary's items."""
         return [(k, v) for k, v in self.summary().items() if not isinstance(v, (list, dict))]
@@ -68,12 +51,19 @@ class CheckResult:
         """Optional second table (headers, rows), e.g. one row per reader or per table."""
         return None
 
+    def verdict(self) -> str:
+        """``PASS <title> (<limits>)`` or ``FAIL <title>: <problems>`` — the same line in every runbook."""
+        limits = self.limits()
+        if self.ok:
+            return f"PASS {self.title}" + (f" ({limits})" if limits else "")
+        return f"FAIL {self.title}: " + "; ".join(self.problems())
+
     def _raise_if(self, problems: list[str]) -> None:
         if problems:
             raise VerificationError(
                 f"{self.title} failed: " + "; ".join(problems),
                 problems=problems,
-                evidence=self.summary(),
+                evidence=jsonable(self.summary(), strict=False),
             )
 
     def assert_ok(self) -> CheckResult:
@@ -86,12 +76,14 @@ class CheckResult:
 
     def _repr_html_(self) -> str:
         problems = self.problems()
-        colour, verdict = ("#1a7f37", "PASS") if not problems else ("#cf222e", "FAIL")
+        colour, verdict = (PASS_COLOUR, "PASS") if not problems else (FAIL_COLOUR, "FAIL")
         parts = [
             f"<h4 style='margin:4px 0'>{html.escape(self.title)} "
             f"<span style='color:{colour};font-weight:bold'>{verdict}</span></h4>",
-            html_table(["measure", "value"], self.summary_rows()),
         ]
+        rows = self.summary_rows()
+        if rows:
+            parts.append(html_table(["measure", "value"], rows))
         detail = self.detail_table()
         if detail is not None and detail[1]:
             parts.append(html_table(*detail))
@@ -105,3 +97,33 @@ class CheckResult:
         lines += [f"  {label}: {fmt(value)}" for label, value in self.summary_rows()]
         lines += [f"  ! {p}" for p in self.problems()]
         return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+@dataclass(repr=False)
+class Findings(CheckResult):
+    """A check whose result is what it found: ``found`` (JSON figures), an optional table, and the problems."""
+
+    name: str
+    found: dict[str, Any] = field(default_factory=dict)
+    issues: list[str] = field(default_factory=list)
+    columns: Sequence[str] = ()
+    rows: list[list[Any]] = field(default_factory=list)
+    judged_against: str = ""
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        return self.name
+
+    def problems(self) -> list[str]:
+        return list(self.issues)
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.found)
+
+    def limits(self) -> str:
+        return self.judged_against
+
+    def detail_table(self) -> tuple[list[str], list[list[Any]]] | None:
+        return (list(self.columns), self.rows) if self.columns else None

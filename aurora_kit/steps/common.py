@@ -1,0 +1,325 @@
+"""What every runbook shares: opening a run, the data plane, the confirmation gate, verdicts and the summary.
+
+``run, dp = wf.start("06-failover", globals())`` is every runbook's opening cell: it validates the parameters
+(:func:`aurora_kit.runbook.start`), turns on progress for waits, and finds out once whether the cluster's
+endpoints answer from here (:class:`DataPlane`). A runbook that operates an existing cluster stops there with
+:class:`~aurora_kit.errors.ClusterNotFoundError` (and the command that creates it) when the cluster does not exist;
+only a dry run goes on, since it changes nothing.
+
+Data-plane steps run through :func:`when`: when the endpoints cannot be reached (or, for writing steps, in a dry
+run) the step is not run and a :class:`Skipped` stands in for its result — shown, and recorded as ``skipped
+(reason)``, never as a pass. :func:`verify` shows a check's result and ends in its verdict line; a failed check
+raises its typed error, so papermill marks the cell and the run fails.
+
+Every mutating step passes :func:`confirm` first: the one gate that decides, from ``dry_run`` and ``confirm``
+(and for teardown the typed cluster id), whether a destructive action may run.
+"""
+
+from __future__ import annotations
+
+import html
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aurora_kit.display import Table, show
+from aurora_kit.errors import AuroraKitError, ClusterNotFoundError, ConfirmationRequiredError
+
+if TYPE_CHECKING:
+    from aurora_kit.backends.base import Cluster, ClusterBackend, Instance
+    from aurora_kit.runbook import Run
+
+#: runbooks that operate an existing cluster (01 creates it; 99 has nothing to do without one)
+NEEDS_CLUSTER = frozenset(
+    {
+        "02-configure-parameters",
+        "03-extensions",
+        "04-verify-read-write",
+        "05-backup-restore",
+        "06-failover",
+        "07-monitoring",
+    }
+)
+
+
+# == opening ===================================================================================================
+def start(runbook: str, namespace: Mapping[str, Any]) -> tuple[Run, DataPlane]:
+    """Validate the parameters, open the run, and find out whether the data plane answers (module docstring)."""
+    from aurora_kit import runbook as runbook_mod
+
+    run = runbook_mod.start(runbook, namespace)
+    enable_progress(run)
+    dp = data_plane(run, required=runbook in NEEDS_CLUSTER)
+    show(dp)
+    return run, dp
+
+
+def enable_progress(run: Run) -> None:
+    """Progress bars on every wait of the run's backend."""
+    import warnings
+
+    with warnings.catch_warnings():  # tqdm.auto warns once when ipywidgets is absent; text bars are fine
+        warnings.simplefilter("ignore")
+        import tqdm.auto  # noqa: F401
+    run.backend.progress = True
+
+
+# == data plane ================================================================================================
+@dataclass(frozen=True)
+class DataPlane:
+    """Whether the cluster's endpoints answer a TCP connection from here, and why not."""
+
+    available: bool
+    reason: str
+    dry_run: bool = False
+    targets: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.available
+
+    @property
+    def record(self) -> str:
+        """What the audit record says: ``available`` or ``skipped (reason)``."""
+        return "available" if self.available else f"skipped ({self.reason})"
+
+    def __str__(self) -> str:
+        if self.available:
+            return f"data plane: available ({self.reason})"
+        return f"data plane: SKIPPED — {self.reason}; data-plane cells below print SKIPPED and run nothing"
+
+    __repr__ = __str__
+
+
+def _endpoints_of(conninfo: str) -> list[tuple[str, int]]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(conninfo)
+    hosts = str(params.get("hostaddr") or params.get("host") or "").split(",")
+    ports = str(params.get("port") or "5432").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    return [(h, int(p)) for h, p in zip(hosts, ports, strict=False) if h]
+
+
+def probe_tcp(host: str, port: int, timeout: float = 3.0) -> str | None:
+    """None when ``host:port`` accepts a TCP connection, else why not (one sentence)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host} ({exc.strerror})"
+    last = "no address"
+    for family, kind, proto, _name, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(address)
+            except OSError as exc:
+                last = f"{host}:{port} refused or unreachable ({exc.strerror or exc})"
+                continue
+            return None
+    return last
+
+
+def data_plane(run: Run, cluster_id: str | None = None, *, required: bool = False, timeout: float = 3.0) -> DataPlane:
+    """Can this runbook reach ``cluster_id``'s (default: the run's cluster) writer endpoint? An unreachable endpoint
+    is an answer, not an error. A missing cluster raises ClusterNotFoundError when ``required`` (not in a dry run)."""
+    cid = cluster_id or run.params.cluster_id
+    dry = run.params.dry_run
+    try:
+        cluster = run.backend.describe_cluster(cid)
+    except ClusterNotFoundError as exc:
+        if required and not dry:
+            raise ClusterNotFoundError(cid, hint=missing_cluster_hint(run)) from exc
+        missing = "dry run: the cluster was not created" if dry else "it does not exist"
+        return DataPlane(False, f"cluster {cid!r}: {missing}", dry)
+    if not cluster.endpoint:
+        return DataPlane(False, f"cluster {cid!r} has no endpoint yet (status {cluster.status})", dry)
+    try:
+        info = run.backend.connection_info(cid, "cluster")
+    except AuroraKitError as exc:
+        return DataPlane(False, f"no connection info for {cid!r}: {exc}", dry)
+    targets = _endpoints_of(info.conninfo)
+    shown = tuple(f"{h}:{p}" for h, p in targets)
+    failures: list[str] = []
+    for host, port in targets:
+        why = probe_tcp(host, port, timeout)
+        if why is None:
+            return DataPlane(True, f"{host}:{port} accepts connections", dry, shown)
+        failures.append(why)
+    hint = run.backend.unreachable_hint()
+    return DataPlane(False, "; ".join(failures) + (f" — {hint}" if hint else ""), dry, shown)
+
+
+def missing_cluster_hint(run: Run) -> str:
+    return (
+        f"create it first: aurora-kit run 01 -f <parameters file> (cluster_id: {run.params.cluster_id}); "
+        "see what exists with: aurora-kit local list (local) or aws rds describe-db-clusters (aws)"
+    )
+
+
+def connect_timeout(run: Run) -> float:
+    probe = run.params.probe
+    return float(probe.connect_timeout_s) if probe is not None else 5.0
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Stands in for a result that was not produced; says so wherever it is shown or recorded."""
+
+    what: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"SKIPPED {self.what}: {self.reason}"
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return f"<p style='color:#9a6700'><b>SKIPPED</b> {html.escape(self.what)}: {html.escape(self.reason)}</p>"
+
+    @property
+    def ok(self) -> None:  # neither passed nor failed
+        return None
+
+    def summary(self) -> str:
+        return f"skipped ({self.reason})"
+
+    def verdict(self) -> str:
+        return f"NOT VERIFIED {self.what}: {self.reason}"
+
+    def plot(self, *args: Any, **kwargs: Any) -> None:
+        print(f"nothing to plot — {self}")
+
+
+def when(dp: DataPlane, step: Callable[..., Any], *args: Any, writes: bool = False, **kwargs: Any) -> Any:
+    """``step(*args, **kwargs)`` when the data plane is available (and, for ``writes=True`` steps, not a dry
+    run); otherwise print why and return a :class:`Skipped`."""
+    what = getattr(step, "__name__", str(step)).replace("_", " ")
+    if not dp.available:
+        skipped = Skipped(what, f"data plane not reachable: {dp.reason}")
+    elif writes and dp.dry_run:
+        skipped = Skipped(what, "dry run: no data-plane writes")
+    else:
+        return step(*args, **kwargs)
+    print(skipped)
+    return skipped
+
+
+def verify(result: Any, **limits: Any) -> None:
+    """Show ``result`` (its table, even when the check fails), raise the check's typed error if its claim fails
+    (``assert_ok(**limits)``), then print its verdict line. A :class:`Skipped` is shown as not verified."""
+    show(result)
+    if not isinstance(result, Skipped):
+        result.assert_ok(**limits)
+    print(result.verdict())
+
+
+def summary(**results: Any) -> dict[str, Any]:
+    """Key results for ``run.record_all``: anything with a ``summary()`` (check results; skipped steps give
+    ``skipped (reason)``) becomes it, the data plane ``available`` / ``skipped (reason)``, tables their rows."""
+    out: dict[str, Any] = {}
+    for name, value in results.items():
+        if isinstance(value, DataPlane):
+            out[name] = value.record
+        elif callable(getattr(value, "summary", None)):
+            out[name] = value.summary()
+        elif isinstance(value, Table):
+            out[name] = value.rows
+        else:
+            out[name] = value
+    return out
+
+
+# == the confirmation gate ======================================================================================
+def confirm(run: Run, action: str, *, typed_cluster_id: str | bool | None = False) -> None:
+    """The one gate before a destructive ``action``: a dry run passes (it changes nothing); otherwise ``confirm``
+    must be true and, when ``typed_cluster_id`` is given (teardown), it must name the run's cluster.
+    ConfirmationRequiredError, before any mutating call, when not."""
+    p = run.params
+    if p.dry_run:
+        return
+    if not p.confirm:
+        raise ConfirmationRequiredError(
+            f"{action} on {p.cluster_id!r} needs confirm: true; nothing was changed",
+            cluster_id=p.cluster_id,
+            action=action,
+        )
+    if typed_cluster_id is not False and typed_cluster_id != p.cluster_id:
+        raise ConfirmationRequiredError(
+            f"the typed cluster id {typed_cluster_id!r} does not name cluster_id={p.cluster_id!r}: nothing was changed",
+            hint=f"type the cluster to act on: -p teardown.confirm_cluster_id={p.cluster_id}",
+            cluster_id=p.cluster_id,
+            confirm_cluster_id=typed_cluster_id,
+        )
+
+
+# == tables every runbook shows =================================================================================
+def plan_table(backend: ClusterBackend) -> Table:
+    """The mutating calls a dry run recorded (a real run made its calls: the title says so)."""
+    rows = [
+        {"#": n + 1, "service": c.service, "call": c.operation, "parameters": c.params}
+        for n, c in enumerate(backend.plan)
+    ]
+    title = "dry-run plan: calls that would be made" if backend.dry_run else "not a dry run: the calls were made"
+    return Table(rows, title)
+
+
+def members_table(run: Run, cluster: Cluster) -> Table:
+    """Endpoints and members: role, status, AZ, address, parameter-group status."""
+    rows: list[dict[str, Any]] = [
+        {"name": "cluster endpoint (writer)", "role": "endpoint", "address": cluster.endpoint, "port": cluster.port},
+        {"name": "reader endpoint", "role": "endpoint", "address": cluster.reader_endpoint, "port": cluster.port},
+    ]
+    instances: dict[str, Instance] = {}
+    if cluster.status != "dry-run":
+        instances = {i.db_instance_identifier: i for i in run.backend.describe_instances(cluster.db_cluster_identifier)}
+    for m in cluster.db_cluster_members:
+        inst = instances.get(m.db_instance_identifier)
+        rows.append(
+            {
+                "name": m.db_instance_identifier,
+                "role": "writer" if m.is_cluster_writer else "reader",
+                "status": inst.status if inst else cluster.status,
+                "AZ": inst.availability_zone if inst else None,
+                "address": inst.endpoint_address if inst else None,
+                "port": inst.endpoint_port if inst else None,
+                "parameters": m.db_cluster_parameter_group_status,
+                "promotion tier": m.promotion_tier,
+            }
+        )
+    return Table(rows, f"{cluster.db_cluster_identifier}: {cluster.status}")
+
+
+def cluster_summary(cluster: Cluster) -> dict[str, Any]:
+    return {
+        "cluster_id": cluster.db_cluster_identifier,
+        "status": cluster.status,
+        "engine_version": cluster.engine_version,
+        "writer": cluster.writer_id,
+        "readers": cluster.reader_ids,
+        "endpoint": cluster.endpoint,
+        "reader_endpoint": cluster.reader_endpoint,
+        "backup_retention_period": cluster.backup_retention_period,
+        "preferred_backup_window": cluster.preferred_backup_window,
+        "deletion_protection": cluster.deletion_protection,
+        "storage_encrypted": cluster.storage_encrypted,
+    }
+
+
+#: what every step module re-exports, so a runbook needs one import (``from aurora_kit.steps import x as wf``)
+__all__ = [
+    "DataPlane",
+    "Skipped",
+    "Table",
+    "cluster_summary",
+    "confirm",
+    "connect_timeout",
+    "data_plane",
+    "members_table",
+    "plan_table",
+    "start",
+    "summary",
+    "verify",
+    "when",
+]

@@ -1,0 +1,194 @@
+"""06-failover: the plan (which reader the rule promotes), the failover under a write probe (RTO, lost commits),
+the old writer back as a reader, every instance's role, and an optional failback."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aurora_kit.display import Table
+from aurora_kit.polling import wait_for
+from aurora_kit.rules import FailoverCandidate, failover_target
+from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
+from aurora_kit.steps.common import DataPlane, Skipped, confirm
+from aurora_kit.steps.common import __all__ as _common
+
+if TYPE_CHECKING:
+    from aurora_kit.backends.base import Cluster, FailoverResult
+    from aurora_kit.checks.write_probe import WriteProbeReport
+    from aurora_kit.runbook import Run
+
+
+def plan(run: Run) -> Table:
+    """Members with their role, tier and class, and the instance that will be promoted: the one given, or the
+    one Aurora's rule picks (promotion tier, then the largest class, then the name)."""
+    cid = run.params.cluster_id
+    c = run.backend.describe_cluster(cid)
+    instances = {i.db_instance_identifier: i for i in run.backend.describe_instances(cid)}
+    fo = run.section("failover")
+    candidates = [
+        FailoverCandidate(
+            m.db_instance_identifier,
+            m.is_cluster_writer,
+            instances[m.db_instance_identifier].status == "available"
+            if m.db_instance_identifier in instances
+            else False,
+            m.promotion_tier,
+            instances[m.db_instance_identifier].db_instance_class if m.db_instance_identifier in instances else "",
+        )
+        for m in c.db_cluster_members
+    ]
+    _writer, target = failover_target(cid, candidates, fo.target_instance_id)  # refuses here, before any call
+    rows = [
+        {
+            "instance": m.instance_id,
+            "role": "writer" if m.is_writer else "reader",
+            "available": m.available,
+            "promotion tier": m.promotion_tier,
+            "class": m.instance_class,
+            "promoted": "◀ promoted" if m.instance_id == target else "",
+        }
+        for m in candidates
+    ]
+    how = "as requested" if fo.target_instance_id else "by the rule: promotion tier, then largest class, then name"
+    return Table(rows, f"{fo.mode} failover of {cid}: {target} will be promoted ({how})")
+
+
+def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, WriteProbeReport | Skipped]:
+    """Fail over (``failover.mode``), with a write probe committing through the cluster endpoint when the data
+    plane is reachable; without it the failover still runs and the probe is reported as skipped. Needs
+    ``confirm`` (ConfirmationRequiredError before any call otherwise)."""
+    from aurora_kit.checks import probe_failover
+
+    fo = run.section("failover")
+    cid = run.params.cluster_id
+    confirm(run, f"{fo.mode} failover")
+    if dp.available and not run.params.dry_run:
+        return probe_failover(
+            run.backend,
+            cid,
+            mode=fo.mode,
+            target_instance_id=fo.target_instance_id,
+            rate=1.0 / run.section("probe").interval_s,
+            max_rto_s=fo.max_rto_s,
+            max_lost=fo.max_lost_commits,
+        )
+    why = "dry run" if run.params.dry_run else f"data plane not reachable: {dp.reason}"
+    skipped = Skipped("write probe (RTO, lost commits)", why)
+    print(skipped)
+    return run.backend.failover(cid, target_instance_id=fo.target_instance_id, mode=fo.mode), skipped
+
+
+def failover_table(result: FailoverResult) -> Table:
+    return Table(
+        [
+            {
+                "mode": result.mode,
+                "old writer": result.old_writer,
+                "new writer": result.new_writer,
+                "status": result.status,
+                "control plane s": result.control_plane_seconds,
+            }
+        ],
+        "failover",
+    )
+
+
+def figures(result: FailoverResult, report: Any) -> dict[str, Any]:
+    """The failover's key figures for the record (RTO and lost commits when the probe ran)."""
+    if result.status == "dry-run":
+        return {"status": "dry-run"}
+    out: dict[str, Any] = {
+        "old_writer": result.old_writer,
+        "new_writer": result.new_writer,
+        "control_plane_s": round(result.control_plane_seconds, 3),
+    }
+    if isinstance(report, Skipped):
+        out["write_probe"] = report.summary()
+    else:
+        out.update(rto_s=report.rto_s, rto_server_s=report.rto_server_s, lost_commits=report.lost)
+    return out
+
+
+def wait_old_writer_reader(run: Run, result: FailoverResult) -> Cluster:
+    """Wait until the new writer is the writer and the old writer is back as an available reader (deadline: the
+    backend's ``rejoin_timeout_s`` — seconds locally, minutes on Aurora, where the old writer reboots)."""
+    cid = run.params.cluster_id
+    traits = run.backend.traits
+    if result.status == "dry-run":
+        return run.backend.describe_cluster(cid)
+
+    def probe() -> tuple[Cluster, dict[str, str]]:
+        return run.backend.describe_cluster(cid), {
+            i.db_instance_identifier: i.status for i in run.backend.describe_instances(cid)
+        }
+
+    def done(state: tuple[Cluster, dict[str, str]]) -> bool:
+        c, statuses = state
+        return (
+            c.writer_id == result.new_writer
+            and result.old_writer in c.reader_ids
+            and statuses.get(result.old_writer) == "available"
+        )
+
+    cluster, _ = wait_for(
+        f"{result.old_writer} back as a reader",
+        probe,
+        done,
+        timeout=traits.rejoin_timeout_s,
+        initial_delay=0.1,
+        max_delay=traits.poll_max_delay_s,
+        describe=lambda s: f"writer {s[0].writer_id}, {result.old_writer}: {s[1].get(result.old_writer)}",
+        progress=run.backend.progress,
+    )
+    print(f"writer {cluster.writer_id}; {result.old_writer} is back as a reader")
+    return cluster
+
+
+def instance_roles(run: Run) -> Any:
+    """Every instance's role, from the instance itself (readers refuse writes)."""
+    from aurora_kit.steps.readwrite import instance_roles as roles
+
+    return roles(run)
+
+
+def failback(run: Run, result: FailoverResult, dp: DataPlane) -> Any:
+    """With ``failover.failback``: a planned failover back to the old writer (probe running when possible),
+    verified like the first; needs ``confirm``."""
+    from aurora_kit.checks import probe_failover
+    from aurora_kit.steps.common import verify
+
+    fo = run.section("failover")
+    if not fo.failback:
+        print("failback is false: the new writer stays")
+        return Skipped("failback", "failover.failback: false")
+    if result.status == "dry-run":
+        return Skipped("failback", "dry run")
+    confirm(run, f"failback to {result.old_writer}")
+    cid = run.params.cluster_id
+    if dp.available:
+        back, report = probe_failover(
+            run.backend,
+            cid,
+            mode="planned",
+            target_instance_id=result.old_writer,
+            rate=1.0 / run.section("probe").interval_s,
+            max_rto_s=fo.max_rto_s,
+            max_lost=fo.max_lost_commits,
+        )
+        verify(report)
+    else:
+        back = run.backend.failover(cid, target_instance_id=result.old_writer, mode="planned")
+    wait_old_writer_reader(run, back)
+    return back
+
+
+__all__ = [
+    *_common,
+    "failback",
+    "failover",
+    "failover_table",
+    "figures",
+    "instance_roles",
+    "plan",
+    "wait_old_writer_reader",
+]
