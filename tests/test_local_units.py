@@ -1,10 +1,13 @@
-"""Local backend pieces that need no server: state store, generated config, archive script."""
+"""Local backend pieces that need no server: state store and records, generated config, archive script."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +18,8 @@ from aurora_kit.backends.local.config import (
     slot_name,
     sync_standby_names,
 )
-from aurora_kit.backends.local.state import StateStore
+from aurora_kit.backends.local.state import ClusterRecord, SnapshotRecord, StateDoc, StateStore
+from aurora_kit.errors import ClusterNotFoundError, InstanceNotFoundError, SnapshotNotFoundError
 
 
 def _bump(root: str, times: int) -> None:
@@ -66,6 +70,12 @@ def test_failed_update_writes_nothing(tmp_path: Path) -> None:
     assert store.read()["x"] == 1
 
 
+def _failing_edit(store: StateStore) -> None:
+    with store.edit() as doc:
+        doc.clusters.pop("c1")
+        raise _BoomError
+
+
 def test_cluster_lock_is_reentrant_in_a_thread(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     with store.cluster_lock("c"), store.cluster_lock("c"):
@@ -110,3 +120,157 @@ def test_archive_script_refuses_to_overwrite_a_different_file(tmp_path: Path) ->
     seg.write_bytes(b"two")
     assert subprocess.run([str(script), str(seg), seg.name]).returncode != 0  # different content: refused
     assert (archive / seg.name).read_bytes() == b"one"
+
+
+# -- typed records over state.json ----------------------------------------------------------------------------
+#: one cluster and one snapshot as state.json holds them (the format every earlier version wrote, all keys)
+CLUSTER_JSON: dict[str, Any] = {
+    "status": "available",
+    "spec": {"cluster_id": "c1", "deletion_protection": True, "backup_retention_period": 7},
+    "engine_major": 16,
+    "engine_version": "16.14",
+    "master_username": "postgres",
+    "database_name": "app",
+    "deletion_protection": True,
+    "backup_retention_period": 7,
+    "preferred_backup_window": "03:00-04:00",
+    "iam_database_authentication": False,
+    "storage_encrypted": True,
+    "tags": {"team": "db"},
+    "created": "2026-11-26T21:00:00.123456+00:00",
+    "instances": {
+        "c1-2": {
+            "port": 6002,
+            "role": "reader",
+            "status": "available",
+            "instance_class": "db.r6g.large",
+            "availability_zone": "local-1a",
+            "promotion_tier": 1,
+            "created": "2026-11-26T21:00:00.123456+00:00",
+            "needs_rewind": True,
+        },
+        "c1-1": {
+            "port": 6001,
+            "role": "writer",
+            "status": "available",
+            "instance_class": "db.r6g.xlarge",
+            "availability_zone": "local-1b",
+            "promotion_tier": 0,
+            "created": "2026-11-26T21:00:00.123456+00:00",
+            "needs_rewind": False,
+        },
+        "c1-0": {
+            "port": 6003,
+            "role": "reader",
+            "status": "failed",
+            "instance_class": "db.r6g.large",
+            "availability_zone": "local-1a",
+            "promotion_tier": 2,
+            "created": "2026-11-26T21:00:01+00:00",
+            "needs_rewind": False,
+        },
+    },
+    "parameters": {"work_mem": "8MB"},
+    "alarms": [{"metric": "CPUUtilization", "threshold": 80.0}],
+    "backups": [
+        {
+            "id": "auto-1",
+            "path": "/x/backups/auto-1",
+            "start_time": "2026-11-26T21:00:02+00:00",
+            "end_time": "2026-11-26T21:00:03+00:00",
+            "start_wal": "0/2000028 (file 000000010000000000000002)",
+        }
+    ],
+    "restore": {
+        "kind": "pitr",
+        "source": "c0",
+        "restore_time": "2026-11-25T10:00:00+00:00",
+        "recovery": {"recovery_target_action": "promote"},
+    },
+    "latest_restorable_time": "2026-11-26T21:05:00+00:00",
+    "sns_topic_arn": "arn:aws:sns:local:1:topic",
+    "pending_slot_drops": ["aurora_c1_9"],
+}
+SNAPSHOT_JSON: dict[str, Any] = {
+    "cluster_id": "c1",
+    "status": "available",
+    "snapshot_type": "manual",
+    "engine_version": "16.14",
+    "engine_major": 16,
+    "master_username": "postgres",
+    "database_name": "app",
+    "spec": None,
+    "created": "2026-11-26T22:00:00+00:00",
+    "source_instance": "c1-2",
+    "tags": {},
+    "allocated_storage": 1,
+    "parameters": {"work_mem": "8MB"},
+}
+
+
+def test_records_round_trip_the_state_json() -> None:
+    doc = StateDoc.from_json({"version": 1, "clusters": {"c1": CLUSTER_JSON}, "snapshots": {"s1": SNAPSHOT_JSON}})
+    cl, snap = doc.clusters["c1"], doc.snapshots["s1"]
+    assert cl.to_json() == CLUSTER_JSON
+    assert snap.to_json() == SNAPSHOT_JSON
+    assert ClusterRecord.from_json("c1", cl.to_json()) == cl
+    assert SnapshotRecord.from_json("s1", snap.to_json()) == snap
+    # typed, not strings
+    assert cl.created.tzinfo is not None
+    assert cl.backups[0].start_segment == "000000010000000000000002"
+    assert cl.restore is not None
+    assert cl.restore.restore_time == datetime(2026, 11, 25, 10, tzinfo=timezone.utc)
+    assert cl.instances["c1-2"].needs_rewind
+    assert json.loads(json.dumps(cl.to_json())) == CLUSTER_JSON  # plain JSON types only
+
+
+def test_cluster_record_roles() -> None:
+    cl = ClusterRecord.from_json("c1", CLUSTER_JSON)
+    assert cl.writer_id == "c1-1"
+    assert cl.instances["c1-1"].is_writer
+    assert not cl.instances["c1-2"].is_writer
+    assert cl.reader_ids == ["c1-0", "c1-2"]
+    assert cl.ordered == ["c1-1", "c1-0", "c1-2"]  # writer first, then readers by name
+    assert cl.readers_with_status("available") == ["c1-2"]
+    assert cl.earliest_restorable_time == datetime(2026, 11, 26, 21, 0, 3, tzinfo=timezone.utc)
+    with pytest.raises(InstanceNotFoundError):
+        cl.instance("c1-9")
+    changed = cl.with_statuses("stopping", **{"c1-1": "stopping", "not-a-member": "x"})
+    assert changed.status == "stopping"
+    assert changed.instances["c1-1"].status == "stopping"
+    assert "not-a-member" not in changed.instances
+    assert cl.instances["c1-1"].status == "available"  # records are immutable: a change is a new record
+    assert cl.with_instance("c1-0", None).reader_ids == ["c1-2"]
+
+
+def test_older_records_without_optional_keys_read_with_defaults() -> None:
+    old = {k: v for k, v in CLUSTER_JSON.items() if k not in ("sns_topic_arn", "pending_slot_drops")}
+    old["instances"] = {"c1-1": {k: v for k, v in CLUSTER_JSON["instances"]["c1-1"].items() if k != "needs_rewind"}}
+    cl = ClusterRecord.from_json("c1", old)
+    assert (cl.sns_topic_arn, cl.pending_slot_drops, cl.instances["c1-1"].needs_rewind) == (None, (), False)
+    assert cl.to_json() == {
+        **old,
+        "sns_topic_arn": None,
+        "pending_slot_drops": [],
+        "instances": {"c1-1": {**old["instances"]["c1-1"], "needs_rewind": False}},
+    }
+
+
+def test_store_reads_and_edits_typed_records(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    with pytest.raises(ClusterNotFoundError):
+        store.cluster("c1")
+    with pytest.raises(SnapshotNotFoundError):
+        store.snapshot("s1")
+    with store.edit() as doc:
+        doc.clusters["c1"] = ClusterRecord.from_json("c1", CLUSTER_JSON)
+        doc.snapshots["s1"] = SnapshotRecord.from_json("s1", SNAPSHOT_JSON)
+    assert store.read() == {"version": 1, "clusters": {"c1": CLUSTER_JSON}, "snapshots": {"s1": SNAPSHOT_JSON}}
+    store.set_status("c1", "stopped", **{"c1-1": "stopped"})
+    store.update_instance("c1", "c1-2", needs_rewind=False)
+    cl = StateStore(tmp_path).cluster("c1")
+    assert (cl.status, cl.instances["c1-1"].status, cl.instances["c1-2"].needs_rewind) == ("stopped", "stopped", False)
+    assert store.load().used_ports() == {6001, 6002, 6003}
+    with pytest.raises(_BoomError):
+        _failing_edit(store)
+    assert "c1" in store.load().clusters  # a failed edit writes nothing
