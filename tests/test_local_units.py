@@ -1,25 +1,43 @@
-"""Local backend pieces that need no server: state store and records, generated config, archive script."""
+"""Local backend pieces that need no server: state store and records, generated config, archive script, the
+dry-run switch, and the package's structure."""
 
 from __future__ import annotations
 
+import ast
 import json
 import multiprocessing
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aurora_kit.backends.base import REDACTED
+from aurora_kit.backends.local import LocalBackend
 from aurora_kit.backends.local.config import (
     ARCHIVE_SCRIPT,
     ClusterPaths,
+    Upstream,
     render_postgresql_conf,
     slot_name,
     sync_standby_names,
 )
 from aurora_kit.backends.local.state import ClusterRecord, SnapshotRecord, StateDoc, StateStore
-from aurora_kit.errors import ClusterNotFoundError, InstanceNotFoundError, SnapshotNotFoundError
+from aurora_kit.errors import (
+    ClusterNotFoundError,
+    DeletionProtectionError,
+    FailoverNotPossibleError,
+    InstanceNotFoundError,
+    InvalidParameterError,
+    RestoreWindowError,
+    SnapshotAlreadyExistsError,
+    SnapshotNotFoundError,
+)
+from aurora_kit.specs import AlarmSpec, InstanceSpec
 
 
 def _bump(root: str, times: int) -> None:
@@ -95,7 +113,7 @@ def test_generated_config_keeps_node_settings_last_and_no_password(tmp_path: Pat
         cluster_id="c1",
         instance_id="c1-2",
         port=6002,
-        upstream={"port": 6001, "user": "postgres", "writer_id": "c1-1", "slot": slot_name("c1-2")},
+        upstream=Upstream(port=6001, user="postgres", writer_id="c1-1", slot=slot_name("c1-2")),
     )
     assert "port=6001" in reader
     assert "application_name=c1-2" in reader
@@ -274,3 +292,154 @@ def test_store_reads_and_edits_typed_records(tmp_path: Path) -> None:
     with pytest.raises(_BoomError):
         _failing_edit(store)
     assert "c1" in store.load().clusters  # a failed edit writes nothing
+
+
+# -- the one dry-run switch ------------------------------------------------------------------------------------
+@pytest.fixture
+def seeded_root() -> Iterator[Path]:
+    """A root the PostgreSQL account may traverse, holding one recorded cluster (no process runs) + a snapshot."""
+    root = Path(tempfile.mkdtemp(prefix="aurora_kit_units_", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        LocalBackend(root_dir=root)  # creates the layout
+        cluster = ClusterRecord.from_json("c1", {**CLUSTER_JSON, "restore": None})
+        with StateStore(root).edit() as doc:
+            doc.clusters["c1"] = cluster.replace(
+                instances={i: r.replace(status="available", needs_rewind=False) for i, r in cluster.instances.items()}
+            )
+            doc.snapshots["s1"] = SnapshotRecord.from_json("s1", SNAPSHOT_JSON)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_dry_run_records_every_mutation_and_changes_nothing(seeded_root: Path) -> None:
+    dry = LocalBackend(root_dir=seeded_root, dry_run=True)
+    before = _tree(seeded_root)
+    lrt = datetime(2026, 11, 26, 21, 4, tzinfo=timezone.utc)
+    results = [
+        dry.modify_cluster("c1", backup_retention_period=14),
+        dry.stop_cluster("c1"),
+        dry.start_cluster("c1"),  # nothing runs here: every instance is "down"
+        dry.create_instance("c1", InstanceSpec(instance_id="c1-new")),
+        dry.reboot_instance("c1", "c1-2"),
+        dry.create_snapshot("c1", "s2"),
+        dry.restore_from_snapshot("s1", "c2", instances=[InstanceSpec(instance_id="c2-1")]),
+        dry.restore_to_point_in_time("c1", "c3", restore_time=lrt),
+    ]
+    assert {r.status for r in results} == {"dry-run"}
+    assert dry.put_alarms("c1", [AlarmSpec(metric="CPUUtilization", threshold=90)]) == []
+    assert dry.delete_instance("c1", "c1-2") is None
+    assert dry.delete_snapshot("s1") is None
+    assert (
+        dry.delete_cluster("c1", final_snapshot_id=None, skip_final_snapshot=True, lift_deletion_protection=True)
+        is None
+    )
+    assert results[0].backup_retention_period == 14  # the projection shows the change
+    assert [(c.service, c.operation) for c in dry.plan] == [
+        ("local", op)
+        for op in [
+            "ModifyDBCluster",
+            "StopDBCluster",
+            "StartDBCluster",
+            "CreateDBInstance",
+            "RebootDBInstance",
+            "CreateDBClusterSnapshot",
+            "RestoreDBClusterFromSnapshot",
+            "CreateDBInstance",
+            "RestoreDBClusterToPointInTime",
+            "PutMetricAlarm",
+            "DeleteDBInstance",
+            "DeleteDBClusterSnapshot",
+            "ModifyDBCluster",
+            "DeleteDBInstance",
+            "DeleteDBInstance",
+            "DeleteDBInstance",
+            "DeleteDBCluster",
+        ]
+    ]
+    assert dry.plan[0].params == {"DBClusterIdentifier": "c1", "backup_retention_period": 14}
+    assert [c.params["DBInstanceIdentifier"] for c in dry.plan[-4:-1]] == ["c1-1", "c1-0", "c1-2"]  # writer first
+    assert _tree(seeded_root) == before  # state.json and every file untouched
+
+
+def test_a_dry_run_refuses_bad_input_like_a_real_run_and_records_nothing(seeded_root: Path) -> None:
+    dry = LocalBackend(root_dir=seeded_root, dry_run=True)
+    before = _tree(seeded_root)
+    with pytest.raises(InvalidParameterError):
+        dry.modify_cluster("c1", backup_retention_period=0)
+    with pytest.raises(DeletionProtectionError):
+        dry.delete_cluster("c1", final_snapshot_id=None, skip_final_snapshot=True)
+    with pytest.raises(FailoverNotPossibleError):  # no reader's process is ready
+        dry.failover("c1")
+    with pytest.raises(RestoreWindowError):
+        dry.restore_to_point_in_time("c1", "c3", restore_time=datetime(2026, 11, 26, 22, tzinfo=timezone.utc))
+    with pytest.raises(SnapshotAlreadyExistsError):
+        dry.create_snapshot("c1", "s1")
+    with pytest.raises(InstanceNotFoundError):
+        dry.reboot_instance("c1", "c1-9")
+    assert dry.plan == []
+    assert _tree(seeded_root) == before
+
+
+def test_mutate_runs_the_work_only_for_real_and_redacts_the_plan(seeded_root: Path) -> None:
+    ran: list[str] = []
+
+    def work() -> str:
+        ran.append("work")
+        return "done"
+
+    calls = [("CreateDBCluster", {"DBClusterIdentifier": "c9", "MasterUserPassword": "hunter22"})]
+    dry = LocalBackend(root_dir=seeded_root, dry_run=True)
+    assert dry._mutate(calls, work, lambda: "projected") == "projected"
+    assert ran == []
+    assert dry.plan[0].params == {"DBClusterIdentifier": "c9", "MasterUserPassword": REDACTED}
+    real = LocalBackend(root_dir=seeded_root)
+    assert real._mutate(calls, work, lambda: "projected") == "done"
+    assert (ran, real.plan) == (["work"], [])
+
+
+# -- structure of the package ----------------------------------------------------------------------------------
+LOCAL = Path(__file__).resolve().parent.parent / "aurora_kit" / "backends" / "local"
+
+
+def test_local_modules_depend_on_the_public_layer_not_on_each_other() -> None:
+    """No module imports backend.py (only the package does); none uses another module's private names; only
+    state.py reads the JSON shape; only LocalBackend._mutate looks at dry_run; none is over 600 lines."""
+    siblings = {p.stem for p in LOCAL.glob("*.py")}
+    json_keys = {"instances", "clusters", "snapshots", "status", "role", "port", "spec", "backups"}
+    offenders: list[str] = []
+    dry_run_reads: list[str] = []
+    for path in sorted(LOCAL.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 600:
+            offenders.append(f"{path.name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            where = f"{path.name}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ImportFrom) and path.stem not in ("__init__", "backend"):
+                imported = {f"{node.module}.{a.name}" for a in node.names} | {node.module or ""}
+                if imported & {"aurora_kit.backends.local.backend", "aurora_kit.backends.local.LocalBackend"}:
+                    offenders.append(f"{where} imports the backend")
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if node.value.id in siblings and node.attr.startswith("_") and not node.attr.startswith("__"):
+                    offenders.append(f"{where} uses {node.value.id}.{node.attr}")
+                if node.attr == "dry_run" and isinstance(node.ctx, ast.Load) and node.value.id != "params":
+                    dry_run_reads.append(where)
+            elif (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.slice, ast.Constant)
+                and node.slice.value in json_keys
+                and path.stem != "state"
+            ):
+                offenders.append(f"{where} reads [{node.slice.value!r}] of the state JSON")
+    assert not offenders, offenders
+    mutate = next(
+        n
+        for n in ast.walk(ast.parse((LOCAL / "backend.py").read_text()))
+        if isinstance(n, ast.FunctionDef) and n.name == "_mutate"
+    )
+    assert dry_run_reads == [f"backend.py:{mutate.body[1].lineno}"], dry_run_reads
