@@ -11,9 +11,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from plugins.local_cluster import ContinuousWriter
+from plugins.local_cluster import ContinuousWriter, unique_id
 
 from aurora_kit.backends.base import Cluster
+from aurora_kit.backends.local import LocalBackend
 from aurora_kit.backends.local.config import slot_name, sync_standby_names
 from aurora_kit.errors import (
     BackendOperationError,
@@ -22,6 +23,8 @@ from aurora_kit.errors import (
     InvalidParameterError,
 )
 from aurora_kit.polling import wait_for
+from aurora_kit.rules import FailoverCandidate, failover_target
+from aurora_kit.specs import ClusterSpec, InstanceSpec
 
 pytestmark = pytest.mark.integration
 
@@ -311,3 +314,62 @@ def test_planned_failover_is_called_off_when_no_reader_has_the_last_record(
     result = local_backend.failover(cid, target_instance_id=first, mode="planned")
     assert (result.new_writer, result.mode) == (first, "planned")
     _check_rejoined(local_backend, cid, first, writer)
+
+
+def test_default_target_follows_the_rule_tier_then_size_then_name(local_backend: Any) -> None:
+    """Without a target, the reader Aurora's rule names is promoted (lowest promotion tier, then the largest
+    instance class, then the name) — not the most advanced one; a rule target that is behind catches up first."""
+    cid = unique_id("rule")
+    members = [
+        ("w", 0, "db.r6g.large"),  # the writer
+        ("x", 2, "db.r6g.16xlarge"),  # the largest, but a worse tier
+        ("v", 1, "db.r6g.large"),  # the best tier, but smaller
+        ("z", 1, "db.r6g.2xlarge"),  # best tier and size: loses to "y" by name
+        ("y", 1, "db.r6g.2xlarge"),
+    ]
+    spec = ClusterSpec(
+        cluster_id=cid,
+        deletion_protection=False,
+        instances=[
+            InstanceSpec(instance_id=f"{cid}-{name}", promotion_tier=tier, instance_class=cls)
+            for name, tier, cls in members
+        ],
+    )
+    cluster = local_backend.create_cluster(spec)
+    try:
+        writer = f"{cid}-w"
+        assert cluster.writer_id == writer
+        candidates = [
+            FailoverCandidate(
+                i.db_instance_identifier, i.is_cluster_writer, True, i.promotion_tier, i.db_instance_class
+            )
+            for i in local_backend.describe_instances(cid)
+        ]
+        assert failover_target(cid, candidates) == (writer, f"{cid}-y")
+        # the dry run names the same target and changes nothing
+        dry = LocalBackend(root_dir=local_backend.root, dry_run=True).failover(cid)
+        assert (dry.status, dry.new_writer) == ("dry-run", f"{cid}-y")
+
+        with ContinuousWriter(local_backend, cid) as probe:
+            probe.wait_acks(50)
+            result = local_backend.failover(cid, mode="planned")
+            probe.wait_acks(50)
+        assert (result.old_writer, result.new_writer, result.mode) == (writer, f"{cid}-y", "planned")
+        assert probe.missing(local_backend, cid) == []
+        _check_rejoined(local_backend, cid, f"{cid}-y", writer)
+
+        # the old writer is back as a reader with tier 0: the rule names it now. Cut it off, so it is behind the
+        # others when the writer crashes; it must catch up from the most advanced reader before its promotion
+        _cut_off(local_backend, cid, writer, f"{cid}-y")
+        with ContinuousWriter(local_backend, cid, table="crash_probe") as probe:
+            probe.wait_acks(100)  # acknowledged by the other readers only
+            assert local_backend.nodes.query(cid, writer, f"SELECT to_regclass('{probe.table}')") == [(None,)]
+            crashed = local_backend.failover(cid, mode="crash")
+            probe.wait_acks(50)
+        assert (crashed.old_writer, crashed.new_writer, crashed.mode) == (f"{cid}-y", writer, "crash")
+        assert local_backend.last_failover_phases is not None
+        assert "target caught up" in [name for name, _ in local_backend.last_failover_phases.marks]
+        assert probe.missing(local_backend, cid) == []
+        _check_rejoined(local_backend, cid, writer, f"{cid}-y")
+    finally:
+        local_backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True)

@@ -17,7 +17,7 @@ Modules, one concern each (each depends only on those above it; none on :mod:`.b
 - :mod:`.parameters`  the cluster parameter group (server-validated, pending-reboot)
 - :mod:`.monitoring`  alarms evaluated from the instances
 - :mod:`.backup`      snapshots, automated backups, WAL archive, restorable window, restores, PITR
-- :mod:`.failover`    planned and crash failover, old writer rewound back as a reader
+- :mod:`.failover`    planned and crash failover (target by ``rules.failover_target``), old writer rewound as reader
 - :mod:`.lifecycle`   create (writer + seeded readers), add reader, stop, start, reboot
 - :mod:`.backend`     :class:`LocalBackend`: validates, records dry runs in one place, composes the modules above
 

@@ -457,9 +457,9 @@ class LocalBackend(ClusterBackend):
     def failover(
         self, cluster_id: str, *, target_instance_id: str | None = None, mode: FailoverMode = "planned"
     ) -> FailoverResult:
-        """Promote ``target_instance_id``, else the most advanced reader (see :mod:`.failover`); the old writer
-        comes back as a reader."""
-        cl, writer, readers = failover.check_failover(self.nodes, cluster_id, target_instance_id, mode)
+        """Promote ``target_instance_id``, else the reader :func:`aurora_kit.rules.failover_target` names (see
+        :mod:`.failover`); the old writer comes back as a reader."""
+        _, writer, target, _ = failover.check_failover(self.nodes, cluster_id, target_instance_id, mode)
 
         def run() -> FailoverResult:
             with self.store.cluster_lock(cluster_id):
@@ -467,7 +467,6 @@ class LocalBackend(ClusterBackend):
                 return failover.failover(self.nodes, cluster_id, target_instance_id, mode, phases)
 
         def projected() -> FailoverResult:
-            target = failover.projected_target(self.nodes, cl, readers, target_instance_id)
             now = datetime.now(timezone.utc)
             return FailoverResult(cluster_id, mode, writer, target, now, now, status=views.DRY_RUN)
 

@@ -6,9 +6,10 @@ Order matters (DESIGN §3 pitfalls):
 1. validate (target exists, is an available reader; the cluster has one) — nothing changes before this;
 2. stop the writer: ``planned`` = fast shutdown (its walsenders ship every WAL record first); ``crash`` = SIGKILL
    of the postmaster and all its children (by pid);
-3. pick the target: the requested one, else the reader with the highest ``pg_last_wal_receive_lsn()`` (ties: lower
-   promotion tier). With synchronous ``ANY 1`` that reader holds every acknowledged commit; a requested target
-   that is behind first catches up by streaming from the most advanced reader;
+3. pick the target: the requested one, else Aurora's rule (:func:`aurora_kit.rules.failover_target`: lowest
+   promotion tier, then largest instance class, then name) among the readers that answer. With synchronous
+   ``ANY 1`` the reader with the highest ``pg_last_wal_receive_lsn()`` holds every acknowledged commit; a target
+   that is behind it first catches up by streaming from it;
 4. create the other readers' physical slots on the target (slots do not exist on a promoted node) and repoint
    those readers at it *before* promotion (cascading replication follows the new timeline by itself), and set the
    target's ``synchronous_standby_names`` to them — a promoted node keeps the inherited value and would block
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Collection
 from datetime import datetime, timezone
 
 import psycopg
@@ -51,6 +52,7 @@ from aurora_kit.errors import (
     WaitTimeoutError,
 )
 from aurora_kit.polling import wait_for
+from aurora_kit.rules import FailoverCandidate, failover_target
 
 
 def _now() -> datetime:
@@ -68,10 +70,22 @@ class Phases:
         self.marks.append((name, round(time.monotonic() - self.t0, 4)))
 
 
+def _rule_target(cl: ClusterRecord, available: Collection[str], requested: str | None) -> tuple[str, str]:
+    """(writer, target) by Aurora's rule, ``available`` being the readers that may be promoted."""
+    members = [
+        FailoverCandidate(iid, inst.is_writer, iid in available, inst.promotion_tier, inst.instance_class)
+        for iid, inst in cl.instances.items()
+    ]
+    return failover_target(cl.cluster_id, members, requested)
+
+
 def check_failover(
     nodes: Nodes, cluster_id: str, target_instance_id: str | None, mode: str
-) -> tuple[ClusterRecord, str, list[str]]:
-    """Validate a failover request; returns (record, writer id, available readers). Changes nothing."""
+) -> tuple[ClusterRecord, str, str, list[str]]:
+    """Validate a failover request; returns (record, writer, target, available readers). Changes nothing.
+
+    The target is the requested one, else the rule's pick among the available readers (status ``available``,
+    postmaster ready); a failover may still pick among fewer (those that answer)."""
     if mode not in ("planned", "crash"):
         raise InvalidParameterError("mode", mode, "must be 'planned' or 'crash'")
     cl = nodes.store.cluster(cluster_id)
@@ -79,38 +93,13 @@ def check_failover(
         raise FailoverNotPossibleError(
             f"DB cluster {cluster_id!r} is {cl.status}, not available", cluster_id=cluster_id
         )
-    writer = cl.writer_id
-    if writer is None:
-        raise FailoverNotPossibleError(f"DB cluster {cluster_id!r} has no writer", cluster_id=cluster_id)
-    if target_instance_id is not None:
-        if target_instance_id not in cl.instances:
-            raise InstanceNotFoundError(target_instance_id, cluster_id)
-        if target_instance_id == writer:
-            raise FailoverNotPossibleError(
-                f"{target_instance_id!r} is already the writer of {cluster_id!r}; pick a reader",
-                cluster_id=cluster_id,
-                instance_id=target_instance_id,
-            )
+    if target_instance_id is not None and target_instance_id not in cl.instances:
+        raise InstanceNotFoundError(target_instance_id, cluster_id)
     readers = [
         r for r in cl.readers_with_status("available") if nodes.controller(cluster_id, r, cl).pm_status() == "ready"
     ]
-    if not readers:
-        raise FailoverNotPossibleError(
-            f"DB cluster {cluster_id!r} has no available reader to fail over to", cluster_id=cluster_id
-        )
-    if target_instance_id is not None and target_instance_id not in readers:
-        raise FailoverNotPossibleError(
-            f"target {target_instance_id!r} is not an available reader of {cluster_id!r}",
-            cluster_id=cluster_id,
-            instance_id=target_instance_id,
-        )
-    return cl, writer, readers
-
-
-def projected_target(nodes: Nodes, cl: ClusterRecord, readers: list[str], requested: str | None) -> str:
-    """The target a dry run reports: the requested one, else the most advanced reader now."""
-    positions = _receive_positions(nodes, cl.cluster_id, readers)
-    return requested or _choose(cl, positions or dict.fromkeys(readers, 0))
+    writer, target = _rule_target(cl, readers, target_instance_id)
+    return cl, writer, target, readers
 
 
 def _receive_positions(nodes: Nodes, cluster_id: str, readers: list[str], *, attempts: int = 1) -> dict[str, int]:
@@ -153,12 +142,9 @@ def _all_positions(nodes: Nodes, cluster_id: str, readers: list[str]) -> dict[st
     return positions
 
 
-def _choose(cl: ClusterRecord, positions: Mapping[str, int]) -> str:
-    if not positions:
-        raise FailoverNotPossibleError(
-            f"no reader of {cl.cluster_id!r} answered: nothing to fail over to", cluster_id=cl.cluster_id
-        )
-    return sorted(positions, key=lambda r: (-positions[r], cl.instance(r).promotion_tier, r))[0]
+def _most_advanced(positions: dict[str, int]) -> str:
+    """The reader that received the most WAL (ties: by name): the one to catch a lagging target up from."""
+    return min(positions, key=lambda r: (-positions[r], r))
 
 
 def _lsn(text: str) -> int:
@@ -170,7 +156,7 @@ def failover(
     nodes: Nodes, cluster_id: str, target_instance_id: str | None, mode: str, phases: Phases
 ) -> FailoverResult:
     """Run a failover (the caller holds the cluster lock): switch the writer, then rejoin the old one."""
-    cl, writer, readers = check_failover(nodes, cluster_id, target_instance_id, mode)
+    cl, writer, _, readers = check_failover(nodes, cluster_id, target_instance_id, mode)
     started = _now()
     nodes.store.set_status(cluster_id, "failing-over")
     try:
@@ -210,7 +196,7 @@ def _switch_writer(
         # everything that does not need the writer gone happens while it still serves: pick the target, give
         # the other readers their slots on it and let them cascade from it; a CHECKPOINT makes the shutdown
         # checkpoint short. The target still streams from the writer, so the fast shutdown ships it every record.
-        target = requested or _choose(cl, _receive_positions(nodes, cid, readers))
+        target = requested or _rule_target(cl, _receive_positions(nodes, cid, readers), None)[1]
         others = [r for r in readers if r != target]
         # a target that does not stream from the writer (cut off, lagging) must not become the others' upstream
         # before it has caught up: they would stop acknowledging commits and miss the last records
@@ -227,9 +213,10 @@ def _switch_writer(
         else:  # the fast shutdown hung and was escalated: no shutdown checkpoint, handle it as a crash
             mode = "crash"
             positions = _all_positions(nodes, cid, readers)
-            best = _choose(cl, positions)
+            best = _most_advanced(positions)
             if positions[target] < positions[best]:
                 _catch_up(nodes, cl, target, best, positions[best])
+                phases.mark("target caught up")
         phases.mark("target has every WAL record")
         if not early:
             _repoint(nodes, cl, target, others)
@@ -238,10 +225,11 @@ def _switch_writer(
         old.kill()
         phases.mark("writer killed")
         positions = _all_positions(nodes, cid, readers)
-        best = _choose(cl, positions)
-        target = requested or best
-        if positions.get(target, -1) < positions[best]:
+        target = requested or _rule_target(cl, positions, None)[1]
+        best = _most_advanced(positions)
+        if positions[target] < positions[best]:
             _catch_up(nodes, cl, target, best, positions[best])
+            phases.mark("target caught up")
         phases.mark("target chosen")
         others = [r for r in readers if r != target]
         _repoint(nodes, cl, target, others)
@@ -302,7 +290,7 @@ def _target_has_shutdown_checkpoint(
     positions = _receive_positions(nodes, cid, readers, attempts=3)
     complete = {r: pos for r, pos in positions.items() if pos > ckpt}
     if complete:
-        _catch_up(nodes, cl, target, _choose(cl, complete), ckpt + 1)
+        _catch_up(nodes, cl, target, _most_advanced(complete), ckpt + 1)
         return
     _abort_planned(nodes, cl, writer, target, others, repointed)
     raise FailoverNotPossibleError(
