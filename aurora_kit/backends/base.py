@@ -448,7 +448,8 @@ class ClusterBackend(ABC):
     def failover(
         self, cluster_id: str, *, target_instance_id: str | None = None, mode: FailoverMode = "planned"
     ) -> FailoverResult:
-        """Promote ``target_instance_id`` (default: the best reader by promotion tier / replay position).
+        """Promote ``target_instance_id`` (default: the reader :func:`aurora_kit.rules.failover_target` names —
+        promotion tier, then the largest class, then the name).
         ``crash`` simulates an unplanned writer failure first (game day). Returns once the target is writer
         and the cluster available; the old writer comes back as a reader."""
 

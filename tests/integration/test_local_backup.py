@@ -118,8 +118,8 @@ def test_pitr_returns_exactly_the_rows_committed_up_to_the_target(local_backend:
             segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
             assert segment is not None
         history = f"{tli[0]:08X}.history"
-        clone_archive = local_backend.paths(f"{cid}-pitr").archive
-        src_archive = local_backend.paths(cid).archive
+        clone_archive = local_backend.nodes.paths(f"{cid}-pitr").archive
+        src_archive = local_backend.nodes.paths(cid).archive
         assert (clone_archive / history).exists()
         assert not (src_archive / history).exists()
         assert not (src_archive / segment[0]).exists()
@@ -156,8 +156,8 @@ def test_restore_requests_outside_the_window_change_nothing(local_backend: Any, 
     # (no marker commit, no WAL switch, no latest_restorable_time / lrt_checked write)
     assert after["clusters"] == before["clusters"]
     assert after["snapshots"] == before["snapshots"]
-    assert not local_backend.paths(f"{cid}-early").dir.exists()
-    assert not local_backend.paths(f"{cid}-future").dir.exists()
+    assert not local_backend.nodes.paths(f"{cid}-early").dir.exists()
+    assert not local_backend.nodes.paths(f"{cid}-future").dir.exists()
 
 
 def test_restores_replay_with_the_source_parameter_group(local_backend: Any, local_cluster_factory: Any) -> None:
@@ -192,7 +192,7 @@ def _archive_now(backend: Any, cluster_id: str) -> None:
     with _conn(backend, cluster_id) as conn:
         row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
     assert row is not None
-    archived = backend.paths(cluster_id).archive / row[0]
+    archived = backend.nodes.paths(cluster_id).archive / row[0]
     deadline = time.monotonic() + 30
     while not archived.exists():
         assert time.monotonic() < deadline, f"{archived} not archived"
@@ -228,15 +228,13 @@ def test_describe_cluster_derives_the_latest_restorable_time_without_writing(
     local_backend: Any, local_cluster: Cluster
 ) -> None:
     cid = local_cluster.db_cluster_identifier
-    with local_backend.update_cluster(cid) as rec:  # as if the last refresh was long ago
-        rec["lrt_checked"] = "2000-01-01T00:00:00+00:00"
-    writer = local_backend.writer_id(local_backend.cluster_state(cid))
-    archived_before = local_backend.query(cid, writer, "SELECT archived_count FROM pg_stat_archiver")[0][0]
+    writer = local_backend.store.cluster(cid).writer_id
+    archived_before = local_backend.nodes.query(cid, writer, "SELECT archived_count FROM pg_stat_archiver")[0][0]
     before = local_backend.store.read()
     first = local_backend.describe_cluster(cid)
     # a read: no state write, no marker commit / forced WAL switch
     assert local_backend.store.read() == before
-    archived_after = local_backend.query(cid, writer, "SELECT archived_count FROM pg_stat_archiver")[0][0]
+    archived_after = local_backend.nodes.query(cid, writer, "SELECT archived_count FROM pg_stat_archiver")[0][0]
     assert archived_after - archived_before <= 1  # at most an archive_timeout switch, never a forced one per call
     assert first.latest_restorable_time is not None
     # it follows what is archived: a segment switched and archived now moves it forward

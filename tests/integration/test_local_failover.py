@@ -11,9 +11,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from plugins.local_cluster import ContinuousWriter
+from plugins.local_cluster import ContinuousWriter, unique_id
 
 from aurora_kit.backends.base import Cluster
+from aurora_kit.backends.local import LocalBackend
 from aurora_kit.backends.local.config import slot_name, sync_standby_names
 from aurora_kit.errors import (
     BackendOperationError,
@@ -22,6 +23,8 @@ from aurora_kit.errors import (
     InvalidParameterError,
 )
 from aurora_kit.polling import wait_for
+from aurora_kit.rules import FailoverCandidate, failover_target
+from aurora_kit.specs import ClusterSpec, InstanceSpec
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +34,7 @@ def _roles(backend: Any, cluster_id: str) -> dict[str, tuple[bool, str]]:
 
 
 def _streaming_from(backend: Any, cluster_id: str, writer: str) -> set[str]:
-    rows = backend.query(cluster_id, writer, "SELECT application_name FROM pg_stat_replication WHERE state='streaming'")
-    return {r[0] for r in rows}
+    return backend.nodes.streaming(cluster_id, writer)
 
 
 def _check_rejoined(backend: Any, cluster_id: str, new_writer: str, old_writer: str) -> None:
@@ -46,9 +48,11 @@ def _check_rejoined(backend: Any, cluster_id: str, new_writer: str, old_writer: 
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
     readers = [iid for iid, (w, _) in roles.items() if not w]
     # the new writer holds exactly one slot per reader, each in use, and waits for exactly those readers
-    slots = backend.query(cluster_id, new_writer, "SELECT slot_name, active FROM pg_replication_slots")
+    slots = backend.nodes.query(cluster_id, new_writer, "SELECT slot_name, active FROM pg_replication_slots")
     assert sorted(slots) == sorted((slot_name(r), True) for r in readers)
-    assert backend.query(cluster_id, new_writer, "SHOW synchronous_standby_names") == [(sync_standby_names(readers),)]
+    assert backend.nodes.query(cluster_id, new_writer, "SHOW synchronous_standby_names") == [
+        (sync_standby_names(readers),)
+    ]
 
 
 def test_planned_then_crash_failover_keep_every_acknowledged_commit(
@@ -89,7 +93,7 @@ def test_crash_failover_default_target_and_bad_requests(
     cluster = local_cluster_factory(readers=1, prefix="fc")
     cid = cluster.db_cluster_identifier
     assert cluster.writer_id is not None
-    before = local_backend.store.read()["clusters"][cid]
+    before = local_backend.store.cluster(cid)
 
     with pytest.raises(FailoverNotPossibleError):
         local_backend.failover(cid, target_instance_id=cluster.writer_id)
@@ -97,7 +101,7 @@ def test_crash_failover_default_target_and_bad_requests(
         local_backend.failover(cid, target_instance_id="no-such-instance")
     with pytest.raises(InvalidParameterError):
         local_backend.failover(cid, mode="sideways")
-    assert local_backend.store.read()["clusters"][cid] == before
+    assert local_backend.store.cluster(cid) == before
     assert _roles(local_backend, cid)[cluster.writer_id] == (True, "available")
 
     with ContinuousWriter(local_backend, cid) as writer:
@@ -109,7 +113,7 @@ def test_crash_failover_default_target_and_bad_requests(
     _check_rejoined(local_backend, cid, result.new_writer, cluster.writer_id)
 
     # the writer dies on its own: describe shows it failed; a (planned) failover still recovers the cluster
-    local_backend.controller(cid, result.new_writer).kill()
+    local_backend.nodes.controller(cid, result.new_writer).kill()
     assert _roles(local_backend, cid)[result.new_writer] == (True, "failed")
     again = local_backend.failover(cid)
     assert again.new_writer == cluster.writer_id
@@ -124,13 +128,15 @@ def test_crash_failover_to_a_lagging_target_catches_up_first(
     cid = cluster.db_cluster_identifier
     assert cluster.writer_id is not None
     lagging = cluster.reader_ids[0]
-    cl = local_backend.cluster_state(cid)
+    cl = local_backend.store.cluster(cid)
     # cut the lagging reader off its upstream: it stops receiving WAL, the other reader keeps commits acknowledged
-    local_backend.write_node_config(cid, lagging, cl, upstream_id=cluster.writer_id, recovery={"primary_conninfo": ""})
-    local_backend.controller(cid, lagging, cl).reload()
+    local_backend.nodes.write_node_config(
+        cid, lagging, cl, upstream_id=cluster.writer_id, recovery={"primary_conninfo": ""}
+    )
+    local_backend.nodes.controller(cid, lagging, cl).reload()
     wait_for(
         "walreceiver of the lagging reader stopped",
-        lambda: local_backend.query(cid, lagging, "SELECT count(*) FROM pg_stat_wal_receiver")[0][0],
+        lambda: local_backend.nodes.query(cid, lagging, "SELECT count(*) FROM pg_stat_wal_receiver")[0][0],
         lambda n: n == 0,
         timeout=15,
     )
@@ -154,12 +160,12 @@ def test_crash_failover_to_a_lagging_target_catches_up_first(
 
 def _cut_off(backend: Any, cid: str, reader: str, writer: str) -> None:
     """Stop a reader's walreceiver (empty primary_conninfo): it stays up but receives no more WAL."""
-    cl = backend.cluster_state(cid)
-    backend.write_node_config(cid, reader, cl, upstream_id=writer, recovery={"primary_conninfo": ""})
-    backend.controller(cid, reader, cl).reload()
+    cl = backend.store.cluster(cid)
+    backend.nodes.write_node_config(cid, reader, cl, upstream_id=writer, recovery={"primary_conninfo": ""})
+    backend.nodes.controller(cid, reader, cl).reload()
     wait_for(
         "walreceiver of the cut-off reader stopped",
-        lambda: backend.query(cid, reader, "SELECT count(*) FROM pg_stat_wal_receiver")[0][0],
+        lambda: backend.nodes.query(cid, reader, "SELECT count(*) FROM pg_stat_wal_receiver")[0][0],
         lambda n: n == 0,
         timeout=15,
     )
@@ -178,9 +184,9 @@ def test_planned_failover_to_a_lagging_target_loses_no_commit(
         conn.execute("CREATE TABLE lag_probe (id int PRIMARY KEY)")
         for i in range(1, 51):  # acknowledged by the other reader only
             conn.execute("INSERT INTO lag_probe VALUES (%s)", (i,))
-    assert local_backend.query(cid, lagging, "SELECT to_regclass('lag_probe')") == [(None,)]  # really behind
+    assert local_backend.nodes.query(cid, lagging, "SELECT to_regclass('lag_probe')") == [(None,)]  # really behind
     # the WAL archive is behind too (failing here), so the target cannot pick the last segment up from there
-    archive = local_backend.paths(cid).archive
+    archive = local_backend.nodes.paths(cid).archive
     archive.chmod(0o500)
     try:
         with ContinuousWriter(local_backend, cid) as writer:
@@ -216,9 +222,9 @@ def test_failed_rejoin_leaves_the_old_writer_fenced(
     assert _roles(local_backend, cid) == {new: (True, "available"), old: (False, "failed")}
 
     def never_a_second_primary() -> None:
-        ctl = local_backend.controller(cid, old)
+        ctl = local_backend.nodes.controller(cid, old)
         if ctl.is_running():
-            assert local_backend.query(cid, old, "SELECT pg_is_in_recovery()") == [(True,)]
+            assert local_backend.nodes.query(cid, old, "SELECT pg_is_in_recovery()") == [(True,)]
         info = local_backend.connection_info(cid, "cluster")
         with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
             assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (new,)
@@ -231,16 +237,16 @@ def test_failed_rejoin_leaves_the_old_writer_fenced(
         local_backend.reboot_instance(cid, old)
     never_a_second_primary()
     # no slot was left behind for the old writer on the new one (it would retain WAL for ever)
-    assert local_backend.query(cid, new, "SELECT slot_name FROM pg_replication_slots") == []
+    assert local_backend.nodes.query(cid, new, "SELECT slot_name FROM pg_replication_slots") == []
     # once rewind works again, a reboot rewinds it and it rejoins as a reader
     monkeypatch.undo()
     local_backend.reboot_instance(cid, old)
     _check_rejoined(local_backend, cid, new, old)
     # a dead reader's slot cannot retain WAL without bound
-    assert local_backend.query(cid, new, "SHOW max_slot_wal_keep_size") == [("1GB",)]
+    assert local_backend.nodes.query(cid, new, "SHOW max_slot_wal_keep_size") == [("1GB",)]
     # a reader whose standby.signal went missing still starts in recovery
-    local_backend.controller(cid, old).stop()
-    (local_backend.paths(cid).data_dir(old) / "standby.signal").unlink()
+    local_backend.nodes.controller(cid, old).stop()
+    (local_backend.nodes.paths(cid).data_dir(old) / "standby.signal").unlink()
     local_backend.reboot_instance(cid, old)
     _check_rejoined(local_backend, cid, new, old)
 
@@ -252,7 +258,7 @@ def test_failover_refuses_when_readers_do_not_answer(
     cid = cluster.db_cluster_identifier
     writer = cluster.writer_id
     assert writer is not None
-    hung = [local_backend.controller(cid, r).pid() for r in cluster.reader_ids]
+    hung = [local_backend.nodes.controller(cid, r).pid() for r in cluster.reader_ids]
     assert all(hung)
     try:
         for pid in hung:  # hung hosts: the postmasters accept TCP connections but never answer
@@ -286,7 +292,7 @@ def test_planned_failover_is_called_off_when_no_reader_has_the_last_record(
         for i in range(1, 21):  # acknowledged by the second reader only
             conn.execute("INSERT INTO only_on_writer VALUES (%s)", (i,))
     _cut_off(local_backend, cid, second, writer)
-    archive = local_backend.paths(cid).archive
+    archive = local_backend.nodes.paths(cid).archive
     archive.chmod(0o500)  # and the archive is behind: no reader can get the writer's last records anywhere
     try:
         with pytest.raises(FailoverNotPossibleError, match="called off"):
@@ -299,7 +305,7 @@ def test_planned_failover_is_called_off_when_no_reader_has_the_last_record(
         first: (False, "available"),
         second: (False, "available"),
     }
-    local_backend.wait_streaming(cid, writer, [first, second])
+    local_backend.nodes.wait_streaming(cid, writer, [first, second])
     with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
         assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (writer,)
         conn.execute("INSERT INTO only_on_writer VALUES (21)")
@@ -308,3 +314,62 @@ def test_planned_failover_is_called_off_when_no_reader_has_the_last_record(
     result = local_backend.failover(cid, target_instance_id=first, mode="planned")
     assert (result.new_writer, result.mode) == (first, "planned")
     _check_rejoined(local_backend, cid, first, writer)
+
+
+def test_default_target_follows_the_rule_tier_then_size_then_name(local_backend: Any) -> None:
+    """Without a target, the reader Aurora's rule names is promoted (lowest promotion tier, then the largest
+    instance class, then the name) — not the most advanced one; a rule target that is behind catches up first."""
+    cid = unique_id("rule")
+    members = [
+        ("w", 0, "db.r6g.large"),  # the writer
+        ("x", 2, "db.r6g.16xlarge"),  # the largest, but a worse tier
+        ("v", 1, "db.r6g.large"),  # the best tier, but smaller
+        ("z", 1, "db.r6g.2xlarge"),  # best tier and size: loses to "y" by name
+        ("y", 1, "db.r6g.2xlarge"),
+    ]
+    spec = ClusterSpec(
+        cluster_id=cid,
+        deletion_protection=False,
+        instances=[
+            InstanceSpec(instance_id=f"{cid}-{name}", promotion_tier=tier, instance_class=cls)
+            for name, tier, cls in members
+        ],
+    )
+    cluster = local_backend.create_cluster(spec)
+    try:
+        writer = f"{cid}-w"
+        assert cluster.writer_id == writer
+        candidates = [
+            FailoverCandidate(
+                i.db_instance_identifier, i.is_cluster_writer, True, i.promotion_tier, i.db_instance_class
+            )
+            for i in local_backend.describe_instances(cid)
+        ]
+        assert failover_target(cid, candidates) == (writer, f"{cid}-y")
+        # the dry run names the same target and changes nothing
+        dry = LocalBackend(root_dir=local_backend.root, dry_run=True).failover(cid)
+        assert (dry.status, dry.new_writer) == ("dry-run", f"{cid}-y")
+
+        with ContinuousWriter(local_backend, cid) as probe:
+            probe.wait_acks(50)
+            result = local_backend.failover(cid, mode="planned")
+            probe.wait_acks(50)
+        assert (result.old_writer, result.new_writer, result.mode) == (writer, f"{cid}-y", "planned")
+        assert probe.missing(local_backend, cid) == []
+        _check_rejoined(local_backend, cid, f"{cid}-y", writer)
+
+        # the old writer is back as a reader with tier 0: the rule names it now. Cut it off, so it is behind the
+        # others when the writer crashes; it must catch up from the most advanced reader before its promotion
+        _cut_off(local_backend, cid, writer, f"{cid}-y")
+        with ContinuousWriter(local_backend, cid, table="crash_probe") as probe:
+            probe.wait_acks(100)  # acknowledged by the other readers only
+            assert local_backend.nodes.query(cid, writer, f"SELECT to_regclass('{probe.table}')") == [(None,)]
+            crashed = local_backend.failover(cid, mode="crash")
+            probe.wait_acks(50)
+        assert (crashed.old_writer, crashed.new_writer, crashed.mode) == (f"{cid}-y", writer, "crash")
+        assert local_backend.last_failover_phases is not None
+        assert "target caught up" in [name for name, _ in local_backend.last_failover_phases.marks]
+        assert probe.missing(local_backend, cid) == []
+        _check_rejoined(local_backend, cid, writer, f"{cid}-y")
+    finally:
+        local_backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True)

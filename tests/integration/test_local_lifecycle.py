@@ -81,7 +81,7 @@ def test_dry_run_plans_and_changes_nothing(local_backend: Any, local_cluster: Cl
     assert ops[:3] == ["CreateDBCluster", "CreateDBInstance", "CreateDBInstance"]
     assert {"FailoverDBCluster", "ModifyDBClusterParameterGroup", "DeleteDBCluster"} <= set(ops)
     assert local_backend.store.read() == before
-    assert not local_backend.paths("dry-one").dir.exists()
+    assert not local_backend.nodes.paths("dry-one").dir.exists()
 
 
 def test_add_remove_reader_stop_start_and_alarms(
@@ -91,16 +91,16 @@ def test_add_remove_reader_stop_start_and_alarms(
     cid = cluster.db_cluster_identifier
     assert cluster.writer_id is not None
     # no reader: failover is refused and changes nothing; the reader endpoint reaches the writer (as Aurora)
-    before = local_backend.store.read()["clusters"][cid]
+    before = local_backend.store.cluster(cid)
     with pytest.raises(FailoverNotPossibleError):
         local_backend.failover(cid)
-    assert local_backend.store.read()["clusters"][cid] == before
+    assert local_backend.store.cluster(cid) == before
     info = local_backend.connection_info(cid, "reader")
     with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
         assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (cluster.writer_id,)
     reader = local_backend.create_instance(cid, InstanceSpec(instance_id=f"{cid}-r"))
     assert (reader.status, reader.is_cluster_writer) == ("available", False)
-    sync = local_backend.query(cid, cluster.writer_id, "SELECT current_setting('synchronous_standby_names')")[0][0]
+    (sync,) = local_backend.nodes.query(cid, cluster.writer_id, "SHOW synchronous_standby_names")[0]
     assert sync == f'ANY 1 ("{cid}-r")'
     info = local_backend.connection_info(cid, "reader")
     with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:
@@ -129,9 +129,9 @@ def test_add_remove_reader_stop_start_and_alarms(
 
     local_backend.delete_instance(cid, f"{cid}-r")
     assert local_backend.describe_cluster(cid).reader_ids == []
-    sync = local_backend.query(cid, cluster.writer_id, "SELECT current_setting('synchronous_standby_names')")[0][0]
+    (sync,) = local_backend.nodes.query(cid, cluster.writer_id, "SHOW synchronous_standby_names")[0]
     assert sync == ""
-    slots = local_backend.query(cid, cluster.writer_id, "SELECT slot_name FROM pg_replication_slots")
+    slots = local_backend.nodes.query(cid, cluster.writer_id, "SELECT slot_name FROM pg_replication_slots")
     assert slots == []
     with pytest.raises(InstanceNotFoundError):
         local_backend.delete_instance(cid, f"{cid}-r")
@@ -232,21 +232,21 @@ def test_modify_cluster_refuses_a_bad_retention_instead_of_keeping_the_old_one(
     local_backend: Any, local_cluster: Cluster, days: int
 ) -> None:
     cid = local_cluster.db_cluster_identifier
-    before = local_backend.store.read()["clusters"][cid]
+    before = local_backend.store.cluster(cid)
     with pytest.raises(InvalidParameterError) as excinfo:
         local_backend.modify_cluster(cid, backup_retention_period=days)
     assert excinfo.value.field == "backup_retention_period"
     with pytest.raises(InvalidParameterError) as excinfo:
         local_backend.modify_cluster(cid, preferred_backup_window="")
     assert excinfo.value.field == "preferred_backup_window"
-    assert local_backend.store.read()["clusters"][cid] == before
+    assert local_backend.store.cluster(cid) == before
 
 
 @contextlib.contextmanager
 def _pid_file_unreadable(backend: Any, cluster_id: str, instance_id: str) -> Iterator[None]:
     """A real fault in the stop path of one instance: its postmaster.pid cannot be read (a directory in its
     place), so the controller cannot tell its pid; the server itself keeps running."""
-    pid_file = backend.paths(cluster_id).data_dir(instance_id) / "postmaster.pid"
+    pid_file = backend.nodes.paths(cluster_id).data_dir(instance_id) / "postmaster.pid"
     aside = pid_file.with_name("postmaster.pid.aside")
     pid_file.rename(aside)
     pid_file.mkdir()
@@ -261,7 +261,7 @@ def test_delete_stops_every_instance_even_when_one_cannot_be_stopped(
     local_backend: Any, local_cluster_factory: Callable[..., Cluster]
 ) -> None:
     cid = local_cluster_factory(readers=2, prefix="ds").db_cluster_identifier
-    instances = list(local_backend.store.read()["clusters"][cid]["instances"])
+    instances = list(local_backend.store.cluster(cid).instances)
     stuck, others = instances[0], instances[1:]
     with _pid_file_unreadable(local_backend, cid, stuck):
         with pytest.raises(BackendOperationError) as excinfo:
@@ -270,12 +270,12 @@ def test_delete_stops_every_instance_even_when_one_cannot_be_stopped(
         assert stuck in str(excinfo.value)
         # every other server was stopped anyway; the stuck one keeps its files and state (no server on
         # deleted files), so deleting again retries
-        assert [i for i in others if local_backend.controller(cid, i).is_running()] == []
-    assert local_backend.controller(cid, stuck).is_running()
+        assert [i for i in others if local_backend.nodes.controller(cid, i).is_running()] == []
+    assert local_backend.nodes.controller(cid, stuck).is_running()
     assert cid in local_backend.store.read()["clusters"]
     local_backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True)
     assert cid not in local_backend.store.read()["clusters"]
-    assert not local_backend.controller(cid, stuck).is_running()
+    assert not local_backend.nodes.controller(cid, stuck).is_running()
 
 
 def test_a_failed_stop_is_not_left_stopping_and_the_cluster_starts_again(
@@ -286,23 +286,23 @@ def test_a_failed_stop_is_not_left_stopping_and_the_cluster_starts_again(
     with _pid_file_unreadable(local_backend, cid, reader):
         with pytest.raises(IsADirectoryError):
             local_backend.stop_cluster(cid)
-        rec = local_backend.store.read()["clusters"][cid]
-        assert rec["status"] == "available"  # not stuck in "stopping"
-        assert rec["instances"][writer]["status"] == "stopped"  # stopped first, before the failure
-        assert rec["instances"][reader]["status"] == "available"
+        rec = local_backend.store.cluster(cid)
+        assert rec.status == "available"  # not stuck in "stopping"
+        assert rec.instances[writer].status == "stopped"  # stopped first, before the failure
+        assert rec.instances[reader].status == "available"
     started = local_backend.start_cluster(cid)
     assert started.status == "available"
     assert {i.status for i in local_backend.describe_instances(cid)} == {"available"}
     # and a failed start is not left "starting": the writer that started is available, the rest stopped
     assert local_backend.stop_cluster(cid).status == "stopped"
-    port = local_backend.store.read()["clusters"][cid]["instances"][reader]["port"]
+    port = local_backend.store.cluster(cid).instances[reader].port
     with socket.create_server(("127.0.0.1", port)):  # the reader's port is taken (e.g. after a host reboot)
         with pytest.raises(BackendOperationError):
             local_backend.start_cluster(cid)
-        rec = local_backend.store.read()["clusters"][cid]
-        assert rec["status"] == "available"
-        assert rec["instances"][writer]["status"] == "available"
-        assert rec["instances"][reader]["status"] == "stopped"
+        rec = local_backend.store.cluster(cid)
+        assert rec.status == "available"
+        assert rec.instances[writer].status == "available"
+        assert rec.instances[reader].status == "stopped"
     assert local_backend.start_cluster(cid).status == "available"
     assert {i.status for i in local_backend.describe_instances(cid)} == {"available"}
     info = local_backend.connection_info(cid)

@@ -32,7 +32,7 @@ def _statuses(backend: Any, cluster_id: str) -> dict[str, str]:
 def _state(backend: Any, cluster: Cluster) -> dict[str, Any]:
     cid = cluster.db_cluster_identifier
     return {
-        "group file": backend.paths(cid).parameters.read_text(),
+        "group file": backend.nodes.paths(cid).parameters.read_text(),
         "settings": {n: _show(backend, cid, "cluster", n) for n in ("shared_buffers", "work_mem", "max_connections")},
         "statuses": _statuses(backend, cid),
         "writer": backend.describe_cluster(cid).writer_id,
@@ -106,15 +106,15 @@ def test_bad_parameters_are_refused_and_change_nothing(
     local_backend: Any, local_cluster: Cluster, parameters: dict[str, str], field: str
 ) -> None:
     cid = local_cluster.db_cluster_identifier
-    group_file = local_backend.paths(cid).parameters
+    group_file = local_backend.nodes.paths(cid).parameters
     before_file = group_file.read_text()
-    before_state = local_backend.store.read()["clusters"][cid]
+    before_state = local_backend.store.cluster(cid)
     before_work_mem = _show(local_backend, cid, "cluster", "work_mem")
     with pytest.raises(InvalidParameterError) as excinfo:
         local_backend.apply_parameters(cid, parameters)
     assert excinfo.value.field == field
     assert group_file.read_text() == before_file
-    assert local_backend.store.read()["clusters"][cid] == before_state
+    assert local_backend.store.cluster(cid) == before_state
     assert _show(local_backend, cid, "cluster", "work_mem") == before_work_mem
 
 
@@ -142,11 +142,11 @@ def test_replication_and_durability_settings_are_managed(
     local_backend: Any, local_cluster: Cluster, name: str, value: str
 ) -> None:
     cid = local_cluster.db_cluster_identifier
-    group_file = local_backend.paths(cid).parameters
+    group_file = local_backend.nodes.paths(cid).parameters
     before_file = group_file.read_text()
-    before_state = local_backend.store.read()["clusters"][cid]
+    before_state = local_backend.store.cluster(cid)
     with pytest.raises(InvalidParameterError, match="managed by the local backend: ") as excinfo:
         local_backend.apply_parameters(cid, {"work_mem": "8MB", name: value})
     assert excinfo.value.field == name
     assert group_file.read_text() == before_file
-    assert local_backend.store.read()["clusters"][cid] == before_state
+    assert local_backend.store.cluster(cid) == before_state

@@ -5,18 +5,21 @@
 As root, every server and tool runs as the system user ``aurora_pg``; the root dir (``$AURORA_KIT_HOME``, else
 ``/var/lib/aurora_kit`` as root, else ``~/.local/share/aurora_kit``) must be traversable by it.
 
-Modules, one concern each:
+Modules, one concern each (each depends only on those above it; none on :mod:`.backend`):
 
 - :mod:`.binaries`    locate the tools, run them as the PostgreSQL account, root-dir traversal check
-- :mod:`.state`       JSON state + flock, atomic writes, per-cluster operation lock (CLI, kernels, tests share it)
 - :mod:`.config`      file layout of a cluster and the generated ``postgresql.conf`` / ``pg_hba.conf`` / archive script
 - :mod:`.controller`  one PostgreSQL instance: initdb, start/readiness, stop by pid (fast → immediate → kill), crash
-- :mod:`.backend`     :class:`LocalBackend`: clusters, instances, endpoints, dry run
-- :mod:`.backup`      snapshots, automated backups, WAL archive, restorable window, restores, PITR
-- :mod:`.failover`    planned and crash failover, old writer rewound back as a reader
+- :mod:`.sql`         ``aurora_db_instance_identifier()`` and ``aurora_replica_status()`` shims
+- :mod:`.state`       typed records (cluster, instance, backup, snapshot) over the JSON state file + flock, cluster lock
+- :mod:`.views`       RDS-shaped results (``Cluster``, ``Instance``, ``Snapshot``) and dry-run projections; no I/O
+- :mod:`.nodes`       processes, ports, files of a root: connections, node config, base backups, slots, streaming
 - :mod:`.parameters`  the cluster parameter group (server-validated, pending-reboot)
 - :mod:`.monitoring`  alarms evaluated from the instances
-- :mod:`.sql`         ``aurora_db_instance_identifier()`` and ``aurora_replica_status()`` shims
+- :mod:`.backup`      snapshots, automated backups, WAL archive, restorable window, restores, PITR
+- :mod:`.failover`    planned and crash failover (target by ``rules.failover_target``), old writer rewound as reader
+- :mod:`.lifecycle`   create (writer + seeded readers), add reader, stop, start, reboot
+- :mod:`.backend`     :class:`LocalBackend`: validates, records dry runs in one place, composes the modules above
 
 A cluster: ``initdb --data-checksums --wal-segsize=1``; ``wal_level=replica``, ``wal_log_hints``, ``hot_standby``;
 one pg_basebackup (the first automated backup) seeds every reader, each with its physical slot;

@@ -16,57 +16,47 @@ Alarm names follow the aws backend: ``aurora-kit/<cluster>/<instance>/<metric>``
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
 
 import psutil  # type: ignore[import-untyped]
 import psycopg
 
 from aurora_kit.backends.base import AlarmState
+from aurora_kit.backends.local.nodes import Nodes
+from aurora_kit.backends.local.state import ClusterRecord
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.specs import AlarmSpec
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from aurora_kit.backends.local.backend import LocalBackend
 
 PREFIX = "aurora-kit"
 
 
-def _targets(spec: AlarmSpec, cluster_id: str, cl: Mapping[str, Any], backend: LocalBackend) -> list[tuple[str, str]]:
-    """(alarm name, dimension) pairs the spec expands to, as the aws backend names them."""
-    if spec.metric == "DatabaseConnections":
-        return [(f"{PREFIX}/{cluster_id}/{spec.metric}", f"DBClusterIdentifier={cluster_id}")]
-    members = backend.reader_ids(cl) if spec.metric == "AuroraReplicaLag" else backend._ordered(cl)
-    return [(f"{PREFIX}/{cluster_id}/{iid}/{spec.metric}", f"DBInstanceIdentifier={iid}") for iid in members]
-
-
-def put_alarms(
-    backend: LocalBackend, cluster_id: str, alarms: list[AlarmSpec], *, sns_topic_arn: str | None = None
-) -> list[AlarmState]:
-    backend.cluster_state(cluster_id)
+def check_alarms(alarms: list[AlarmSpec]) -> None:
     for a in alarms:
         if not isinstance(a, AlarmSpec):
             raise InvalidParameterError("alarms", a, "each alarm must be an AlarmSpec")
-    if backend.dry_run:
-        backend._record(
-            "local",
-            "PutMetricAlarm",
-            DBClusterIdentifier=cluster_id,
-            Alarms=[a.model_dump() for a in alarms],
-            SnsTopicArn=sns_topic_arn,
-        )
-        return []
-    with backend.store.cluster_lock(cluster_id), backend.update_cluster(cluster_id) as rec:
-        by_metric = {a["metric"]: a for a in rec.get("alarms") or []}
-        by_metric.update({a.metric: a.model_dump() for a in alarms})  # one alarm per metric, latest wins
-        rec["alarms"] = list(by_metric.values())
-        rec["sns_topic_arn"] = sns_topic_arn
-    return describe_alarms(backend, cluster_id)
 
 
-def _cpu_percent(backend: LocalBackend, cluster_id: str, cl: Mapping[str, Any], members: list[str]) -> dict[str, float]:
-    procs = {iid: backend.controller(cluster_id, iid, cl).processes() for iid in members}
+def _targets(spec: AlarmSpec, cl: ClusterRecord) -> list[tuple[str, str]]:
+    """(alarm name, dimension) pairs the spec expands to, as the aws backend names them."""
+    cid = cl.cluster_id
+    if spec.metric == "DatabaseConnections":
+        return [(f"{PREFIX}/{cid}/{spec.metric}", f"DBClusterIdentifier={cid}")]
+    members = cl.reader_ids if spec.metric == "AuroraReplicaLag" else cl.ordered
+    return [(f"{PREFIX}/{cid}/{iid}/{spec.metric}", f"DBInstanceIdentifier={iid}") for iid in members]
+
+
+def store_alarms(nodes: Nodes, cluster_id: str, alarms: list[AlarmSpec], sns_topic_arn: str | None) -> None:
+    """Keep one alarm per metric (the latest wins) and the topic in state."""
+
+    def change(cl: ClusterRecord) -> ClusterRecord:
+        by_metric = {a["metric"]: a for a in cl.alarms}
+        by_metric.update({a.metric: a.model_dump() for a in alarms})
+        return cl.replace(alarms=tuple(by_metric.values()), sns_topic_arn=sns_topic_arn)
+
+    nodes.store.update_cluster(cluster_id, change)
+
+
+def _cpu_percent(nodes: Nodes, cl: ClusterRecord, members: list[str]) -> dict[str, float]:
+    procs = {iid: nodes.controller(cl.cluster_id, iid, cl).processes() for iid in members}
     for plist in procs.values():
         for p in plist:
             try:
@@ -88,10 +78,10 @@ def _cpu_percent(backend: LocalBackend, cluster_id: str, cl: Mapping[str, Any], 
     return out
 
 
-def _instance_metric(backend: LocalBackend, cluster_id: str, iid: str, metric: str) -> float | None:
+def _instance_metric(nodes: Nodes, cluster_id: str, iid: str, metric: str) -> float | None:
     try:
         if metric == "AuroraReplicaLag":
-            row = backend.query(
+            row = nodes.query(
                 cluster_id,
                 iid,
                 "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
@@ -99,7 +89,7 @@ def _instance_metric(backend: LocalBackend, cluster_id: str, iid: str, metric: s
                 "ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000 END",
             )[0]
         else:
-            row = backend.query(
+            row = nodes.query(
                 cluster_id, iid, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
             )[0]
     except psycopg.Error:
@@ -117,19 +107,19 @@ def _aggregate(values: list[float], statistic: str) -> float:
     return sum(values) / len(values)
 
 
-def describe_alarms(backend: LocalBackend, cluster_id: str) -> list[AlarmState]:
-    cl = backend.cluster_state(cluster_id)
-    specs = [AlarmSpec(**a) for a in cl.get("alarms") or []]
-    running = [iid for iid in backend._ordered(cl) if backend.controller(cluster_id, iid, cl).pm_status() == "ready"]
-    cpu = _cpu_percent(backend, cluster_id, cl, running) if any(s.metric == "CPUUtilization" for s in specs) else {}
+def describe_alarms(nodes: Nodes, cluster_id: str) -> list[AlarmState]:
+    cl = nodes.store.cluster(cluster_id)
+    specs = [AlarmSpec(**a) for a in cl.alarms]
+    running = nodes.running(cluster_id, cl)
+    cpu = _cpu_percent(nodes, cl, running) if any(s.metric == "CPUUtilization" for s in specs) else {}
     out: list[AlarmState] = []
     for spec in specs:
-        for name, dimension in _targets(spec, cluster_id, cl, backend):
+        for name, dimension in _targets(spec, cl):
             iid = dimension.split("=", 1)[1]
             value: float | None
             if spec.metric == "DatabaseConnections":
                 values = [
-                    v for v in (_instance_metric(backend, cluster_id, i, spec.metric) for i in running) if v is not None
+                    v for v in (_instance_metric(nodes, cluster_id, i, spec.metric) for i in running) if v is not None
                 ]
                 value = _aggregate(values, spec.statistic) if values else None
             elif iid not in running:
@@ -139,7 +129,7 @@ def describe_alarms(backend: LocalBackend, cluster_id: str) -> list[AlarmState]:
             elif spec.metric == "FreeableMemory":
                 value = float(psutil.virtual_memory().available)
             else:
-                value = _instance_metric(backend, cluster_id, iid, spec.metric)
+                value = _instance_metric(nodes, cluster_id, iid, spec.metric)
             if value is None:
                 state, reason = "INSUFFICIENT_DATA", "no sample (instance not running or not reachable)"
             elif spec.breached(value):

@@ -1,4 +1,4 @@
-"""On-disk state of the local backend: one JSON file + a lock, shared by every process (CLI, kernels, tests).
+"""On-disk state of the local backend: one JSON file + a lock, read into typed records (CLI, kernels, tests share it).
 
 Layout under the root dir::
 
@@ -7,28 +7,397 @@ Layout under the root dir::
     locks/<cluster>.lock       one operation at a time per cluster (re-entrant within a thread)
     clusters/<cluster>/        data dirs, WAL archive, base backups, parameter group, master password
     snapshots/<snapshot>/      manual/final snapshots (kept after the cluster is deleted, as on Aurora)
+
+``state.json`` is ``{"version": 1, "clusters": {id: cluster}, "snapshots": {id: snapshot}}``; the records below
+read and write that shape (a key missing in an older file reads as its default and is written back). Only this
+module looks inside it: everything else reads :class:`ClusterRecord` & co. through :class:`StateStore`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from aurora_kit.errors import ClusterNotFoundError, InstanceNotFoundError, SnapshotNotFoundError
 
 State = dict[str, Any]
 
 _EMPTY: State = {"version": 1, "clusters": {}, "snapshots": {}}
 
+WRITER, READER = "writer", "reader"
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def wal_file(start_wal: str) -> str:
+    """The segment name in a ``backup_label`` ``START WAL LOCATION`` ("0/2000028 (file 0000...02)"), or ''."""
+    return start_wal.split("(file ", 1)[1].rstrip(")") if "(file " in start_wal else ""
+
+
+def spec_settings(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :class:`ClusterRecord` settings a restored cluster takes from its source's ``ClusterSpec`` (its JSON),
+    with the defaults of a cluster that has none."""
+    spec = spec or {}
+    return {
+        "deletion_protection": bool(spec.get("deletion_protection", False)),
+        "backup_retention_period": int(spec.get("backup_retention_period", 1)),
+        "preferred_backup_window": str(spec.get("preferred_backup_window", "03:00-04:00")),
+        "iam_database_authentication": bool(spec.get("iam_database_authentication", False)),
+        "storage_encrypted": bool(spec.get("storage_encrypted", False)),
+    }
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One instance as recorded: its port, role (writer | reader) and status (RDS status strings)."""
+
+    port: int
+    role: str
+    status: str
+    instance_class: str
+    availability_zone: str
+    promotion_tier: int
+    created: datetime
+    #: a former writer fenced after a failover whose rewind has not succeeded yet: never started as a primary
+    needs_rewind: bool = False
+
+    @property
+    def is_writer(self) -> bool:
+        return self.role == WRITER
+
+    def replace(self, **changes: Any) -> InstanceRecord:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InstanceRecord:
+        return cls(
+            port=int(data["port"]),
+            role=str(data["role"]),
+            status=str(data["status"]),
+            instance_class=str(data["instance_class"]),
+            availability_zone=str(data["availability_zone"]),
+            promotion_tier=int(data["promotion_tier"]),
+            created=datetime.fromisoformat(data["created"]),
+            needs_rewind=bool(data.get("needs_rewind", False)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "role": self.role,
+            "status": self.status,
+            "instance_class": self.instance_class,
+            "availability_zone": self.availability_zone,
+            "promotion_tier": self.promotion_tier,
+            "created": self.created.isoformat(),
+            "needs_rewind": self.needs_rewind,
+        }
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    """One automated backup (a base backup under ``backups/``); ``start_wal`` as in its ``backup_label``."""
+
+    id: str
+    path: Path
+    start_time: datetime
+    end_time: datetime
+    start_wal: str = ""
+
+    @property
+    def start_segment(self) -> str:
+        return wal_file(self.start_wal)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BackupRecord:
+        return cls(
+            id=str(data["id"]),
+            path=Path(data["path"]),
+            start_time=datetime.fromisoformat(data["start_time"]),
+            end_time=datetime.fromisoformat(data["end_time"]),
+            start_wal=str(data.get("start_wal", "")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "start_time": self.start_time.isoformat(),
+            "end_time": self.end_time.isoformat(),
+            "start_wal": self.start_wal,
+        }
+
+
+@dataclass(frozen=True)
+class RestoreRecord:
+    """How a restored cluster's storage (``seed/``) becomes its writer: from a snapshot, or PITR recovery."""
+
+    kind: str  # snapshot | pitr
+    snapshot_id: str | None = None
+    source: str | None = None
+    restore_time: datetime | None = None
+    recovery: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RestoreRecord:
+        recovery = data.get("recovery")
+        return cls(
+            kind=str(data["kind"]),
+            snapshot_id=data.get("snapshot_id"),
+            source=data.get("source"),
+            restore_time=_dt(data.get("restore_time")),
+            recovery=dict(recovery) if recovery is not None else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "snapshot":
+            return {"kind": self.kind, "snapshot_id": self.snapshot_id}
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "restore_time": _iso(self.restore_time),
+            "recovery": dict(self.recovery or {}),
+        }
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """One cluster as recorded. ``instances`` maps instance id → record; the writer is the one whose role is
+    ``writer`` (at most one)."""
+
+    cluster_id: str
+    status: str
+    engine_major: int
+    engine_version: str
+    master_username: str
+    database_name: str
+    created: datetime
+    deletion_protection: bool = False
+    backup_retention_period: int = 1
+    preferred_backup_window: str = "03:00-04:00"
+    iam_database_authentication: bool = False
+    storage_encrypted: bool = False
+    spec: Mapping[str, Any] | None = None  # the ClusterSpec it was created from (JSON); None when restored
+    tags: Mapping[str, str] = field(default_factory=dict)
+    instances: Mapping[str, InstanceRecord] = field(default_factory=dict)
+    parameters: Mapping[str, str] = field(default_factory=dict)  # the cluster parameter group
+    alarms: tuple[Mapping[str, Any], ...] = ()  # AlarmSpec dumps, one per metric
+    sns_topic_arn: str | None = None
+    backups: tuple[BackupRecord, ...] = ()
+    restore: RestoreRecord | None = None
+    latest_restorable_time: datetime | None = None
+    #: slots of removed readers that could not be dropped yet (writer down): dropped at the next start/failover
+    pending_slot_drops: tuple[str, ...] = ()
+
+    # -- roles -------------------------------------------------------------------------------------------
+    @property
+    def writer_id(self) -> str | None:
+        return next((iid for iid, i in self.instances.items() if i.is_writer), None)
+
+    @property
+    def reader_ids(self) -> list[str]:
+        return sorted(iid for iid, i in self.instances.items() if not i.is_writer)
+
+    @property
+    def ordered(self) -> list[str]:
+        """Writer first, then the readers by name."""
+        writer = self.writer_id
+        return ([writer] if writer else []) + self.reader_ids
+
+    def instance(self, instance_id: str) -> InstanceRecord:
+        inst = self.instances.get(instance_id)
+        if inst is None:
+            raise InstanceNotFoundError(instance_id, self.cluster_id)
+        return inst
+
+    def readers_with_status(self, *statuses: str) -> list[str]:
+        return [r for r in self.reader_ids if self.instances[r].status in statuses]
+
+    @property
+    def earliest_restorable_time(self) -> datetime | None:
+        """End of the oldest automated backup."""
+        return min((b.end_time for b in self.backups), default=None)
+
+    # -- changes (new records) ---------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> ClusterRecord:
+        return dataclasses.replace(self, **changes)
+
+    def with_instance(self, instance_id: str, record: InstanceRecord | None) -> ClusterRecord:
+        """This record with ``instance_id`` set to ``record`` (removed when None)."""
+        instances = {k: v for k, v in self.instances.items() if k != instance_id}
+        if record is not None:
+            instances[instance_id] = record
+        return self.replace(instances=instances)
+
+    def with_statuses(self, status: str | None = None, **instances: str) -> ClusterRecord:
+        """Cluster status (when given) and instance statuses; ids not in the cluster are ignored."""
+        merged = {
+            iid: inst.replace(status=instances[iid]) if iid in instances else inst
+            for iid, inst in self.instances.items()
+        }
+        return self.replace(status=status or self.status, instances=merged)
+
+    # -- JSON ----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, cluster_id: str, data: Mapping[str, Any]) -> ClusterRecord:
+        restore = data.get("restore")
+        return cls(
+            cluster_id=cluster_id,
+            status=str(data["status"]),
+            engine_major=int(data["engine_major"]),
+            engine_version=str(data["engine_version"]),
+            master_username=str(data["master_username"]),
+            database_name=str(data["database_name"]),
+            created=datetime.fromisoformat(data["created"]),
+            deletion_protection=bool(data.get("deletion_protection", False)),
+            backup_retention_period=int(data.get("backup_retention_period", 1)),
+            preferred_backup_window=str(data.get("preferred_backup_window", "03:00-04:00")),
+            iam_database_authentication=bool(data.get("iam_database_authentication", False)),
+            storage_encrypted=bool(data.get("storage_encrypted", False)),
+            spec=data.get("spec"),
+            tags=dict(data.get("tags") or {}),
+            instances={iid: InstanceRecord.from_json(i) for iid, i in (data.get("instances") or {}).items()},
+            parameters=dict(data.get("parameters") or {}),
+            alarms=tuple(dict(a) for a in data.get("alarms") or []),
+            sns_topic_arn=data.get("sns_topic_arn"),
+            backups=tuple(BackupRecord.from_json(b) for b in data.get("backups") or []),
+            restore=RestoreRecord.from_json(restore) if restore else None,
+            latest_restorable_time=_dt(data.get("latest_restorable_time")),
+            pending_slot_drops=tuple(data.get("pending_slot_drops") or ()),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "spec": copy.deepcopy(dict(self.spec)) if self.spec is not None else None,
+            "engine_major": self.engine_major,
+            "engine_version": self.engine_version,
+            "master_username": self.master_username,
+            "database_name": self.database_name,
+            "deletion_protection": self.deletion_protection,
+            "backup_retention_period": self.backup_retention_period,
+            "preferred_backup_window": self.preferred_backup_window,
+            "iam_database_authentication": self.iam_database_authentication,
+            "storage_encrypted": self.storage_encrypted,
+            "tags": dict(self.tags),
+            "created": self.created.isoformat(),
+            "instances": {iid: i.to_json() for iid, i in self.instances.items()},
+            "parameters": dict(self.parameters),
+            "alarms": [dict(a) for a in self.alarms],
+            "backups": [b.to_json() for b in self.backups],
+            "restore": self.restore.to_json() if self.restore else None,
+            "latest_restorable_time": _iso(self.latest_restorable_time),
+            "sns_topic_arn": self.sns_topic_arn,
+            "pending_slot_drops": list(self.pending_slot_drops),
+        }
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A manual (or final) snapshot: kept under ``snapshots/<id>`` with what a restore needs of its cluster."""
+
+    snapshot_id: str
+    cluster_id: str
+    status: str
+    engine_major: int
+    engine_version: str
+    master_username: str
+    database_name: str
+    created: datetime
+    snapshot_type: str = "manual"
+    spec: Mapping[str, Any] | None = None
+    source_instance: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    allocated_storage: int = 0
+    parameters: Mapping[str, str] = field(default_factory=dict)  # the parameter group a restore replays with
+
+    def replace(self, **changes: Any) -> SnapshotRecord:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_json(cls, snapshot_id: str, data: Mapping[str, Any]) -> SnapshotRecord:
+        return cls(
+            snapshot_id=snapshot_id,
+            cluster_id=str(data["cluster_id"]),
+            status=str(data["status"]),
+            engine_major=int(data["engine_major"]),
+            engine_version=str(data["engine_version"]),
+            master_username=str(data["master_username"]),
+            database_name=str(data["database_name"]),
+            created=datetime.fromisoformat(data["created"]),
+            snapshot_type=str(data.get("snapshot_type", "manual")),
+            spec=data.get("spec"),
+            source_instance=str(data.get("source_instance", "")),
+            tags=dict(data.get("tags") or {}),
+            allocated_storage=int(data.get("allocated_storage") or 0),
+            parameters=dict(data.get("parameters") or {}),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cluster_id": self.cluster_id,
+            "status": self.status,
+            "snapshot_type": self.snapshot_type,
+            "engine_version": self.engine_version,
+            "engine_major": self.engine_major,
+            "master_username": self.master_username,
+            "database_name": self.database_name,
+            "spec": copy.deepcopy(dict(self.spec)) if self.spec is not None else None,
+            "created": self.created.isoformat(),
+            "source_instance": self.source_instance,
+            "tags": dict(self.tags),
+            "allocated_storage": self.allocated_storage,
+            "parameters": dict(self.parameters),
+        }
+
+
+@dataclass
+class StateDoc:
+    """The whole state, typed: what :meth:`StateStore.edit` yields (change the dicts; records are frozen)."""
+
+    clusters: dict[str, ClusterRecord]
+    snapshots: dict[str, SnapshotRecord]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StateDoc:
+        return cls(
+            clusters={cid: ClusterRecord.from_json(cid, c) for cid, c in (data.get("clusters") or {}).items()},
+            snapshots={sid: SnapshotRecord.from_json(sid, s) for sid, s in (data.get("snapshots") or {}).items()},
+        )
+
+    def cluster(self, cluster_id: str) -> ClusterRecord:
+        cl = self.clusters.get(cluster_id)
+        if cl is None:
+            raise ClusterNotFoundError(cluster_id)
+        return cl
+
+    def used_ports(self) -> set[int]:
+        return {i.port for cl in self.clusters.values() for i in cl.instances.values()}
+
+    def instance_ids(self) -> set[str]:
+        return {iid for cl in self.clusters.values() for iid in cl.instances}
+
 
 class StateStore:
-    """JSON state with a file lock. ``read()`` returns a snapshot; ``update()`` is a locked read-modify-write."""
+    """JSON state with a file lock. Typed: :meth:`load`, :meth:`cluster`, :meth:`snapshot` (snapshots of the state),
+    :meth:`edit` and the ``update_*`` helpers (locked read-modify-write). Raw: :meth:`read` / :meth:`update`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -55,7 +424,9 @@ class StateStore:
             return copy.deepcopy(_EMPTY)
         return data
 
+    # -- raw JSON --------------------------------------------------------------------------------------------
     def read(self) -> State:
+        """The JSON document as it is now (a copy)."""
         pending = getattr(self._local, "pending", None)
         if pending is not None:  # inside update() in this thread: flock would deadlock on our own lock
             return copy.deepcopy(pending)
@@ -90,6 +461,55 @@ class StateStore:
                 os.unlink(tmp)
             raise
 
+    # -- typed -----------------------------------------------------------------------------------------------
+    def load(self) -> StateDoc:
+        return StateDoc.from_json(self.read())
+
+    def find_cluster(self, cluster_id: str) -> ClusterRecord | None:
+        data = self.read()["clusters"].get(cluster_id)
+        return ClusterRecord.from_json(cluster_id, data) if data is not None else None
+
+    def cluster(self, cluster_id: str) -> ClusterRecord:
+        cl = self.find_cluster(cluster_id)
+        if cl is None:
+            raise ClusterNotFoundError(cluster_id)
+        return cl
+
+    def snapshot(self, snapshot_id: str) -> SnapshotRecord:
+        data = self.read()["snapshots"].get(snapshot_id)
+        if data is None:
+            raise SnapshotNotFoundError(snapshot_id)
+        return SnapshotRecord.from_json(snapshot_id, data)
+
+    @contextlib.contextmanager
+    def edit(self) -> Iterator[StateDoc]:
+        """``with store.edit() as doc: doc.clusters[cid] = ...`` — written atomically when the block exits cleanly."""
+        with self.update() as raw:
+            doc = StateDoc.from_json(raw)
+            yield doc
+            raw["clusters"] = {cid: cl.to_json() for cid, cl in doc.clusters.items()}
+            raw["snapshots"] = {sid: s.to_json() for sid, s in doc.snapshots.items()}
+
+    def update_cluster(self, cluster_id: str, change: Callable[[ClusterRecord], ClusterRecord]) -> ClusterRecord:
+        """Replace the cluster's record by ``change(record)`` under the lock; returns the new record."""
+        with self.edit() as doc:
+            new = doc.clusters[cluster_id] = change(doc.cluster(cluster_id))
+        return new
+
+    def set_fields(self, cluster_id: str, **changes: Any) -> ClusterRecord:
+        return self.update_cluster(cluster_id, lambda cl: cl.replace(**changes))
+
+    def update_instance(self, cluster_id: str, instance_id: str, **changes: Any) -> ClusterRecord:
+        def change(cl: ClusterRecord) -> ClusterRecord:
+            return cl.with_instance(instance_id, cl.instance(instance_id).replace(**changes))
+
+        return self.update_cluster(cluster_id, change)
+
+    def set_status(self, cluster_id: str, status: str | None = None, **instances: str) -> ClusterRecord:
+        """Cluster status (when given) and instance statuses (``**{instance_id: status}``)."""
+        return self.update_cluster(cluster_id, lambda cl: cl.with_statuses(status, **instances))
+
+    # -- per-cluster operation lock ----------------------------------------------------------------------
     @contextlib.contextmanager
     def cluster_lock(self, cluster_id: str) -> Iterator[None]:
         """Serialise mutating operations on one cluster across processes; re-entrant within a thread."""
