@@ -47,7 +47,7 @@ class ReaderLag:
         return latency_stats(self.visible)
 
 
-@dataclass
+@dataclass(repr=False)
 class ReplicaLagReport(CheckResult):
     """Per-reader lag distribution (p50/p95/p99/max) of markers written on the writer."""
 
