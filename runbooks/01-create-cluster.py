@@ -68,7 +68,7 @@ wf.spec_table(run)
 
 # %% [markdown]
 # ## 2. Create writer and readers
-# Waits (progress bar) until the cluster **and every instance** are `available`. An identical existing cluster is
+# Waits (live progress on long waits) until the cluster **and every instance** are `available`. An identical existing cluster is
 # left unchanged. In a dry run no mutating call is made: the table below lists the calls that would be.
 
 # %%

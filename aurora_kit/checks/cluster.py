@@ -201,7 +201,7 @@ class AlarmsReport(CheckResult):
         return [("alarms", len(self.states)), *sorted(self.counts.items())]
 
     def detail_table(self) -> tuple[list[str], list[list[Any]]]:
-        rows = [[*alarm_row(a).values(), a.state_reason] for a in self.states]
+        rows = [[*alarm_row(a).values(), "" if a.state_value == "OK" else a.state_reason] for a in self.states]
         return ["alarm", "metric", "dimension", "condition", "observed", "state", "reason"], rows
 
 

@@ -54,7 +54,8 @@ def create(run: Run) -> Cluster:
     elif existed:
         print(f"{cluster.db_cluster_identifier} already exists as the parameters describe it: unchanged, no call made")
     else:
-        print(f"created {cluster.db_cluster_identifier}: writer {cluster.writer_id}, readers {cluster.reader_ids}")
+        readers = ", ".join(cluster.reader_ids) or "none"
+        print(f"created {cluster.db_cluster_identifier}: writer {cluster.writer_id}, readers {readers}")
     return cluster
 
 
