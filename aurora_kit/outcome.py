@@ -190,9 +190,8 @@ def decide(
     skipped = [c for c in checks if c.status is CheckStatus.SKIPPED]
     ran = [c for c in checks if c.status is CheckStatus.PASSED]
     if skipped:
-        reason = f"{len(skipped)} of {len(skipped) + len(ran)} checks not verified: " + "; ".join(
-            c.detail or c.name for c in skipped
-        )
+        why = dict.fromkeys(c.detail or c.name for c in skipped)  # one reason usually covers them all
+        reason = f"{len(skipped)} of {len(skipped) + len(ran)} checks not verified: " + "; ".join(why)
         unverified = tuple(c.name for c in skipped)
         return RunOutcome(Outcome.NOT_VERIFIED, checks, allow_unverified, reason, unverified)
     if not ran:

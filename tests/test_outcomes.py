@@ -42,6 +42,8 @@ def test_a_skipped_check_makes_the_run_not_verified_and_names_it() -> None:
     run = decide([Check("a", PASSED), Check("lag", SKIPPED, "data plane not reachable")], failed=False, dry_run=False)
     assert (run.outcome, run.exit_code, run.accepted) == (Outcome.NOT_VERIFIED, 3, False)
     assert run.unverified == ("lag",)
+    same = [Check(n, SKIPPED, "data plane not reachable: x") for n in ("roles", "lag", "pool")]
+    assert decide(same, failed=False, dry_run=False).reason == "3 of 3 checks not verified: data plane not reachable: x"
     assert run.reason == "1 of 2 checks not verified: data plane not reachable"
     accepted = decide([Check("lag", SKIPPED)], failed=False, dry_run=False, allow_unverified=True)
     assert (accepted.outcome, accepted.exit_code, accepted.label) == (

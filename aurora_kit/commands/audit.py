@@ -65,6 +65,8 @@ def list_records(args: argparse.Namespace) -> int:
         figures = one_line(str(e.get("runbook")), s.get("key_figures") or {}, limit=2)
         if not figures and s.get("unverified"):
             figures = "not verified: " + ", ".join(s["unverified"])
+        elif not figures and s.get("failure"):
+            figures = f"{s['failure'].get('ename')} in cell #{s['failure'].get('code_cell_number')}"
         rows.append(
             [
                 when(e.get("started_at")),
