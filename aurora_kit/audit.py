@@ -27,13 +27,14 @@ import os
 import platform
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aurora_kit.backends.base import redact
+from aurora_kit.outcome import RunOutcome
 from aurora_kit.redaction import Redactor
 from aurora_kit.runbook import RESULT_MIME
 
@@ -176,9 +177,13 @@ class RunRecord:
 
 @dataclass
 class Outcome:
-    outcome: str  # succeeded | failed
+    """What a record says about its run: the judged outcome (:class:`aurora_kit.outcome.RunOutcome`), where it
+    failed, the recorded results and the key figures (:mod:`aurora_kit.figures`)."""
+
+    judged: RunOutcome
     failure: dict[str, Any] | None = None
     results: dict[str, Any] = field(default_factory=dict)
+    key_figures: dict[str, Any] = field(default_factory=dict)
 
 
 def build_summary(
@@ -193,7 +198,13 @@ def build_summary(
     redactor: Redactor,
     batch_id: str | None = None,
     error: str | None = None,
+    parameters_file: str | None = None,
+    overrides: Sequence[str] = (),
+    backend: str | None = None,
 ) -> dict[str, Any]:
+    """``summary.json`` of a run: who/what/when, the outcome (``outcome``, ``outcome_reason``, ``unverified``,
+    ``allowed_unverified``, ``checks``, ``exit_code``), ``key_figures`` (raw), the failure, every recorded result,
+    the parameters (redacted) and their source, versions."""
     summary: dict[str, Any] = {
         "run_id": record.run_id,
         "batch_id": batch_id,
@@ -204,11 +215,15 @@ def build_summary(
         "started_at": started_at.isoformat(),
         "ended_at": ended_at.isoformat(),
         "duration_s": round((ended_at - started_at).total_seconds(), 3),
-        "outcome": outcome.outcome,
+        **outcome.judged.summary(),
+        "key_figures": outcome.key_figures,
         "failure": outcome.failure,
         "error": error,
         "results": outcome.results,
+        "backend": backend or parameters.get("backend"),
         "parameters": redact(parameters),
+        "parameters_file": parameters_file,
+        "overrides": list(overrides),
         "git": git_info(),
         "versions": versions(),
     }
@@ -328,15 +343,31 @@ def unsealed(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in sealed and not p.name.startswith("."))
 
 
-def find(root: Path, run_id: str) -> dict[str, Any]:
-    """Summary of ``run_id`` (a unique prefix is enough)."""
+def find(root: Path, which: str) -> dict[str, Any]:
+    """Summary of one run: ``latest``, a runbook (``06`` / ``06-failover``: its latest run), or a run id (a unique
+    prefix is enough)."""
     from aurora_kit.errors import InvalidParameterError
 
-    matches = [e for e in read_index(root) if str(e["run_id"]).startswith(run_id)]
-    if not matches:
-        raise InvalidParameterError("run_id", run_id, f"no record in {root / INDEX}")
-    if len(matches) > 1 and not any(e["run_id"] == run_id for e in matches):
-        raise InvalidParameterError("run_id", run_id, f"ambiguous: {', '.join(e['run_id'] for e in matches)}")
-    entry = next((e for e in matches if e["run_id"] == run_id), matches[0])
+    entries = read_index(root)
+    if not entries:
+        raise InvalidParameterError("run", which, f"no record in {root / INDEX}")
+    if which == "latest":
+        entry = entries[-1]
+    else:
+        matches = [e for e in entries if str(e["run_id"]).startswith(which)]
+        exact = [e for e in matches if e["run_id"] == which]
+        of_runbook = [e for e in entries if e["runbook"] == which or str(e["runbook"]).split("-", 1)[0] == which]
+        if exact:
+            entry = exact[0]
+        elif len(matches) == 1:
+            entry = matches[0]
+        elif matches:
+            raise InvalidParameterError("run_id", which, f"ambiguous: {', '.join(e['run_id'] for e in matches)}")
+        elif of_runbook:
+            entry = of_runbook[-1]
+        else:
+            raise InvalidParameterError(
+                "run", which, f"no such run id or runbook in {root / INDEX} (try: latest, 06, 06-failover, a run id)"
+            )
     summary = json.loads((root / entry["dir"] / SUMMARY).read_text(encoding="utf-8"))
     return {"entry": entry, "summary": summary}

@@ -14,6 +14,15 @@ A caller that writes more than the notebook (the runner's ``summary.json``) pass
 redactor=r)``): the engine then uses that key and collects the kernel's registrations into it, so the caller can
 redact its own text with the same secrets.
 
+A caller that wants to show waits live (the runner's terminal line) passes ``on_progress``: a callable that
+receives each new state of a wait's progress display (the payload of :data:`aurora_kit.polling.PROGRESS_MIME`,
+redacted) while the cell runs.
+
+Kernel shutdown: jupyter_client interrupts a kernel (SIGINT) before asking it to shut down; when that signal lands
+while ipykernel handles a message it logs ``ERROR | KeyboardInterrupt caught in kernel`` to the terminal — alarming
+noise after a run that went well. Every cell has finished by then, so this engine's kernel manager skips that
+interrupt during shutdown (a kernel that does not exit is still terminated, then killed).
+
 Registered as the ``aurora_kit`` papermill engine (``[project.entry-points."papermill.engine"]``), so plain
 ``papermill -e aurora_kit in.ipynb out.ipynb -f parameters/local.yaml`` redacts too; ``aurora-kit run`` always
 passes it explicitly.
@@ -25,7 +34,7 @@ import functools
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,6 +59,31 @@ def _manager_class() -> type:
             super().__init__(nb, **kwargs)
 
         _defer_save = False
+        _running: int | None = None  # index of the code cell executing now
+        _progress_seen: Any = None
+        on_progress: Callable[[dict[str, Any]], None] | None = None
+
+        def autosave_cell(self) -> None:
+            """Called by papermill after every kernel message: forward a wait's progress, then papermill's own."""
+            if self.on_progress is not None and self._running is not None:
+                self._forward_progress(self.nb.cells[self._running])
+            super().autosave_cell()
+
+        def _forward_progress(self, cell: Any) -> None:
+            from aurora_kit.polling import PROGRESS_MIME
+
+            for output in reversed(cell.get("outputs") or []):
+                payload = (output.get("data") or {}).get(PROGRESS_MIME)
+                if payload is None:
+                    continue
+                if payload != self._progress_seen:
+                    self._progress_seen = payload
+                    assert self.on_progress is not None
+                    try:
+                        self.on_progress(self.redactor.obj(dict(payload)))
+                    except Exception:  # a terminal that went away must not stop the run
+                        self.on_progress = None
+                return
 
         def save(self, **kwargs: Any) -> None:
             nb = kwargs.get("nb")
@@ -66,6 +100,7 @@ def _manager_class() -> type:
         # between two code cells. Code cells keep both saves (the running marker, outputs as soon as they exist).
         def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
             self._defer_save = cell.get("cell_type") != "code"
+            self._running = cell_index if cell.get("cell_type") == "code" else None
             try:
                 super().cell_start(cell, cell_index, **kwargs)
             finally:
@@ -73,12 +108,29 @@ def _manager_class() -> type:
 
         def cell_complete(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
             self._defer_save = cell.get("cell_type") != "code"
+            self._running = None
             try:
                 super().cell_complete(cell, cell_index, **kwargs)
             finally:
                 self._defer_save = False
 
     return RedactingExecutionManager
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel_manager_class() -> type:
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        """jupyter_client's kernel manager without the SIGINT it sends before a shutdown request (see the module
+        docstring): every cell has run when the runner shuts a kernel down."""
+
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
 
 
 @contextmanager
@@ -103,6 +155,7 @@ def _private_ipc(kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
     if "config" in kwargs or "km" in kwargs:
         yield kwargs  # the caller configured the kernel transport itself
         return
+    kwargs = {"kernel_manager_class": _kernel_manager_class(), **kwargs}
     from traitlets.config import Config
 
     with tempfile.TemporaryDirectory(prefix="aurora-kit-kernel-") as tmp:
@@ -136,6 +189,7 @@ class RedactingEngine:
         log_output: bool = False,
         autosave_cell_every: int = 30,
         redactor: Redactor | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
         **kwargs: Any,
     ) -> Any:
         from papermill.engines import NBClientEngine
@@ -157,6 +211,7 @@ class RedactingEngine:
             log_output=log_output,
             autosave_cell_every=autosave_cell_every,
         )
+        nb_man.on_progress = on_progress
         # the kernel is started inside execute_managed_notebook and inherits this environment
         with temporary_environ(**{KEY_ENV: key.hex()}), _private_ipc(kwargs) as kwargs:
             nb_man.notebook_start()

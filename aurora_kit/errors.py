@@ -113,11 +113,14 @@ class InvalidStateError(AuroraKitError):
 
 
 class DeletionProtectionError(InvalidStateError):
-    hint = "lift deletion protection explicitly (lift_deletion_protection=True) if you really mean to delete"
+    hint = (
+        "nothing was deleted; if you really mean to delete it, lift the protection explicitly: "
+        "-p teardown.lift_deletion_protection=true (99-teardown), --force (aurora-kit local down)"
+    )
 
-    def __init__(self, cluster_id: str) -> None:
+    def __init__(self, cluster_id: str, *, hint: str | None = None) -> None:
         self.cluster_id = cluster_id
-        super().__init__(f"DB cluster {cluster_id!r} has deletion protection enabled", cluster_id=cluster_id)
+        super().__init__(f"DB cluster {cluster_id!r} has deletion protection enabled", hint=hint, cluster_id=cluster_id)
 
 
 class ConfirmationRequiredError(InvalidStateError):

@@ -19,6 +19,8 @@ restore window                  ``EarliestRestorableTime`` ≤ T ≤ ``LatestRes
 reboot order                    pending-reboot readers first (by name), the writer last
 final snapshot                  deleting a cluster: exactly one of a final snapshot id or skip-final-snapshot
 alarm period                    CloudWatch on RDS metrics: a multiple of 60 s
+metric units                    CloudWatch ``AWS/RDS``: AuroraReplicaLag ms, CPUUtilization %, FreeableMemory bytes,
+                                DatabaseConnections a count
 secret keys                     a key whose value is a secret: password, passwd, pwd, secret, token, credential —
                                 not an identifier of one (``…Arn``) nor a switch (``Manage…``)
 ==============================  =============================================================================
@@ -275,6 +277,15 @@ def check_alarm_period(seconds: object, field: str = "period_s") -> int:
             field, seconds, "must be a multiple of 60 seconds (RDS metrics have 60 s resolution), e.g. 60 or 300"
         )
     return seconds
+
+
+#: the unit CloudWatch publishes each alarmed RDS metric in (display rounds them: FreeableMemory shows in GiB)
+METRIC_UNITS = {
+    "AuroraReplicaLag": "ms",
+    "CPUUtilization": "%",
+    "FreeableMemory": "bytes",
+    "DatabaseConnections": "count",
+}
 
 
 # == secrets ====================================================================================================

@@ -68,7 +68,7 @@ wf.spec_table(run)
 
 # %% [markdown]
 # ## 2. Create writer and readers
-# Waits (progress bar) until the cluster **and every instance** are `available`. An identical existing cluster is
+# Waits (live progress on long waits) until the cluster **and every instance** are `available`. An identical existing cluster is
 # left unchanged. In a dry run no mutating call is made: the table below lists the calls that would be.
 
 # %%
@@ -92,14 +92,16 @@ wf.members_table(run, cluster)
 
 # %% [markdown]
 # ## 5. Who answers on each endpoint (data plane)
-# Skipped, with the reason printed and recorded, when the endpoints cannot be reached from here.
+# The cluster endpoint must reach the writer, the reader endpoint a reader. Not verified, with the reason printed
+# and recorded, when the endpoints cannot be reached from here.
 
 # %%
 dp = wf.data_plane(run)
-wf.when(dp, wf.who_answers, run)
+answers = wf.when(dp, wf.who_answers, run)
+wf.verify(answers)
 
 # %% [markdown]
 # ## 6. Summary
 
 # %%
-run.record_all(wf.summary(cluster=wf.cluster_summary(cluster), check=match, data_plane=dp))
+run.record_all(wf.summary(cluster=wf.cluster_summary(cluster), check=match, endpoints=answers, data_plane=dp))

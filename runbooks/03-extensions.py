@@ -78,7 +78,7 @@ wf.verify(ext)
 
 # %%
 proof = wf.when(dp, wf.prove_pgvector, run, writes=True)
-proof.plot()
+wf.plot(proof)
 wf.verify(proof)
 
 # %% [markdown]

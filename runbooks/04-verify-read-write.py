@@ -82,9 +82,12 @@ wf.verify(round_trip)
 
 # %% [markdown]
 # ## 4. Replica lag
+# Markers written on the writer, timed until each reader shows them: the histogram per reader (dashed line: the
+# p99 limit `probe.max_replica_lag_s`), then the percentiles.
 
 # %%
 lag = wf.when(dp, wf.replica_lag, run, writes=True)
+wf.plot(lag)
 wf.verify(lag)
 
 # %% [markdown]

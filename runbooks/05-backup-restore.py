@@ -90,14 +90,14 @@ wf.when(dp, wf.fingerprint_table, expected)
 
 # %%
 snapshot = wf.snapshot(run)
-snapshot.as_rds()
+wf.snapshot_table(snapshot)
 
 # %% [markdown]
 # ## 4. Restore the snapshot into a new cluster
 
 # %%
 restored = wf.restore_snapshot(run, snapshot)
-restored
+wf.restored_table(run, restored)
 
 # %% [markdown]
 # ## 5. Point-in-time restore to T
@@ -105,11 +105,12 @@ restored
 
 # %%
 target = wf.restore_target(run, seeded)
-wf.wait_restorable(run, target)
+window = wf.wait_restorable(run, target)
+wf.window_table(window, target)
 
 # %%
 pitr = wf.restore_pitr(run, target)
-pitr
+wf.restored_table(run, pitr)
 
 # %% [markdown]
 # ## 6. Verify both restores

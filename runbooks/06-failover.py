@@ -76,7 +76,7 @@ result, write_probe = wf.failover(run, dp)
 wf.failover_table(result)
 
 # %%
-write_probe.plot()
+wf.plot(write_probe)
 
 # %% [markdown]
 # ## 3. RTO and lost commits
@@ -105,7 +105,7 @@ wf.verify(roles)
 
 # %%
 back = wf.failback(run, result, dp)
-back
+wf.failover_table(back)
 
 # %% [markdown]
 # ## 7. Summary

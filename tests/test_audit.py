@@ -14,13 +14,14 @@ import pytest
 from aurora_kit import audit
 from aurora_kit.backends.base import REDACTED
 from aurora_kit.cli import main
+from aurora_kit.outcome import Outcome, RunOutcome
 from aurora_kit.redaction import Redactor
 from aurora_kit.runbook import RESULT_MIME, new_run_id
 
 T0 = datetime(2026, 11, 26, 22, 0, tzinfo=timezone.utc)
 
 
-def _record(root: Path, runbook: str, n: int, outcome: str = "succeeded") -> audit.RunRecord:
+def _record(root: Path, runbook: str, n: int, outcome: str = "passed") -> audit.RunRecord:
     record = audit.RunRecord(root, new_run_id(runbook, T0 + timedelta(minutes=n)), runbook).create()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"x = {n}")])
     nbformat.write(nb, str(record.notebook))
@@ -31,7 +32,7 @@ def _record(root: Path, runbook: str, n: int, outcome: str = "succeeded") -> aud
         parameters={"cluster_id": "ak-local", "master_password": "hunter2", "aws": {"profile": None}},
         started_at=T0,
         ended_at=T0 + timedelta(seconds=n + 1),
-        outcome=audit.Outcome(outcome, None, {"rto_seconds": 0.5 * n}),
+        outcome=audit.Outcome(RunOutcome(Outcome(outcome)), None, {"rto_seconds": 0.5 * n}, {"rto_s": 0.14047 * n}),
         operator="dba-alice",
         redactor=Redactor(["hunter2"]),
     )
@@ -92,7 +93,7 @@ def test_verify_detects_an_edited_index_entry(root: Path) -> None:
     index = root / audit.INDEX
     lines = index.read_text().splitlines()
     entry = json.loads(lines[1])
-    entry["outcome"] = "succeeded" if entry["outcome"] == "failed" else "failed"
+    entry["outcome"] = "passed" if entry["outcome"] == "failed" else "failed"
     lines[1] = json.dumps(entry, sort_keys=True)
     index.write_text("\n".join(lines) + "\n")
     problems = audit.verify(root).problems

@@ -11,6 +11,8 @@ from typing import Any
 
 from aurora_kit.backends.base import AlarmState, Cluster
 from aurora_kit.checks.result import CheckResult
+from aurora_kit.display import quantity
+from aurora_kit.rules import METRIC_UNITS
 from aurora_kit.specs import AlarmSpec, ClusterSpec
 
 
@@ -199,16 +201,27 @@ class AlarmsReport(CheckResult):
         return [("alarms", len(self.states)), *sorted(self.counts.items())]
 
     def detail_table(self) -> tuple[list[str], list[list[Any]]]:
-        rows = [
-            [
-                a.alarm_name,
-                a.metric_name,
-                a.dimension,
-                f"{a.comparison_operator} {a.threshold:g}",
-                a.observed_value,
-                a.state_value,
-                a.state_reason,
-            ]
-            for a in self.states
-        ]
+        rows = [[*alarm_row(a).values(), "" if a.state_value == "OK" else a.state_reason] for a in self.states]
         return ["alarm", "metric", "dimension", "condition", "observed", "state", "reason"], rows
+
+
+_COMPARISONS = {
+    "GreaterThanThreshold": ">",
+    "GreaterThanOrEqualToThreshold": "≥",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "≤",
+}
+
+
+def alarm_row(a: AlarmState) -> dict[str, Any]:
+    """An alarm for people: condition and observed value in the metric's unit (FreeableMemory in GiB)."""
+    unit = METRIC_UNITS.get(a.metric_name, "")
+    sign = _COMPARISONS.get(a.comparison_operator, a.comparison_operator)
+    return {
+        "alarm": a.alarm_name,
+        "metric": a.metric_name,
+        "dimension": a.dimension,
+        "condition": f"{sign} {quantity(a.threshold, unit)}",
+        "observed": quantity(a.observed_value, unit),
+        "state": a.state_value,
+    }

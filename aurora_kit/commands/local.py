@@ -13,45 +13,54 @@ from typing import Any
 
 from aurora_kit.backends.base import Cluster, FailoverResult
 
+ROOT_HELP = "state/data root (default: $AURORA_KIT_HOME, else /var/lib/aurora_kit as root, else per-user)"
+
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "local", help="run local Aurora-shaped PostgreSQL clusters", description=__doc__
     )
-    parser.add_argument("--root", default=None, help="state/data root (default: $AURORA_KIT_HOME or per-user)")
+    parser.add_argument("--root", default=None, help=ROOT_HELP)
+    # --root after the action too (aurora-kit local list --root DIR); SUPPRESS keeps the group's value otherwise
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--root", default=argparse.SUPPRESS, help=ROOT_HELP)
     sub = parser.add_subparsers(dest="local_command", required=True, metavar="ACTION")
 
-    up = sub.add_parser("up", help="create a cluster: 1 writer + N readers")
-    up.add_argument("--cluster-id", default="ak-local")
-    up.add_argument("--readers", type=int, default=2)
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        parsed: argparse.ArgumentParser = sub.add_parser(
+            name, parents=[after], help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        return parsed
+
+    up = action("up", "create a cluster: 1 writer + N readers")
+    up.add_argument("--cluster-id", default="ak-local", help="the cluster's identifier")
+    up.add_argument("--readers", type=int, default=2, help="readers besides the writer (0-15)")
     up.add_argument("--protect", action="store_true", help="turn deletion protection on")
     up.set_defaults(func=cmd_up)
 
-    status = sub.add_parser("status", help="cluster and instance status (all clusters without an id)")
-    status.add_argument("cluster_id", nargs="?")
+    status = action("status", "cluster and instance status (all clusters without an id)")
+    status.add_argument("cluster_id", nargs="?", help="one cluster (default: every cluster under the root)")
     status.set_defaults(func=cmd_status)
 
-    down = sub.add_parser("down", help="delete a cluster (explicit final-snapshot choice)")
-    down.add_argument("cluster_id")
+    down = action("down", "delete a cluster (explicit final-snapshot choice)")
+    down.add_argument("cluster_id", help="the cluster to delete")
     choice = down.add_mutually_exclusive_group(required=True)
-    choice.add_argument("--final-snapshot", metavar="SNAPSHOT_ID", default=None)
-    choice.add_argument("--skip-final-snapshot", action="store_true")
-    down.add_argument("--force", action="store_true", help="lift deletion protection")
+    choice.add_argument("--final-snapshot", metavar="SNAPSHOT_ID", default=None, help="take this final snapshot")
+    choice.add_argument("--skip-final-snapshot", action="store_true", help="delete without a final snapshot")
+    down.add_argument("--force", action="store_true", help="lift deletion protection first")
     down.set_defaults(func=cmd_down)
 
-    fo = sub.add_parser("failover", help="fail over to a reader (planned, or --crash the writer first)")
-    fo.add_argument("cluster_id")
+    fo = action("failover", "fail over to a reader (planned, or --crash the writer first)")
+    fo.add_argument("cluster_id", help="the cluster to fail over")
     fo.add_argument("--target", default=None, help="reader to promote (default: the most advanced)")
     fo.add_argument("--crash", action="store_true", help="SIGKILL the writer instead of a clean shutdown")
     fo.set_defaults(func=cmd_failover)
 
-    crash = sub.add_parser(
-        "crash-writer", help="SIGKILL the writer; the cluster recovers as Aurora would (crash failover)"
-    )
-    crash.add_argument("cluster_id")
+    crash = action("crash-writer", "SIGKILL the writer; the cluster recovers as Aurora would (crash failover)")
+    crash.add_argument("cluster_id", help="the cluster whose writer to kill")
     crash.set_defaults(func=cmd_crash_writer)
 
-    sub.add_parser("list", help="one line per cluster").set_defaults(func=cmd_list)
+    action("list", "one line per cluster").set_defaults(func=cmd_list)
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -159,13 +168,20 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from aurora_kit.errors import DeletionProtectionError
+
     backend = _backend(args)
-    snap = backend.delete_cluster(
-        args.cluster_id,
-        final_snapshot_id=args.final_snapshot,
-        skip_final_snapshot=args.skip_final_snapshot,
-        lift_deletion_protection=args.force,
-    )
+    try:
+        snap = backend.delete_cluster(
+            args.cluster_id,
+            final_snapshot_id=args.final_snapshot,
+            skip_final_snapshot=args.skip_final_snapshot,
+            lift_deletion_protection=args.force,
+        )
+    except DeletionProtectionError:
+        raise DeletionProtectionError(
+            args.cluster_id, hint="nothing was deleted; add --force to lift deletion protection first"
+        ) from None
     print(
         f"cluster {args.cluster_id} deleted"
         + (f"; final snapshot {snap.db_cluster_snapshot_identifier}" if snap else "")

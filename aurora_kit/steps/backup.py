@@ -13,7 +13,7 @@ from aurora_kit.display import Table
 from aurora_kit.polling import wait_for
 from aurora_kit.specs import InstanceSpec
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
-from aurora_kit.steps.common import Skipped
+from aurora_kit.steps.common import Skipped, check_step, members_table
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
@@ -54,6 +54,37 @@ def fingerprint_table(fps: Mapping[str, TableFingerprint]) -> Table:
     return Table([{"table": n, "rows": f.rows, "checksum": f.checksum} for n, f in fps.items()], "source tables")
 
 
+def snapshot_table(snap: Snapshot) -> Table:
+    """The snapshot as a one-row table."""
+    row = {
+        "snapshot": snap.db_cluster_snapshot_identifier,
+        "of": snap.db_cluster_identifier,
+        "type": snap.snapshot_type,
+        "status": snap.status,
+        "engine": snap.engine_version,
+        "created": snap.snapshot_create_time,
+        "encrypted": snap.storage_encrypted,
+    }
+    return Table([row], f"snapshot {snap.db_cluster_snapshot_identifier}")
+
+
+def restored_table(run: Run, restored: Cluster | Skipped) -> Table | Skipped:
+    """A restored cluster's endpoints and members (or why there is none)."""
+    if isinstance(restored, Skipped):
+        return restored
+    return members_table(run, restored)
+
+
+def window_table(cluster: Cluster, target: datetime | None) -> Table:
+    """The restorable window of the source and the point-in-time target T."""
+    row = {
+        "earliest restorable": cluster.earliest_restorable_time,
+        "latest restorable": cluster.latest_restorable_time,
+        "restore to (T)": target if target is not None else "latest restorable time",
+    }
+    return Table([row], f"{cluster.db_cluster_identifier}: restorable window")
+
+
 def snapshot_id(run: Run) -> str:
     """``backup_restore.snapshot_id``, else ``<cluster_id>-<run start, UTC>``."""
     given = run.section("backup_restore").snapshot_id
@@ -91,7 +122,7 @@ def restore_snapshot(run: Run, snap: Snapshot) -> Cluster | Skipped:
     ids = restore_ids(run)
     if "snapshot" not in ids:
         print("restore_mode is pitr: no restore from the snapshot")
-        return Skipped("restore from snapshot", "restore_mode: pitr")
+        return Skipped.not_requested("restore from snapshot", "restore_mode: pitr")
     new_id = ids["snapshot"]
     return run.backend.restore_from_snapshot(
         snap.db_cluster_snapshot_identifier, new_id, instances=_restore_instances(run, new_id)
@@ -139,7 +170,7 @@ def restore_pitr(run: Run, target: datetime | None) -> Cluster | Skipped:
     ids = restore_ids(run)
     if "pitr" not in ids:
         print("restore_mode is snapshot: no point-in-time restore")
-        return Skipped("point-in-time restore", "restore_mode: snapshot")
+        return Skipped.not_requested("point-in-time restore", "restore_mode: snapshot")
     new_id = ids["pitr"]
     return run.backend.restore_to_point_in_time(
         run.params.cluster_id,
@@ -150,6 +181,11 @@ def restore_pitr(run: Run, target: datetime | None) -> Cluster | Skipped:
     )
 
 
+SNAPSHOT_CHECK = "restore verification"
+PITR_CHECK = "point-in-time restore exactness"
+
+
+@check_step(SNAPSHOT_CHECK)
 def verify_snapshot_restore(
     run: Run, expected: Mapping[str, TableFingerprint], restored: Any
 ) -> RestoreReport | Skipped:
@@ -157,27 +193,26 @@ def verify_snapshot_restore(
     from aurora_kit.checks import verify_restore
 
     if isinstance(restored, Skipped):
-        return restored
+        return Skipped(SNAPSHOT_CHECK, restored.reason, restored.requested)
     if restored.status == "dry-run":
-        return Skipped("restore verification", "dry run: nothing was restored")
+        return Skipped(SNAPSHOT_CHECK, "dry run: nothing was restored")
     info = run.backend.connection_info(restored.db_cluster_identifier, "cluster")
     return verify_restore(dict(expected), info)
 
 
+@check_step(PITR_CHECK)
 def verify_pitr(run: Run, seeded: Any, restored: Any, target: datetime | None) -> PitrReport | Skipped:
     """Exactness at T: every row committed by T present and unchanged, none written after T."""
     from aurora_kit.checks import verify_pitr as _verify_pitr
 
     if isinstance(restored, Skipped):
-        return restored
+        return Skipped(PITR_CHECK, restored.reason, restored.requested)
     if restored.status == "dry-run":
-        return Skipped("PITR exactness", "dry run: nothing was restored")
+        return Skipped(PITR_CHECK, "dry run: nothing was restored")
     if isinstance(seeded, Skipped):
-        return Skipped("PITR exactness", "no seeded dataset (data plane skipped)")
+        return Skipped(PITR_CHECK, "no seeded dataset (data plane skipped)")
     if target != seeded.cutoff:
-        return Skipped(
-            "PITR exactness", f"restore_time {target} is not the seeded cut-off; exactness is only known at T"
-        )
+        return Skipped(PITR_CHECK, f"restore_time {target} is not the seeded cut-off; exactness is only known at T")
     return _verify_pitr(seeded, run.backend.connection_info(restored.db_cluster_identifier, "cluster"))
 
 
@@ -211,6 +246,9 @@ __all__ = [
     "fingerprint_table",
     "fingerprints",
     "restore_ids",
+    "restored_table",
+    "snapshot_table",
+    "window_table",
     "restore_pitr",
     "restore_snapshot",
     "restore_target",

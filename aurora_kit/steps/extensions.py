@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING
 
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
 from aurora_kit.steps.common import __all__ as _common
+from aurora_kit.steps.common import check_step
 
 if TYPE_CHECKING:
     from aurora_kit.checks.vector import ExtensionReport, VectorProofReport
     from aurora_kit.runbook import Run
 
 
+@check_step("pgvector extension")
 def install_pgvector(run: Run) -> ExtensionReport:
     """``CREATE EXTENSION vector`` / ``ALTER EXTENSION vector UPDATE`` to the server's default version on the
     writer; in a dry run only the status is read."""
@@ -25,6 +27,7 @@ def install_pgvector(run: Run) -> ExtensionReport:
     return vector.ensure_vector_extension(info)
 
 
+@check_step("pgvector index proof")
 def prove_pgvector(run: Run) -> VectorProofReport:
     """Synthetic dataset → HNSW index → recall@k / QPS / speed-up against exact search (sizes from ``pgvector``)."""
     from aurora_kit.checks import vector

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aurora_kit.display import Table
+from aurora_kit.display import Table, quantity
 from aurora_kit.polling import wait_for
 from aurora_kit.rules import FailoverCandidate, failover_target
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
-from aurora_kit.steps.common import DataPlane, Skipped, confirm
+from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
@@ -73,12 +73,15 @@ def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, WriteProbeReport 
             max_lost=fo.max_lost_commits,
         )
     why = "dry run" if run.params.dry_run else f"data plane not reachable: {dp.reason}"
-    skipped = Skipped("write probe (RTO, lost commits)", why)
+    skipped = Skipped("write probe", f"{why} (RTO and lost commits not measured)")
     print(skipped)
     return run.backend.failover(cid, target_instance_id=fo.target_instance_id, mode=fo.mode), skipped
 
 
-def failover_table(result: FailoverResult) -> Table:
+def failover_table(result: FailoverResult | Skipped) -> Table | Skipped:
+    """The failover (or failback) as a table: mode, old and new writer, status, control-plane time."""
+    if isinstance(result, Skipped):
+        return result
     return Table(
         [
             {
@@ -86,10 +89,10 @@ def failover_table(result: FailoverResult) -> Table:
                 "old writer": result.old_writer,
                 "new writer": result.new_writer,
                 "status": result.status,
-                "control plane s": result.control_plane_seconds,
+                "control plane": quantity(result.control_plane_seconds, "s"),
             }
         ],
-        "failover",
+        f"{result.mode} failover of {result.db_cluster_identifier}",
     )
 
 
@@ -144,6 +147,7 @@ def wait_old_writer_reader(run: Run, result: FailoverResult) -> Cluster:
     return cluster
 
 
+@check_step("every instance's role, from the instance itself")
 def instance_roles(run: Run) -> Any:
     """Every instance's role, from the instance itself (readers refuse writes)."""
     from aurora_kit.steps.readwrite import instance_roles as roles
@@ -151,7 +155,7 @@ def instance_roles(run: Run) -> Any:
     return roles(run)
 
 
-def failback(run: Run, result: FailoverResult, dp: DataPlane) -> Any:
+def failback(run: Run, result: FailoverResult, dp: DataPlane) -> FailoverResult | Skipped:
     """With ``failover.failback``: a planned failover back to the old writer (probe running when possible),
     verified like the first; needs ``confirm``."""
     from aurora_kit.checks import probe_failover
@@ -175,8 +179,9 @@ def failback(run: Run, result: FailoverResult, dp: DataPlane) -> Any:
             max_rto_s=fo.max_rto_s,
             max_lost=fo.max_lost_commits,
         )
-        verify(report)
+        verify(report, name="failback write probe")
     else:
+        verify(Skipped("failback write probe", f"data plane not reachable: {dp.reason}"))
         back = run.backend.failover(cid, target_instance_id=result.old_writer, mode="planned")
     wait_old_writer_reader(run, back)
     return back

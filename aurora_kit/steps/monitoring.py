@@ -22,17 +22,11 @@ def put_alarms(run: Run) -> list[AlarmState]:
 
 
 def alarms_table(states: list[AlarmState]) -> Table:
-    rows = [
-        {
-            "alarm": a.alarm_name,
-            "metric": a.metric_name,
-            "dimension": a.dimension,
-            "condition": f"{a.comparison_operator} {a.threshold:g}",
-            "observed": a.observed_value,
-            "state": a.state_value,
-        }
-        for a in states
-    ]
+    """One row per alarm: metric, dimension, condition and observed value in the metric's unit, rounded for people
+    (FreeableMemory in GiB next to its threshold in GiB); the record keeps the raw values."""
+    from aurora_kit.checks.cluster import alarm_row
+
+    rows = [alarm_row(a) for a in states]
     return Table(rows, f"{len(rows)} alarms")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aurora_kit.display import Table
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
 from aurora_kit.steps.common import __all__ as _common
-from aurora_kit.steps.common import confirm, connect_timeout
+from aurora_kit.steps.common import check_step, confirm, connect_timeout
 
 if TYPE_CHECKING:
     from aurora_kit.backends.base import ParameterChangeResult
@@ -94,6 +94,7 @@ def rolling_reboot(run: Run, result: ParameterChangeResult) -> RebootOutcome:
     return RebootOutcome(rebooted, [], static)
 
 
+@check_step("parameters on every instance")
 def settings(run: Run, reboot: RebootOutcome | None = None) -> SettingsReport:
     """``SHOW`` of each wanted parameter on every instance (instances still pending-reboot are excused for the
     static parameters that wait for that reboot)."""

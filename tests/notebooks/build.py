@@ -40,6 +40,8 @@ NOTEBOOKS = {
         [
             'import aurora_kit\n\naurora_kit.record_result("answer", 42)',
             'aurora_kit.record_results({"cluster": cluster_id, "readers": readers, "answer": 43})',
+            "from aurora_kit.checks.result import Findings\nfrom aurora_kit.steps.common import verify\n\n"
+            'verify(Findings("the answer", {"answer": 43}, [], judged_against="answer = 43"))',
         ],
     ),
     "failing": notebook(

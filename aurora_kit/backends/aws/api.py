@@ -139,6 +139,7 @@ class AwsApi(ClusterBackend):
         timeout: float | None = None,
         fail_if: Callable[[T], str | None] | None = None,
     ) -> T:
+        since = datetime.now(timezone.utc)
         return wait_for(
             what,
             probe,
@@ -150,7 +151,23 @@ class AwsApi(ClusterBackend):
             describe=describe,
             progress=self.progress,
             fail_if=fail_if,
+            events=lambda: self._recent_events(since, what),
         )
+
+    def _recent_events(self, since: datetime, what: str) -> list[str]:
+        """RDS events since ``since`` about the resources named in ``what`` (a wait's live progress line only:
+        needs ``rds:DescribeEvents``; the wait goes on without events when that fails)."""
+        names = {w.strip("(),") for w in what.split()}
+        rows = self.client(RDS).describe_events(StartTime=since).get("Events") or []
+
+        def about(source: str) -> bool:
+            return source in names or any(source.startswith(f"{n}-") for n in names if n)
+
+        return [
+            f"{e['Date']:%H:%M:%S} {e.get('SourceIdentifier')}: {e.get('Message')}"
+            for e in rows
+            if about(str(e.get("SourceIdentifier", "")))
+        ][-3:]
 
     def format_plan(self) -> str:
         """The dry-run plan, readable (see :func:`aurora_kit.backends.aws.plan.format_plan`)."""
