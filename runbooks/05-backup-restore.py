@@ -69,6 +69,14 @@ from aurora_kit.steps import backup as wf
 run, dp = wf.start("05-backup-restore", globals())
 
 # %% [markdown]
+# ## 0. Checked before any change
+# The restored clusters and the snapshot id must be free, and a given `restore_time` between the cluster's earliest
+# restorable time and now — refused here, with nothing created, otherwise.
+
+# %%
+wf.validate(run)
+
+# %% [markdown]
 # ## 1. Automated backups: retention and restorable window
 
 # %%

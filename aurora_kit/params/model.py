@@ -61,6 +61,7 @@ from aurora_kit.rules import (
     check_backup_window,
     check_identifier,
     check_retention,
+    is_secret_key,
 )
 from aurora_kit.specs import AlarmSpec, ClusterSpec
 
@@ -108,7 +109,7 @@ MISSING: Any = _Missing()
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # an inf threshold never fires
 
 
 # -- sections -------------------------------------------------------------------------------------------------
@@ -335,6 +336,11 @@ class RunbookParameters(_Model):
     @classmethod
     def _tag_text(cls, v: Any) -> Any:
         if isinstance(v, Mapping):
+            secret = next((str(k) for k in v if is_secret_key(str(k))), None)
+            if secret is not None:  # tags are copied to snapshots and shown to anyone who may describe the cluster
+                raise InvalidParameterError(
+                    f"tags.{secret}", "***redacted***", "a secret-looking tag key: no secret goes in tags"
+                )
             return {
                 str(k): str(val) if isinstance(val, (int, float)) and not isinstance(val, bool) else val
                 for k, val in v.items()
@@ -363,6 +369,16 @@ class RunbookParameters(_Model):
         from aurora_kit.backends import backend_class
 
         backend_class(self.backend).check_parameters(self)
+        if self.backup_restore is not None:
+            restore = self.backup_restore.restore_cluster_id
+            if restore in (self.cluster_id, f"{self.cluster_id}-pitr"):
+                raise InvalidParameterError(
+                    "backup_restore.restore_cluster_id",
+                    restore,
+                    "must differ from cluster_id: a restore creates a new cluster",
+                )
+            if self.backup_restore.restore_mode == "both":  # the second restore goes to <id>-pitr
+                check_identifier("backup_restore.restore_cluster_id", f"{restore}-pitr")
         self.to_cluster_spec()  # surfaces ClusterSpec's own checks (window length, instance class...)
         return self
 

@@ -5,7 +5,7 @@ up."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit.backends.base import Cluster
@@ -21,6 +21,37 @@ if TYPE_CHECKING:
     from aurora_kit.checks import PitrReport, RestoreReport, SeededDataset, TableFingerprint
     from aurora_kit.checks.cluster import BackupsReport
     from aurora_kit.runbook import Run
+
+
+def validate(run: Run) -> Table:
+    """Everything this runbook can check before its first change: the clusters it will create do not exist yet,
+    the snapshot id is free, and a given restore time lies between the cluster's earliest restorable time and now
+    (on Aurora LatestRestorableTime trails; the restore waits for it). Refuses with the typed error otherwise —
+    before the snapshot, so a bad request leaves nothing behind."""
+    from aurora_kit.errors import ClusterAlreadyExistsError, ClusterNotFoundError, SnapshotAlreadyExistsError
+    from aurora_kit.rules import check_restore_window
+
+    cid = run.params.cluster_id
+    source = run.backend.describe_cluster(cid)
+    rows: list[dict[str, Any]] = []
+    for mode, new_id in restore_ids(run).items():
+        try:
+            run.backend.describe_cluster(new_id)
+        except ClusterNotFoundError:
+            rows.append({"check": f"{mode} restore into", "value": new_id, "result": "free"})
+            continue
+        raise ClusterAlreadyExistsError(new_id)
+    snap = snapshot_id(run)
+    if any(s.db_cluster_snapshot_identifier == snap for s in run.backend.describe_snapshots(cid)):
+        raise SnapshotAlreadyExistsError(snap)
+    rows.append({"check": "snapshot id", "value": snap, "result": "free"})
+    given = run.section("backup_restore").restore_time
+    if given is not None and "pitr" in restore_ids(run):
+        earliest = source.earliest_restorable_time or source.cluster_create_time
+        now = datetime.now(timezone.utc)
+        check_restore_window(given, earliest, now, cluster_id=cid)
+        rows.append({"check": "restore time", "value": given, "result": f"within [{earliest}, now]"})
+    return Table(rows, "checked before any change")
 
 
 def check_backups(run: Run) -> BackupsReport:
@@ -242,6 +273,7 @@ def delete_restores(run: Run, *restored: Any, snap: Snapshot | None = None) -> l
 __all__ = [
     *_common,
     "check_backups",
+    "validate",
     "delete_restores",
     "fingerprint_table",
     "fingerprints",

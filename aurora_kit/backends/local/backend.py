@@ -201,7 +201,7 @@ class LocalBackend(ClusterBackend):
             changes["preferred_backup_window"] = check_backup_window(preferred_backup_window)
 
         def run() -> Cluster:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "modify cluster"):
                 self.store.set_fields(cluster_id, **changes)
             return self.describe_cluster(cluster_id)
 
@@ -226,7 +226,7 @@ class LocalBackend(ClusterBackend):
 
         def run() -> Snapshot | None:
             final: Snapshot | None = None
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "delete cluster"):
                 if final_snapshot_id is not None:
                     if cl.status == "stopped":  # the final snapshot needs a running writer
                         self.start_cluster(cluster_id)
@@ -261,7 +261,7 @@ class LocalBackend(ClusterBackend):
             raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl.status}; only an available cluster stops")
 
         def run() -> Cluster:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "stop cluster"):
                 lifecycle.stop_cluster(self.nodes, cluster_id)
             return self.describe_cluster(cluster_id)
 
@@ -278,7 +278,7 @@ class LocalBackend(ClusterBackend):
             return self.describe_cluster(cluster_id)
 
         def run() -> Cluster:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "start cluster"):
                 lifecycle.start_cluster(self.nodes, cluster_id)
             return self.describe_cluster(cluster_id)
 
@@ -313,7 +313,7 @@ class LocalBackend(ClusterBackend):
             raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl.status}; instances are deleted when available")
 
         def run() -> None:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "delete instance"):
                 current = self.store.cluster(cluster_id)
                 if current.instance(instance_id).is_writer:
                     if not current.reader_ids:
@@ -332,7 +332,7 @@ class LocalBackend(ClusterBackend):
             raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl.status}; reboot needs it available")
 
         def run() -> Instance:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "reboot instance"):
                 lifecycle.reboot_instance(self.nodes, cluster_id, instance_id)
             return self._instance(self.store.cluster(cluster_id), instance_id)
 
@@ -350,7 +350,7 @@ class LocalBackend(ClusterBackend):
             if not changes:
                 pending = parameters.pending_instances(self.nodes, cluster_id)
                 return ParameterChangeResult(cluster_id, [], pending, status="no-change")
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "apply parameters"):
                 pending = parameters.apply(self.nodes, cluster_id, changes)
             return ParameterChangeResult(cluster_id, changes, pending, status="applied")
 
@@ -378,7 +378,7 @@ class LocalBackend(ClusterBackend):
         backup.check_new_snapshot_id(self.nodes, snapshot_id)
 
         def run() -> Snapshot:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "create snapshot"):
                 return backup.create_snapshot(self.nodes, cluster_id, snapshot_id, tags=tags)
 
         calls = [
@@ -465,7 +465,7 @@ class LocalBackend(ClusterBackend):
         _, writer, target, _ = failover.check_failover(self.nodes, cluster_id, target_instance_id, mode)
 
         def run() -> FailoverResult:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "failover"):
                 phases = self.last_failover_phases = failover.Phases()
                 return failover.failover(self.nodes, cluster_id, target_instance_id, mode, phases)
 
@@ -524,7 +524,7 @@ class LocalBackend(ClusterBackend):
         monitoring.check_alarms(alarms)
 
         def run() -> list[AlarmState]:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "put alarms"):
                 monitoring.store_alarms(self.nodes, cluster_id, alarms, sns_topic_arn)
             return monitoring.describe_alarms(self.nodes, cluster_id)
 

@@ -91,7 +91,9 @@ def check_failover(
     cl = nodes.store.cluster(cluster_id)
     if cl.status != "available":
         raise FailoverNotPossibleError(
-            f"DB cluster {cluster_id!r} is {cl.status}, not available", cluster_id=cluster_id
+            f"DB cluster {cluster_id!r} is {cl.status}, not available",
+            hint=nodes.store.busy_hint(cluster_id, cl.status),
+            cluster_id=cluster_id,
         )
     if target_instance_id is not None and target_instance_id not in cl.instances:
         raise InstanceNotFoundError(target_instance_id, cluster_id)

@@ -71,7 +71,7 @@ def create_cluster(nodes: Nodes, spec: ClusterSpec, bins: PgBinaries) -> None:
             },
         )
     try:
-        with nodes.store.cluster_lock(spec.cluster_id):
+        with nodes.store.cluster_lock(spec.cluster_id, "create cluster"):
             _build(nodes, spec)
     except BaseException as exc:
         nodes.destroy_after_failure(spec.cluster_id, exc)
@@ -124,7 +124,7 @@ def _build(nodes: Nodes, spec: ClusterSpec) -> None:
 # -- instances -------------------------------------------------------------------------------------------------
 def create_instance(nodes: Nodes, cluster_id: str, spec: InstanceSpec) -> None:
     """The writer (from the cluster's storage) when there is none, else a reader seeded from the writer."""
-    with nodes.store.cluster_lock(cluster_id):
+    with nodes.store.cluster_lock(cluster_id, "create instance"):
         writer = nodes.store.cluster(cluster_id).writer_id  # a failover may have run meanwhile
         with nodes.store.edit() as doc:
             (port,) = nodes.allocate_ports(1, doc=doc)

@@ -511,8 +511,10 @@ class StateStore:
 
     # -- per-cluster operation lock ----------------------------------------------------------------------
     @contextlib.contextmanager
-    def cluster_lock(self, cluster_id: str) -> Iterator[None]:
-        """Serialise mutating operations on one cluster across processes; re-entrant within a thread."""
+    def cluster_lock(self, cluster_id: str, operation: str = "an operation") -> Iterator[None]:
+        """Serialise mutating operations on one cluster across processes; re-entrant within a thread. While held,
+        ``locks/<cluster>.holder`` says who holds it (operation, pid, run id, operator, since when), so a request
+        refused meanwhile can name what it waits for (:meth:`holder`)."""
         held: dict[str, int] = self._local.__dict__.setdefault("held", {})
         if held.get(cluster_id):
             held[cluster_id] += 1
@@ -521,9 +523,38 @@ class StateStore:
             finally:
                 held[cluster_id] -= 1
             return
+        holder = self.root / "locks" / f"{cluster_id}.holder"
         with self._flock(self.root / "locks" / f"{cluster_id}.lock", fcntl.LOCK_EX):
             held[cluster_id] = 1
+            record = {
+                "operation": operation,
+                "pid": os.getpid(),
+                "run_id": os.environ.get("AURORA_KIT_RUN_ID"),
+                "operator": os.environ.get("AURORA_KIT_OPERATOR") or os.environ.get("USER"),
+                "since": datetime.now().astimezone().isoformat(timespec="seconds"),
+            }
+            holder.write_text(json.dumps(record))
             try:
                 yield
             finally:
                 held[cluster_id] = 0
+                holder.unlink(missing_ok=True)
+
+    def holder(self, cluster_id: str) -> str | None:
+        """Who holds the cluster's operation lock now, in one phrase ("failover by pid 4242 (run …), since …"),
+        or None when nobody does (a holder file left by a process that is gone does not count)."""
+        try:
+            record = json.loads((self.root / "locks" / f"{cluster_id}.holder").read_text())
+            os.kill(int(record["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        run = f", run {record['run_id']}" if record.get("run_id") else ""
+        who = f" by {record['operator']}" if record.get("operator") else ""
+        return f"{record['operation']} (pid {record['pid']}{run}{who}, since {record['since']})"
+
+    def busy_hint(self, cluster_id: str, status: str) -> str:
+        """What to do about a cluster that is ``status`` instead of available: name what holds it, if anything."""
+        holder = self.holder(cluster_id)
+        if holder:
+            return f"{holder} holds the cluster; wait for it to finish (aurora-kit local status {cluster_id})"
+        return f"wait until it is available (aurora-kit local status {cluster_id})"
