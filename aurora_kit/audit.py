@@ -12,8 +12,15 @@ Layout (``audit/`` at the project root, ``$AURORA_KIT_AUDIT_DIR``, or ``--audit-
 Each index entry holds the sha256 of every file of its record, ``prev`` (the previous entry's ``hash``) and its
 own ``hash`` (sha256 of the entry's canonical JSON without ``hash``). :func:`verify` recomputes all of it, so an
 edited or deleted record file, an edited index line, or a removed/reordered entry is reported. The chain proves
-integrity relative to its head: keep the head hash ``verify`` prints (e.g. in the change ticket) to also detect
-a rewritten tail.
+integrity relative to its head, so the head is anchored outside the folder too: every ``aurora-kit run`` prints
+it, ``aurora-kit audit head`` prints it, and an append-only *sink* the operator chooses (``--audit-sink FILE`` or
+``syslog``, or ``$AURORA_KIT_AUDIT_SINK``) receives one line per sealed record (run id, head, entries).
+``verify`` then also reconciles the folders with the index (a sealed record missing from the index, a deleted or
+truncated index), checks a noted head (``--expect-head``) and the sink's lines (``--sink``), and names the first
+suspect record.
+
+A run refused before any kernel started (bad parameters, unknown runbook, unusable root) still leaves a record of
+the refusal (:func:`record_refusal`: who, when, what was asked, why it was refused), sealed like any other.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from aurora_kit.redaction import Redactor
 from aurora_kit.runbook import RESULT_MIME
 
 AUDIT_DIR_ENV = "AURORA_KIT_AUDIT_DIR"
+SINK_ENV = "AURORA_KIT_AUDIT_SINK"
+REFUSED = "refused"
 INDEX = "index.jsonl"
 SUMMARY = "summary.json"
 GENESIS = "0" * 64
@@ -46,13 +55,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def audit_root(explicit: str | Path | None = None) -> Path:
-    """``explicit`` > ``$AURORA_KIT_AUDIT_DIR`` > ``<project root>/audit``."""
-    if explicit:
-        return Path(explicit)
+    """``explicit`` > ``$AURORA_KIT_AUDIT_DIR`` > ``<project root>/audit``; InvalidParameterError when it names
+    something that is not a folder."""
+    from aurora_kit.errors import InvalidParameterError
+
     env = os.environ.get(AUDIT_DIR_ENV)
-    if env:
-        return Path(env)
-    return PROJECT_ROOT / "audit"
+    root = Path(explicit) if explicit else Path(env) if env else PROJECT_ROOT / "audit"
+    if root.exists() and not root.is_dir():
+        field = "--audit-dir" if explicit else AUDIT_DIR_ENV if env else "audit folder"
+        raise InvalidParameterError(field, str(root), "is a file, not a folder: give the folder that holds the records")
+    return root
 
 
 def sha256_file(path: Path) -> str:
@@ -250,8 +262,9 @@ def read_index(root: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def seal(record: RunRecord, summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Write ``summary.json`` and append the record to the hash-chained index; returns the index entry."""
+def seal(record: RunRecord, summary: Mapping[str, Any], *, sink: str | None = None) -> dict[str, Any]:
+    """Write ``summary.json`` and append the record to the hash-chained index, then note the new head in the sink
+    (``sink`` or ``$AURORA_KIT_AUDIT_SINK``, if any); returns the index entry."""
     record.summary.write_text(json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
     files = {p.name: sha256_file(p) for p in sorted(record.dir.iterdir()) if p.is_file()}
     index = record.root / INDEX
@@ -272,7 +285,90 @@ def seal(record: RunRecord, summary: Mapping[str, Any]) -> dict[str, Any]:
             fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        note_head(record.root, entry, len(entries) + 1, sink)
     return entry
+
+
+def note_head(root: Path, entry: Mapping[str, Any], entries: int, sink: str | None = None) -> None:
+    """Append ``{at, root, run_id, head, entries}`` to the operator's sink: a file (opened for appending only) or
+    ``syslog``. A sink that cannot be written is reported on stderr, never silently skipped."""
+    target = sink or os.environ.get(SINK_ENV)
+    if not target:
+        return
+    line = json.dumps(
+        {
+            "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "root": str(root.resolve()),
+            "run_id": entry["run_id"],
+            "head": entry["hash"],
+            "entries": entries,
+        },
+        sort_keys=True,
+    )
+    try:
+        if target == "syslog":
+            import syslog
+
+            syslog.openlog("aurora-kit", 0, syslog.LOG_AUTHPRIV)
+            syslog.syslog(syslog.LOG_NOTICE, f"audit head {line}")
+        else:
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+    except OSError as exc:
+        import sys
+
+        print(f"aurora-kit: WARNING: audit sink {target} not written ({exc}); head {entry['hash']}", file=sys.stderr)
+
+
+def head(root: Path) -> tuple[str, int, str | None]:
+    """(head hash, number of entries, last run id) of the index as it is now."""
+    entries = read_index(root)
+    if not entries:
+        return GENESIS, 0, None
+    return str(entries[-1].get("hash")), len(entries), str(entries[-1].get("run_id"))
+
+
+def record_refusal(
+    root: Path,
+    *,
+    runbook: str | None,
+    reason: str,
+    request: Mapping[str, Any],
+    operator: str,
+    sink: str | None = None,
+) -> RunRecord:
+    """Seal a record of a refused request: who asked, when, what (``request``: the command line's runbook,
+    parameters file, overrides — redacted here), and why it was refused (``reason``, redacted)."""
+    from aurora_kit.redaction import redact_patterns
+
+    now = datetime.now().astimezone()
+    name = runbook or "run"
+    record = RunRecord(
+        root, f"{now.astimezone().strftime('%Y%m%dT%H%M%SZ')}-{REFUSED}-{name}-{os.urandom(3).hex()}", name
+    )
+    record.dir.mkdir(parents=True, exist_ok=False)
+    redactor = Redactor()
+    summary = {
+        "kind": "refusal",
+        "run_id": record.run_id,
+        "runbook": name,
+        "outcome": REFUSED,
+        "exit_code": 2,
+        "operator": operator,
+        "host": socket.gethostname(),
+        "started_at": now.isoformat(),
+        "ended_at": now.isoformat(),
+        "duration_s": 0.0,
+        "reason": redact_patterns(reason),
+        "request": redactor.obj(redact(dict(request))),
+        "git": git_info(),
+        "versions": versions(),
+    }
+    seal(record, summary, sink=sink)
+    return record
 
 
 @dataclass
@@ -280,18 +376,25 @@ class Verification:
     entries: int
     head: str
     problems: list[str]
+    #: what is worth knowing but is no tampering (unsealed runs, runs after a noted head)
+    notes: list[str] = field(default_factory=list)
+    #: the first record whose integrity cannot be vouched for, when one can be named
+    first_suspect: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify(root: Path, *, expect_head: str | None = None) -> Verification:
-    """Recompute the chain and every file hash; list what does not match."""
+def verify(root: Path, *, expect_head: str | None = None, sink: str | Path | None = None) -> Verification:
+    """Recompute the chain and every file hash, reconcile the record folders with the index, check a noted head and
+    the sink's lines; list what does not match, naming the first suspect record."""
     problems: list[str] = []
+    suspects: list[str] = []
     path = root / INDEX
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     prev = GENESIS
+    chain: list[tuple[str, str]] = []  # (run id, hash) in index order
     seen: set[str] = set()
     count = 0
     for number, line in enumerate(lines, start=1):
@@ -302,18 +405,22 @@ def verify(root: Path, *, expect_head: str | None = None) -> Verification:
             entry = json.loads(line)
         except json.JSONDecodeError:
             problems.append(f"index line {number}: not valid JSON (edited?)")
+            suspects.append(f"index line {number}")
             prev = hashlib.sha256(line.encode()).hexdigest()
             continue
         if not isinstance(entry, dict):
             problems.append(f"index line {number}: not a JSON object (edited?)")
+            suspects.append(f"index line {number}")
             prev = hashlib.sha256(line.encode()).hexdigest()
             continue
-        rid = entry.get("run_id", f"<line {number}>")
+        rid = str(entry.get("run_id", f"<line {number}>"))
+        before = len(problems)
         if entry.get("hash") != entry_hash(entry):
             problems.append(f"{rid}: index entry edited (its hash does not match its content)")
         if entry.get("prev") != prev:
             problems.append(f"{rid}: chain broken before this entry (an entry was removed, inserted or reordered)")
-        prev = entry.get("hash", "")
+        prev = str(entry.get("hash", ""))
+        chain.append((rid, prev))
         seen.add(str(entry.get("dir", rid)))
         record_dir = root / str(entry.get("dir", rid))
         files = entry.get("files")
@@ -330,9 +437,67 @@ def verify(root: Path, *, expect_head: str | None = None) -> Verification:
             extra = sorted(p.name for p in record_dir.iterdir() if p.is_file() and p.name not in files)
             if extra:
                 problems.append(f"{rid}: files added after sealing: {', '.join(extra)}")
-    if expect_head and expect_head != prev:
-        problems.append(f"head is {prev}, expected {expect_head} (entries were appended or the tail rewritten)")
-    return Verification(entries=count, head=prev, problems=problems)
+        if len(problems) > before:
+            suspects.append(rid)
+    notes: list[str] = []
+    # folders the index does not account for: a sealed record (it has its summary) is evidence of a cut index
+    orphans = sorted(
+        p
+        for p in (root.iterdir() if root.is_dir() else [])
+        if p.is_dir() and not p.name.startswith(".") and p.name not in seen
+    )
+    for folder in orphans:
+        if (folder / SUMMARY).exists():
+            problems.append(
+                f"{folder.name}: a sealed record that is not in the index (the index was truncated, deleted or edited)"
+            )
+            suspects.append(folder.name)
+        else:
+            notes.append(f"{folder.name}: unsealed (the run was interrupted before its record was sealed)")
+    if orphans and not path.exists():
+        problems.insert(0, f"{INDEX} is missing while {len(orphans)} record folder(s) exist: the index was deleted")
+    hashes = [h for _r, h in chain]
+    if expect_head:
+        if expect_head == GENESIS and not chain:
+            pass
+        elif expect_head not in hashes:
+            last = chain[-1][0] if chain else "nothing"
+            problems.append(
+                f"the noted head {expect_head} is in no entry: the chain was rewritten or cut at or before it "
+                f"(it now ends at {last}, {len(chain)} entries)"
+            )
+        else:
+            later = chain[hashes.index(expect_head) + 1 :]
+            if later:
+                notes.append(f"{len(later)} run(s) sealed after the noted head, the first {later[0][0]}")
+    if sink is not None:
+        problems_from_sink, suspect = _check_sink(Path(sink), root, chain)
+        problems += problems_from_sink
+        if suspect:
+            suspects.insert(0, suspect)
+    return Verification(count, prev, problems, notes, suspects[0] if suspects else None)
+
+
+def _check_sink(sink: Path, root: Path, chain: Sequence[tuple[str, str]]) -> tuple[list[str], str | None]:
+    """Every head the sink noted for this folder must still be the hash of that run's entry, and the index must
+    still hold as many entries as the sink last counted."""
+    try:
+        noted = [json.loads(line) for line in sink.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        return [f"the sink {sink} cannot be read: {exc}"], None
+    mine = [n for n in noted if isinstance(n, dict) and n.get("root") == str(root.resolve())]
+    by_run = dict(chain)
+    for n in mine:
+        rid, want = str(n.get("run_id")), n.get("head")
+        got = by_run.get(rid)
+        if got != want:
+            state = "is gone from the index" if got is None else f"now hashes to {got}"
+            return [f"{rid}: the sink noted head {want} after it, the entry {state} (rewritten from here on)"], rid
+    if mine and len(chain) < int(mine[-1].get("entries", 0)):
+        return [f"the index holds {len(chain)} entries, the sink counted {mine[-1]['entries']}: the tail was cut"], (
+            str(mine[-1].get("run_id"))
+        )
+    return [], None
 
 
 def unsealed(root: Path) -> list[str]:

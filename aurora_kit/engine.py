@@ -33,7 +33,10 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -117,20 +120,49 @@ def _manager_class() -> type:
     return RedactingExecutionManager
 
 
-@functools.lru_cache(maxsize=1)
-def _kernel_manager_class() -> type:
+def _kernel_manager_class(redactor: Redactor | None = None) -> type:
+    """jupyter_client's kernel manager, with two changes for headless runs:
+
+    - no SIGINT before a shutdown request (every cell has run when the runner shuts a kernel down; the interrupt
+      made ipykernel log a spurious ``KeyboardInterrupt caught in kernel`` now and then);
+    - the kernel's own stdout/stderr — where the output of processes a cell starts goes (``subprocess.run``
+      writes to inherited file descriptors, not to the notebook) — is read through pipes and written to this
+      process's stdout/stderr line by line, redacted with the run's ``redactor`` (known values, the secrets the
+      kernel registers, patterns), so a terminal or a cron log never shows what the record hides.
+    """
     from jupyter_client.manager import AsyncKernelManager
 
-    class QuietShutdownKernelManager(AsyncKernelManager):
-        """jupyter_client's kernel manager without the SIGINT it sends before a shutdown request (see the module
-        docstring): every cell has run when the runner shuts a kernel down."""
-
+    class HeadlessKernelManager(AsyncKernelManager):
         async def _async_interrupt_kernel(self) -> None:
             if self.shutting_down:
                 return
             await super()._async_interrupt_kernel()
 
-    return QuietShutdownKernelManager
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            if redactor is None:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+                return
+            kw.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            process = getattr(self.provisioner, "process", None)
+            if process is not None:
+                for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
+                    if pipe is not None:
+                        threading.Thread(
+                            target=_forward, args=(pipe, name, redactor), name=f"kernel-{name}", daemon=True
+                        ).start()
+
+    return HeadlessKernelManager
+
+
+def _forward(pipe: Any, name: str, redactor: Redactor) -> None:
+    """Copy a kernel pipe to this process's stream of the same name, one redacted line at a time, until EOF."""
+    with pipe:
+        for raw in iter(pipe.readline, b""):
+            line = redactor.text(raw.decode("utf-8", errors="replace"))
+            stream = sys.stdout if name == "stdout" else sys.stderr
+            stream.write(line)
+            stream.flush()
 
 
 @contextmanager
@@ -149,13 +181,13 @@ def temporary_environ(**values: str) -> Iterator[None]:
 
 
 @contextmanager
-def _private_ipc(kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _private_ipc(kwargs: dict[str, Any], redactor: Redactor | None = None) -> Iterator[dict[str, Any]]:
     """Talk to the kernel over Unix sockets in a private (0700) directory rather than loopback TCP: outputs,
     secrets included, then never cross a socket other local users could reach (and ipykernel stops warning)."""
     if "config" in kwargs or "km" in kwargs:
         yield kwargs  # the caller configured the kernel transport itself
         return
-    kwargs = {"kernel_manager_class": _kernel_manager_class(), **kwargs}
+    kwargs = {"kernel_manager_class": _kernel_manager_class(redactor), **kwargs}
     from traitlets.config import Config
 
     with tempfile.TemporaryDirectory(prefix="aurora-kit-kernel-") as tmp:
@@ -213,7 +245,7 @@ class RedactingEngine:
         )
         nb_man.on_progress = on_progress
         # the kernel is started inside execute_managed_notebook and inherits this environment
-        with temporary_environ(**{KEY_ENV: key.hex()}), _private_ipc(kwargs) as kwargs:
+        with temporary_environ(**{KEY_ENV: key.hex()}), _private_ipc(kwargs, redactor) as kwargs:
             nb_man.notebook_start()
             try:
                 NBClientEngine.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)

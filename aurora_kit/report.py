@@ -153,6 +153,10 @@ class Terminal:
         meaning = {0: "ok", 1: "a run failed", 3: "checks not verified (--allow-unverified accepts them)"}[code]
         self._print(f"aurora-kit run: {', '.join(parts) or 'nothing run'} in {duration(total)}; exit {code}: {meaning}")
         self._print(f"verify the records with: aurora-kit audit verify --audit-dir {shlex.quote(str(audit_dir))}")
+        from aurora_kit.audit import head
+
+        digest, entries, _last = head(audit_dir)
+        self._print(f"audit head: {digest} ({entries} records) — note it outside the folder, or use --audit-sink")
 
 
 def _target(call: str, params: Any) -> tuple[str, dict[str, Any]]:

@@ -176,7 +176,9 @@ def test_parameters_cell_names_reads_assignments(tmp_path: Path) -> None:
 
 
 # -- secrets never reach disk --------------------------------------------------------------------------------------
-def test_secrets_are_redacted_in_every_save_and_in_the_record(audit_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_are_redacted_in_every_save_and_in_the_record(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     import papermill.iorw as iorw
 
     runtime = "rt-" + secrets.token_hex(8)  # known only to the kernel (registered there as an HMAC)
@@ -229,6 +231,12 @@ def test_secrets_are_redacted_in_every_save_and_in_the_record(audit_dir: Path, m
     assert f"connecting with {REDACTED}" in final
     assert f"param: {REDACTED}" in final
     assert f"PGPASSWORD={REDACTED} psql" in final
+    # the output of a process a cell started reached the terminal (and a cron log) through the runner, redacted
+    terminal = capfd.readouterr()
+    assert f"child {REDACTED}" in terminal.out
+    assert f"PGPASSWORD={REDACTED}" in terminal.err
+    for secret in forbidden:
+        assert secret not in terminal.out + terminal.err, f"{secret!r} reached the terminal"
     summary = json.loads((result.record_dir / "summary.json").read_text())  # type: ignore[operator]
     assert summary["failure"]["evalue"] == f"authentication failed for password {REDACTED}"
     assert summary["parameters"]["db_password"] == REDACTED

@@ -1,4 +1,4 @@
-"""``aurora-kit audit list | show RUN | verify`` over the audit folder's hash-chained index.
+"""``aurora-kit audit list | show RUN | verify | head`` over the audit folder's hash-chained index.
 
 ``--audit-dir DIR`` may come before or after the action (``aurora-kit audit verify --audit-dir DIR``).
 """
@@ -39,8 +39,16 @@ def register(subparsers: Any) -> None:
     check = sub.add_parser(
         "verify", parents=[after], help="recompute the hash chain and every file hash; exit 1 on tampering"
     )
-    check.add_argument("--expect-head", default=None, help="the head hash noted earlier (detects a rewritten tail)")
+    check.add_argument(
+        "--expect-head", default=None, help="a head hash noted earlier (outside this folder): it must be in the chain"
+    )
+    check.add_argument(
+        "--sink", default=None, metavar="FILE", help="the append-only file the runs noted their heads in (--audit-sink)"
+    )
     check.set_defaults(func=verify)
+    sub.add_parser(
+        "head", parents=[after], help="the head hash of the chain now: note it outside the folder (ticket, log)"
+    ).set_defaults(func=show_head)
 
 
 def _summary(root: Path, entry: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +69,10 @@ def list_records(args: argparse.Namespace) -> int:
     rows = []
     for e in entries:
         s = _summary(root, e)
+        if s.get("kind") == "refusal":
+            rows.append([when(e.get("started_at")), e.get("runbook"), "REFUSED", "—", "—", s.get("reason", ""),
+                         e.get("operator") or "", e.get("run_id")])  # fmt: skip
+            continue
         cluster, backend = where(s)
         figures = one_line(str(e.get("runbook")), s.get("key_figures") or {}, limit=2)
         if not figures and s.get("unverified"):
@@ -93,6 +105,11 @@ def show_record(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
+    if summary.get("kind") == "refusal":
+        for k in ("run_id", "runbook", "operator", "host", "started_at", "reason"):
+            print(f"{k:>10}: {summary.get(k)}")
+        print(f"{'request':>10}: {json.dumps(summary.get('request'))}")
+        return 0
     cluster, backend = where(summary)
     git = summary.get("git") or {}
     rows = [
@@ -123,11 +140,22 @@ def show_record(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     root = audit.audit_root(args.audit_dir)
-    result = audit.verify(root, expect_head=args.expect_head)
+    result = audit.verify(root, expect_head=args.expect_head, sink=args.sink)
     for problem in result.problems:
         print(f"TAMPERED: {problem}")
+    for note in result.notes:
+        print(f"note: {note}")
     print(f"{result.entries} record(s) checked in {root}; head {result.head}")
     if result.ok:
         print("audit chain intact")
         return 0
+    if result.first_suspect:
+        print(f"first suspect record: {result.first_suspect}")
     return 1
+
+
+def show_head(args: argparse.Namespace) -> int:
+    root = audit.audit_root(args.audit_dir)
+    digest, entries, last = audit.head(root)
+    print(f"{digest}  ({entries} record(s) in {root}{', last ' + last if last else ''})")
+    return 0

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from aurora_kit import audit, params, report, runner
+from aurora_kit.engine import temporary_environ
+from aurora_kit.errors import AuroraKitError
+from aurora_kit.runbook import operator
 
 
 def register(subparsers: Any) -> None:
@@ -54,6 +57,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="with several runbooks, run them all even after one failed or was not verified",
     )
+    parser.add_argument(
+        "--audit-sink",
+        default=None,
+        metavar="FILE|syslog",
+        help="append each sealed record's head hash to this append-only file (or syslog): an anchor outside the "
+        "audit folder that `aurora-kit audit verify --sink FILE` checks (default: $AURORA_KIT_AUDIT_SINK)",
+    )
     parser.add_argument("--runbooks-dir", type=Path, default=runner.RUNBOOKS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout, seconds")
@@ -67,6 +77,34 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run, or — when the request is refused before any kernel starts — seal a record of the refusal and raise."""
+    sink = {audit.SINK_ENV: args.audit_sink} if args.audit_sink else {}
+    with temporary_environ(**sink):
+        try:
+            return _run(args)
+        except AuroraKitError as exc:
+            _record_refusal(args, exc)
+            raise
+
+
+def _record_refusal(args: argparse.Namespace, exc: AuroraKitError) -> None:
+    """Who asked for what, when, and why it was refused; nothing is recorded where the audit folder itself is the
+    problem."""
+    try:
+        root = audit.audit_root(args.audit_dir)
+    except AuroraKitError:
+        return
+    request = {
+        "runbook": "--all" if args.all else args.runbook,
+        "parameters_file": str(args.parameters),
+        "overrides": list(args.param),
+    }
+    runbook = None if args.all else Path(str(args.runbook)).stem
+    record = audit.record_refusal(root, runbook=runbook, reason=str(exc), request=request, operator=operator())
+    print(f"aurora-kit run: refused; the refusal is recorded in {record.dir}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     loaded = params.load(args.parameters, args.param)  # before any kernel starts
     if args.print_parameters_cell:
         name = Path(args.runbook or "").stem
