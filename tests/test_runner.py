@@ -146,7 +146,9 @@ def test_invalid_parameters_fail_before_any_kernel(audit_dir: Path, capsys: pyte
     )
     assert code == 2
     assert "invalid readers=99" in capsys.readouterr().err
-    assert not audit_dir.exists()
+    (entry,) = audit.read_index(audit_dir)  # no kernel, no run record: only the refusal's
+    assert entry["outcome"] == "refused"
+    assert [p.name for p in (audit_dir / entry["dir"]).iterdir()] == ["summary.json"]
 
 
 def test_resolve_accepts_number_name_or_path(tmp_path: Path) -> None:

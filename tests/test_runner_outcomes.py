@@ -154,7 +154,7 @@ def test_an_untraversable_local_root_is_refused_before_any_kernel(
     assert "cannot traverse" in err
     assert "chmod" in err
     assert "AURORA_KIT_HOME" in err
-    assert not audit_dir.exists()  # nothing started, no record
+    assert [e["outcome"] for e in audit.read_index(audit_dir)] == ["refused"]  # nothing started: a refusal record
 
 
 # -- real runbooks on the local backend ----------------------------------------------------------------------------
