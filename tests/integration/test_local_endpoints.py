@@ -60,11 +60,11 @@ def test_reader_rejects_writes(local_backend: Any, local_cluster: Cluster) -> No
         assert excinfo.value.sqlstate == "25006"
 
 
-def test_replica_status_shim_lists_readers(local_backend: Any, local_cluster: Cluster) -> None:
+def test_replica_status_lists_the_writer_and_every_reader(local_backend: Any, local_cluster: Cluster) -> None:
     with _connect(local_backend, local_cluster, "cluster") as conn:
-        rows = conn.execute("SELECT server_id, session_id, is_writer FROM aurora_replica_status()").fetchall()
-    assert (local_cluster.writer_id, "MASTER_SESSION_ID", True) in rows
-    assert sorted(r[0] for r in rows if not r[2]) == sorted(local_cluster.reader_ids)
+        rows = conn.execute("SELECT server_id, session_id FROM aurora_replica_status()").fetchall()
+    assert (local_cluster.writer_id, "MASTER_SESSION_ID") in rows
+    assert sorted(r[0] for r in rows if r[1] != "MASTER_SESSION_ID") == sorted(local_cluster.reader_ids)
 
 
 def test_password_never_in_conninfo(local_backend: Any, local_cluster: Cluster) -> None:
