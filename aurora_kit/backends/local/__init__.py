@@ -11,8 +11,8 @@ Modules, one concern each (each depends only on those above it; none on :mod:`.b
 - :mod:`.binaries`    locate the tools, run them as the PostgreSQL account, root-dir traversal check
 - :mod:`.config`      file layout of a cluster and the generated ``postgresql.conf`` / ``pg_hba.conf`` / archive script
 - :mod:`.controller`  one PostgreSQL instance: initdb, start/readiness, stop by pid (fast → immediate → kill), crash
-- :mod:`.sql`         Aurora's SQL surface in ``pg_catalog``: ``aurora_replica_status()``, ``aurora_db_instance_identifier()``,
-                      ``aurora_version()``, ``rds.extensions`` in ``pg_settings``
+- :mod:`.sql`         Aurora's SQL surface in ``pg_catalog``: ``aurora_replica_status()``, ``aurora_version()``,
+                      ``aurora_db_instance_identifier()``, ``rds.extensions`` in ``pg_settings``
 - :mod:`.state`       typed records (cluster, instance, backup, snapshot) over the JSON state file + flock, cluster lock
 - :mod:`.topology`    what clients are told: the topology file every node reads, the names, the wrapper recipe
 - :mod:`.views`       RDS-shaped results (``Cluster``, ``Instance``, ``Snapshot``) and dry-run projections; no I/O
