@@ -11,6 +11,7 @@ skipped with that reason.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -148,3 +149,26 @@ def test_crash_and_planned_failover_each_raise_failover_success_once_and_lose_no
         )
         assert through_failover <= MAX_CONNECTIONS_PER_S, (mode, through_failover)
     assert at_rest <= MAX_CONNECTIONS_PER_S, at_rest
+
+
+def test_connect_info_gives_the_wrapper_recipe_and_never_the_password(
+    local_backend: Any, local_cluster: Cluster, capsys: Any
+) -> None:
+    from aurora_kit.cli import main
+
+    cid = local_cluster.db_cluster_identifier
+    recipe = local_backend.aws_wrapper_recipe(cid)
+    root = ["local", "--root", str(local_backend.root), "connect-info", cid]
+    assert main([*root, "--for", "aws-wrapper", "--json"]) == (0 if recipe.names_resolve else 1)
+    out = json.loads(capsys.readouterr().out)
+    assert out["conninfo"] == recipe.conninfo
+    assert "target_session_attrs" not in out["conninfo"]
+    assert out["properties"]["cluster_instance_host_pattern"] == recipe.host_pattern
+    assert main([*root, "--for", "aws-wrapper"]) == (0 if recipe.names_resolve else 1)
+    text = capsys.readouterr().out
+    assert "AwsWrapperConnection.connect(" in text
+    assert main([*root, "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert "target_session_attrs=read-write" in plain["cluster"]
+    assert recipe.password
+    assert recipe.password not in text + json.dumps(out) + json.dumps(plain)
