@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from aurora_kit.backends.base import Cluster
@@ -113,6 +115,40 @@ def _connections_since(sizes: dict[Path, int], dbname: str) -> int:
     return count
 
 
+class _ReplicaStatusPoller:
+    """Polls ``aurora_replica_status()`` on instances (own connections, reconnecting after errors) in a thread;
+    ``writer_rows`` holds, per answer, how many rows said ``MASTER_SESSION_ID``."""
+
+    def __init__(self, backend: Any, cluster_id: str, instance_ids: list[str]) -> None:
+        self.infos = [backend.connection_info(cluster_id, iid) for iid in instance_ids]
+        self.writer_rows: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _ReplicaStatusPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        conns: dict[int, Any] = {}
+        query = "SELECT count(*) FILTER (WHERE session_id = 'MASTER_SESSION_ID') FROM aurora_replica_status()"
+        while not self._stop.is_set():
+            for n, info in enumerate(self.infos):
+                try:
+                    if n not in conns:
+                        conns[n] = psycopg.connect(info.conninfo, autocommit=True, **info.kwargs())
+                    self.writer_rows.append(conns[n].execute(query).fetchone()[0])
+                except psycopg.Error:
+                    conns.pop(n, None)
+            time.sleep(0.01)
+        for conn in conns.values():
+            conn.close()
+
+
 def test_crash_and_planned_failover_each_raise_failover_success_once_and_lose_nothing(
     local_backend: Any, local_cluster_factory: Callable[..., Cluster]
 ) -> None:
@@ -132,7 +168,11 @@ def test_crash_and_planned_failover_each_raise_failover_success_once_and_lose_no
     for mode in ("crash", "planned"):
         writer = local_backend.describe_cluster(cid).writer_id
         sizes, started = _log_sizes(local_backend, cid), time.monotonic()
-        with WrapperWriteProbe(recipe, rate=50, settle_writes=25) as probe:
+        survivors = [r for r in local_backend.describe_cluster(cid).reader_ids]
+        with (
+            WrapperWriteProbe(recipe, rate=50, settle_writes=25) as probe,
+            _ReplicaStatusPoller(local_backend, cid, survivors) as poller,
+        ):
             result = local_backend.failover(cid, mode=mode)
         through_failover = _connections_since(sizes, dbname) / (time.monotonic() - started)
         report = probe.report
@@ -143,6 +183,9 @@ def test_crash_and_planned_failover_each_raise_failover_success_once_and_lose_no
         assert report.lost == 0, report.lost_ids
         assert report.recovered
         assert report.writers[-1] == result.new_writer
+        # readers and the promoted one name exactly one writer in every answer, also mid-failover
+        assert poller.writer_rows
+        assert set(poller.writer_rows) == {1}, poller.writer_rows
         print(
             f"{mode}: write gap {report.rto_s:.3f} s, {len(report.acks)} acknowledged, "
             f"{through_failover:.2f} connections/s through the failover, {at_rest:.2f}/s at rest"
