@@ -215,3 +215,23 @@ def test_connect_info_gives_the_wrapper_recipe_and_never_the_password(
     assert "target_session_attrs=read-write" in plain["cluster"]
     assert recipe.password
     assert recipe.password not in text + json.dumps(out) + json.dumps(plain)
+
+
+def test_without_the_hosts_file_plain_clients_work_and_connect_info_says_what_to_add(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster], capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a user who may not write /etc/hosts gets (here: management switched off)."""
+    from aurora_kit.cli import main
+
+    monkeypatch.setenv("AURORA_KIT_MANAGE_HOSTS", "0")
+    cluster = local_cluster_factory(readers=0, prefix="nh")
+    cid = cluster.db_cluster_identifier
+    info = local_backend.connection_info(cid, "cluster")
+    with psycopg.connect(info.conninfo, autocommit=True, **info.kwargs()) as conn:  # addresses need no names
+        assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone() == (cluster.writer_id,)
+    recipe = local_backend.aws_wrapper_recipe(cid)
+    assert not recipe.names_resolve
+    assert main(["local", "--root", str(local_backend.root), "connect-info", cid, "--for", "aws-wrapper"]) == 1
+    out = capsys.readouterr().out
+    assert "Add these lines to /etc/hosts" in out
+    assert all(line in out for line in recipe.hosts_lines)
