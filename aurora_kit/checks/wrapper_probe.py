@@ -90,7 +90,15 @@ class WrapperWriteProbe(WriteProbe):
     ``failover_successes`` counts the ``FailoverSuccessError`` the application saw; ``failover_writers`` holds, for
     each, the instance the next acknowledged write landed on."""
 
-    def __init__(self, recipe: Recipe, *, profile: str = "defaults", rate: float = 100.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        *,
+        profile: str = "defaults",
+        settings: Mapping[str, Any] | None = None,
+        rate: float = 100.0,
+        **kwargs: Any,
+    ) -> None:
         info = ConnectionInfo(
             conninfo=recipe.conninfo, user="", dbname="", password=recipe.password, endpoint="aws-wrapper"
         )
@@ -98,6 +106,8 @@ class WrapperWriteProbe(WriteProbe):
         wrapper_settings(recipe, profile)  # InvalidParameterError for an unknown profile, before anything runs
         self.recipe = recipe
         self.profile = profile
+        #: wrapper settings on top of the profile (``plugins="failover,host_monitoring"``...)
+        self.settings = dict(settings or {})
         self.failover_successes = 0
         self.failover_writers: list[str] = []
 
@@ -117,7 +127,7 @@ class WrapperWriteProbe(WriteProbe):
             while not self._stop.is_set():
                 if conn is None:
                     try:
-                        conn = connect_wrapper(self.recipe, self.profile, autocommit=True)
+                        conn = connect_wrapper(self.recipe, self.profile, autocommit=True, **self.settings)
                     except Exception as exc:
                         self._fail("connect", sqlstate_of(exc), _first_line(exc))
                         next_t = self._pace(next_t, period)

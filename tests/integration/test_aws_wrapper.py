@@ -235,3 +235,19 @@ def test_without_the_hosts_file_plain_clients_work_and_connect_info_says_what_to
     out = capsys.readouterr().out
     assert "Add these lines to /etc/hosts" in out
     assert all(line in out for line in recipe.hosts_lines)
+
+
+def test_the_first_failover_plugin_too_raises_failover_success_once_and_loses_nothing(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    """``failover`` (v1, one failover process per connection) as well as the default ``failover_v2``."""
+    cluster = local_cluster_factory(readers=1, prefix="v1")
+    cid = cluster.db_cluster_identifier
+    recipe = _recipe(local_backend, cid)
+    with WrapperWriteProbe(recipe, settings={"plugins": "failover,host_monitoring"}, rate=50) as probe:
+        result = local_backend.failover(cid, mode="crash")
+    report = probe.report
+    assert report is not None
+    assert probe.failover_successes == 1, report.errors_by_kind
+    assert probe.failover_writers == [result.new_writer]
+    assert report.lost == 0, report.lost_ids
