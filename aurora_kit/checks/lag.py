@@ -2,8 +2,8 @@
 
 Lag here is what an application observes: from the writer acknowledging the commit to the marker being visible
 in a query on the reader (per-instance connections, so each reader is measured separately), including one poll
-round trip. Alongside, ``aurora_replica_status()`` (Aurora; shimmed locally) and ``pg_stat_replication`` rows are
-recorded where the server offers them.
+round trip. Alongside, ``aurora_replica_status()`` (Aurora's; locally the same surface in ``pg_catalog``) and
+``pg_stat_replication`` rows are recorded where the server offers them.
 """
 
 from __future__ import annotations
@@ -223,7 +223,11 @@ def measure_replica_lag_at(
                         stalled[name] = stalled[name] + 1 if lag is None else 0
                     if interval_s:
                         time.sleep(interval_s)
-            status = _rows(wconn, "SELECT * FROM aurora_replica_status()")
+            status = _rows(
+                wconn,  # Aurora's own column names: the same query runs on both backends
+                "SELECT server_id, session_id, durable_lsn, highest_lsn_rcvd, current_read_lsn, replica_lag_in_msec, "
+                "last_update_timestamp FROM aurora_replica_status()",
+            )
             replication = _rows(
                 wconn,
                 "SELECT application_name, state, sync_state, write_lag::text, flush_lag::text, replay_lag::text "

@@ -1,4 +1,5 @@
-"""``aurora-kit local up | status | down | failover | crash-writer | list``: drive local Aurora-shaped clusters.
+"""``aurora-kit local up | status | down | failover | crash-writer | list | connect-info``: drive local Aurora-shaped
+clusters.
 
 The root dir is ``--root`` or ``$AURORA_KIT_HOME`` (default ``/var/lib/aurora_kit`` as root, else
 ``~/.local/share/aurora_kit``).
@@ -61,6 +62,17 @@ def register(subparsers: Any) -> None:
     crash.set_defaults(func=cmd_crash_writer)
 
     action("list", "one line per cluster").set_defaults(func=cmd_list)
+
+    info = sub.add_parser(
+        "connect-info",
+        help="how a client connects (psycopg endpoints, or the AWS Advanced Python Wrapper's recipe); no password",
+    )
+    info.add_argument("cluster_id")
+    info.add_argument("--for", dest="client", choices=("psycopg", "aws-wrapper"), default="psycopg")
+    info.add_argument(
+        "--json", action="store_true", help="one JSON object (the password file's path, never the password)"
+    )
+    info.set_defaults(func=cmd_connect_info)
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -207,4 +219,71 @@ def cmd_failover(args: argparse.Namespace) -> int:
 def cmd_crash_writer(args: argparse.Namespace) -> int:
     backend = _backend(args)
     _print_failover(backend.failover(args.cluster_id, mode="crash"))
+    return 0
+
+
+def _wrapper_snippet(conninfo: str, password_file: str, properties: dict[str, str]) -> str:
+    props = "".join(f"    {k}={v!r},\n" for k, v in properties.items())
+    return (
+        "import psycopg\n"
+        "from aws_advanced_python_wrapper import AwsWrapperConnection\n\n"
+        "conn = AwsWrapperConnection.connect(\n"
+        "    psycopg.Connection.connect,\n"
+        f"    {conninfo!r},\n"
+        f"    password=open({password_file!r}).read().strip(),\n"
+        f"{props}"
+        "    autocommit=True,\n"
+        ")"
+    )
+
+
+def cmd_connect_info(args: argparse.Namespace) -> int:
+    import json
+
+    backend = _backend(args)
+    cluster = backend.describe_cluster(args.cluster_id)
+    password_file = (cluster.master_user_secret_arn or "").removeprefix("file://")
+    if args.client == "psycopg":
+        out: dict[str, Any] = {
+            "client": "psycopg",
+            "cluster": backend.connection_info(args.cluster_id, "cluster").conninfo,
+            "reader": backend.connection_info(args.cluster_id, "reader").conninfo,
+            "password_file": password_file,
+        }
+        if args.json:
+            print(json.dumps(out, indent=1))
+        else:
+            print(pairs([(k, v) for k, v in out.items() if k != "client"]))
+            print("\npsycopg.connect(<conninfo>, password=open(<password file>).read().strip())")
+        return 0
+    recipe = backend.aws_wrapper_recipe(args.cluster_id)
+    out = {
+        "client": "aws-advanced-python-wrapper",
+        "conninfo": recipe.conninfo,
+        "properties": dict(recipe.properties),
+        "password_file": password_file,
+        "names_resolve": recipe.names_resolve,
+        "hosts_lines": list(recipe.hosts_lines),
+    }
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(
+        pairs(
+            [
+                ("conninfo", recipe.conninfo),
+                *((k, v) for k, v in recipe.properties.items()),
+                ("password file", password_file),
+                ("names resolve", "yes" if recipe.names_resolve else "NO (see below)"),
+            ]
+        )
+    )
+    print("\n" + _wrapper_snippet(recipe.conninfo, password_file, dict(recipe.properties)))
+    if not recipe.names_resolve:
+        print(
+            "\nThe wrapper reaches instances by name and these names do not resolve here: the backend writes them to"
+            " /etc/hosts only when it may (as root). Add these lines to /etc/hosts (sudo), or run `aurora-kit local`"
+            " as root:\n\n" + "\n".join(recipe.hosts_lines)
+        )
+        return 1
     return 0

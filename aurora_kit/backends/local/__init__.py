@@ -7,11 +7,14 @@ As root, every server and tool runs as the system user ``aurora_pg``; the root d
 
 Modules, one concern each (each depends only on those above it; none on :mod:`.backend`):
 
+- :mod:`.addressing`  per-instance loopback addresses on one port, Aurora-shaped names, the managed hosts-file block
 - :mod:`.binaries`    locate the tools, run them as the PostgreSQL account, root-dir traversal check
 - :mod:`.config`      file layout of a cluster and the generated ``postgresql.conf`` / ``pg_hba.conf`` / archive script
 - :mod:`.controller`  one PostgreSQL instance: initdb, start/readiness, stop by pid (fast → immediate → kill), crash
-- :mod:`.sql`         ``aurora_db_instance_identifier()`` and ``aurora_replica_status()`` shims
+- :mod:`.sql`         Aurora's SQL surface in ``pg_catalog``: ``aurora_replica_status()``, ``aurora_version()``,
+                      ``aurora_db_instance_identifier()``, ``rds.extensions`` in ``pg_settings``
 - :mod:`.state`       typed records (cluster, instance, backup, snapshot) over the JSON state file + flock, cluster lock
+- :mod:`.topology`    what clients are told: the topology file every node reads, the names, the wrapper recipe
 - :mod:`.views`       RDS-shaped results (``Cluster``, ``Instance``, ``Snapshot``) and dry-run projections; no I/O
 - :mod:`.nodes`       processes, ports, files of a root: connections, node config, base backups, slots, streaming
 - :mod:`.parameters`  the cluster parameter group (server-validated, pending-reboot)
@@ -25,7 +28,9 @@ A cluster: ``initdb --data-checksums --wal-segsize=1``; ``wal_level=replica``, `
 one pg_basebackup (the first automated backup) seeds every reader, each with its physical slot;
 ``synchronous_standby_names = 'ANY 1 (readers)'`` + ``synchronous_commit=on`` when there are readers; WAL archive
 with an ``archive_command`` that never overwrites a different file; SCRAM auth with a generated master password
-(``clusters/<id>/master-password``, 0600: the Secrets Manager stand-in). Cluster endpoint = every node with
+(``clusters/<id>/master-password``, 0600: the Secrets Manager stand-in). Every instance listens on the cluster's
+port (5432 when free) at its own loopback address 127.0.x.y, named ``<instance>.<suffix>.aurora-kit.internal`` in
+the hosts file when the backend may write it (see :mod:`.addressing`). Cluster endpoint = every node with
 ``target_session_attrs=read-write``; reader endpoint = the readers with ``target_session_attrs=standby`` +
 ``load_balance_hosts=random`` (the writer when there is none). Mutating calls are synchronous: ``wait`` is accepted
 for interface compatibility, everything is available when they return.

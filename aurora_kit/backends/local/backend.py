@@ -34,7 +34,7 @@ from aurora_kit.backends.base import (
     Snapshot,
     projected_cluster,
 )
-from aurora_kit.backends.local import backup, failover, lifecycle, monitoring, parameters, views
+from aurora_kit.backends.local import backup, failover, lifecycle, monitoring, parameters, topology, views
 from aurora_kit.backends.local.binaries import check_traversable, find_binaries, run_as
 from aurora_kit.backends.local.config import UNSAFE_PATH_CHARS
 from aurora_kit.backends.local.nodes import CONNECT_TIMEOUT, Nodes
@@ -168,8 +168,8 @@ class LocalBackend(ClusterBackend):
         for inst in spec.instances:
             if inst.instance_id in doc.instance_ids():
                 raise InvalidParameterError("instance_id", inst.instance_id, "already used by another cluster")
-        if spec.port is not None and (spec.port in doc.used_ports() or not Nodes.port_free(spec.port)):
-            raise InvalidParameterError("port", spec.port, "that loopback port is already in use")
+        if spec.port is not None:  # InvalidParameterError when nothing can listen on it
+            self.nodes.allocate_endpoints(len(spec.instances), port=spec.port, doc=doc)
 
         def run() -> Cluster:
             lifecycle.create_cluster(self.nodes, spec, bins)
@@ -280,6 +280,7 @@ class LocalBackend(ClusterBackend):
         def run() -> Cluster:
             with self.store.cluster_lock(cluster_id, "start cluster"):
                 lifecycle.start_cluster(self.nodes, cluster_id)
+                self.nodes.publish(cluster_id)  # the hosts file may have been reset since (a new container)
             return self.describe_cluster(cluster_id)
 
         calls = [("StartDBCluster", {"DBClusterIdentifier": cluster_id})]
@@ -318,6 +319,7 @@ class LocalBackend(ClusterBackend):
                 if current.instance(instance_id).is_writer:
                     if not current.reader_ids:
                         backup.park_writer_as_seed(self.nodes, cluster_id, instance_id)
+                        self.nodes.publish(cluster_id)
                         return
                     self.failover(cluster_id, mode="planned")
                 self.store.set_status(cluster_id, None, **{instance_id: "deleting"})
@@ -501,7 +503,7 @@ class LocalBackend(ClusterBackend):
             cl.instance(endpoint)  # InstanceNotFoundError
             members = [endpoint]
         conninfo = make_conninfo(
-            host=",".join(views.HOST for _ in members),
+            host=",".join(cl.instances[m].address for m in members),
             port=",".join(str(cl.instances[m].port) for m in members),
             dbname=cl.database_name,
             user=cl.master_username,
@@ -514,6 +516,20 @@ class LocalBackend(ClusterBackend):
             dbname=cl.database_name,
             password=self.nodes.password(cluster_id),
             endpoint=endpoint,
+        )
+
+    def aws_wrapper_recipe(self, cluster_id: str) -> topology.WrapperRecipe:
+        """How the AWS Advanced Python Wrapper connects to this cluster as to Aurora: the cluster endpoint's name
+        without ``target_session_attrs``, the instance host pattern and cluster id (see
+        :class:`.topology.WrapperRecipe`). The password is declared secret like :meth:`connection_info`'s."""
+        info = self.connection_info(cluster_id, "cluster")
+        return topology.wrapper_recipe(
+            self.root,
+            self.store.cluster(cluster_id),
+            dbname=info.dbname,
+            user=info.user,
+            connect_timeout=CONNECT_TIMEOUT,
+            password=info.password,
         )
 
     # == monitoring ========================================================================================

@@ -52,6 +52,11 @@ class PgBinaries:
     def major(self) -> int:
         return int(self.version.split(".")[0])
 
+    def extensions(self) -> list[str]:
+        """The extensions this installation ships (its ``*.control`` files), by name."""
+        share = self.bin_dir.parent / "share"
+        return sorted({p.stem for p in share.glob("**/extension/*.control")})
+
 
 @functools.lru_cache(maxsize=4)
 def find_binaries(major: int = 16) -> PgBinaries:

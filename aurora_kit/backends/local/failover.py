@@ -260,6 +260,8 @@ def _switch_writer(
             backoff=1.3,
         )
     phases.mark("target writable")
+    nodes.publish(cid)  # every node now names the new writer; so does the cluster endpoint's name
+    phases.mark("topology published")
     nodes.write_node_config(cid, target, cl, standby_readers=others, standby_signal=False)
     return target, mode
 
@@ -359,7 +361,8 @@ def rejoin(nodes: Nodes, cluster_id: str, old: str, phases: Phases | None = None
     ctl = nodes.controller(cluster_id, old, cl)
     ctl.stop(mode="fast")
     nodes.query(cluster_id, new, "CHECKPOINT")
-    source = f"host=127.0.0.1 port={cl.instance(new).port} user={cl.master_username} dbname=postgres connect_timeout=5"
+    up = cl.instance(new)
+    source = f"host={up.address} port={up.port} user={cl.master_username} dbname=postgres connect_timeout=5"
     if phases:
         phases.mark("checkpoint on new writer")
     try:

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aurora_kit.backends.local.addressing import LEGACY_ADDRESS
 from aurora_kit.errors import ClusterNotFoundError, InstanceNotFoundError, SnapshotNotFoundError
 
 State = dict[str, Any]
@@ -66,7 +67,8 @@ def spec_settings(spec: Mapping[str, Any] | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class InstanceRecord:
-    """One instance as recorded: its port, role (writer | reader) and status (RDS status strings)."""
+    """One instance as recorded: its loopback address and port, role (writer | reader) and status (RDS status
+    strings). Instances of one cluster share the port, each at its own address (see :mod:`.addressing`)."""
 
     port: int
     role: str
@@ -77,6 +79,7 @@ class InstanceRecord:
     created: datetime
     #: a former writer fenced after a failover whose rewind has not succeeded yet: never started as a primary
     needs_rewind: bool = False
+    address: str = LEGACY_ADDRESS
 
     @property
     def is_writer(self) -> bool:
@@ -96,10 +99,12 @@ class InstanceRecord:
             promotion_tier=int(data["promotion_tier"]),
             created=datetime.fromisoformat(data["created"]),
             needs_rewind=bool(data.get("needs_rewind", False)),
+            address=str(data.get("address") or LEGACY_ADDRESS),
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "address": self.address,
             "port": self.port,
             "role": self.role,
             "status": self.status,
@@ -390,6 +395,9 @@ class StateDoc:
 
     def used_ports(self) -> set[int]:
         return {i.port for cl in self.clusters.values() for i in cl.instances.values()}
+
+    def used_addresses(self) -> set[str]:
+        return {i.address for cl in self.clusters.values() for i in cl.instances.values()}
 
     def instance_ids(self) -> set[str]:
         return {iid for cl in self.clusters.values() for iid in cl.instances}
