@@ -50,7 +50,8 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'endpoint_overrides': {}}
 parameter_group = {'parameters': {'log_min_duration_statement': '250',
                 'idle_in_transaction_session_timeout': '60000',
                 'max_connections': '200'},

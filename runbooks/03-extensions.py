@@ -50,7 +50,8 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'endpoint_overrides': {}}
 pgvector = {'rows': 2000,
  'dim': 16,
  'k': 10,

@@ -55,7 +55,8 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'endpoint_overrides': {}}
 backup_restore = {'snapshot_id': None,
  'restore_cluster_id': 'ak-local-restored',
  'restore_mode': 'both',

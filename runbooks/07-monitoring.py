@@ -49,7 +49,8 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'endpoint_overrides': {}}
 monitoring = {'replica_lag_ms': 1000.0,
  'cpu_percent': 90.0,
  'freeable_memory_mb': 64.0,

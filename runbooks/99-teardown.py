@@ -49,7 +49,8 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'endpoint_overrides': {}}
 teardown = {'final_snapshot_id': None,
  'skip_final_snapshot': True,
  'lift_deletion_protection': False,

@@ -636,7 +636,8 @@ def test_connection_info_with_iam_token_and_endpoint_override(clients: dict, clu
         endpoint_overrides={described.endpoint: "127.0.0.1:6543"},
     )  # fmt: skip
     info = backend.connection_info(cluster_for_iam)
-    assert "host=127.0.0.1" in info.conninfo
+    assert f"host={described.endpoint}" in info.conninfo  # TLS (verify-full) checks the RDS name...
+    assert "hostaddr=127.0.0.1" in info.conninfo  # ...while the connection goes to the override
     assert "port=6543" in info.conninfo
     assert "user=app_rw" in info.conninfo
     assert "sslmode=require" in info.conninfo
@@ -644,6 +645,36 @@ def test_connection_info_with_iam_token_and_endpoint_override(clients: dict, clu
     # the token is signed for the real RDS hostname, not the override
     assert info.password.startswith(f"{described.endpoint}:5432/?Action=connect&DBUser=app_rw")
     assert info.password not in info.conninfo
+
+
+def test_endpoint_override_keeps_the_rds_hostname_for_verify_full(clients: dict, cluster: ClusterSpec) -> None:
+    """Defect 12: a tunnel/bastion override connects to its address (hostaddr) but keeps the RDS hostname as host, so
+    sslmode=verify-full still checks the certificate against the RDS name; a ``*.suffix`` key covers every endpoint."""
+    described = AwsBackend(region=REGION, clients=clients, poll=FAST).describe_cluster("orders")
+    exact = AwsBackend(
+        region=REGION, clients=clients, poll=FAST, ca_bundle="/ca.pem",
+        endpoint_overrides={described.endpoint: "127.0.0.1:15432", "*.us-east-1.rds.amazonaws.com": "127.0.0.2:5999"},
+    )  # fmt: skip
+    from psycopg.conninfo import conninfo_to_dict
+
+    writer = conninfo_to_dict(exact.connection_info("orders").conninfo)
+    assert (writer["host"], writer["hostaddr"], writer["port"]) == (described.endpoint, "127.0.0.1", "15432")
+    assert writer["sslmode"] == "verify-full"
+    reader = conninfo_to_dict(exact.connection_info("orders", "reader").conninfo)
+    assert (reader["host"], reader["hostaddr"], reader["port"]) == (described.reader_endpoint, "127.0.0.2", "5999")
+    plain = conninfo_to_dict(AwsBackend(region=REGION, clients=clients, poll=FAST).connection_info("orders").conninfo)
+    assert "hostaddr" not in plain
+    assert plain["host"] == described.endpoint
+
+
+def test_endpoint_override_names_are_resolved_to_an_address(clients: dict, cluster: ClusterSpec) -> None:
+    backend = AwsBackend(region=REGION, clients=clients, poll=FAST,
+                         endpoint_overrides={"*.rds.amazonaws.com": "localhost:15432"})  # fmt: skip
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(backend.connection_info("orders").conninfo)
+    assert params["hostaddr"] in ("127.0.0.1", "::1")
+    assert params["host"].endswith(".rds.amazonaws.com")
 
 
 @pytest.fixture

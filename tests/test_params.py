@@ -330,3 +330,30 @@ def test_print_parameters_cell_applies_overrides(capsys: pytest.CaptureFixture[s
     assert ns["readers"] == 1
     assert "pgvector" not in ns
     assert params.for_runbook("06-failover", ns).failover is not None
+
+
+def _aws(tmp_path: Path, **aws: Any) -> dict[str, Any]:
+    data = _raw()
+    data.update(backend="aws", availability_zones=["us-east-1a", "us-east-1b"], readers=1)
+    data["aws"] = {**data["aws"], "ca_bundle": "/etc/ssl/rds.pem", **aws}
+    return data
+
+
+def test_endpoint_overrides_reach_the_aws_backend_and_are_validated(tmp_path: Path) -> None:
+    """Defect 12: the tunnel/bastion mapping is a parameter, validated before anything runs."""
+    overrides = {"*.us-east-1.rds.amazonaws.com": "127.0.0.1:15432"}
+    p = params.load(_write(tmp_path, _aws(tmp_path, endpoint_overrides=overrides)))
+    from aurora_kit.backends.aws import AwsBackend
+
+    assert AwsBackend.options_from(p)["endpoint_overrides"] == overrides
+    with pytest.raises(InvalidParameterError, match="host:port") as info:
+        params.load(_write(tmp_path, _aws(tmp_path, endpoint_overrides={"x.rds.amazonaws.com": "127.0.0.1"})))
+    assert "endpoint_overrides" in info.value.field
+
+
+def test_a_relative_ca_bundle_is_relative_to_the_parameters_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    data = _aws(tmp_path, ca_bundle="../tls/rds-ca.pem")
+    path = tmp_path / "sub" / "env.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert params.load(path).aws.ca_bundle == str((tmp_path / "tls" / "rds-ca.pem").resolve())

@@ -18,7 +18,8 @@ Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are err
     dry_run: false                 # plan mutating calls, make none
     confirm: false                 # destructive steps run only with -p confirm=true
     local_root: null               # local backend: cluster root dir (null = the backend's default)
-    aws: {profile, ca_bundle, db_subnet_group_name, vpc_security_group_ids, kms_key_id, sns_topic_arn}
+    aws: {profile, ca_bundle, db_subnet_group_name, vpc_security_group_ids, kms_key_id, sns_topic_arn,
+          endpoint_overrides}
     # one section per runbook concern
     parameter_group: {...}         # 02-configure-parameters
     pgvector: {...}                # 03-extensions
@@ -121,6 +122,9 @@ class AwsOptions(_Model):
     vpc_security_group_ids: list[str]
     kms_key_id: str | None
     sns_topic_arn: str | None
+    #: ``{"<endpoint hostname>" or "*.<suffix>": "address:port"}``: connect there (a tunnel, a bastion, the emulator)
+    #: while TLS still verifies the RDS hostname (it stays libpq's host; the address goes in hostaddr)
+    endpoint_overrides: dict[str, str]
 
     @field_validator("sns_topic_arn")
     @classmethod

@@ -360,13 +360,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _split_host_port(host: str, target: str) -> tuple[str, int]:
-    name, sep, port = target.rpartition(":")
-    if not sep or not name or not port.isdigit():
-        raise InvalidParameterError(f"endpoint_overrides[{host}]", target, "must be 'host:port'")
-    return name, int(port)
-
-
 def _describe_state(state: tuple[dict[str, Any] | None, dict[str, str]]) -> str:
     cluster, statuses = state
     if cluster is None:

@@ -33,9 +33,9 @@ from aurora_kit.backends.aws.api import (
     _describe_state,
     _lower,
     _now,
-    _split_host_port,
     _state_terminal,
 )
+from aurora_kit.backends.aws.endpoints import endpoint_override, host_address, split_host_port
 from aurora_kit.backends.aws.parameters import ParameterGroupOps
 from aurora_kit.backends.aws.snapshots import SnapshotOps
 from aurora_kit.backends.aws.translate import (
@@ -77,8 +77,9 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
     :param ca_bundle: path of the RDS CA bundle, used as ``sslrootcert`` with ``sslmode=verify-full``.
     :param iam_auth: connect with an IAM auth token (``generate_db_auth_token``, 15 min) instead of the
         managed master secret; ``iam_user`` is the database user granted ``rds_iam`` (default: master user).
-    :param endpoint_overrides: ``{"<rds hostname>": "host:port"}`` to point data-plane connections elsewhere
-        (moto's endpoints are fake); IAM tokens are still signed for the real hostname.
+    :param endpoint_overrides: ``{"<rds hostname>" or "*.<suffix>": "address:port"}``: connect there instead (a
+        tunnel, a bastion, the emulator) while the RDS hostname stays the libpq ``host``, so ``verify-full`` checks
+        the certificate against it and IAM tokens are signed for it (``hostaddr`` = the address, a name is resolved).
     :param poll: :class:`PollSettings` (or a mapping of its fields).
 
     ``AWS_ENDPOINT_URL`` (e.g. a moto server) is honoured by botocore itself.
@@ -108,6 +109,11 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         bad_az = [z for z in params.availability_zones if not z.startswith(params.region)]
         if bad_az:
             raise InvalidParameterError("availability_zones", bad_az[0], f"not a zone of region {params.region!r}")
+        for host, target in params.aws.endpoint_overrides.items():
+            try:
+                split_host_port(host, target)
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"aws.{exc.field}", exc.value, exc.reason) from exc
 
     @classmethod
     def options_from(cls, params: BackendSettings) -> dict[str, Any]:
@@ -116,12 +122,19 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             options["profile"] = params.aws.profile
         if params.aws.ca_bundle:
             options["ca_bundle"] = params.aws.ca_bundle
+        if params.aws.endpoint_overrides:
+            options["endpoint_overrides"] = dict(params.aws.endpoint_overrides)
         return options
 
     def unreachable_hint(self) -> str:
         if os.environ.get("AWS_ENDPOINT_URL"):
-            return "AWS_ENDPOINT_URL is set (a moto server's endpoints are fake hostnames)"
-        return "run from inside the cluster's VPC (or through a tunnel/bastion) to reach the endpoints"
+            if not self.endpoint_overrides:
+                return (
+                    "AWS_ENDPOINT_URL is set and no aws.endpoint_overrides: a plain moto server's endpoints answer "
+                    "nobody (`aurora-kit emulate` answers through the overrides of parameters/aws-emulated.yaml)"
+                )
+            return "AWS_ENDPOINT_URL is set: is `aurora-kit emulate` running on the port aws.endpoint_overrides names?"
+        return "run from inside the cluster's VPC, or through a tunnel/bastion with aws.endpoint_overrides (README)"
 
     def __init__(
         self,
@@ -150,7 +163,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         self.sslmode = sslmode
         self.endpoint_overrides = dict(endpoint_overrides or {})
         for host, target in self.endpoint_overrides.items():
-            _split_host_port(host, target)
+            split_host_port(host, target)
         self.poll = poll if isinstance(poll, PollSettings) else PollSettings(**dict(poll or {}))
         self._engine_defaults: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -501,14 +514,11 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             )
         else:
             password = self._master_password(cluster)
-        conn_host, conn_port = _split_host_port(host, self.endpoint_overrides.get(host, f"{host}:{port}"))
-        params: dict[str, Any] = {
-            "host": conn_host,
-            "port": conn_port,
-            "dbname": dbname,
-            "user": user,
-            "sslmode": self.sslmode,
-        }
+        params: dict[str, Any] = {"host": host, "port": port, "dbname": dbname, "user": user, "sslmode": self.sslmode}
+        target = endpoint_override(host, self.endpoint_overrides)
+        if target is not None:  # the RDS name stays the host (TLS verifies it); the connection goes to hostaddr
+            name, params["port"] = split_host_port(host, target)
+            params["hostaddr"] = host_address(host, target, name)
         if self.ca_bundle:
             params["sslrootcert"] = self.ca_bundle
         return ConnectionInfo(
