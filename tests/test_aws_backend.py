@@ -6,13 +6,13 @@ own bookkeeping), so "0 mutating calls" means no Create/Modify/Delete/... reques
 moto 5.2.x gaps found here (the paths are covered in test_aws_stubber.py with real response shapes instead):
 
 - ``DBClusterMembers[].DBClusterParameterGroupStatus`` is always ``in-sync``, ``RebootDBInstance`` is a no-op
-  answering ``available``, ``DescribeEngineDefaultClusterParameters`` is not implemented. The ``moto_rds_gaps``
-  fixture (tests/plugins/moto_server.py) patches moto to AWS's shapes for these three (pending-reboot after a
+  answering ``available``, ``DescribeEngineDefaultClusterParameters`` is not implemented, and
+  ``RestoreDBClusterFromSnapshot`` raises KeyError('_master_user_password') when the source used
+  ManageMasterUserPassword. The ``moto_rds_gaps`` fixture applies the patches of
+  :mod:`aurora_kit.emulator.gaps` (the one place for them, shared with the emulator): pending-reboot after a
   reboot-applied change until the instance is rebooted; ``rebooting`` in the reboot answer; an empty engine-default
-  catalogue), so the backend's waits run here; their timing is only covered with the Stubber.
+  catalogue; a managed source restores. Their timing is covered with the Stubber, their reality on the emulator.
 - ``DescribeDBClusterParameters`` returns only user-set parameters, without ApplyType/AllowedValues.
-- ``RestoreDBClusterFromSnapshot`` raises KeyError('_master_user_password') when the source used
-  ManageMasterUserPassword; the moto restore test therefore builds its source with a plain password.
 - No validation of BackupRetentionPeriod 1-35 (0 is accepted); deletion of a protected cluster answers
   InvalidParameterCombination (as AWS does).
 - Restores do not copy IAM auth / log exports from the source (AWS neither, hence explicit settings).
