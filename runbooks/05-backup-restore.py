@@ -44,6 +44,7 @@ availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
 instance_class = 'db.r6g.large'
 backup_retention_period = 1
 preferred_backup_window = '03:00-04:00'
+preferred_maintenance_window = None
 deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}

@@ -556,7 +556,9 @@ def test_delete_without_final_snapshot(backend: AwsBackend, calls: CallLog) -> N
     backend.create_cluster(make_spec("scratch", 0, deletion_protection=False))
     calls.clear()
     assert backend.delete_cluster("scratch", final_snapshot_id=None, skip_final_snapshot=True) is None
-    assert calls.params("DeleteDBCluster") == [{"DBClusterIdentifier": "scratch", "SkipFinalSnapshot": True}]
+    assert calls.params("DeleteDBCluster") == [
+        {"DBClusterIdentifier": "scratch", "DeleteAutomatedBackups": True, "SkipFinalSnapshot": True}
+    ]
     assert backend.list_clusters() == []
 
 

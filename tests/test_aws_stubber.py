@@ -413,8 +413,12 @@ def test_create_waits_for_instances_after_the_cluster_is_available(
         stub.add_response(
             "create_db_instance", {"DBInstance": db_instance(iid, "creating")},
             {"DBInstanceIdentifier": iid, "DBClusterIdentifier": "orders", "DBInstanceClass": "db.r6g.large",
-             "Engine": "aurora-postgresql", "PromotionTier": tier, "Tags": []},
+             "Engine": "aurora-postgresql", "PromotionTier": tier, "PubliclyAccessible": False, "Tags": []},
         )  # fmt: skip
+        if iid == "orders-1":  # the writer alone first, until the cluster names it the writer and it is up
+            for status in ("creating", "available"):
+                stub.add_response("describe_db_clusters", clusters(members=[member("orders-1", True, tier=0)]), ONE)
+                stub.add_response("describe_db_instances", instances({"orders-1": status}), FILTER)
     # the cluster is "available" throughout; the instances are not — boto3's cluster waiter would stop here
     for statuses in ({"orders-1": "creating", "orders-2": "creating"},
                      {"orders-1": "available", "orders-2": "configuring-enhanced-monitoring"},
@@ -447,8 +451,7 @@ def test_restore_from_managed_password_snapshot_passes_settings_explicitly(
         "EngineVersion": "16.4", "DBClusterParameterGroupName": "orders-cluster-params",
         "DBSubnetGroupName": "private-db", "VpcSecurityGroupIds": ["sg-0123456789abcdef0"],
         "EnableIAMDatabaseAuthentication": True, "DeletionProtection": True, "CopyTagsToSnapshot": True,
-        "EnableCloudwatchLogsExports": ["postgresql"], "BackupRetentionPeriod": 7,
-        "PreferredBackupWindow": "03:00-04:00",
+        "EnableCloudwatchLogsExports": ["postgresql"],  # retention and window: the snapshot's (defect 2)
         "Tags": [{"Key": "aurora-kit:restored-from-snapshot", "Value": "orders-snap"}],
     }  # fmt: skip
     restored = "orders-restored"
@@ -459,7 +462,8 @@ def test_restore_from_managed_password_snapshot_passes_settings_explicitly(
     stub.add_response(
         "create_db_instance", {"DBInstance": db_instance("orders-restored-1", "creating", restored)},
         {"DBInstanceIdentifier": "orders-restored-1", "DBClusterIdentifier": restored,
-         "DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql", "PromotionTier": 1, "Tags": []},
+         "DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql", "PromotionTier": 1,
+         "PubliclyAccessible": False, "Tags": [{"Key": "aurora-kit:restored-from-snapshot", "Value": "orders-snap"}]},
     )  # fmt: skip
     restored_filter = {"Filters": [{"Name": "db-cluster-id", "Values": [restored]}]}
     for status in ("creating", "available"):
@@ -504,10 +508,14 @@ def test_restore_without_managed_secret_hands_the_password_to_secrets_manager(
     stub.add_response("describe_db_clusters", {"DBClusters": [without_secret(db_cluster(restored))]}, one)
     stub.add_response("modify_db_cluster", {"DBCluster": without_secret(db_cluster(restored, "modifying"))},
                       {**one, "ManageMasterUserPassword": True, "ApplyImmediately": True})  # fmt: skip
+    # the instance waits until the cluster is available again after the modification
+    stub.add_response("describe_db_clusters", {"DBClusters": [without_secret(db_cluster(restored, "modifying"))]}, one)
+    stub.add_response("describe_db_clusters", clusters(restored), one)
     stub.add_response(
         "create_db_instance", {"DBInstance": db_instance("orders-restored-1", "creating", restored)},
         {"DBInstanceIdentifier": "orders-restored-1", "DBClusterIdentifier": restored,
-         "DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql", "PromotionTier": 1, "Tags": []},
+         "DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql", "PromotionTier": 1,
+         "PubliclyAccessible": False, "Tags": [{"Key": "aurora-kit:restored-from-snapshot", "Value": "orders-snap"}]},
     )  # fmt: skip
     members = [member("orders-restored-1", True)]
     restored_filter = {"Filters": [{"Name": "db-cluster-id", "Values": [restored]}]}
@@ -650,7 +658,7 @@ def test_instance_in_incompatible_network_fails_create_at_once(backend: AwsBacke
     stub.add_response(
         "create_db_instance", {"DBInstance": db_instance("orders-3", "creating")},
         {"DBInstanceIdentifier": "orders-3", "DBClusterIdentifier": "orders", "DBInstanceClass": "db.r6g.large",
-         "Engine": "aurora-postgresql", "PromotionTier": 1, "Tags": []},
+         "Engine": "aurora-postgresql", "PromotionTier": 1, "PubliclyAccessible": False, "Tags": []},
     )  # fmt: skip
     stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
     stub.add_response(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,7 @@ def test_teardown_needs_exactly_one_final_snapshot_choice(tmp_path: Path) -> Non
         "final_snapshot_id": "final-1",
         "skip_final_snapshot": True,
         "lift_deletion_protection": False,
+        "delete_automated_backups": True,
         "confirm_cluster_id": None,
     }
     with pytest.raises(InvalidParameterError, match="exactly one"):
@@ -357,3 +359,25 @@ def test_a_relative_ca_bundle_is_relative_to_the_parameters_file(tmp_path: Path)
     path = tmp_path / "sub" / "env.yaml"
     path.write_text(yaml.safe_dump(data))
     assert params.load(path).aws.ca_bundle == str((tmp_path / "tls" / "rds-ca.pem").resolve())
+
+
+@pytest.mark.parametrize(
+    ("window", "reason"),
+    [
+        ("sun:03:30-sun:04:30", "overlaps the backup window 03:00-04:00"),
+        ("sun:05:00-sun:05:10", "at least 30 minutes"),
+        ("sunday:05:00-06:00", "ddd:hh:mm-ddd:hh:mm"),
+    ],
+)
+def test_defect_11_the_maintenance_window_is_validated_before_anything_runs(
+    tmp_path: Path, window: str, reason: str
+) -> None:
+    """preferred_maintenance_window: format, at least 30 minutes, no overlap with the backup window (RDS refuses
+    it), checked when the parameters load — before any kernel starts, so before anything is created."""
+    data = _raw() | {"preferred_maintenance_window": window}
+    with pytest.raises(InvalidParameterError, match=re.escape(reason)) as info:
+        params.load(_write(tmp_path, data))
+    assert info.value.field == "preferred_maintenance_window"
+    good = params.load(_write(tmp_path, _raw() | {"preferred_maintenance_window": "Sun:05:00-Sun:05:30"}))
+    assert good.preferred_maintenance_window == "sun:05:00-sun:05:30"
+    assert good.to_cluster_spec().preferred_maintenance_window == "sun:05:00-sun:05:30"

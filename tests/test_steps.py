@@ -32,6 +32,7 @@ from aurora_kit.errors import (
     ClusterNotFoundError,
     ConfirmationRequiredError,
     DeletionProtectionError,
+    InvalidParameterError,
     VerificationError,
 )
 from aurora_kit.runbook import Run
@@ -512,3 +513,22 @@ def test_teardown_stops_before_deleting_a_protected_cluster_or_without_confirm()
         teardown.gone(_run(backend)).assert_ok()
     assert teardown.gone(_run(FakeBackend(None))).ok
     assert teardown.find_cluster(_run(FakeBackend(None))) is None
+
+
+def test_defect_08_teardown_passes_the_automated_backups_choice_and_shows_it() -> None:
+    """teardown.delete_automated_backups reaches DeleteDBCluster (recorded in a dry run's plan); a backend whose
+    automated backups go with the cluster refuses false before anything is deleted."""
+    keep = "teardown.delete_automated_backups=false"
+    aws = FakeBackend(_cluster(), traits=AWS_TRAITS)
+    run = _run(aws, "confirm=true", "teardown.confirm_cluster_id=ak-local", keep)
+    assert "automated backups kept" in teardown.plan(run, aws.cluster).title
+    teardown.teardown(run, aws.cluster)
+    assert aws.calls == [
+        "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False, "
+        "'delete_automated_backups': False}"
+    ]
+    local = FakeBackend(_cluster())
+    run = _run(local, "confirm=true", "teardown.confirm_cluster_id=ak-local", keep)
+    with pytest.raises(InvalidParameterError, match=r"teardown\.delete_automated_backups"):
+        teardown.plan(run, local.cluster)
+    assert local.calls == []

@@ -300,6 +300,9 @@ class BackendTraits:
     restorable_wait_s: float
     #: the ``region`` parameter means something (aws); on local it is only a label
     regional: bool
+    #: automated backups can outlive a deleted cluster (aws: ``DeleteAutomatedBackups=False`` keeps them for their
+    #: retention period); local: they live in the cluster's directory and go with it
+    retains_automated_backups: bool = False
 
 
 class ClusterBackend(ABC):
@@ -375,10 +378,13 @@ class ClusterBackend(ABC):
         skip_final_snapshot: bool = False,
         lift_deletion_protection: bool = False,
         wait: bool = True,
+        delete_automated_backups: bool = True,
     ) -> Snapshot | None:
         """Delete instances, then the cluster. Exactly one of ``final_snapshot_id`` / ``skip_final_snapshot``
         must be given (InvalidParameterError otherwise). DeletionProtectionError unless protection is off or
-        ``lift_deletion_protection``. Returns the final snapshot, if one was taken."""
+        ``lift_deletion_protection``. ``delete_automated_backups=False`` keeps the automated backups where the
+        backend can (``traits.retains_automated_backups``; UnsupportedOperationError, before any change, where it
+        cannot). Returns the final snapshot, if one was taken."""
 
     @abstractmethod
     def stop_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster: ...

@@ -12,6 +12,7 @@ Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are err
     instance_class: db.r6g.large
     backup_retention_period: 1     # days, 1-35
     preferred_backup_window: "03:00-04:00"
+    preferred_maintenance_window: "sun:05:00-sun:05:30"   # or null: AWS picks one
     deletion_protection: false
     iam_auth: false                # IAM database authentication
     tags: {project: aurora_kit}
@@ -61,6 +62,7 @@ from aurora_kit.rules import (
     check_alarm_period,
     check_backup_window,
     check_identifier,
+    check_maintenance_window,
     check_retention,
 )
 from aurora_kit.specs import AlarmSpec, ClusterSpec
@@ -276,6 +278,8 @@ class TeardownSettings(_Model):
     final_snapshot_id: str | None
     skip_final_snapshot: bool
     lift_deletion_protection: bool
+    #: DeleteDBCluster's DeleteAutomatedBackups: false keeps them for their retention period (aws; local cannot)
+    delete_automated_backups: bool
     confirm_cluster_id: str | None  # must equal cluster_id to delete it (-p teardown.confirm_cluster_id=<id>)
 
     @field_validator("final_snapshot_id", "confirm_cluster_id")
@@ -303,6 +307,7 @@ class RunbookParameters(_Model):
     instance_class: str
     backup_retention_period: int
     preferred_backup_window: str
+    preferred_maintenance_window: str | None  # ddd:hh:mm-ddd:hh:mm UTC, ≥ 30 min, clear of backups; null: AWS's
     deletion_protection: bool
     iam_auth: bool
     tags: dict[str, str]
@@ -362,6 +367,13 @@ class RunbookParameters(_Model):
     def _retention(cls, v: Any) -> int:
         return check_retention(v)
 
+    @field_validator("preferred_maintenance_window")
+    @classmethod
+    def _maintenance(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        return check_maintenance_window(v, info.data.get("preferred_backup_window"))
+
     @model_validator(mode="after")
     def _consistent(self) -> RunbookParameters:
         from aurora_kit.backends import backend_class
@@ -381,6 +393,7 @@ class RunbookParameters(_Model):
             engine_version=self.engine_version,
             backup_retention_period=self.backup_retention_period,
             preferred_backup_window=self.preferred_backup_window,
+            preferred_maintenance_window=self.preferred_maintenance_window,
             deletion_protection=self.deletion_protection,
             iam_database_authentication=self.iam_auth,
             kms_key_id=self.aws.kms_key_id,

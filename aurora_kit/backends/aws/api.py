@@ -20,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from aurora_kit.backends.aws import decisions as d
 from aurora_kit.backends.aws.plan import format_plan, is_mutating
 from aurora_kit.backends.aws.translate import (
     to_instance,
@@ -37,6 +38,7 @@ from aurora_kit.errors import (
     SnapshotNotFoundError,
 )
 from aurora_kit.polling import wait_for
+from aurora_kit.specs import InstanceSpec
 
 T = TypeVar("T")
 RDS = "rds"
@@ -228,6 +230,34 @@ class AwsApi(ClusterBackend):
         )
         assert cluster is not None
         return cluster
+
+    def _create_instances(
+        self, cluster_id: str, instances: Sequence[InstanceSpec], tags: Mapping[str, str], *, has_writer: bool
+    ) -> None:
+        """CreateDBInstance for each; without a writer yet, the first is created alone and awaited until the cluster
+        reports it as the writer: Aurora makes whichever instance comes up first the writer, so readers created at
+        the same time could take that role."""
+        for n, inst in enumerate(instances):
+            self._call(RDS, "CreateDBInstance", **d.create_instance_params(cluster_id, inst, tags))
+            if n == 0 and not has_writer and len(instances) > 1 and not self.dry_run:
+                self._wait_writer(cluster_id, inst.instance_id)
+
+    def _wait_writer(self, cluster_id: str, instance_id: str) -> None:
+        """Until ``instance_id`` is ``available`` and the cluster's members name it the writer."""
+
+        def done(state: tuple[dict[str, Any] | None, dict[str, str]]) -> bool:
+            cluster, statuses = state
+            members = (cluster or {}).get("DBClusterMembers") or []
+            writer = any(m["DBInstanceIdentifier"].lower() == instance_id and m.get("IsClusterWriter") for m in members)
+            return writer and statuses.get(instance_id) == "available"
+
+        self._wait(
+            f"{instance_id} up as the writer of {cluster_id}",
+            lambda: self._cluster_state(cluster_id),
+            done,
+            describe=_describe_state,
+            fail_if=_state_terminal,
+        )
 
     def _wait_cluster_status(self, cluster_id: str, status: str) -> dict[str, Any]:
         cluster = self._wait(

@@ -94,6 +94,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         poll_max_delay_s=15.0,
         restorable_wait_s=900.0,
         regional=True,
+        retains_automated_backups=True,
     )
 
     @classmethod
@@ -185,8 +186,8 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             if missing:
                 if not self.dry_run:
                     self._wait_cluster_status(spec.cluster_id, "available")
-                for inst in missing:
-                    self._call(RDS, "CreateDBInstance", **d.create_instance_params(spec.cluster_id, inst, spec.tags))
+                writer = any(m.get("IsClusterWriter") for m in existing.get("DBClusterMembers") or [])
+                self._create_instances(spec.cluster_id, missing, spec.tags, has_writer=writer)
                 if self.dry_run:
                     return projected_cluster(
                         spec, engine_version=spec.engine_version, port=spec.port or 5432, group=group
@@ -205,8 +206,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             # CreateDBInstance needs the cluster to exist; AWS accepts it while "creating", but waiting for
             # "available" first is what RDS documents for restores and avoids ordering surprises.
             self._wait_cluster_status(spec.cluster_id, "available")
-        for inst in spec.instances:  # first = writer: Aurora makes the first instance created the writer
-            self._call(RDS, "CreateDBInstance", **d.create_instance_params(spec.cluster_id, inst, spec.tags))
+        self._create_instances(spec.cluster_id, spec.instances, spec.tags, has_writer=False)
         if self.dry_run:
             return projected_cluster(spec, engine_version=spec.engine_version, port=spec.port or 5432, group=group)
         if not wait:
@@ -290,7 +290,10 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         skip_final_snapshot: bool = False,
         lift_deletion_protection: bool = False,
         wait: bool = True,
+        delete_automated_backups: bool = True,
     ) -> Snapshot | None:
+        """Delete instances, then the cluster (see the interface). ``delete_automated_backups=False`` keeps the
+        automated backups for their retention period (``DeleteAutomatedBackups``; AWS's default deletes them)."""
         cluster_id = _lower(cluster_id)
         final_snapshot_id = _lower(final_snapshot_id)
         check_final_snapshot_choice(final_snapshot_id, skip_final_snapshot)
@@ -320,7 +323,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         if not self.dry_run:
             for instance_id in members:  # the cluster cannot be deleted while it has instances
                 self._wait_instance_gone(instance_id)
-        params: dict[str, Any] = {"DBClusterIdentifier": cluster_id}
+        params: dict[str, Any] = {"DBClusterIdentifier": cluster_id, "DeleteAutomatedBackups": delete_automated_backups}
         if skip_final_snapshot:
             params["SkipFinalSnapshot"] = True
         else:

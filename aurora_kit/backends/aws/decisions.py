@@ -287,6 +287,7 @@ def create_instance_params(
         "DBInstanceClass": spec.instance_class,
         "Engine": ENGINE,
         "PromotionTier": spec.promotion_tier,
+        "PubliclyAccessible": False,  # explicit: the default depends on the subnet group (public subnets: True)
         "Tags": tag_list(tags or {}),
     }
     if spec.availability_zone:
@@ -500,16 +501,24 @@ def restore_settings(
                 "MinCapacity": scaling["MinCapacity"],
                 "MaxCapacity": scaling["MaxCapacity"],
             }
-        if src.get("BackupRetentionPeriod"):
-            params["BackupRetentionPeriod"] = src["BackupRetentionPeriod"]
-        if src.get("PreferredBackupWindow"):
-            params["PreferredBackupWindow"] = src["PreferredBackupWindow"]
     else:
         params["EnableIAMDatabaseAuthentication"] = True
         params["DeletionProtection"] = True
         params["CopyTagsToSnapshot"] = True
         params["EnableCloudwatchLogsExports"] = ["postgresql"]
     return params
+
+
+def restore_backup_changes(source: Mapping[str, Any] | None, restored: Mapping[str, Any]) -> dict[str, Any]:
+    """ModifyDBCluster parameters that give a restored cluster its source's backup retention and window, where they
+    differ. A restore keeps the snapshot's settings by default; passing them to RestoreDBCluster* needs botocore
+    >= 1.42.47 (pyproject allows 1.34), so they are set afterwards, and only when they differ."""
+    changes: dict[str, Any] = {}
+    for key in ("BackupRetentionPeriod", "PreferredBackupWindow"):
+        wanted = (source or {}).get(key)
+        if wanted and restored.get(key) != wanted:
+            changes[key] = wanted
+    return changes
 
 
 # -- failover -------------------------------------------------------------------------------------------------
