@@ -30,7 +30,8 @@
 # in the account), `ec2:Describe*` for the subnet/security groups.
 #
 # **Steps** — 1. plan · 2. create (dry run: record the calls) · 3. check against the parameters ·
-# 4. endpoints and members · 5. who answers on each endpoint (data plane) · 6. summary.
+# 4. endpoints and members · 5. the IAM database user (data plane) · 6. who answers on each endpoint (data plane) ·
+# 7. summary.
 
 # %% tags=["parameters"]
 backend = 'local'
@@ -55,6 +56,7 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None,
+ 'iam_db_user': None,
  'endpoint_overrides': {}}
 
 # %%
@@ -93,15 +95,24 @@ wf.verify(match)
 wf.members_table(run, cluster)
 
 # %% [markdown]
-# ## 5. Who answers on each endpoint (data plane)
-# Skipped, with the reason printed and recorded, when the endpoints cannot be reached from here.
+# ## 5. The IAM database user (`iam_auth`)
+# Created once as the master user (managed secret) and granted `rds_iam`; a token login proves it. The master user
+# keeps its password: a user granted `rds_iam` can log in only with tokens. Data plane: skipped when unreachable.
 
 # %%
 dp = wf.data_plane(run)
+iam = wf.when(dp, wf.iam_user, run, writes=True)
+wf.verify(iam)
+
+# %% [markdown]
+# ## 6. Who answers on each endpoint (data plane)
+# Skipped, with the reason printed and recorded, when the endpoints cannot be reached from here.
+
+# %%
 wf.when(dp, wf.who_answers, run)
 
 # %% [markdown]
-# ## 6. Summary
+# ## 7. Summary
 
 # %%
-run.record_all(wf.summary(cluster=wf.cluster_summary(cluster), check=match, data_plane=dp))
+run.record_all(wf.summary(cluster=wf.cluster_summary(cluster), check=match, iam_user=iam, data_plane=dp))

@@ -52,6 +52,7 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None,
+ 'iam_db_user': None,
  'endpoint_overrides': {}}
 parameter_group = {'parameters': {'log_min_duration_statement': '250',
                 'idle_in_transaction_session_timeout': '60000',

@@ -53,6 +53,7 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None,
+ 'iam_db_user': None,
  'endpoint_overrides': {}}
 probe = {'interval_s': 0.01, 'duration_s': 0.5, 'rows': 50, 'max_replica_lag_s': 2.0, 'connect_timeout_s': 5.0}
 

@@ -57,6 +57,7 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None,
+ 'iam_db_user': None,
  'endpoint_overrides': {}}
 backup_restore = {'snapshot_id': None,
  'restore_cluster_id': 'ak-local-restored',

@@ -51,6 +51,7 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None,
+ 'iam_db_user': None,
  'endpoint_overrides': {}}
 monitoring = {'replica_lag_ms': 1000.0,
  'cpu_percent': 90.0,

@@ -51,6 +51,7 @@ aws = {'profile': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
  'sns_topic_arn': None,
+ 'iam_db_user': None,
  'endpoint_overrides': {}}
 teardown = {'final_snapshot_id': None,
  'skip_final_snapshot': True,

@@ -44,6 +44,7 @@ from aurora_kit.backends.aws import AwsBackend, PollSettings
 from aurora_kit.errors import (
     BackendOperationError,
     ClusterAlreadyExistsError,
+    FailoverFailedError,
     InvalidParameterError,
     InvalidStateError,
     RestoreWindowError,
@@ -581,8 +582,46 @@ def test_failover_done_only_when_target_is_writer(backend: AwsBackend, rds: tupl
         stub.add_response("describe_db_clusters", clusters(status=status, members=members), ONE)
         stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "available"}),
                           FILTER)  # fmt: skip
+        stub.add_response("describe_events", {"Events": [event("Started cross AZ failover to DB instance: orders-2.")]},
+                          EVENTS)  # fmt: skip
     result = backend.failover("orders", target_instance_id="orders-2")
     assert (result.old_writer, result.new_writer) == ("orders-1", "orders-2")
+    assert 0 < result.control_plane_error_s <= 1.0  # the poll interval that saw it done
+
+
+EVENTS = {"SourceIdentifier": "orders", "SourceType": "db-cluster", "StartTime": ANY}
+
+
+def event(message: str, date: datetime | None = None) -> dict[str, Any]:
+    return {"SourceIdentifier": "orders", "SourceType": "db-cluster", "Message": message,
+            "EventCategories": ["failover"], "Date": date or datetime.now(timezone.utc),
+            "SourceArn": "arn:aws:rds:us-east-1:123456789012:cluster:orders"}  # fmt: skip
+
+
+def test_defect_03_a_failure_event_stops_the_failover_wait_at_once(
+    backend: AwsBackend, rds: tuple[Any, Stubber]
+) -> None:
+    """RDS-EVENT-0069 (and 0070) in DescribeEvents: FailoverFailedError with their messages, no further polling."""
+    _, stub = rds
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "available"}), FILTER)
+    stub.add_response("failover_db_cluster", {"DBCluster": db_cluster(members=TWO)},
+                      {"DBClusterIdentifier": "orders", "TargetDBInstanceIdentifier": "orders-2"})  # fmt: skip
+    started = event("Started cross AZ failover to DB instance: orders-2.")
+    later = datetime.now(timezone.utc) + timedelta(seconds=30)  # emitted after the call
+    failed = event("Cluster failover failed, check the health of your cluster instances and try again.", later)
+    again = event("Promoting previous primary again: orders-1.", later)
+    earlier = event(failed["Message"], datetime.now(timezone.utc) - timedelta(seconds=3))  # an earlier attempt's
+    for messages in ([earlier, started], [earlier, started, failed, again]):
+        stub.add_response("describe_db_clusters", clusters(status="failing-over", members=TWO), ONE)
+        stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "available"}),
+                          FILTER)  # fmt: skip
+        stub.add_response("describe_events", {"Events": messages}, EVENTS)
+    with pytest.raises(FailoverFailedError) as info:
+        backend.failover("orders", target_instance_id="orders-2")
+    assert "Cluster failover failed, check the health of your cluster instances and try again." in str(info.value)
+    assert "Promoting previous primary again: orders-1." in str(info.value)
+    stub.assert_no_pending_responses()
 
 
 def test_wait_timeout_names_what_and_last_state(aws_credentials: None) -> None:
@@ -706,5 +745,6 @@ def test_failover_target_failing_stops_the_wait_at_once(backend: AwsBackend, rds
                       {"DBClusterIdentifier": "orders", "TargetDBInstanceIdentifier": "orders-2"})  # fmt: skip
     stub.add_response("describe_db_clusters", clusters(status="failing-over", members=TWO), ONE)
     stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "failed"}), FILTER)
+    stub.add_response("describe_events", {"Events": []}, EVENTS)
     with pytest.raises(InvalidStateError, match="instance orders-2 is failed"):
         backend.failover("orders", target_instance_id="orders-2")

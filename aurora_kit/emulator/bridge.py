@@ -386,8 +386,8 @@ class Bridge:
             except BaseException:
                 done.set()
                 watcher.join()
-                self.event("RDS-EVENT-0069", cid, cluster.arn)
-                self._settle(cid)
+                self._settle(cid)  # the cluster is available again (its writer as the local cluster has it)...
+                self.event("RDS-EVENT-0069", cid, cluster.arn)  # ...when the failure is reported
                 if view.writer == old:
                     self.event("RDS-EVENT-0070", cid, cluster.arn, name=old)
                 raise

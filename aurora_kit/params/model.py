@@ -20,7 +20,7 @@ Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are err
     confirm: false                 # destructive steps run only with -p confirm=true
     local_root: null               # local backend: cluster root dir (null = the backend's default)
     aws: {profile, ca_bundle, db_subnet_group_name, vpc_security_group_ids, kms_key_id, sns_topic_arn,
-          endpoint_overrides}
+          iam_db_user, endpoint_overrides}
     # one section per runbook concern
     parameter_group: {...}         # 02-configure-parameters
     pgvector: {...}                # 03-extensions
@@ -124,6 +124,9 @@ class AwsOptions(_Model):
     vpc_security_group_ids: list[str]
     kms_key_id: str | None
     sns_topic_arn: str | None
+    #: the database user that logs in with IAM tokens when ``iam_auth`` (01 creates it, grants rds_iam); the master
+    #: user keeps its password (the managed secret)
+    iam_db_user: str | None
     #: ``{"<endpoint hostname>" or "*.<suffix>": "address:port"}``: connect there (a tunnel, a bastion, the emulator)
     #: while TLS still verifies the RDS hostname (it stays libpq's host; the address goes in hostaddr)
     endpoint_overrides: dict[str, str]
@@ -133,6 +136,13 @@ class AwsOptions(_Model):
     def _sns(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$", v):
             raise ValueError("must be an SNS topic ARN such as 'arn:aws:sns:eu-west-1:123456789012:aurora-alarms'")
+        return v
+
+    @field_validator("iam_db_user")
+    @classmethod
+    def _db_user(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", v):
+            raise ValueError("must be a PostgreSQL role name: lowercase letters, digits, '_', at most 63")
         return v
 
     @field_validator("vpc_security_group_ids")
@@ -378,7 +388,10 @@ class RunbookParameters(_Model):
     def _consistent(self) -> RunbookParameters:
         from aurora_kit.backends import backend_class
 
-        backend_class(self.backend).check_parameters(self)
+        cls = backend_class(self.backend)
+        if self.iam_auth and not cls.traits.iam_database_auth:
+            raise InvalidParameterError("iam_auth", True, f"the {cls.name} backend has no IAM database authentication")
+        cls.check_parameters(self)
         self.to_cluster_spec()  # surfaces ClusterSpec's own checks (window length, instance class...)
         return self
 

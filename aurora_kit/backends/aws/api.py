@@ -74,14 +74,50 @@ SNAPSHOT_TERMINAL = frozenset({"failed", "error"})
 
 
 @dataclass(frozen=True)
-class PollSettings:
-    """How waits poll AWS. Real AWS: start at 2 s, back off to 30 s. Tests inject tiny delays."""
+class PollProfile:
+    """How one kind of operation is polled: first delay, longest delay, deadline (seconds)."""
 
-    initial_delay: float = 2.0
+    initial_delay: float
+    max_delay: float
+    timeout: float
+
+
+#: each operation's profile, after its duration on Aurora: a failover completes in well under a minute (polled at
+#: least every 2 s, given up after 5 min — a failed one is reported by its event at once); a reboot in about a
+#: minute; creates, restores, snapshots and deletes take 10-30 min
+PROFILES: dict[str, PollProfile] = {
+    "failover": PollProfile(1.0, 2.0, 300.0),
+    "reboot": PollProfile(2.0, 10.0, 900.0),
+    "secret": PollProfile(1.0, 5.0, 300.0),
+    "modify": PollProfile(2.0, 15.0, 900.0),
+    "parameters": PollProfile(2.0, 10.0, 900.0),
+    "create": PollProfile(5.0, 30.0, 3600.0),
+    "restore": PollProfile(5.0, 30.0, 5400.0),
+    "snapshot": PollProfile(5.0, 30.0, 3600.0),
+    "delete": PollProfile(5.0, 30.0, 3600.0),
+}
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """Caps on every poll profile (:data:`PROFILES`): an operation polls with its own profile, never slower than
+    these. The defaults leave the profiles as they are; tests pass tiny ones."""
+
+    initial_delay: float = 5.0
     max_delay: float = 30.0
     backoff: float = 1.5
-    timeout: float = 3600.0  # create / restore / delete / failover
-    short_timeout: float = 900.0  # parameter status settle, secret active, modify
+    timeout: float = 5400.0
+    short_timeout: float = 900.0  # cap of the short operations' deadlines (modify, parameters, reboot, secret)
+
+    def profile(self, operation: str) -> PollProfile:
+        """``operation``'s profile (:data:`PROFILES`), capped by these settings."""
+        own = PROFILES[operation]
+        short = operation in ("modify", "parameters", "reboot", "secret")
+        return PollProfile(
+            min(own.initial_delay, self.initial_delay),
+            min(own.max_delay, self.max_delay),
+            min(own.timeout, self.short_timeout if short else self.timeout),
+        )
 
 
 class AwsApi(ClusterBackend):
@@ -137,17 +173,19 @@ class AwsApi(ClusterBackend):
         probe: Callable[[], T],
         done: Callable[[T], bool],
         *,
+        operation: str,
         describe: Callable[[T], str] = repr,
-        timeout: float | None = None,
         fail_if: Callable[[T], str | None] | None = None,
     ) -> T:
+        """Poll with ``operation``'s profile (:meth:`PollSettings.profile`)."""
+        profile = self.poll.profile(operation)
         return wait_for(
             what,
             probe,
             done,
-            timeout=self.poll.timeout if timeout is None else timeout,
-            initial_delay=self.poll.initial_delay,
-            max_delay=self.poll.max_delay,
+            timeout=profile.timeout,
+            initial_delay=profile.initial_delay,
+            max_delay=profile.max_delay,
             backoff=self.poll.backoff,
             describe=describe,
             progress=self.progress,
@@ -209,7 +247,9 @@ class AwsApi(ClusterBackend):
         statuses = {i: r.get("DBInstanceStatus", "?") for i, r in self._instances(cluster_id).items()}
         return cluster, statuses
 
-    def _wait_cluster_ready(self, cluster_id: str, expect_instances: Sequence[str] = ()) -> dict[str, Any]:
+    def _wait_cluster_ready(
+        self, cluster_id: str, expect_instances: Sequence[str] = (), *, operation: str = "create"
+    ) -> dict[str, Any]:
         """Cluster ``available`` AND every instance (at least ``expect_instances``) ``available``."""
 
         def done(state: tuple[dict[str, Any] | None, dict[str, str]]) -> bool:
@@ -225,6 +265,7 @@ class AwsApi(ClusterBackend):
             f"cluster {cluster_id} and its instances available",
             lambda: self._cluster_state(cluster_id),
             done,
+            operation=operation,
             describe=_describe_state,
             fail_if=_state_terminal,
         )
@@ -255,15 +296,17 @@ class AwsApi(ClusterBackend):
             f"{instance_id} up as the writer of {cluster_id}",
             lambda: self._cluster_state(cluster_id),
             done,
+            operation="create",
             describe=_describe_state,
             fail_if=_state_terminal,
         )
 
-    def _wait_cluster_status(self, cluster_id: str, status: str) -> dict[str, Any]:
+    def _wait_cluster_status(self, cluster_id: str, status: str, *, operation: str = "create") -> dict[str, Any]:
         cluster = self._wait(
             f"cluster {cluster_id} {status}",
             lambda: self._find_cluster(cluster_id),
             lambda c: c is not None and c.get("Status") == status,
+            operation=operation,
             describe=lambda c: "not found" if c is None else str(c.get("Status")),
             fail_if=_cluster_terminal,
         )
@@ -285,10 +328,10 @@ class AwsApi(ClusterBackend):
             f"cluster {cluster_id} modification applied ({', '.join(expected) or 'no fields'})",
             lambda: self._find_cluster(cluster_id),
             done,
+            operation="modify",
             describe=lambda c: (
                 "not found" if c is None else f"{c.get('Status')} pending={c.get('PendingModifiedValues') or {}}"
             ),
-            timeout=self.poll.short_timeout,
             fail_if=_cluster_terminal,
         )
         assert cluster is not None
@@ -299,6 +342,7 @@ class AwsApi(ClusterBackend):
             f"instance {instance_id} deleted",
             lambda: self._find_instance(instance_id),
             lambda r: r is None,
+            operation="delete",
             describe=lambda r: "deleted" if r is None else str(r.get("DBInstanceStatus")),
         )
 
@@ -307,8 +351,8 @@ class AwsApi(ClusterBackend):
             f"master user secret of {cluster_id} active",
             lambda: self._cluster(cluster_id),
             lambda c: (c.get("MasterUserSecret") or {}).get("SecretStatus") == "active",
+            operation="secret",
             describe=lambda c: str((c.get("MasterUserSecret") or {}).get("SecretStatus", "no MasterUserSecret")),
-            timeout=self.poll.short_timeout,
         )
         return cluster
 
@@ -317,6 +361,7 @@ class AwsApi(ClusterBackend):
             f"snapshot {snapshot_id} available",
             lambda: self._find_snapshot(snapshot_id),
             lambda s: s is not None and s.get("Status") == "available",
+            operation="snapshot",
             describe=lambda s: "not found" if s is None else f"{s.get('Status')} {s.get('PercentProgress', '')}%",
             fail_if=lambda s: (
                 f"snapshot {snapshot_id} is {s.get('Status')}"
@@ -362,6 +407,7 @@ class AwsApi(ClusterBackend):
             f"instance {instance_id} rebooted",
             probe,
             done,
+            operation="reboot",
             describe=describe,
             fail_if=lambda state: _instance_terminal(instance_id, (state[1] or {}).get("DBInstanceStatus")),
         )

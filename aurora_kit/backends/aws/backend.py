@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -59,6 +60,7 @@ from aurora_kit.backends.base import (
 from aurora_kit.errors import (
     BackendOperationError,
     DeletionProtectionError,
+    FailoverFailedError,
     InvalidParameterError,
     InvalidStateError,
     SnapshotAlreadyExistsError,
@@ -66,6 +68,9 @@ from aurora_kit.errors import (
 )
 from aurora_kit.rules import check_final_snapshot_choice
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+
+#: what a failover wait polls: (cluster, {instance: status}) and the cluster's events since the call
+_FailoverState = tuple[tuple[dict[str, Any] | None, dict[str, str]], list[dict[str, Any]]]
 
 
 class AwsBackend(ParameterGroupOps, SnapshotOps):
@@ -94,6 +99,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         poll_max_delay_s=15.0,
         restorable_wait_s=900.0,
         regional=True,
+        iam_database_auth=True,
         retains_automated_backups=True,
     )
 
@@ -110,6 +116,18 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         bad_az = [z for z in params.availability_zones if not z.startswith(params.region)]
         if bad_az:
             raise InvalidParameterError("availability_zones", bad_az[0], f"not a zone of region {params.region!r}")
+        if params.iam_auth and not params.aws.iam_db_user:
+            raise InvalidParameterError(
+                "aws.iam_db_user",
+                None,
+                "required with iam_auth: true — the database user that logs in with IAM tokens (01 creates it and "
+                "grants rds_iam); the master user keeps its password (managed secret)",
+            )
+        master = params.to_cluster_spec().master_username
+        if params.aws.iam_db_user and params.aws.iam_db_user == master:
+            raise InvalidParameterError(
+                "aws.iam_db_user", master, "is the master user: granted rds_iam it could only log in with tokens"
+            )
         for host, target in params.aws.endpoint_overrides.items():
             try:
                 split_host_port(host, target)
@@ -119,6 +137,8 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
     @classmethod
     def options_from(cls, params: BackendSettings) -> dict[str, Any]:
         options: dict[str, Any] = {"dry_run": params.dry_run, "region": params.region, "iam_auth": params.iam_auth}
+        if params.iam_auth and params.aws.iam_db_user:
+            options["iam_user"] = params.aws.iam_db_user
         if params.aws.profile:
             options["profile"] = params.aws.profile
         if params.aws.ca_bundle:
@@ -340,6 +360,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             f"cluster {cluster_id} deleted",
             lambda: self._find_cluster(cluster_id),
             lambda c: c is None,
+            operation="delete",
             describe=lambda c: "deleted" if c is None else str(c.get("Status")),
         )
         if final_snapshot_id is None:
@@ -461,28 +482,56 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         if self.dry_run:
             return FailoverResult(cluster_id, mode, old_writer, target, started, started, status="dry-run")
 
-        def done(state: tuple[dict[str, Any] | None, dict[str, str]]) -> bool:
-            c, st = state
-            if c is None or c.get("Status") != "available" or st.get(target) != "available":
-                return False
-            return any(
-                m["DBInstanceIdentifier"].lower() == target and m.get("IsClusterWriter") for m in c["DBClusterMembers"]
-            )
+        probed: list[datetime] = []
 
-        self._wait(
-            f"failover of {cluster_id} to {target}",
-            lambda: self._cluster_state(cluster_id),
-            done,
-            describe=_describe_state,
-            fail_if=_state_terminal,
+        def probe() -> _FailoverState:
+            probed.append(_now())
+            state = self._cluster_state(cluster_id)
+            events = self._pages(
+                RDS, "DescribeEvents", "Events",
+                SourceIdentifier=cluster_id, SourceType="db-cluster", StartTime=started - timedelta(seconds=5),
+            )  # fmt: skip
+            return state, events
+
+        def done(state: _FailoverState) -> bool:
+            (c, st), _ = state
+            return d.failover_done(c, st, target)
+
+        def failed(state: _FailoverState) -> str | None:
+            (c, st), events = state
+            return d.failover_failure(events, started) or _state_terminal((c, st))
+
+        try:
+            self._wait(
+                f"failover of {cluster_id} to {target}",
+                probe,
+                done,
+                operation="failover",
+                describe=lambda state: _describe_state(state[0]),
+                fail_if=failed,
+            )
+        except InvalidStateError as exc:
+            raise FailoverFailedError(
+                f"failover of {cluster_id!r} to {target!r} failed: {exc.message.split(': ', 1)[-1]}",
+                cluster_id=cluster_id,
+                target_instance_id=target,
+                writer=old_writer,
+            ) from exc
+        bound = (probed[-1] - probed[-2]).total_seconds() if len(probed) > 1 else (probed[-1] - started).total_seconds()
+        return FailoverResult(
+            cluster_id, mode, old_writer, target, started, probed[-1], control_plane_error_s=round(bound, 3)
         )
-        return FailoverResult(cluster_id, mode, old_writer, target, started, _now())
 
     # -- data plane -------------------------------------------------------------------------------------------
-    def _endpoint_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+    def master_connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+        """The master user with the managed secret, even with ``iam_auth`` (administration: the IAM user itself)."""
+        return self._declare(self._endpoint_info(cluster_id, endpoint, master=True))
+
+    def _endpoint_info(self, cluster_id: str, endpoint: str = "cluster", *, master: bool = False) -> ConnectionInfo:
         """conninfo for the cluster (writer) endpoint, the reader endpoint or one instance, with
-        ``sslmode=verify-full`` + ``sslrootcert=<ca_bundle>``. The password (managed secret, or an IAM token
-        when ``iam_auth``) is in ``ConnectionInfo.password`` only, never in conninfo."""
+        ``sslmode=verify-full`` + ``sslrootcert=<ca_bundle>``. The password (managed secret, or an IAM token for
+        ``iam_user`` when ``iam_auth`` and not ``master``) is in ``ConnectionInfo.password`` only, never in
+        conninfo."""
         cluster_id = _lower(cluster_id)
         endpoint = _lower(endpoint)
         cluster = self._cluster(cluster_id)
@@ -502,9 +551,10 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
                 cluster_id=cluster_id,
                 endpoint=endpoint,
             )
-        user = (self.iam_user if self.iam_auth and self.iam_user else None) or str(cluster.get("MasterUsername"))
+        iam = self.iam_auth and not master
+        user = (self.iam_user if iam and self.iam_user else None) or str(cluster.get("MasterUsername"))
         dbname = str(cluster.get("DatabaseName") or "postgres")
-        if self.iam_auth:
+        if iam:
             if not cluster.get("IAMDatabaseAuthenticationEnabled"):
                 raise InvalidStateError(
                     f"IAM database authentication is disabled on {cluster_id!r}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from aurora_kit import rules
@@ -550,6 +551,36 @@ def choose_failover_target(
             )
         )
     return rules.failover_target(cluster_id, members, target)
+
+
+#: DescribeEvents messages of a failover that failed (Aurora User Guide, DB cluster events RDS-EVENT-0069, -0070)
+FAILOVER_FAILED = ("Cluster failover failed", "Promoting previous primary again")
+
+
+def failover_done(cluster: Mapping[str, Any] | None, statuses: Mapping[str, str], target: str) -> bool:
+    """The target is the writer, it and the cluster are ``available``."""
+    if cluster is None or cluster.get("Status") != "available" or statuses.get(target) != "available":
+        return False
+    members = cluster.get("DBClusterMembers") or []
+    return any(m["DBInstanceIdentifier"].lower() == target and m.get("IsClusterWriter") for m in members)
+
+
+def failover_failure(events: Sequence[Mapping[str, Any]], started: datetime) -> str | None:
+    """Why the failover started at ``started`` has failed — the messages of failure events dated from then on (an
+    earlier attempt's do not count) — or None while it may still complete. The members' own terminal statuses
+    (``failed``, ``incompatible-...``) stop the wait too (api._state_terminal)."""
+    failed = [
+        str(e.get("Message"))
+        for e in events
+        if str(e.get("Message", "")).startswith(FAILOVER_FAILED) and _aware(e.get("Date")) >= started
+    ]
+    return " / ".join(failed) if failed else None
+
+
+def _aware(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 # -- alarms -------------------------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ class SnapshotOps(AwsApi):
                 f"snapshot {snapshot_id} deleted",
                 lambda: self._find_snapshot(snapshot_id),
                 lambda s: s is None,
+                operation="delete",
                 describe=lambda s: "deleted" if s is None else str(s.get("Status")),
             )
 
@@ -230,7 +231,7 @@ class SnapshotOps(AwsApi):
         restored: Mapping[str, Any] = response.get("DBCluster") or {}
         if not restored.get("MasterUserSecret") or instances or d.restore_backup_changes(source, restored):
             # ModifyDBCluster needs "available"; CreateDBInstance after a restore too (RDS documents the order)
-            restored = self._wait_cluster_status(cluster_id, "available")
+            restored = self._wait_cluster_status(cluster_id, "available", operation="restore")
         if not restored.get("MasterUserSecret"):
             modify["ManageMasterUserPassword"] = True
         modify.update(d.restore_backup_changes(source, restored))
@@ -241,7 +242,7 @@ class SnapshotOps(AwsApi):
         self._create_instances(cluster_id, instances, tags, has_writer=False)
         if not wait:
             return to_cluster(self._cluster(cluster_id))
-        self._wait_cluster_ready(cluster_id, [i.instance_id for i in instances])
+        self._wait_cluster_ready(cluster_id, [i.instance_id for i in instances], operation="restore")
         return to_cluster(self._wait_secret_active(cluster_id))
 
 
