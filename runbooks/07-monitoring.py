@@ -69,7 +69,7 @@ run, dp = wf.start("07-monitoring", globals())
 # ## 1. Put the alarms
 
 # %%
-put = wf.put_alarms(run)
+put = wf.put_alarms(run, dp)
 wf.alarms_table(put)
 
 # %% [markdown]

@@ -583,18 +583,21 @@ def test_put_and_describe_alarms(backend: AwsBackend, calls: CallLog, cluster: C
     topic = "arn:aws:sns:us-east-1:123456789012:dba"
     states = backend.put_alarms("orders", specs, sns_topic_arn=topic)
     sent = calls.params("PutMetricAlarm")
-    assert len(sent) == 2 + 3 + 3 + 1  # lag per reader, cpu/memory per instance, connections per cluster
+    assert len(sent) == 1 + 3 + 3 + 1  # lag on the writer role, cpu/memory per instance, connections per cluster
     assert {p["Namespace"] for p in sent} == {"AWS/RDS"}
     assert all(p["AlarmActions"] == [topic] for p in sent)
+    lag = next(p for p in sent if p["MetricName"] == "AuroraReplicaLagMaximum")
+    assert lag["Dimensions"] == [
+        {"Name": "DBClusterIdentifier", "Value": "orders"},
+        {"Name": "Role", "Value": "WRITER"},
+    ]
     dims = {(p["MetricName"], p["Dimensions"][0]["Name"], p["Dimensions"][0]["Value"]) for p in sent}
-    assert ("AuroraReplicaLag", "DBInstanceIdentifier", "orders-2") in dims
-    assert ("AuroraReplicaLag", "DBInstanceIdentifier", "orders-1") not in dims  # the writer has no replica lag
     assert ("DatabaseConnections", "DBClusterIdentifier", "orders") in dims
     memory = next(p for p in sent if p["MetricName"] == "FreeableMemory")
     assert memory["ComparisonOperator"] == "LessThanThreshold"
     assert memory["Threshold"] == 2**30
-    assert len(states) == 9
-    assert {s.metric_name for s in states} == {"AuroraReplicaLag", "CPUUtilization", "FreeableMemory",
+    assert len(states) == 8
+    assert {s.metric_name for s in states} == {"AuroraReplicaLagMaximum", "CPUUtilization", "FreeableMemory",
                                                 "DatabaseConnections"}  # fmt: skip
     # another cluster whose name starts with "orders" must not show up
     boto3.client("cloudwatch", region_name=REGION).put_metric_alarm(
@@ -602,7 +605,7 @@ def test_put_and_describe_alarms(backend: AwsBackend, calls: CallLog, cluster: C
         Statistic="Average", Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
     )  # fmt: skip
     described = backend.describe_alarms("orders")
-    assert len(described) == 9
+    assert len(described) == 8
     assert all(s.state_value in ("OK", "ALARM", "INSUFFICIENT_DATA") for s in described)
 
 

@@ -73,3 +73,44 @@ def test_defect_03_a_failed_failover_fails_fast_with_the_events_message(emulator
     assert done.new_writer == "ak-fo-2"
     assert 0 < done.control_plane_error_s <= 2.0
     assert done.control_plane_seconds > 0
+
+
+def test_defect_05_every_alarm_still_has_data_after_a_failover(emulator_env: RunningEmulator, tmp_path: Path) -> None:
+    """Alarms bound to instance roles go silent when the roles swap (a reader's AuroraReplicaLag alarm on an instance
+    that now writes: Aurora publishes no replica lag for a writer). After a failover, every alarm's metric — its
+    name and exact dimensions — must still be published."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    import boto3
+
+    from aurora_kit.backends.aws import AwsBackend
+    from aurora_kit.specs import ClusterSpec
+
+    backend = AwsBackend(**emulator_env.backend_options())
+    backend.create_cluster(ClusterSpec.with_readers("ak-alarms", 1, availability_zones=["us-east-1a", "us-east-1b"],
+                                                    deletion_protection=False))  # fmt: skip
+    specs = params.load(emulator_env.parameters(tmp_path / "p.yaml")).section("monitoring")
+    backend.put_alarms("ak-alarms", specs.alarm_specs())
+    backend.failover("ak-alarms")
+    after = datetime.now(timezone.utc)
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    alarms = cloudwatch.describe_alarms(AlarmNamePrefix="aurora-kit/ak-alarms/")["MetricAlarms"]
+    assert {a["MetricName"] for a in alarms} >= {"CPUUtilization", "FreeableMemory", "DatabaseConnections"}
+
+    def silent() -> list[str]:
+        out = []
+        for alarm in alarms:
+            points = cloudwatch.get_metric_statistics(
+                Namespace=alarm["Namespace"], MetricName=alarm["MetricName"], Dimensions=alarm["Dimensions"],
+                StartTime=after, EndTime=datetime.now(timezone.utc) + timedelta(minutes=1), Period=60,
+                Statistics=["Maximum"],
+            )["Datapoints"]  # fmt: skip
+            if not points:
+                out.append(alarm["AlarmName"])
+        return out
+
+    deadline = time.monotonic() + 20  # the emulator publishes every 2 s
+    while (quiet := silent()) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert quiet == [], f"alarms without data after the failover: {quiet}"

@@ -381,3 +381,13 @@ def test_defect_11_the_maintenance_window_is_validated_before_anything_runs(
     good = params.load(_write(tmp_path, _raw() | {"preferred_maintenance_window": "Sun:05:00-Sun:05:30"}))
     assert good.preferred_maintenance_window == "sun:05:00-sun:05:30"
     assert good.to_cluster_spec().preferred_maintenance_window == "sun:05:00-sun:05:30"
+
+
+def test_defect_06_a_connection_alarm_above_max_connections_is_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "parameters" / "aws-dev.example.yaml").read_text())
+    data["monitoring"]["max_connections"] = 400
+    data["parameter_group"]["parameters"]["max_connections"] = "200"
+    with pytest.raises(InvalidParameterError, match="can never fire") as info:
+        params.load(_write(tmp_path, data))
+    assert info.value.field == "monitoring.max_connections"
+    assert info.value.value == 400

@@ -532,3 +532,38 @@ def test_defect_08_teardown_passes_the_automated_backups_choice_and_shows_it() -
     with pytest.raises(InvalidParameterError, match=r"teardown\.delete_automated_backups"):
         teardown.plan(run, local.cluster)
     assert local.calls == []
+
+
+def test_defect_04_a_writer_only_cluster_expects_no_replica_lag_alarm() -> None:
+    """Without readers there is no replica lag to alarm on: 07 passes with the other three alarms; with readers the
+    replica-lag alarm is still required."""
+    writer_only = _cluster(db_cluster_members=[ClusterMember("ak-local-1", True, "in-sync", 0)])
+    for traits in (LOCAL_TRAITS, AWS_TRAITS):
+        backend = FakeBackend(writer_only, traits=traits)
+        backend.alarms = [_alarm(m) for m in METRICS if m != "AuroraReplicaLag"]
+        report = monitoring.alarms(_run(backend)).assert_ok()
+        assert "AuroraReplicaLag" not in report.summary()["wanted"]
+    with_readers = FakeBackend(_cluster())
+    with_readers.alarms = [_alarm(m) for m in METRICS if m != "AuroraReplicaLag"]
+    with pytest.raises(VerificationError, match="no alarm on AuroraReplicaLag"):
+        monitoring.alarms(_run(with_readers)).assert_ok()
+
+
+def test_defect_05_the_replica_lag_alarm_may_watch_the_writers_maximum() -> None:
+    """On Aurora the replica-lag alarm watches AuroraReplicaLagMaximum of the cluster's WRITER role (it follows
+    failovers); it counts as the replica-lag alarm."""
+    backend = FakeBackend(_cluster(), traits=AWS_TRAITS)
+    backend.alarms = [_alarm(m) for m in METRICS if m != "AuroraReplicaLag"]
+    backend.alarms.append(_alarm("AuroraReplicaLagMaximum"))
+    monitoring.alarms(_run(backend)).assert_ok()
+
+
+def test_defect_06_a_connection_alarm_that_can_never_fire_is_refused_before_any_alarm() -> None:
+    """The DatabaseConnections threshold must be below max_connections (the parameter group's, else the writer's
+    SHOW): an alarm at or above it can never fire."""
+    backend = FakeBackend(_cluster())
+    backend.parameters = {"max_connections": "150"}
+    with pytest.raises(InvalidParameterError, match="can never fire") as info:
+        monitoring.put_alarms(_run(backend, "monitoring.max_connections=150"))
+    assert info.value.field == "monitoring.max_connections"
+    assert backend.calls == []

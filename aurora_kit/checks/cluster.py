@@ -11,6 +11,7 @@ from typing import Any
 
 from aurora_kit.backends.base import AlarmState, Cluster
 from aurora_kit.checks.result import CheckResult
+from aurora_kit.rules import alarm_covers
 from aurora_kit.specs import AlarmSpec, ClusterSpec
 
 
@@ -150,10 +151,22 @@ class AlarmsReport(CheckResult):
     wanted: list[str]
     states: list[AlarmState]
     sampled_on_demand: bool
+    readers: int | None = None
 
     @classmethod
-    def of(cls, specs: Sequence[AlarmSpec], states: Sequence[AlarmState], *, sampled_on_demand: bool) -> AlarmsReport:
-        return cls(sorted({a.metric for a in specs}), list(states), sampled_on_demand)
+    def of(
+        cls,
+        specs: Sequence[AlarmSpec],
+        states: Sequence[AlarmState],
+        *,
+        sampled_on_demand: bool,
+        readers: int | None = None,
+    ) -> AlarmsReport:
+        """``readers``: the cluster's reader count — without readers there is no replica lag to alarm on."""
+        metrics = {a.metric for a in specs}
+        if readers == 0:
+            metrics.discard("AuroraReplicaLag")
+        return cls(sorted(metrics), list(states), sampled_on_demand, readers)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -164,7 +177,7 @@ class AlarmsReport(CheckResult):
 
     def problems(self) -> list[str]:
         present = {a.metric_name for a in self.states}
-        out = [f"no alarm on {m}" for m in self.wanted if m not in present]
+        out = [f"no alarm on {m}" for m in self.wanted if not any(alarm_covers(m, p) for p in present)]
         out += [f"{a.alarm_name} is in ALARM ({a.state_reason})" for a in self.states if a.state_value == "ALARM"]
         if self.sampled_on_demand:
             out += [
@@ -178,10 +191,12 @@ class AlarmsReport(CheckResult):
     def limits(self) -> str:
         pending = "INSUFFICIENT_DATA" in self.counts and not self.sampled_on_demand
         waiting = "; INSUFFICIENT_DATA: CloudWatch has not evaluated a period yet" if pending else ""
-        return f"{len(self.states)} alarms on {', '.join(self.wanted)}, none firing{waiting}"
+        no_lag = "; no readers: no replica lag to alarm on" if self.readers == 0 else ""
+        return f"{len(self.states)} alarms on {', '.join(self.wanted)}, none firing{waiting}{no_lag}"
 
     def summary(self) -> dict[str, Any]:
         return {
+            "wanted": list(self.wanted),
             "states": self.counts,
             "alarms": [
                 {

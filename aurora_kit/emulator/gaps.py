@@ -12,6 +12,8 @@ emulator); the aws backend itself carries no moto workaround. Each patch names w
   ``pending-reboot`` until it is rebooted (AWS: ``applying`` → ``pending-reboot``).
 - ``RebootDBInstance`` answers ``DBInstanceStatus: rebooting`` as AWS does (moto: ``available``); on plain moto the
   reboot itself stays instant, so the next describe shows ``available`` again.
+- ``PutMetricAlarm``: moto starts a new alarm ``OK`` and resets an updated one; CloudWatch starts it
+  ``INSUFFICIENT_DATA`` ("Unchecked: Initial alarm creation") and leaves an updated alarm's state as it was.
 - ``RestoreDBClusterFromSnapshot`` of a cluster created with ``ManageMasterUserPassword``: moto copies the source's
   settings with ``get_cfg``, which expects a plain master password and raises KeyError (HTTP 500). Fixed: a managed
   source has none to copy.
@@ -143,6 +145,21 @@ def fill_moto_rds_gaps(patch: Any, *, member_status: Callable[[Any, list[dict[st
             return cfg
         return dict(get_cfg(self))
 
+    from moto.cloudwatch import models as cw
+
+    put_alarm = cw.CloudWatchBackend.put_metric_alarm
+
+    def put_metric_alarm(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        before = self.alarms.get(name)
+        alarm = put_alarm(self, name, *args, **kwargs)
+        if before is not None:  # an update keeps the state
+            for attr in ("state_value", "state_reason", "state_reason_data", "state_updated_timestamp"):
+                setattr(alarm, attr, getattr(before, attr))
+        else:
+            alarm.state_value = "INSUFFICIENT_DATA"
+        return alarm
+
+    patch.setattr(cw.CloudWatchBackend, "put_metric_alarm", put_metric_alarm)
     patch.setattr(
         responses.RDSResponse,
         "describe_engine_default_cluster_parameters",

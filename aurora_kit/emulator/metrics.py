@@ -67,7 +67,7 @@ class Metrics:
         """One round of datapoints for the cluster's instances."""
         view = self.bridge.views[cluster_id]
         writer = view.writer
-        now = datetime.now(timezone.utc)
+        now = datetime.now(timezone.utc).replace(tzinfo=None)  # moto keeps metric timestamps naive (UTC)
         memory = float(psutil.virtual_memory().available)
         points: list[dict[str, Any]] = []
         lags: dict[str, float] = {}

@@ -59,6 +59,7 @@ from pydantic import (
 
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.rules import (
+    check_alarm_can_fire,
     check_alarm_period,
     check_backup_window,
     check_identifier,
@@ -393,6 +394,9 @@ class RunbookParameters(_Model):
             raise InvalidParameterError("iam_auth", True, f"the {cls.name} backend has no IAM database authentication")
         cls.check_parameters(self)
         self.to_cluster_spec()  # surfaces ClusterSpec's own checks (window length, instance class...)
+        wanted = (self.parameter_group.parameters if self.parameter_group else {}).get("max_connections", "")
+        if self.monitoring is not None and wanted.isdigit():
+            check_alarm_can_fire(self.monitoring.max_connections, int(wanted))
         return self
 
     # -- derived objects --------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aurora_kit.display import Table
+from aurora_kit.rules import check_alarm_can_fire
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
+from aurora_kit.steps.common import DataPlane, connect_timeout
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
@@ -15,9 +17,29 @@ if TYPE_CHECKING:
     from aurora_kit.runbook import Run
 
 
-def put_alarms(run: Run) -> list[AlarmState]:
-    """Create or update one alarm per metric and target (upsert), with the SNS topic when one is given."""
-    specs = run.section("monitoring").alarm_specs()
+def connection_limit(run: Run, dp: DataPlane | None = None) -> int | None:
+    """``max_connections`` of the cluster: its parameter group's value, else (a formula, the engine default) the
+    writer's ``SHOW max_connections`` when the data plane answers; None when neither says."""
+    value = run.backend.get_parameters(run.params.cluster_id, ["max_connections"]).get("max_connections")
+    if value is not None and str(value).isdigit():
+        return int(value)
+    if dp is None or not dp.available:
+        return None
+    from aurora_kit.checks.common import connect
+
+    with connect(run.backend.connection_info(run.params.cluster_id), connect_timeout=connect_timeout(run)) as conn:
+        row = conn.execute("SELECT current_setting('max_connections')::int").fetchone()
+    return int(row[0]) if row else None
+
+
+def put_alarms(run: Run, dp: DataPlane | None = None) -> list[AlarmState]:
+    """Create or update one alarm per metric and target (upsert), with the SNS topic when one is given. Refused
+    before any alarm when the connections threshold is at or above ``max_connections`` (it could never fire)."""
+    monitoring = run.section("monitoring")
+    limit = connection_limit(run, dp)
+    if limit is not None:
+        check_alarm_can_fire(monitoring.max_connections, limit)
+    specs = monitoring.alarm_specs()
     return run.backend.put_alarms(run.params.cluster_id, specs, sns_topic_arn=run.params.aws.sns_topic_arn)
 
 
@@ -41,9 +63,13 @@ def alarms(run: Run) -> AlarmsReport:
     for what INSUFFICIENT_DATA means on each backend)."""
     from aurora_kit.checks.cluster import AlarmsReport
 
-    states = run.backend.describe_alarms(run.params.cluster_id)
+    cid = run.params.cluster_id
+    states = run.backend.describe_alarms(cid)
     specs = run.section("monitoring").alarm_specs()
-    return AlarmsReport.of(specs, states, sampled_on_demand=run.backend.traits.alarms_sampled_on_demand)
+    readers = len(run.backend.describe_cluster(cid).reader_ids)
+    return AlarmsReport.of(
+        specs, states, sampled_on_demand=run.backend.traits.alarms_sampled_on_demand, readers=readers
+    )
 
 
-__all__ = [*_common, "alarms", "alarms_table", "put_alarms"]
+__all__ = [*_common, "alarms", "alarms_table", "connection_limit", "put_alarms"]

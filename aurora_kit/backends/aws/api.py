@@ -83,18 +83,19 @@ class PollProfile:
 
 
 #: each operation's profile, after its duration on Aurora: a failover completes in well under a minute (polled at
-#: least every 2 s, given up after 5 min — a failed one is reported by its event at once); a reboot in about a
-#: minute; creates, restores, snapshots and deletes take 10-30 min
+#: least every 2 s, given up after 5 min — a failed one is reported by its event at once); a reboot or a parameter
+#: change in about a minute; creates, restores, snapshots and deletes take 10-30 min (polled up to every 30 s).
+#: Every profile starts at 1 s and backs off (×1.5), so short operations are seen done soon after they are.
 PROFILES: dict[str, PollProfile] = {
     "failover": PollProfile(1.0, 2.0, 300.0),
-    "reboot": PollProfile(2.0, 10.0, 900.0),
+    "reboot": PollProfile(1.0, 5.0, 900.0),
     "secret": PollProfile(1.0, 5.0, 300.0),
-    "modify": PollProfile(2.0, 15.0, 900.0),
-    "parameters": PollProfile(2.0, 10.0, 900.0),
-    "create": PollProfile(5.0, 30.0, 3600.0),
-    "restore": PollProfile(5.0, 30.0, 5400.0),
-    "snapshot": PollProfile(5.0, 30.0, 3600.0),
-    "delete": PollProfile(5.0, 30.0, 3600.0),
+    "modify": PollProfile(1.0, 10.0, 900.0),
+    "parameters": PollProfile(1.0, 10.0, 900.0),
+    "create": PollProfile(1.0, 30.0, 3600.0),
+    "restore": PollProfile(1.0, 30.0, 5400.0),
+    "snapshot": PollProfile(1.0, 30.0, 3600.0),
+    "delete": PollProfile(1.0, 30.0, 3600.0),
 }
 
 

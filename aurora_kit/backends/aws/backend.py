@@ -5,13 +5,11 @@ Decisions (apply methods, drift, failover target, reboot order, restore window..
 Every call goes through :meth:`AwsApi._call` (:mod:`.api`), which records instead of calling when ``dry_run`` is set and
 wraps botocore's ``ClientError`` into :mod:`aurora_kit.errors` (AWS code kept in ``error.context["code"]``).
 Every wait goes through :func:`aurora_kit.polling.wait_for` (boto3's waiters poll every 30 s, and the cluster
-waiter returns before the instances are up).
+waiter returns before the instances are up), with its operation's poll profile (:class:`~.api.PollSettings`).
 
-Unplanned failover (``mode="crash"``) is refused with UnsupportedOperationError: Aurora has no control-plane
-API that crashes the writer. ``FailoverDBCluster`` is a planned failover (it is also what AWS FIS's
-``aws:rds:failover-db-cluster`` action calls), so reporting it as a crash would mislabel the measurement. The
-error points to the honest alternatives: ``SELECT aurora_inject_crash('instance')`` on the writer (Aurora
-PostgreSQL fault-injection function) or an AWS FIS experiment.
+The operations live in mixins over :class:`~.api.AwsApi`: parameter groups (:mod:`.parameters`), snapshots and
+restores (:mod:`.snapshots`), failover (:mod:`.failover`), alarms (:mod:`.monitoring`); this class has the clusters,
+instances and the data plane.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -31,28 +28,23 @@ from aurora_kit.backends.aws.api import (
     RDS,
     AwsApi,
     PollSettings,
-    _describe_state,
     _lower,
-    _now,
-    _state_terminal,
 )
 from aurora_kit.backends.aws.endpoints import endpoint_override, host_address, split_host_port
+from aurora_kit.backends.aws.failover import FailoverOps
+from aurora_kit.backends.aws.monitoring import MonitoringOps
 from aurora_kit.backends.aws.parameters import ParameterGroupOps
 from aurora_kit.backends.aws.snapshots import SnapshotOps
 from aurora_kit.backends.aws.translate import (
-    to_alarm_state,
     to_cluster,
     to_instance,
     to_snapshot,
 )
 from aurora_kit.backends.base import (
-    AlarmState,
     BackendSettings,
     BackendTraits,
     Cluster,
     ConnectionInfo,
-    FailoverMode,
-    FailoverResult,
     Instance,
     Snapshot,
     projected_cluster,
@@ -60,20 +52,15 @@ from aurora_kit.backends.base import (
 from aurora_kit.errors import (
     BackendOperationError,
     DeletionProtectionError,
-    FailoverFailedError,
     InvalidParameterError,
     InvalidStateError,
     SnapshotAlreadyExistsError,
-    UnsupportedOperationError,
 )
 from aurora_kit.rules import check_final_snapshot_choice
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
-
-#: what a failover wait polls: (cluster, {instance: status}) and the cluster's events since the call
-_FailoverState = tuple[tuple[dict[str, Any] | None, dict[str, str]], list[dict[str, Any]]]
+from aurora_kit.specs import ClusterSpec, InstanceSpec
 
 
-class AwsBackend(ParameterGroupOps, SnapshotOps):
+class AwsBackend(ParameterGroupOps, SnapshotOps, FailoverOps, MonitoringOps):
     """Aurora PostgreSQL through boto3.
 
     :param region: AWS region (else the profile's / ``AWS_DEFAULT_REGION``).
@@ -453,75 +440,6 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             return to_instance(response.get("DBInstance") or self._find_instance(instance_id) or {}, cluster)
         return self._wait_instance_rebooted(cluster_id, instance_id, response, require_in_sync=False)
 
-    # -- failover ---------------------------------------------------------------------------------------------
-    def failover(
-        self, cluster_id: str, *, target_instance_id: str | None = None, mode: FailoverMode = "planned"
-    ) -> FailoverResult:
-        """FailoverDBCluster to ``target_instance_id`` (default: best available reader by promotion tier).
-        Done when the target's IsClusterWriter is true and cluster and target are ``available``.
-
-        ``mode="crash"`` raises UnsupportedOperationError (see the module docstring for why)."""
-        cluster_id = _lower(cluster_id)
-        target_instance_id = _lower(target_instance_id)
-        cluster = self._cluster(cluster_id)
-        if mode == "crash":
-            raise UnsupportedOperationError(
-                "Aurora has no API that crashes the writer; FailoverDBCluster is a planned failover",
-                hint=(
-                    "for an unplanned failure run `SELECT aurora_inject_crash('instance');` on the writer, or an "
-                    "AWS FIS experiment (aws:rds:failover-db-cluster is planned too); or use mode='planned'"
-                ),
-                cluster_id=cluster_id,
-                mode=mode,
-            )
-        if mode != "planned":
-            raise InvalidParameterError("mode", mode, "must be 'planned' or 'crash'")
-        old_writer, target = d.choose_failover_target(cluster, self._instances(cluster_id), target_instance_id)
-        started = _now()
-        self._call(RDS, "FailoverDBCluster", DBClusterIdentifier=cluster_id, TargetDBInstanceIdentifier=target)
-        if self.dry_run:
-            return FailoverResult(cluster_id, mode, old_writer, target, started, started, status="dry-run")
-
-        probed: list[datetime] = []
-
-        def probe() -> _FailoverState:
-            probed.append(_now())
-            state = self._cluster_state(cluster_id)
-            events = self._pages(
-                RDS, "DescribeEvents", "Events",
-                SourceIdentifier=cluster_id, SourceType="db-cluster", StartTime=started - timedelta(seconds=5),
-            )  # fmt: skip
-            return state, events
-
-        def done(state: _FailoverState) -> bool:
-            (c, st), _ = state
-            return d.failover_done(c, st, target)
-
-        def failed(state: _FailoverState) -> str | None:
-            (c, st), events = state
-            return d.failover_failure(events, started) or _state_terminal((c, st))
-
-        try:
-            self._wait(
-                f"failover of {cluster_id} to {target}",
-                probe,
-                done,
-                operation="failover",
-                describe=lambda state: _describe_state(state[0]),
-                fail_if=failed,
-            )
-        except InvalidStateError as exc:
-            raise FailoverFailedError(
-                f"failover of {cluster_id!r} to {target!r} failed: {exc.message.split(': ', 1)[-1]}",
-                cluster_id=cluster_id,
-                target_instance_id=target,
-                writer=old_writer,
-            ) from exc
-        bound = (probed[-1] - probed[-2]).total_seconds() if len(probed) > 1 else (probed[-1] - started).total_seconds()
-        return FailoverResult(
-            cluster_id, mode, old_writer, target, started, probed[-1], control_plane_error_s=round(bound, 3)
-        )
-
     # -- data plane -------------------------------------------------------------------------------------------
     def master_connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
         """The master user with the managed secret, even with ``iam_auth`` (administration: the IAM user itself)."""
@@ -596,45 +514,6 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             raise BackendOperationError(
                 f"the master user secret of {cluster_id!r} has no JSON 'password' field", cluster_id=cluster_id
             ) from exc
-
-    # -- monitoring -------------------------------------------------------------------------------------------
-    def put_alarms(
-        self, cluster_id: str, alarms: list[AlarmSpec], *, sns_topic_arn: str | None = None
-    ) -> list[AlarmState]:
-        """PutMetricAlarm (namespace AWS/RDS) per alarm and target (see decisions.alarm_targets); upserts."""
-        cluster_id = _lower(cluster_id)
-        cluster = self._cluster(cluster_id)
-        members = cluster.get("DBClusterMembers") or []
-        writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")), None)
-        readers = sorted(m["DBInstanceIdentifier"] for m in members if not m.get("IsClusterWriter"))
-        names: list[str] = []
-        planned: list[AlarmState] = []
-        for spec in alarms:
-            for target in d.alarm_targets(spec, cluster_id, writer, readers):
-                self._call(
-                    "cloudwatch", "PutMetricAlarm", **d.put_metric_alarm_params(spec, target, cluster_id, sns_topic_arn)
-                )
-                names.append(target.alarm_name)
-                planned.append(
-                    AlarmState(
-                        target.alarm_name,
-                        spec.metric,
-                        spec.threshold,
-                        spec.comparison,
-                        "dry-run",
-                        "dry run: not created",
-                        f"{target.dimension_name}={target.dimension_value}",
-                    )
-                )
-        if self.dry_run:
-            return planned
-        by_name = {a.alarm_name: a for a in self.describe_alarms(cluster_id)}
-        return [by_name[n] for n in names if n in by_name]
-
-    def describe_alarms(self, cluster_id: str) -> list[AlarmState]:
-        cluster_id = _lower(cluster_id)
-        rows = self._pages("cloudwatch", "DescribeAlarms", "MetricAlarms", AlarmNamePrefix=d.alarm_prefix(cluster_id))
-        return [to_alarm_state(r) for r in rows]
 
     def close(self) -> None:
         for client in self._clients.values():

@@ -18,7 +18,7 @@ from aurora_kit.errors import (
     FailoverNotPossibleError,
     InvalidParameterError,
 )
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+from aurora_kit.specs import ClusterSpec, InstanceSpec
 
 ENGINE = "aurora-postgresql"
 ApplyMethodRequest = Literal["auto", "immediate", "pending-reboot"]
@@ -581,57 +581,3 @@ def _aware(value: Any) -> datetime:
     if not isinstance(value, datetime):
         return datetime.min.replace(tzinfo=timezone.utc)
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-# -- alarms -------------------------------------------------------------------------------------------------
-ALARM_PREFIX = "aurora-kit"
-
-
-def alarm_prefix(cluster_id: str) -> str:
-    """'/' cannot occur in an identifier, so the prefix of cluster ``a`` never matches cluster ``a-b``."""
-    return f"{ALARM_PREFIX}/{cluster_id}/"
-
-
-@dataclass(frozen=True)
-class AlarmTarget:
-    alarm_name: str
-    dimension_name: str  # DBClusterIdentifier | DBInstanceIdentifier
-    dimension_value: str
-
-
-def alarm_targets(spec: AlarmSpec, cluster_id: str, writer: str | None, readers: Sequence[str]) -> list[AlarmTarget]:
-    """Which resources an alarm watches (namespace AWS/RDS):
-
-    - AuroraReplicaLag is published per replica: one alarm per reader (DBInstanceIdentifier); none without readers.
-    - CPUUtilization and FreeableMemory are per-instance resources: one alarm per instance (DBInstanceIdentifier),
-      so a hot writer is not averaged away by idle readers.
-    - DatabaseConnections: one cluster-wide alarm (DBClusterIdentifier).
-    """
-    prefix = alarm_prefix(cluster_id)
-    if spec.metric == "DatabaseConnections":
-        return [AlarmTarget(f"{prefix}{spec.metric}", "DBClusterIdentifier", cluster_id)]
-    instances = list(readers) if spec.metric == "AuroraReplicaLag" else [*([writer] if writer else []), *readers]
-    return [AlarmTarget(f"{prefix}{iid}/{spec.metric}", "DBInstanceIdentifier", iid) for iid in instances]
-
-
-def put_metric_alarm_params(
-    spec: AlarmSpec, target: AlarmTarget, cluster_id: str, sns_topic_arn: str | None
-) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "AlarmName": target.alarm_name,
-        "AlarmDescription": f"aurora_kit: {spec.metric} {spec.comparison} {spec.threshold} on {cluster_id}",
-        "Namespace": "AWS/RDS",
-        "MetricName": spec.metric,
-        "Dimensions": [{"Name": target.dimension_name, "Value": target.dimension_value}],
-        "Statistic": spec.statistic,
-        "Period": spec.period_s,
-        "EvaluationPeriods": spec.evaluation_periods,
-        "Threshold": spec.threshold,
-        "ComparisonOperator": spec.comparison,
-        "TreatMissingData": "missing",
-        "Tags": [{"Key": "aurora-kit:cluster", "Value": cluster_id}],
-    }
-    if sns_topic_arn:
-        params["AlarmActions"] = [sns_topic_arn]
-        params["OKActions"] = [sns_topic_arn]
-    return params
