@@ -412,7 +412,7 @@ def test_failover_needs_confirm_before_any_call() -> None:
         failover.failover(_run(backend, "failover.mode=crash"), unreachable)
     assert backend.calls == []
     result, probe = failover.failover(_run(backend, "confirm=true"), unreachable)
-    assert backend.calls == ["failover {'target_instance_id': None, 'mode': 'planned'}"]
+    assert backend.calls == ["failover {'target_instance_id': 'ak-local-2', 'mode': 'planned'}"]
     assert result.new_writer == "ak-local-2"
     assert isinstance(probe, wf.Skipped)
 
@@ -567,3 +567,16 @@ def test_defect_06_a_connection_alarm_that_can_never_fire_is_refused_before_any_
         monitoring.put_alarms(_run(backend, "monitoring.max_connections=150"))
     assert info.value.field == "monitoring.max_connections"
     assert backend.calls == []
+
+
+def test_defect_14_the_failover_promotes_the_reader_the_plan_shows() -> None:
+    """One rule for "no target given" on both backends: 06 asks for the reader rules.failover_target picks (tier,
+    size, name) — the one its plan table marks — instead of leaving the choice to the backend (the local backend's
+    own choice without a target prefers the most advanced replay position)."""
+    members = [ClusterMember("ak-local-1", True, "in-sync", 0), ClusterMember("ak-local-2", False, "in-sync", 2)]
+    members.append(ClusterMember("ak-local-3", False, "in-sync", 1))
+    backend = FakeBackend(_cluster(db_cluster_members=members))
+    run = _run(backend, "confirm=true")
+    assert "ak-local-3 will be promoted" in failover.plan(run).title
+    failover.failover(run, wf.DataPlane(False, "test: no data plane"))
+    assert backend.calls == ["failover {'target_instance_id': 'ak-local-3', 'mode': 'planned'}"]
