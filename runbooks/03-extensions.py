@@ -24,8 +24,9 @@
 # | **Prerequisites** | `01-create-cluster`; the data plane reachable (runs nothing otherwise, and says so) |
 # | **Rollback** | `DROP TABLE aurora_kit_vector_proof; DROP EXTENSION vector;` (only if nothing else uses it) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `secretsmanager:GetSecretValue` (or
-# `rds-db:connect` with `iam_auth: true`). Extensions are SQL: the master user (`rds_superuser`) creates them.
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 03`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `rds-db:connect`,
+# `rds:DescribeDBClusters`, `secretsmanager:GetSecretValue`.
 #
 # **Steps** — 1. install / upgrade · 2. version check · 3. recall, speed-up and plot · 4. summary.
 

@@ -24,8 +24,9 @@
 # | **Prerequisites** | `01-create-cluster`; the data plane reachable (runs nothing otherwise, and says so) |
 # | **Rollback** | nothing to roll back (`DROP SCHEMA aurora_kit CASCADE` removes the probe tables) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `secretsmanager:GetSecretValue` (or `rds-db:connect` with `iam_auth: true`).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 04`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `rds-db:connect`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`.
 #
 # **Steps** — 1. endpoint roles · 2. readers refuse writes · 3. write, read back · 4. replica lag ·
 # 5. pooling under concurrency · 6. summary.

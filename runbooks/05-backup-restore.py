@@ -24,12 +24,12 @@
 # | **Prerequisites** | `01-create-cluster`; `backup_retention_period` ≥ 1; the data plane for verification |
 # | **Rollback** | delete the restored clusters (`99-teardown` with their ids) and the snapshot |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `rds:CreateDBClusterSnapshot`, `rds:DescribeDBClusterSnapshots`, `rds:DeleteDBClusterSnapshot`,
-# `rds:RestoreDBClusterFromSnapshot`, `rds:RestoreDBClusterToPointInTime`, `rds:CreateDBInstance`,
-# `rds:ModifyDBCluster` (managed password on the restore), `rds:DeleteDBInstance`, `rds:DeleteDBCluster`,
-# `rds:AddTagsToResource`, `secretsmanager:GetSecretValue`, `kms:CreateGrant`/`kms:DescribeKey` for encrypted
-# snapshots.
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 05`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `kms:DescribeKey`,
+# `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBClusterSnapshot`, `rds:CreateDBInstance`,
+# `rds:DeleteDBCluster`, `rds:DeleteDBClusterSnapshot`, `rds:DeleteDBInstance`, `rds:DescribeDBClusterSnapshots`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:ModifyDBCluster`, `rds:RestoreDBClusterFromSnapshot`,
+# `rds:RestoreDBClusterToPointInTime`, `secretsmanager:CreateSecret`, `secretsmanager:TagResource`.
 #
 # **Steps** — 1. retention · 2. seed data around T · 3. snapshot · 4. restore the snapshot · 5. restore to T ·
 # 6. verify both · 7. clean up · 8. summary.

@@ -25,8 +25,9 @@
 # | **Prerequisites** | ≥ 1 reader, all instances `available`; `-p confirm=true` (else `ConfirmationRequiredError` before any call); on aws a change window; the data plane for RTO / lost commits |
 # | **Rollback** | run again with `failover.target_instance_id` = the old writer (or `failover.failback: true`) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `rds:FailoverDBCluster`, `secretsmanager:GetSecretValue` (probe).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 06`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `rds-db:connect`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`, `rds:FailoverDBCluster`.
 #
 # **Steps** — 1. plan · 2. failover with the write probe · 3. RTO and lost commits · 4. new writer, old writer
 # back as reader · 5. roles on every instance · 6. optional failback · 7. summary.

@@ -23,8 +23,10 @@
 # | **Prerequisites** | `01-create-cluster`; aws: the SNS topic |
 # | **Rollback** | delete the alarms (`aws cloudwatch delete-alarms` with the names below) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `cloudwatch:PutMetricAlarm`,
-# `cloudwatch:DescribeAlarms`, `sns:Publish` is the alarm's (not yours).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 07`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `cloudwatch:DeleteAlarms`,
+# `cloudwatch:DescribeAlarms`, `cloudwatch:PutMetricAlarm`, `cloudwatch:TagResource`,
+# `rds:DescribeDBClusterParameters`, `rds:DescribeDBClusters`.
 #
 # **Steps** — 1. alarms · 2. state · 3. check · 4. summary.
 

@@ -22,9 +22,10 @@
 # | **Prerequisites** | `-p confirm=true` and `-p teardown.confirm_cluster_id=<cluster_id>` (the cluster typed again); the final-snapshot decision; no application still using the cluster |
 # | **Rollback** | restore the final snapshot (`05-backup-restore` / `RestoreDBClusterFromSnapshot`); without one, none |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `rds:DescribeDBClusterSnapshots`, `rds:ModifyDBCluster` (only to lift deletion protection),
-# `rds:DeleteDBInstance`, `rds:DeleteDBCluster`, `rds:CreateDBClusterSnapshot` (final snapshot).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 99`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key):
+# `rds:CreateDBClusterSnapshot`, `rds:DeleteDBCluster`, `rds:DeleteDBInstance`, `rds:DescribeDBClusterSnapshots`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:ModifyDBCluster`.
 #
 # **Steps** — 1. what will be deleted · 2. delete · 3. check it is gone · 4. snapshots kept · 5. summary.
 

@@ -12,6 +12,7 @@ moto's RDS gaps are filled in one place for both (:mod:`aurora_kit.emulator.gaps
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import nbformat
 import pytest
 import yaml
 
-from aurora_kit import params, runner
+from aurora_kit import iam, params, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.notebooks, pytest.mark.timeout(240)]
@@ -70,6 +71,24 @@ def _assert_data_plane_skipped(result: runner.RunResult, key: str = "data_plane"
     assert "SKIPPED" in _text(result), f"{result.runbook}: no SKIPPED message printed"
 
 
+def _the_iam_source_is_what_the_runbooks_called(recorded: dict[str, list[dict[str, Any]]]) -> None:
+    """aurora_kit/data/iam_calls.json (the source of `aurora-kit iam-policy` and the runbook headers) must hold
+    exactly the calls each runbook just made; AURORA_KIT_RECORD_IAM=1 rewrites it from this run (review the diff)."""
+    data = {
+        "recorded_with": "tests/test_runbooks_aws.py: parameters/aws-emulated.yaml, confirmed, with failback, "
+        "on aurora-kit emulate",
+        "runbooks": recorded,
+    }
+    if os.environ.get("AURORA_KIT_RECORD_IAM"):
+        iam.CALLS_FILE.write_text(json.dumps(data, indent=1) + "\n")
+    committed = json.loads(iam.CALLS_FILE.read_text())["runbooks"]
+    changed = {n: recorded[n] for n in recorded if committed.get(n) != recorded[n]}
+    assert not changed, (
+        "the runbooks' AWS calls changed; rerun this test with AURORA_KIT_RECORD_IAM=1, review "
+        f"aurora_kit/data/iam_calls.json, then scripts/sync_runbooks.py: {changed}"
+    )
+
+
 # -- the emulated AWS: the whole data plane, for real ---------------------------------------------------------------
 #: what every runbook must not record: a check that did not run
 SKIPPED_STEP = "SKIPPED "  # when() prints "SKIPPED <step>: <reason>" for a step it did not run
@@ -102,8 +121,12 @@ def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: An
     p = params.load(path).injected()
     audit_dir = tmp_path / "audit"
     results: dict[str, dict[str, Any]] = {}
+    recorded: dict[str, list[dict[str, Any]]] = {}
     for name in params.RUNBOOKS:
+        emulator_env.client.reset_calls()
         results[name] = _not_skipped(_run(name, p, audit_dir))
+        recorded[name] = iam.normalise(emulator_env.client.calls())
+    _the_iam_source_is_what_the_runbooks_called(recorded)
 
     created = results["01-create-cluster"]["cluster"]
     assert (created["writer"], created["readers"]) == ("ak-emulated-1", ["ak-emulated-2", "ak-emulated-3"])

@@ -4,9 +4,10 @@ writer, endpoints, restorable window, secret status, events) comes from the brid
 recorded (service, operation, which optional parameters were given) for the least-privilege policies; RDS calls run
 one at a time, since the bridge's workers change the same moto objects.
 
-The validations of the calls the emulator takes over are RDS's: a reboot needs an ``available`` instance, a
-failover an ``available`` cluster with two members and an available target, a delete no deletion protection and no
-members left, a point-in-time restore a time inside the restorable window.
+A restored cluster comes without a managed secret (Aurora's restores take no ManageMasterUserPassword), so the aws
+backend's ModifyDBCluster path runs as on Aurora. The validations of the calls the emulator takes over are RDS's: a
+reboot needs an ``available`` instance, a failover an ``available`` cluster with two members and an available target,
+a delete no deletion protection and no members left, a point-in-time restore a time inside the restorable window.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from aurora_kit.emulator.gaps import fill_moto_rds_gaps
 from aurora_kit.errors import FailoverNotPossibleError
 
 #: optional request parameters that need more IAM permission than the action itself (see aurora_kit.iam)
-RECORDED_FLAGS = ("Tags", "ManageMasterUserPassword", "KmsKeyId", "MasterUserSecretKmsKeyId", "AlarmActions")
+RECORDED_FLAGS = (
+    "Tags",
+    "ManageMasterUserPassword",
+    "KmsKeyId",
+    "MasterUserSecretKmsKeyId",
+    "AlarmActions",
+    "FinalDBSnapshotIdentifier",
+)
 
 
 def _given(params: Any, name: str) -> bool:
@@ -216,6 +224,7 @@ def install(bridge: Bridge, patch: Any) -> None:
             )
         with bridge.internal():
             cluster = restore_snapshot(self, from_snapshot_id, overrides)
+        _unmanaged(cluster)
         new_id = cluster.db_cluster_identifier
         bridge.restored(cluster, lambda: bridge.local.restore_from_snapshot(from_snapshot_id, new_id))
         return cluster
@@ -253,6 +262,7 @@ def install(bridge: Bridge, patch: Any) -> None:
                 self, db_cluster_identifier, source_db_cluster_identifier, restore_type, restore_to_time,
                 use_latest_restorable_time, **overrides,
             )  # fmt: skip
+        _unmanaged(cluster)
         new_id = cluster.db_cluster_identifier
         bridge.restored(
             cluster,
@@ -349,6 +359,16 @@ def install(bridge: Bridge, patch: Any) -> None:
         (models.MasterUserSecret, "secret_status", property(managed_secret_status)),
     ):
         patch.setattr(target, name, value, raising=False)
+
+
+def _unmanaged(cluster: Any) -> None:
+    """A restored cluster has no managed master secret (RestoreDBCluster* take no ManageMasterUserPassword; the
+    password is the snapshot's) until ModifyDBCluster asks for one; moto copies the source's secret setting."""
+    secret = getattr(cluster, "master_user_secret", None)
+    if secret is not None:
+        secret.delete_secret()
+        del cluster.master_user_secret
+    cluster.manage_master_user_password = False
 
 
 def _aware(value: datetime) -> datetime:
