@@ -70,3 +70,9 @@ def test_a_parameters_file_scopes_tokens_secrets_and_the_kms_key(capsys: pytest.
 def test_an_unknown_runbook_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["iam-policy", "42"]) == 2
     assert "unknown" in capsys.readouterr().err
+
+
+def test_the_readme_shows_the_generated_policy() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Every runbook together (`aurora-kit iam-policy`):", 1)[1].split("```json\n", 1)[1]
+    assert json.loads(block.split("\n```", 1)[0]) == iam.policy(), "README's policy: paste `aurora-kit iam-policy`"
