@@ -45,8 +45,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        import moto  # noqa: F401 - the emulate extra; imported lazily by the emulator
+
         from aurora_kit.emulator import Emulator, EmulatorConfig
-    except ModuleNotFoundError as exc:  # moto is an extra
+    except ModuleNotFoundError as exc:  # moto and cryptography are the emulate extra
         raise InvalidParameterError(
             "emulate", None, f"needs the emulate extra ({exc.name} is missing): pip install 'aurora_kit[emulate]'"
         ) from exc
