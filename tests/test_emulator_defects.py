@@ -45,6 +45,7 @@ def test_defect_01_with_iam_auth_the_runbooks_log_in_as_the_iam_user(
     assert all(c["ok"] and c["resource"].endswith("/app_iam") for c in connects), connects
 
 
+@pytest.mark.timing  # "fails fast": within 15 s (the emulator reports the failure in about a second)
 def test_defect_03_a_failed_failover_fails_fast_with_the_events_message(emulator_env: RunningEmulator) -> None:
     """Aurora reports a failed failover with RDS-EVENT-0069 (and 0070 when the old writer is promoted again): the
     backend stops at once with that message instead of polling to its deadline; the failover's own poll profile
