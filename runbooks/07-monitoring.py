@@ -19,7 +19,7 @@
 # | **Risk** | low — creates/updates alarms only (upsert by name) |
 # | **Blast radius** | alarms named after `cluster_id`; notifications to the SNS topic |
 # | **Failure type** | none injected |
-# | **Typical time** | local ≈ 2 s · aws < 1 min (new alarms stay INSUFFICIENT_DATA until CloudWatch has evaluated a period) |
+# | **Typical time** | local ≈ 2 s · aws 1–4 min (07 waits for CloudWatch's first evaluation of every alarm) |
 # | **Prerequisites** | `01-create-cluster`; aws: the SNS topic |
 # | **Rollback** | delete the alarms (`aws cloudwatch delete-alarms` with the names below) |
 #
@@ -75,8 +75,9 @@ put = wf.put_alarms(run, dp)
 wf.alarms_table(put)
 
 # %% [markdown]
-# ## 2. Check: every metric alarmed, none firing
-# The local backend evaluates each threshold now; CloudWatch evaluates periods (a new alarm waits for one).
+# ## 2. Check: every metric alarmed, every alarm with data, none firing
+# The local backend evaluates each threshold now; on CloudWatch this waits (at most one evaluation window + 3 min)
+# until no alarm is INSUFFICIENT_DATA — one still without data then has a metric nobody publishes, and fails.
 
 # %%
 alarms = wf.alarms(run)

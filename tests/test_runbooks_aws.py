@@ -163,7 +163,7 @@ def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: An
     assert results["06-failover"]["failback"]["NewWriter"] == "ak-emulated-1"
 
     alarms = results["07-monitoring"]["alarms"]
-    assert alarms["states"].get("ALARM", 0) == 0
+    assert alarms["states"] == {"OK": 8}  # evaluated from the instances' metrics: every alarm has data, none fires
 
     gone = results["99-teardown"]
     assert gone["gone"]["exists"] is False

@@ -464,8 +464,10 @@ def test_alarms_insufficient_data_fails_where_sampled_on_demand_not_on_cloudwatc
     assert exc.value.context["evidence"]["states"] == {"INSUFFICIENT_DATA": 1, "OK": 3}
     cloudwatch = FakeBackend(_cluster(), traits=AWS_TRAITS)
     cloudwatch.alarms = states
-    report = monitoring.alarms(_run(cloudwatch)).assert_ok()  # CloudWatch: not evaluated yet
+    report = monitoring.alarms(_run(cloudwatch), wait_s=0).assert_ok()  # CloudWatch, read at once: not evaluated yet
     assert "CloudWatch has not evaluated a period yet" in report.verdict()
+    with pytest.raises(VerificationError, match=r"still INSUFFICIENT_DATA after 0.3 s: no data for its metric"):
+        monitoring.alarms(_run(cloudwatch), wait_s=0.3).assert_ok()  # a window later: its metric has no data
 
 
 def test_alarms_report() -> None:
@@ -541,12 +543,12 @@ def test_defect_04_a_writer_only_cluster_expects_no_replica_lag_alarm() -> None:
     for traits in (LOCAL_TRAITS, AWS_TRAITS):
         backend = FakeBackend(writer_only, traits=traits)
         backend.alarms = [_alarm(m) for m in METRICS if m != "AuroraReplicaLag"]
-        report = monitoring.alarms(_run(backend)).assert_ok()
+        report = monitoring.alarms(_run(backend), wait_s=0).assert_ok()
         assert "AuroraReplicaLag" not in report.summary()["wanted"]
     with_readers = FakeBackend(_cluster())
     with_readers.alarms = [_alarm(m) for m in METRICS if m != "AuroraReplicaLag"]
     with pytest.raises(VerificationError, match="no alarm on AuroraReplicaLag"):
-        monitoring.alarms(_run(with_readers)).assert_ok()
+        monitoring.alarms(_run(with_readers), wait_s=0).assert_ok()
 
 
 def test_defect_05_the_replica_lag_alarm_may_watch_the_writers_maximum() -> None:
@@ -555,7 +557,7 @@ def test_defect_05_the_replica_lag_alarm_may_watch_the_writers_maximum() -> None
     backend = FakeBackend(_cluster(), traits=AWS_TRAITS)
     backend.alarms = [_alarm(m) for m in METRICS if m != "AuroraReplicaLag"]
     backend.alarms.append(_alarm("AuroraReplicaLagMaximum"))
-    monitoring.alarms(_run(backend)).assert_ok()
+    monitoring.alarms(_run(backend), wait_s=0).assert_ok()
 
 
 def test_defect_06_a_connection_alarm_that_can_never_fire_is_refused_before_any_alarm() -> None:

@@ -143,8 +143,10 @@ def _aware(value: datetime | None) -> datetime | None:
 @dataclass(repr=False)
 class AlarmsReport(CheckResult):
     """Every configured metric has an alarm and none is in ALARM. ``INSUFFICIENT_DATA`` is a failure where the
-    backend samples every metric when asked (no data = the metric could not be measured); on CloudWatch a new
-    alarm is INSUFFICIENT_DATA until a full period was evaluated — reported, not failed."""
+    backend samples every metric when asked (no data = the metric could not be measured), and on CloudWatch once
+    ``waited_s`` > 0 covered an evaluation window (the alarm's metric is not published: it can never fire); read at
+    once (``waited_s`` 0), a new CloudWatch alarm is INSUFFICIENT_DATA until a period was evaluated — reported, not
+    failed."""
 
     title = "alarms"
 
@@ -152,6 +154,7 @@ class AlarmsReport(CheckResult):
     states: list[AlarmState]
     sampled_on_demand: bool
     readers: int | None = None
+    waited_s: float = 0.0
 
     @classmethod
     def of(
@@ -161,12 +164,14 @@ class AlarmsReport(CheckResult):
         *,
         sampled_on_demand: bool,
         readers: int | None = None,
+        waited_s: float = 0.0,
     ) -> AlarmsReport:
-        """``readers``: the cluster's reader count — without readers there is no replica lag to alarm on."""
+        """``readers``: the cluster's reader count — without readers there is no replica lag to alarm on.
+        ``waited_s``: how long the states were awaited for CloudWatch's first evaluation."""
         metrics = {a.metric for a in specs}
         if readers == 0:
             metrics.discard("AuroraReplicaLag")
-        return cls(sorted(metrics), list(states), sampled_on_demand, readers)
+        return cls(sorted(metrics), list(states), sampled_on_demand, readers, waited_s)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -186,10 +191,17 @@ class AlarmsReport(CheckResult):
                 for a in self.states
                 if a.state_value == "INSUFFICIENT_DATA"
             ]
+        elif self.waited_s > 0:
+            out += [
+                f"{a.alarm_name} is still INSUFFICIENT_DATA after {self.waited_s:g} s: no data for its metric "
+                "(it can never fire)"
+                for a in self.states
+                if a.state_value == "INSUFFICIENT_DATA"
+            ]
         return out
 
     def limits(self) -> str:
-        pending = "INSUFFICIENT_DATA" in self.counts and not self.sampled_on_demand
+        pending = "INSUFFICIENT_DATA" in self.counts and not self.sampled_on_demand and not self.waited_s
         waiting = "; INSUFFICIENT_DATA: CloudWatch has not evaluated a period yet" if pending else ""
         no_lag = "; no readers: no replica lag to alarm on" if self.readers == 0 else ""
         return f"{len(self.states)} alarms on {', '.join(self.wanted)}, none firing{waiting}{no_lag}"

@@ -58,17 +58,50 @@ def alarms_table(states: list[AlarmState]) -> Table:
     return Table(rows, f"{len(rows)} alarms")
 
 
-def alarms(run: Run) -> AlarmsReport:
-    """Every configured metric has an alarm and none is firing (see :class:`~aurora_kit.checks.cluster.AlarmsReport`
-    for what INSUFFICIENT_DATA means on each backend)."""
+#: how long CloudWatch's first evaluation of a new alarm may take beyond its window (60 s metrics arrive late)
+FIRST_EVALUATION_SLACK_S = 180.0
+
+
+def alarms(run: Run, wait_s: float | None = None) -> AlarmsReport:
+    """Every configured metric has an alarm, has data and none is firing. Where alarms are evaluated over periods
+    (CloudWatch), first wait until none is INSUFFICIENT_DATA — at most ``wait_s``, by default one evaluation window
+    plus :data:`FIRST_EVALUATION_SLACK_S` — so an alarm whose metric nobody publishes fails instead of passing
+    unevaluated (:class:`~aurora_kit.checks.cluster.AlarmsReport`)."""
+    import time
+
     from aurora_kit.checks.cluster import AlarmsReport
+    from aurora_kit.errors import WaitTimeoutError
+    from aurora_kit.polling import wait_for
 
     cid = run.params.cluster_id
+    monitoring = run.section("monitoring")
+    traits = run.backend.traits
     states = run.backend.describe_alarms(cid)
-    specs = run.section("monitoring").alarm_specs()
+    started = time.monotonic()
+    if not traits.alarms_sampled_on_demand and not run.params.dry_run:
+        if wait_s is None:
+            wait_s = monitoring.period_s * monitoring.evaluation_periods + FIRST_EVALUATION_SLACK_S
+        if wait_s > 0:
+            try:
+                states = wait_for(
+                    "every alarm evaluated (none INSUFFICIENT_DATA)",
+                    lambda: run.backend.describe_alarms(cid),
+                    lambda found: all(a.state_value != "INSUFFICIENT_DATA" for a in found),
+                    timeout=wait_s,
+                    initial_delay=1.0,
+                    max_delay=traits.poll_max_delay_s,
+                    describe=lambda found: f"{sum(a.state_value == 'INSUFFICIENT_DATA' for a in found)} unevaluated",
+                    progress=run.backend.progress,
+                )
+            except WaitTimeoutError:
+                states = run.backend.describe_alarms(cid)
     readers = len(run.backend.describe_cluster(cid).reader_ids)
     return AlarmsReport.of(
-        specs, states, sampled_on_demand=run.backend.traits.alarms_sampled_on_demand, readers=readers
+        monitoring.alarm_specs(),
+        states,
+        sampled_on_demand=traits.alarms_sampled_on_demand,
+        readers=readers,
+        waited_s=round(time.monotonic() - started, 1) if wait_s else 0.0,
     )
 
 
