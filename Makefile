@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup rehearse test lint unit bench clean
+.PHONY: setup rehearse emulate test lint unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ setup: $(STAMP)
 # The parameters files default to confirm: false; the rehearsal confirms its destructive steps explicitly.
 rehearse: $(STAMP)
 	$(BIN)/aurora-kit run --all -f parameters/local.yaml -p confirm=true -p teardown.confirm_cluster_id=ak-local
+
+# An emulated AWS whose clusters are real local ones, to try the aws runbooks without an account (README):
+# then `aurora-kit run --all -f parameters/aws-emulated.yaml ...` with the environment it prints.
+emulate: $(STAMP)
+	$(BIN)/aurora-kit emulate
 
 lint: $(STAMP)
 	$(BIN)/ruff check aurora_kit tests benchmarks

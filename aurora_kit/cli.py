@@ -17,7 +17,7 @@ from aurora_kit.errors import AuroraKitError
 from aurora_kit.outcome import EXIT_REFUSED
 
 # command groups, in help order; a module missing here means that group is not built yet
-COMMAND_MODULES = ("local", "run", "audit")
+COMMAND_MODULES = ("local", "run", "audit", "emulate", "iam_policy")
 
 
 def build_parser() -> argparse.ArgumentParser:

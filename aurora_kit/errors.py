@@ -15,6 +15,7 @@ and says what to do next. Driver and SDK errors are wrapped with ``raise ... fro
     ├── InvalidStateError              the resource exists but is in the wrong state for the request
     │   ├── DeletionProtectionError
     │   ├── FailoverNotPossibleError
+    │   ├── FailoverFailedError        a started failover the platform reports failed (RDS-EVENT-0069/0070)
     │   └── ConfirmationRequiredError  a destructive step without confirm: true (or the typed cluster id)
     ├── RestoreWindowError             requested restore time outside the restorable window
     ├── PendingRebootError             a change is waiting for a reboot the caller did not allow
@@ -132,6 +133,13 @@ class ConfirmationRequiredError(InvalidStateError):
 
 class FailoverNotPossibleError(InvalidStateError):
     hint = "a failover needs at least one available reader; add a reader or pick an available target"
+
+
+class FailoverFailedError(InvalidStateError):
+    """A failover was started and the platform reports it failed (Aurora: RDS-EVENT-0069, 0070 when the old writer
+    is promoted again); the message quotes what it reported."""
+
+    hint = "check the health of the cluster's instances (DescribeEvents, the instances' logs) before trying again"
 
 
 class RestoreWindowError(AuroraKitError):

@@ -28,8 +28,13 @@ def _split(req: str) -> tuple[str, str]:
 
 def _pyproject() -> dict[str, str]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    reqs = data["project"]["dependencies"] + data["project"]["optional-dependencies"]["test"]
-    return dict(_split(r) for r in reqs)
+    reqs = list(data["project"]["dependencies"])
+    for extra in data["project"]["optional-dependencies"].values():  # test, emulate: one mirror for all
+        reqs += extra
+    out: dict[str, str] = {}
+    for name, spec in (_split(r) for r in reqs):
+        assert out.setdefault(name, spec) == spec, f"{name} has two different floors in pyproject.toml"
+    return out
 
 
 def _environment() -> tuple[dict[str, str], dict[str, str]]:

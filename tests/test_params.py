@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,7 @@ def test_teardown_needs_exactly_one_final_snapshot_choice(tmp_path: Path) -> Non
         "final_snapshot_id": "final-1",
         "skip_final_snapshot": True,
         "lift_deletion_protection": False,
+        "delete_automated_backups": True,
         "confirm_cluster_id": None,
     }
     with pytest.raises(InvalidParameterError, match="exactly one"):
@@ -438,3 +440,62 @@ def test_values_a_user_would_expect_refused_are_refused(
     with pytest.raises(InvalidParameterError, match=fragment) as exc:
         params.load(_write(tmp_path, data))
     assert exc.value.field == ".".join(path)
+
+
+def _aws(tmp_path: Path, **aws: Any) -> dict[str, Any]:
+    data = _raw()
+    data.update(backend="aws", availability_zones=["us-east-1a", "us-east-1b"], readers=1)
+    data["aws"] = {**data["aws"], "ca_bundle": "/etc/ssl/rds.pem", **aws}
+    return data
+
+
+def test_endpoint_overrides_reach_the_aws_backend_and_are_validated(tmp_path: Path) -> None:
+    """Defect 12: the tunnel/bastion mapping is a parameter, validated before anything runs."""
+    overrides = {"*.us-east-1.rds.amazonaws.com": "127.0.0.1:15432"}
+    p = params.load(_write(tmp_path, _aws(tmp_path, endpoint_overrides=overrides)))
+    from aurora_kit.backends.aws import AwsBackend
+
+    assert AwsBackend.options_from(p)["endpoint_overrides"] == overrides
+    with pytest.raises(InvalidParameterError, match="host:port") as info:
+        params.load(_write(tmp_path, _aws(tmp_path, endpoint_overrides={"x.rds.amazonaws.com": "127.0.0.1"})))
+    assert "endpoint_overrides" in info.value.field
+
+
+def test_a_relative_ca_bundle_is_relative_to_the_parameters_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    data = _aws(tmp_path, ca_bundle="../tls/rds-ca.pem")
+    path = tmp_path / "sub" / "env.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert params.load(path).aws.ca_bundle == str((tmp_path / "tls" / "rds-ca.pem").resolve())
+
+
+@pytest.mark.parametrize(
+    ("window", "reason"),
+    [
+        ("sun:03:30-sun:04:30", "overlaps the backup window 03:00-04:00"),
+        ("sun:05:00-sun:05:10", "at least 30 minutes"),
+        ("sunday:05:00-06:00", "ddd:hh:mm-ddd:hh:mm"),
+    ],
+)
+def test_defect_11_the_maintenance_window_is_validated_before_anything_runs(
+    tmp_path: Path, window: str, reason: str
+) -> None:
+    """preferred_maintenance_window: format, at least 30 minutes, no overlap with the backup window (RDS refuses
+    it), checked when the parameters load — before any kernel starts, so before anything is created."""
+    data = _raw() | {"preferred_maintenance_window": window}
+    with pytest.raises(InvalidParameterError, match=re.escape(reason)) as info:
+        params.load(_write(tmp_path, data))
+    assert info.value.field == "preferred_maintenance_window"
+    good = params.load(_write(tmp_path, _raw() | {"preferred_maintenance_window": "Sun:05:00-Sun:05:30"}))
+    assert good.preferred_maintenance_window == "sun:05:00-sun:05:30"
+    assert good.to_cluster_spec().preferred_maintenance_window == "sun:05:00-sun:05:30"
+
+
+def test_defect_06_a_connection_alarm_above_max_connections_is_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "parameters" / "aws-dev.example.yaml").read_text())
+    data["monitoring"]["max_connections"] = 400
+    data["parameter_group"]["parameters"]["max_connections"] = "200"
+    with pytest.raises(InvalidParameterError, match="can never fire") as info:
+        params.load(_write(tmp_path, data))
+    assert info.value.field == "monitoring.max_connections"
+    assert info.value.value == 400

@@ -111,3 +111,13 @@ def test_runbook_starts_its_run_and_ends_with_a_recorded_summary(base: Path) -> 
     assert opening[0].endswith(" as wf"), opening
     assert opening[-1] == f'run, dp = wf.start("{base.name}", globals())', "one opening cell in every runbook"
     assert code[-1].source.startswith("run.record_all(")
+
+
+@pytest.mark.parametrize("base", RUNBOOKS, ids=lambda p: p.name)
+def test_the_iam_paragraph_is_generated_from_the_recorded_calls(base: Path) -> None:
+    """The header's least-privilege line is what `aurora-kit iam-policy` derives from the runbook's recorded calls."""
+    from aurora_kit import iam
+
+    assert iam.header_paragraph(base.name) in base.with_suffix(".py").read_text(), (
+        f"{base.name}: IAM paragraph out of step with aurora_kit/data/iam_calls.json; run scripts/sync_runbooks.py"
+    )

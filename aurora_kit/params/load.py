@@ -239,7 +239,17 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> RunbookParameters:
     for item in overrides:
         data = apply_override(data, item)
         source = f"{path} with -p overrides"
-    return validate(data, source=source)
+    return validate(_relative_to(path, data), source=source)
+
+
+def _relative_to(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """A relative ``aws.ca_bundle`` is relative to the parameters file (runbooks run in another directory)."""
+    aws = data.get("aws")
+    bundle = aws.get("ca_bundle") if isinstance(aws, dict) else None
+    if isinstance(bundle, str) and bundle and not Path(bundle).is_absolute():
+        assert isinstance(aws, dict)
+        data = {**data, "aws": {**aws, "ca_bundle": str((path.parent / bundle).resolve())}}
+    return data
 
 
 def for_runbook(

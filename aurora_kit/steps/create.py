@@ -15,6 +15,7 @@ from aurora_kit.steps.common import __all__ as _common
 if TYPE_CHECKING:
     from aurora_kit.backends.base import Cluster
     from aurora_kit.checks.cluster import ClusterMatchReport
+    from aurora_kit.checks.result import CheckResult
     from aurora_kit.runbook import Run
 
 
@@ -69,6 +70,24 @@ def check(run: Run, cluster: Cluster) -> ClusterMatchReport | Skipped:
     return ClusterMatchReport(cluster, run.spec)
 
 
+@check_step("IAM database user")
+def iam_user(run: Run) -> CheckResult:
+    """With ``iam_auth``: create ``aws.iam_db_user`` (as the master user, with its managed secret), grant it
+    ``rds_iam`` and what the runbooks need, and prove a token login (:mod:`aurora_kit.checks.iam`). Without: the
+    runbooks log in as the master user with its password, and this says so."""
+    from aurora_kit.checks.iam import ensure_iam_user
+    from aurora_kit.checks.result import Findings
+
+    user, cid = run.params.aws.iam_db_user, run.params.cluster_id
+    if not run.params.iam_auth or not user:
+        return Findings(
+            "IAM database user",
+            {"iam_auth": False},
+            judged_against="iam_auth is false: the runbooks log in as the master user with its password",
+        )
+    return ensure_iam_user(run.backend.master_connection_info(cid), run.backend.connection_info(cid), user)
+
+
 @check_step("who answers on each endpoint")
 def who_answers(run: Run) -> Findings:
     """Which instance answers on the cluster and reader endpoints, its role and server version; the cluster
@@ -104,4 +123,4 @@ def who_answers(run: Run) -> Findings:
     )
 
 
-__all__ = [*_common, "check", "create", "spec_table", "who_answers"]
+__all__ = [*_common, "check", "create", "iam_user", "spec_table", "who_answers"]

@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 @check_step("pgvector extension")
 def install_pgvector(run: Run) -> ExtensionReport:
     """``CREATE EXTENSION vector`` / ``ALTER EXTENSION vector UPDATE`` to the server's default version on the
-    writer; in a dry run only the status is read."""
+    writer, as the master user (on Aurora ``rds_superuser`` creates extensions; the IAM user cannot); in a dry run
+    only the status is read."""
     from aurora_kit.checks import vector
 
-    info = run.backend.connection_info(run.params.cluster_id, "cluster")
+    info = run.backend.master_connection_info(run.params.cluster_id, "cluster")  # extensions: the master user's
     if run.params.dry_run:
         print("dry run: extension status only, nothing installed")
         return vector.vector_extension_status(info)

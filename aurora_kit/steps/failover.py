@@ -18,14 +18,11 @@ if TYPE_CHECKING:
     from aurora_kit.runbook import Run
 
 
-def plan(run: Run) -> Table:
-    """Members with their role, tier and class, and the instance that will be promoted: the one given, or the
-    one Aurora's rule picks (promotion tier, then the largest class, then the name)."""
+def _candidates(run: Run) -> list[FailoverCandidate]:
     cid = run.params.cluster_id
     c = run.backend.describe_cluster(cid)
     instances = {i.db_instance_identifier: i for i in run.backend.describe_instances(cid)}
-    fo = run.section("failover")
-    candidates = [
+    return [
         FailoverCandidate(
             m.db_instance_identifier,
             m.is_cluster_writer,
@@ -37,7 +34,24 @@ def plan(run: Run) -> Table:
         )
         for m in c.db_cluster_members
     ]
-    _writer, target = failover_target(cid, candidates, fo.target_instance_id)  # refuses here, before any call
+
+
+def target(run: Run) -> str:
+    """The instance to promote: ``failover.target_instance_id``, else the reader the rule picks (promotion tier,
+    largest class, name) — one rule for both backends; FailoverNotPossibleError before any call."""
+    _writer, chosen = failover_target(
+        run.params.cluster_id, _candidates(run), run.section("failover").target_instance_id
+    )
+    return chosen
+
+
+def plan(run: Run) -> Table:
+    """Members with their role, tier and class, and the instance that will be promoted: the one given, or the
+    one Aurora's rule picks (promotion tier, then the largest class, then the name)."""
+    cid = run.params.cluster_id
+    fo = run.section("failover")
+    candidates = _candidates(run)
+    _writer, chosen = failover_target(cid, candidates, fo.target_instance_id)  # refuses here, before any call
     rows = [
         {
             "instance": m.instance_id,
@@ -45,12 +59,12 @@ def plan(run: Run) -> Table:
             "available": m.available,
             "promotion tier": m.promotion_tier,
             "class": m.instance_class,
-            "promoted": "◀ promoted" if m.instance_id == target else "",
+            "promoted": "◀ promoted" if m.instance_id == chosen else "",
         }
         for m in candidates
     ]
     how = "as requested" if fo.target_instance_id else "by the rule: promotion tier, then largest class, then name"
-    return Table(rows, f"{fo.mode} failover of {cid}: {target} will be promoted ({how})")
+    return Table(rows, f"{fo.mode} failover of {cid}: {chosen} will be promoted ({how})")
 
 
 def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, WriteProbeReport | Skipped]:
@@ -62,12 +76,13 @@ def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, WriteProbeReport 
     fo = run.section("failover")
     cid = run.params.cluster_id
     confirm(run, f"{fo.mode} failover")
+    promote = target(run)  # the plan's pick, asked for explicitly: the backend does not choose by its own rule
     if dp.available and not run.params.dry_run:
         return probe_failover(
             run.backend,
             cid,
             mode=fo.mode,
-            target_instance_id=fo.target_instance_id,
+            target_instance_id=promote,
             rate=1.0 / run.section("probe").interval_s,
             max_rto_s=fo.max_rto_s,
             max_lost=fo.max_lost_commits,
@@ -75,7 +90,7 @@ def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, WriteProbeReport 
     why = "dry run" if run.params.dry_run else f"data plane not reachable: {dp.reason}"
     skipped = Skipped("write probe", f"{why} (RTO and lost commits not measured)")
     print(skipped)
-    return run.backend.failover(cid, target_instance_id=fo.target_instance_id, mode=fo.mode), skipped
+    return run.backend.failover(cid, target_instance_id=promote, mode=fo.mode), skipped
 
 
 def failover_table(result: FailoverResult | Skipped) -> Table | Skipped:
@@ -89,7 +104,7 @@ def failover_table(result: FailoverResult | Skipped) -> Table | Skipped:
                 "old writer": result.old_writer,
                 "new writer": result.new_writer,
                 "status": result.status,
-                "control plane": quantity(result.control_plane_seconds, "s"),
+                "control plane": f"{quantity(result.control_plane_seconds, 's')} (−{result.control_plane_error_s:g} s)",
             }
         ],
         f"{result.mode} failover of {result.db_cluster_identifier}",
@@ -104,6 +119,7 @@ def figures(result: FailoverResult, report: Any) -> dict[str, Any]:
         "old_writer": result.old_writer,
         "new_writer": result.new_writer,
         "control_plane_s": round(result.control_plane_seconds, 3),
+        "control_plane_error_s": round(result.control_plane_error_s, 3),  # it may have ended up to this much earlier
     }
     if isinstance(report, Skipped):
         out["write_probe"] = report.summary()
@@ -195,5 +211,6 @@ __all__ = [
     "figures",
     "instance_roles",
     "plan",
+    "target",
     "wait_old_writer_reader",
 ]

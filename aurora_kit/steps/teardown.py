@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aurora_kit.checks.result import Findings
 from aurora_kit.display import Table
-from aurora_kit.errors import ClusterNotFoundError, DeletionProtectionError
+from aurora_kit.errors import ClusterNotFoundError, DeletionProtectionError, InvalidParameterError
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
 from aurora_kit.steps.common import __all__ as _common
 from aurora_kit.steps.common import confirm
@@ -33,6 +33,12 @@ def plan(run: Run, cluster: Cluster | None) -> Table:
         return Table([], "nothing to delete")
     if cluster.deletion_protection and not t.lift_deletion_protection:
         raise DeletionProtectionError(cluster.db_cluster_identifier)
+    if not t.delete_automated_backups and not run.backend.traits.retains_automated_backups:
+        raise InvalidParameterError(
+            "teardown.delete_automated_backups",
+            False,
+            f"the {run.backend.name} backend's automated backups go with the cluster; take a final snapshot instead",
+        )
     final = (
         f"final snapshot {t.final_snapshot_id}"
         if t.final_snapshot_id
@@ -41,7 +47,8 @@ def plan(run: Run, cluster: Cluster | None) -> Table:
     rows = [{"delete": m.db_instance_identifier, "kind": "instance"} for m in cluster.db_cluster_members]
     rows.append({"delete": cluster.db_cluster_identifier, "kind": "cluster"})
     protection = "on — will be lifted first" if cluster.deletion_protection else "off"
-    return Table(rows, f"{final}; deletion protection {protection}")
+    backups = "deleted with it" if t.delete_automated_backups else "automated backups kept for their retention period"
+    return Table(rows, f"{final}; deletion protection {protection}; automated backups: {backups}")
 
 
 def teardown(run: Run, cluster: Cluster | None) -> Snapshot | None:
@@ -51,11 +58,14 @@ def teardown(run: Run, cluster: Cluster | None) -> Snapshot | None:
         return None
     t = run.section("teardown")
     confirm(run, "deleting the cluster", typed_cluster_id=t.confirm_cluster_id)
+    choice: dict[str, bool] = {} if t.delete_automated_backups else {"delete_automated_backups": False}
+    plan(run, cluster)  # every refusal again, before anything is deleted
     return run.backend.delete_cluster(
         cluster.db_cluster_identifier,
         final_snapshot_id=t.final_snapshot_id,
         skip_final_snapshot=t.skip_final_snapshot,
         lift_deletion_protection=t.lift_deletion_protection,
+        **choice,
     )
 
 

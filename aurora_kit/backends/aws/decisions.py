@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from aurora_kit import rules
@@ -17,7 +18,7 @@ from aurora_kit.errors import (
     FailoverNotPossibleError,
     InvalidParameterError,
 )
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+from aurora_kit.specs import ClusterSpec, InstanceSpec
 
 ENGINE = "aurora-postgresql"
 ApplyMethodRequest = Literal["auto", "immediate", "pending-reboot"]
@@ -287,6 +288,7 @@ def create_instance_params(
         "DBInstanceClass": spec.instance_class,
         "Engine": ENGINE,
         "PromotionTier": spec.promotion_tier,
+        "PubliclyAccessible": False,  # explicit: the default depends on the subnet group (public subnets: True)
         "Tags": tag_list(tags or {}),
     }
     if spec.availability_zone:
@@ -500,16 +502,24 @@ def restore_settings(
                 "MinCapacity": scaling["MinCapacity"],
                 "MaxCapacity": scaling["MaxCapacity"],
             }
-        if src.get("BackupRetentionPeriod"):
-            params["BackupRetentionPeriod"] = src["BackupRetentionPeriod"]
-        if src.get("PreferredBackupWindow"):
-            params["PreferredBackupWindow"] = src["PreferredBackupWindow"]
     else:
         params["EnableIAMDatabaseAuthentication"] = True
         params["DeletionProtection"] = True
         params["CopyTagsToSnapshot"] = True
         params["EnableCloudwatchLogsExports"] = ["postgresql"]
     return params
+
+
+def restore_backup_changes(source: Mapping[str, Any] | None, restored: Mapping[str, Any]) -> dict[str, Any]:
+    """ModifyDBCluster parameters that give a restored cluster its source's backup retention and window, where they
+    differ. A restore keeps the snapshot's settings by default; passing them to RestoreDBCluster* needs botocore
+    >= 1.42.47 (pyproject allows 1.34), so they are set afterwards, and only when they differ."""
+    changes: dict[str, Any] = {}
+    for key in ("BackupRetentionPeriod", "PreferredBackupWindow"):
+        wanted = (source or {}).get(key)
+        if wanted and restored.get(key) != wanted:
+            changes[key] = wanted
+    return changes
 
 
 # -- failover -------------------------------------------------------------------------------------------------
@@ -543,55 +553,31 @@ def choose_failover_target(
     return rules.failover_target(cluster_id, members, target)
 
 
-# -- alarms -------------------------------------------------------------------------------------------------
-ALARM_PREFIX = "aurora-kit"
+#: DescribeEvents messages of a failover that failed (Aurora User Guide, DB cluster events RDS-EVENT-0069, -0070)
+FAILOVER_FAILED = ("Cluster failover failed", "Promoting previous primary again")
 
 
-def alarm_prefix(cluster_id: str) -> str:
-    """'/' cannot occur in an identifier, so the prefix of cluster ``a`` never matches cluster ``a-b``."""
-    return f"{ALARM_PREFIX}/{cluster_id}/"
+def failover_done(cluster: Mapping[str, Any] | None, statuses: Mapping[str, str], target: str) -> bool:
+    """The target is the writer, it and the cluster are ``available``."""
+    if cluster is None or cluster.get("Status") != "available" or statuses.get(target) != "available":
+        return False
+    members = cluster.get("DBClusterMembers") or []
+    return any(m["DBInstanceIdentifier"].lower() == target and m.get("IsClusterWriter") for m in members)
 
 
-@dataclass(frozen=True)
-class AlarmTarget:
-    alarm_name: str
-    dimension_name: str  # DBClusterIdentifier | DBInstanceIdentifier
-    dimension_value: str
+def failover_failure(events: Sequence[Mapping[str, Any]], started: datetime) -> str | None:
+    """Why the failover started at ``started`` has failed — the messages of failure events dated from then on (an
+    earlier attempt's do not count) — or None while it may still complete. The members' own terminal statuses
+    (``failed``, ``incompatible-...``) stop the wait too (api._state_terminal)."""
+    failed = [
+        str(e.get("Message"))
+        for e in events
+        if str(e.get("Message", "")).startswith(FAILOVER_FAILED) and _aware(e.get("Date")) >= started
+    ]
+    return " / ".join(failed) if failed else None
 
 
-def alarm_targets(spec: AlarmSpec, cluster_id: str, writer: str | None, readers: Sequence[str]) -> list[AlarmTarget]:
-    """Which resources an alarm watches (namespace AWS/RDS):
-
-    - AuroraReplicaLag is published per replica: one alarm per reader (DBInstanceIdentifier); none without readers.
-    - CPUUtilization and FreeableMemory are per-instance resources: one alarm per instance (DBInstanceIdentifier),
-      so a hot writer is not averaged away by idle readers.
-    - DatabaseConnections: one cluster-wide alarm (DBClusterIdentifier).
-    """
-    prefix = alarm_prefix(cluster_id)
-    if spec.metric == "DatabaseConnections":
-        return [AlarmTarget(f"{prefix}{spec.metric}", "DBClusterIdentifier", cluster_id)]
-    instances = list(readers) if spec.metric == "AuroraReplicaLag" else [*([writer] if writer else []), *readers]
-    return [AlarmTarget(f"{prefix}{iid}/{spec.metric}", "DBInstanceIdentifier", iid) for iid in instances]
-
-
-def put_metric_alarm_params(
-    spec: AlarmSpec, target: AlarmTarget, cluster_id: str, sns_topic_arn: str | None
-) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "AlarmName": target.alarm_name,
-        "AlarmDescription": f"aurora_kit: {spec.metric} {spec.comparison} {spec.threshold} on {cluster_id}",
-        "Namespace": "AWS/RDS",
-        "MetricName": spec.metric,
-        "Dimensions": [{"Name": target.dimension_name, "Value": target.dimension_value}],
-        "Statistic": spec.statistic,
-        "Period": spec.period_s,
-        "EvaluationPeriods": spec.evaluation_periods,
-        "Threshold": spec.threshold,
-        "ComparisonOperator": spec.comparison,
-        "TreatMissingData": "missing",
-        "Tags": [{"Key": "aurora-kit:cluster", "Value": cluster_id}],
-    }
-    if sns_topic_arn:
-        params["AlarmActions"] = [sns_topic_arn]
-        params["OKActions"] = [sns_topic_arn]
-    return params
+def _aware(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

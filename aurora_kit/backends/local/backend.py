@@ -45,6 +45,7 @@ from aurora_kit.errors import (
     DeletionProtectionError,
     InvalidParameterError,
     InvalidStateError,
+    UnsupportedOperationError,
 )
 from aurora_kit.rules import check_backup_window, check_final_snapshot_choice, check_retention, reboot_order
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
@@ -216,9 +217,16 @@ class LocalBackend(ClusterBackend):
         skip_final_snapshot: bool = False,
         lift_deletion_protection: bool = False,
         wait: bool = True,
+        delete_automated_backups: bool = True,
     ) -> Snapshot | None:
         cl = self.store.cluster(cluster_id)
         check_final_snapshot_choice(final_snapshot_id, skip_final_snapshot)
+        if not delete_automated_backups:  # traits.retains_automated_backups is False
+            raise UnsupportedOperationError(
+                "the local backend keeps automated backups in the cluster's directory: they go with the cluster",
+                hint="take a final snapshot instead (final_snapshot_id)",
+                cluster_id=cluster_id,
+            )
         if final_snapshot_id is not None:
             backup.check_new_snapshot_id(self.nodes, final_snapshot_id)
         if cl.deletion_protection and not lift_deletion_protection:
