@@ -296,6 +296,35 @@ def create_instance_params(
     return params
 
 
+def orderable_problems(
+    instances: Sequence[InstanceSpec],
+    engine_version: str,
+    region: str,
+    options: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> InvalidParameterError | None:
+    """The first instance whose class cannot be ordered for ``engine_version`` here, or whose zone does not offer
+    it, as the error to raise before anything is created. ``options`` holds DescribeOrderableDBInstanceOptions'
+    rows by instance class (a typo that passes the class pattern, ``db.r6g.lrage``, is caught by the pattern;
+    a real class this engine version or Region does not offer is caught here)."""
+    for n, inst in enumerate(instances):
+        rows = options.get(inst.instance_class) or []
+        field = "instance_class" if n == 0 else f"instances[{inst.instance_id}].instance_class"
+        if not rows:
+            return InvalidParameterError(
+                field,
+                inst.instance_class,
+                f"not orderable for {ENGINE} {engine_version} in {region} (DescribeOrderableDBInstanceOptions)",
+            )
+        zones = {z.get("Name") for r in rows for z in r.get("AvailabilityZones") or []}
+        if inst.availability_zone and zones and inst.availability_zone not in zones:
+            return InvalidParameterError(
+                "availability_zones",
+                inst.availability_zone,
+                f"{inst.instance_class} is not offered there (zones: {', '.join(sorted(z for z in zones if z))})",
+            )
+    return None
+
+
 def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
