@@ -69,7 +69,7 @@ def test_a_skipped_check_is_not_verified_exit_3_unless_accepted(
     summary, record = _summary(audit_dir)
     assert (summary["outcome"], summary["exit_code"], summary["unverified"]) == ("not verified", 3, ["replica lag"])
     assert summary["allowed_unverified"] is False
-    assert [c["status"] for c in summary["checks"]] == ["passed", "skipped"]
+    assert [c["status"] for c in summary["checks"]] == ["passed", "not requested", "skipped"]  # iam_auth: false
     assert _banner(record) == ("not verified", "NOT VERIFIED")
     assert audit.read_index(audit_dir)[-1]["outcome"] == "not verified"
 
@@ -213,7 +213,7 @@ def test_unreachable_endpoints_give_not_verified_with_exit_3(
     assert main(["run", "01", *args]) == 3  # created (control plane checked), who answers: not verified
     summary, record = _summary(audit_dir)
     assert summary["unverified"] == ["who answers on each endpoint"]
-    assert [c["status"] for c in summary["checks"]] == ["passed", "skipped"]
+    assert [c["status"] for c in summary["checks"]] == ["passed", "not requested", "skipped"]  # iam_auth: false
     assert summary["key_figures"] == {"writer": "ak-moto-1", "readers": ["ak-moto-2"], "status": "available"}
     assert summary["backend"] == "aws (us-east-1)"
 
