@@ -103,9 +103,7 @@ def pick_addresses(count: int, port: int, taken: Iterable[str], root: Path | Non
     return out if len(out) == count else None
 
 
-def allocate(
-    count: int, *, port: int | None, taken: Iterable[str], root: Path | None = None
-) -> tuple[int, list[str]]:
+def allocate(count: int, *, port: int | None, taken: Iterable[str], root: Path | None = None) -> tuple[int, list[str]]:
     """The cluster port and ``count`` fresh addresses (from ``root``'s part of 127/8 first): ``port`` when given
     (InvalidParameterError if nothing can listen on it), else 5432, else a free port."""
     taken = set(taken)
