@@ -69,7 +69,7 @@ def test_a_skipped_check_is_not_verified_exit_3_unless_accepted(
     summary, record = _summary(audit_dir)
     assert (summary["outcome"], summary["exit_code"], summary["unverified"]) == ("not verified", 3, ["replica lag"])
     assert summary["allowed_unverified"] is False
-    assert [c["status"] for c in summary["checks"]] == ["passed", "not requested", "skipped"]  # iam_auth: false
+    assert [c["status"] for c in summary["checks"]] == ["passed", "skipped"]
     assert _banner(record) == ("not verified", "NOT VERIFIED")
     assert audit.read_index(audit_dir)[-1]["outcome"] == "not verified"
 
