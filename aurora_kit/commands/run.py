@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aurora_kit import audit, params, report, runner
+from aurora_kit.commands import run_fleet
 
 
 def register(subparsers: Any) -> None:
@@ -32,7 +33,9 @@ def register(subparsers: Any) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("runbook", nargs="?", help="06, 06-failover, or a path to a notebook")
     target.add_argument("--all", action="store_true", help="every runbook, in order")
-    parser.add_argument("-f", "--parameters", required=True, metavar="FILE", help="parameters/<env>.yaml")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-f", "--parameters", metavar="FILE", help="parameters/<env>.yaml")
+    run_fleet.add_arguments(parser, source)
     parser.add_argument(
         "-p",
         "--param",
@@ -67,6 +70,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.fleet:
+        return run_fleet.run(args)
     loaded = params.load(args.parameters, args.param)  # before any kernel starts
     if args.print_parameters_cell:
         name = Path(args.runbook or "").stem
