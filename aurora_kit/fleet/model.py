@@ -5,7 +5,7 @@ Layout of ``fleet.yaml`` (unknown keys are errors; paths are relative to the fle
 
     name: staging                   # optional: the fleet's label (default: the file's stem)
     parameters: local.yaml          # the base parameters file every cluster inherits (all keys, validated)
-    defaults:                       # optional: overrides for every cluster (any parameters key; sections merge)
+    defaults:                       # optional: overrides for every cluster (any parameters key; mappings merge)
       readers: 1
       backup_restore: {restore_cluster_id: "{cluster_id}-restored"}   # {cluster_id}: each cluster's own id
     max_parallel: 4                 # optional (default 4): runs at once for read-only runbooks
@@ -21,9 +21,9 @@ Layout of ``fleet.yaml`` (unknown keys are errors; paths are relative to the fle
         region: eu-west-1                                     # ... in this account/region
 
 Each cluster's parameters are, in order: the base file, ``defaults``, its entry, then the command line's ``-p``
-overrides; ``{cluster_id}`` in a string of ``defaults`` or an entry becomes the cluster's id. Each result is
-validated like a parameters file (errors name the key, the value and ``fleet.yaml clusters[2] (name)``). A
-``select`` entry is resolved through the backend (``list_clusters``: ``DescribeDBClusters`` on aws) before anything
+overrides; ``{cluster_id}`` in a string of ``defaults``, an entry or a ``-p`` override becomes the cluster's id.
+Each result is validated like a parameters file (errors name the key, the value and ``fleet.yaml clusters[2]``).
+A ``select`` entry is resolved through the backend (``list_clusters``: ``DescribeDBClusters`` on aws) before anything
 runs: a glob on the cluster id and/or tags that must all match; a cluster also listed explicitly keeps its explicit
 entry; a select that matches nothing is refused. Then the fleet as a whole: names unique, no two entries on the
 same cluster (same backend, root or profile, region when the backend is regional, id), and what the runbook is
@@ -154,7 +154,8 @@ def created_ids(runbook: str, p: RunbookParameters) -> list[tuple[str, str, str]
 
 # -- loading ----------------------------------------------------------------------------------------------------
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` on ``base``: mappings merge key by key (a section keeps the keys an override does not name)."""
+    """``over`` on ``base``: mappings merge key by key (a section, or ``tags``, keeps the keys an override does not
+    name); anything else, lists included, is replaced."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
@@ -239,8 +240,9 @@ def _selector(raw: Any, key: str, where: str) -> dict[str, Any]:
 
 
 def _validated(data: Mapping[str, Any], overrides: Sequence[str], source: str) -> RunbookParameters:
+    cid = str(data.get("cluster_id"))
     for item in overrides:
-        data = apply_override(data, item)
+        data = apply_override(data, _fill(item, cid))
     return validate(data, source=source + (" with -p overrides" if overrides else ""))
 
 

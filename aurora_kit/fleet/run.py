@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -133,7 +133,7 @@ def preflight(fleet: Fleet, notebook: Path) -> None:
                 opened.add(member.namespace())
 
 
-def write_parameters(fleet: Fleet, folder: Path) -> dict[str, Path]:
+def write_parameters(fleet: Fleet, folder: Path, *, only: Sequence[str] | None = None) -> dict[str, Path]:
     """Each cluster's parameters as the fleet gave them, one standalone parameters file each (what its record names
     as its ``parameters_file``: ``aurora-kit run 01 -f <that file>`` repeats one cluster's run)."""
     import yaml
@@ -141,6 +141,8 @@ def write_parameters(fleet: Fleet, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     for member in fleet.members:
+        if only is not None and member.name not in only:
+            continue
         path = folder / f"{member.name}.yaml"
         head = f"# {member.name}: {member.source}, base {fleet.base}" + (
             f", with -p {' -p '.join(fleet.overrides)}" if fleet.overrides else ""
@@ -342,8 +344,11 @@ def run_fleet(
                     worker.stop()
             for future in list(running):
                 settle(future.result())
+    canary_run = runs.get(the_plan.canary.name) if the_plan.canary is not None else None
+    canary_failed = canary_run is not None and not canary_run.result.accepted
     for member in queue:
-        why = f"stopped after {stopped}" + ("; --keep-going runs the rest" if the_plan.destructive else "")
+        hint = "; --keep-going runs the rest" if the_plan.destructive and not canary_failed else ""
+        why = f"stopped after {stopped}{hint}"
         runs[member.name] = ClusterRun(member, RunResult(runbook, NOT_RUN, error=why), canary=False)
     ended = datetime.now(timezone.utc)
     ordered = [runs[m.name] for m in the_plan.order]
