@@ -18,7 +18,7 @@ import yaml
 from aurora_kit import audit
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.fleet import DESTRUCTIVE_RUNBOOKS, load_fleet
-from aurora_kit.fleet.run import plan
+from aurora_kit.fleet.plan import plan
 from aurora_kit.params import RUNBOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,3 +214,11 @@ def test_parallel_runs_sealing_into_one_index_keep_the_chain_valid(tmp_path: Pat
     result = audit.verify(tmp_path)
     assert result.ok, result.problems[:3]
     assert result.entries == 200
+
+
+@pytest.mark.parametrize("name", ["local.example.yaml", "aws.example.yaml"])
+def test_the_example_fleets_load(name: str) -> None:
+    fleet = load_fleet(ROOT / "parameters" / "fleets" / name)
+    for runbook in RUNBOOKS:
+        fleet.check_for(runbook)
+    assert fleet.canary_member.name == fleet.canary

@@ -22,7 +22,7 @@ from aurora_kit.outcome import NOT_RUN, Outcome
 
 if TYPE_CHECKING:
     from aurora_kit.fleet.model import Fleet, Member
-    from aurora_kit.fleet.run import ClusterRun, FleetPlan, FleetRun
+    from aurora_kit.fleet.plan import ClusterRun, FleetPlan, FleetRun
 
 _ANSI = {Outcome.PASSED: "32", Outcome.FAILED: "31", Outcome.NOT_VERIFIED: "33", Outcome.DRY_RUN: "34"}
 _EXIT_MEANING = {0: "ok", 1: "a run failed", 3: "checks not verified (--allow-unverified accepts them)"}

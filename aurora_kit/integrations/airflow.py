@@ -200,7 +200,7 @@ def fleet_dag(
     (concurrency, canary, stop) are those of ``aurora-kit run --fleet`` (:func:`aurora_kit.fleet.run.plan`)."""
     from aurora_kit import runner
     from aurora_kit.fleet import load_fleet
-    from aurora_kit.fleet.run import plan
+    from aurora_kit.fleet.plan import plan
 
     fleet = load_fleet(fleet_file, [o for o in overrides if not _templated(o)])
     kwargs = {"runbooks_dir": Path(runbooks_dir)} if runbooks_dir else {}
