@@ -62,6 +62,7 @@ class Deadline:
         self.killed: list[int] = []
         self._stop = threading.Event()  # the deadline passed or stop() was called
         self._done = threading.Event()  # the block ended
+        self._wake = threading.Event()  # either of the two: the watcher wakes at once
         self._before: set[int] = set()
         self._thread: threading.Thread | None = None
 
@@ -73,6 +74,7 @@ class Deadline:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._done.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -81,6 +83,7 @@ class Deadline:
         if self.reason is None:
             self.reason = reason
         self._stop.set()
+        self._wake.set()
 
     @property
     def expired(self) -> bool:
@@ -98,9 +101,9 @@ class Deadline:
             left = None if self.seconds is None else self.seconds - (time.monotonic() - started)
             if left is not None and left <= 0:
                 self.stop(f"timed out after {self.seconds:g} s: the run's time limit interrupted its kernel")
-            if self._stop.is_set():
+            if self._stop.is_set() or self._done.is_set():
                 break
-            self._stop.wait(self.poll_s if left is None else min(self.poll_s, max(left, 0.0)))
+            self._wake.wait(left)  # until the deadline, stop() or the end of the block
         if self._done.is_set():
             return
         interrupted: set[int] = set()

@@ -222,3 +222,12 @@ def test_the_example_fleets_load(name: str) -> None:
     for runbook in RUNBOOKS:
         fleet.check_for(runbook)
     assert fleet.canary_member.name == fleet.canary
+
+
+@pytest.mark.integration
+def test_a_select_that_matches_nothing_is_refused(tmp_path: Path, fresh_local_root: Path) -> None:
+    body = {"defaults": {"local_root": str(fresh_local_root)}, "clusters": [{"select": {"match": "nothing-*"}}]}
+    error = _refused(_fleet(tmp_path, body))
+    assert error.field == "clusters[0].select"
+    assert "matched no cluster" in str(error)
+    assert "clusters there: none" in str(error)

@@ -235,3 +235,21 @@ def test_04_over_local_clusters_one_missing(
     assert hint, missing["reason"]  # the hint names the cluster's own parameters file: a command that works
     assert main([*hint.group(1).split()[1:], "--audit-dir", str(audit_dir)]) == 0
     assert main(["audit", "verify", "--audit-dir", str(audit_dir)]) == 0
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_01_creates_a_fleet_in_parallel_each_cluster_on_its_own_ports(
+    tmp_path: Path, fresh_local_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aurora_kit.backends.local import LocalBackend
+
+    ids = ["par-1", "par-2", "par-3"]
+    fleet = _fleet(tmp_path, ids, fresh_local_root)
+    audit_dir = tmp_path / "audit"
+    assert _run(["01", "--fleet", str(fleet), "--audit-dir", str(audit_dir), "-p", "readers=1"]) == 0
+    assert _most_at_once(_records(audit_dir)) == 3  # all three created at once
+    backend = LocalBackend(root_dir=fresh_local_root)
+    ports = [i.endpoint_port for cid in ids for i in backend.describe_instances(cid)]
+    assert len(ports) == 6
+    assert len(set(ports)) == 6  # allocated under the state lock: no two instances share a port
