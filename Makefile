@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Apache Airflow's tests get an environment of their own (pins: constraints/airflow.txt), so the core's tests prove
-# the core needs no Airflow and Airflow's import-time configuration never reaches them
+# the core needs no Airflow and Airflow's import-time configuration never reaches them. uv (from PyPI, pinned) installs
+# its ~200 packages in ~25 s where pip takes ~2 min.
 $(AIRFLOW_STAMP): pyproject.toml constraints/airflow.txt
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
-	$(AIRFLOW_VENV)/bin/pip install --quiet -c constraints/airflow.txt -e '.[airflow]' pytest pytest-timeout mypy types-PyYAML
+	$(AIRFLOW_VENV)/bin/pip install --quiet -c constraints/airflow.txt uv
+	$(AIRFLOW_VENV)/bin/uv pip install --quiet --python $(AIRFLOW_VENV)/bin/python -c constraints/airflow.txt \
+		-e '.[airflow]' pytest pytest-timeout mypy types-PyYAML
 	$(AIRFLOW_VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(AIRFLOW_STAMP)
 
