@@ -231,3 +231,23 @@ def test_a_select_that_matches_nothing_is_refused(tmp_path: Path, fresh_local_ro
     assert error.field == "clusters[0].select"
     assert "matched no cluster" in str(error)
     assert "clusters there: none" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "overrides"),
+    [
+        ({"defaults": {"teardown": {"confirm_cluster_id": "{cluster_id}"}}}, None),
+        ({"clusters": [{"cluster_id": "ak-a", "teardown": {"confirm_cluster_id": "{cluster_id}"}}]}, None),
+        ({}, ["teardown.confirm_cluster_id={cluster_id}"]),
+    ],
+    ids=["defaults", "entry", "override"],
+)
+def test_the_typed_cluster_id_cannot_be_generated_for_every_cluster(
+    tmp_path: Path, body: dict[str, Any], overrides: list[str] | None
+) -> None:
+    """Typing the cluster id again is the last safeguard before a deletion: one placeholder must not type it for
+    every cluster of a fleet."""
+    body = {"clusters": [{"cluster_id": "ak-a"}, {"cluster_id": "ak-b"}], **body}
+    err = _refused(_fleet(tmp_path, body), overrides)
+    assert err.field == "teardown.confirm_cluster_id"
+    assert "typed per cluster" in err.reason

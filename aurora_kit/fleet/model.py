@@ -165,6 +165,26 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: values an operator types per cluster on purpose: a placeholder would generate them for every cluster at once
+TYPED_BY_HAND = ("teardown.confirm_cluster_id",)
+
+
+def _refuse_generated_confirmation(value: Any, where: str) -> None:
+    """``teardown.confirm_cluster_id`` is the cluster id typed again before a deletion: a ``{cluster_id}`` there
+    (in defaults, an entry or ``-p teardown.confirm_cluster_id={cluster_id}``) would type it for every cluster of
+    the fleet, defeating the safeguard — refused; type each id in its cluster's entry."""
+    if isinstance(value, str):
+        text = value
+    else:
+        text = str((value.get("teardown") or {}).get("confirm_cluster_id") if isinstance(value, Mapping) else "")
+    if PLACEHOLDER in text and ("confirm_cluster_id" in text or not isinstance(value, str)):
+        raise InvalidParameterError(
+            "teardown.confirm_cluster_id",
+            text,
+            f"must be typed per cluster, not generated from {PLACEHOLDER}: write each id in its entry ({where})",
+        )
+
+
 def _fill(value: Any, cluster_id: str) -> Any:
     """``{cluster_id}`` in every string of ``value`` replaced by ``cluster_id``."""
     if isinstance(value, str):
@@ -242,6 +262,7 @@ def _selector(raw: Any, key: str, where: str) -> dict[str, Any]:
 def _validated(data: Mapping[str, Any], overrides: Sequence[str], source: str) -> RunbookParameters:
     cid = str(data.get("cluster_id"))
     for item in overrides:
+        _refuse_generated_confirmation(item, f"-p {item}")
         data = apply_override(data, _fill(item, cid))
     return validate(data, source=source + (" with -p overrides" if overrides else ""))
 
@@ -304,6 +325,9 @@ def load_fleet(path: str | Path, overrides: Sequence[str] = ()) -> Fleet:
     run_timeout_s = _number(raw, "run_timeout_s", DEFAULT_RUN_TIMEOUT_S, 1, 7 * 86400, str(path))
 
     entries = _entries(raw.get("clusters"), path)
+    _refuse_generated_confirmation(defaults, f"{path} defaults")
+    for e in entries:
+        _refuse_generated_confirmation(e.overrides, e.source(path))
     listed: dict[int, Member] = {}
     for e in entries:  # explicit entries first: a select skips the clusters they list
         if e.select is None:
