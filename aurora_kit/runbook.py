@@ -168,6 +168,8 @@ class Run:
     host: str
     started_at: datetime
     _backend: ClusterBackend | None = dataclasses.field(default=None, repr=False)
+    #: an interactive run whose record is sealed: its record folder (:mod:`aurora_kit.interactive.session`)
+    sealed: str | None = None
 
     @property
     def spec(self) -> ClusterSpec:
@@ -175,6 +177,10 @@ class Run:
 
     @property
     def backend(self) -> ClusterBackend:
+        if self.sealed is not None:
+            from aurora_kit.errors import RunSealedError
+
+            raise RunSealedError(f"run {self.run_id} has ended; its record is sealed in {self.sealed}")
         if self._backend is None:
             from aurora_kit.backends import from_parameters
 

@@ -13,7 +13,7 @@ from aurora_kit.steps.common import __all__ as _common
 from aurora_kit.steps.common import confirm
 
 if TYPE_CHECKING:
-    from aurora_kit.backends.base import Cluster, Snapshot
+    from aurora_kit.backends.base import Cluster, ClusterBackend, Snapshot
     from aurora_kit.runbook import Run
 
 
@@ -50,13 +50,18 @@ def teardown(run: Run, cluster: Cluster | None) -> Snapshot | None:
     if cluster is None:
         return None
     t = run.section("teardown")
-    confirm(run, "deleting the cluster", typed_cluster_id=t.confirm_cluster_id)
-    return run.backend.delete_cluster(
-        cluster.db_cluster_identifier,
-        final_snapshot_id=t.final_snapshot_id,
-        skip_final_snapshot=t.skip_final_snapshot,
-        lift_deletion_protection=t.lift_deletion_protection,
-    )
+    cid = cluster.db_cluster_identifier
+
+    def delete(backend: ClusterBackend) -> Snapshot | None:
+        return backend.delete_cluster(
+            cid,
+            final_snapshot_id=t.final_snapshot_id,
+            skip_final_snapshot=t.skip_final_snapshot,
+            lift_deletion_protection=t.lift_deletion_protection,
+        )
+
+    confirm(run, "deleting the cluster", typed_cluster_id=t.confirm_cluster_id, plan=delete)
+    return delete(run.backend)
 
 
 def gone(run: Run) -> Findings:
