@@ -63,6 +63,9 @@ pgvector = {'rows': 2000,
 # %%
 from aurora_kit.steps import extensions as wf
 
+wf.parameters_form("03-extensions", globals())  # JupyterLab: edit them in a form, checked as you type (headless: nothing)
+
+# %%
 run, dp = wf.start("03-extensions", globals())
 
 # %% [markdown]

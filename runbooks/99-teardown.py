@@ -58,6 +58,9 @@ teardown = {'final_snapshot_id': None,
 # %%
 from aurora_kit.steps import teardown as wf
 
+wf.parameters_form("99-teardown", globals())  # JupyterLab: edit them in a form, checked as you type (headless: nothing)
+
+# %%
 run, dp = wf.start("99-teardown", globals())
 
 # %% [markdown]

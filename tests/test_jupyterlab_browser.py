@@ -4,18 +4,19 @@ One JupyterLab server (a free loopback port, a token, a temporary root holding c
 config/runtime/settings dirs) and one headless Chromium (Debian's ``chromium``, started here by pid and reached
 over the DevTools protocol: no browser download), with a fresh ``AURORA_KIT_HOME`` and audit folder:
 
+0. a real ``wait_for`` with progress shows the progress widget, live then final.
 1. 01-create-cluster: Run All creates the local cluster; its record is sealed (passed).
-2. 06-failover: the parameters cell is edited in the browser (crash failover), Run All stops at the confirmation
-   widget — the plan shows ``FailoverDBCluster`` and nothing has changed yet — Confirm is pressed, the failover
-   runs, and the record is sealed: passed, the confirmation (button, operator, plan) and the edited parameter in
-   ``summary.json``, the HTML record rendered; the old writer came back as a reader (a progress widget while it
-   rejoins).
+2. 06-failover: the parameters cell is edited in the browser (crash failover), the parameters form refuses a
+   negative RTO limit next to its field and applies a valid one, the run from the opening cell stops at the
+   confirmation widget — the plan shows ``FailoverDBCluster`` and nothing has changed yet — Confirm is pressed,
+   the failover runs, and the record is sealed: passed, the confirmation (button, operator, plan) and the edited
+   parameters in ``summary.json``, the HTML record rendered.
 3. 99-teardown: Cancel at the confirmation: one line, no traceback; the cluster still exists; the record is
    sealed failed with the decline in it.
 4. ``aurora-kit audit verify`` accepts the chain.
 
 Screenshots go to ``test-artifacts/jupyterlab/`` (git-ignored): the confirmation widget, the progress widget, the
-sealed record (its HTML page), the declined teardown.
+sealed record (its HTML page), the parameters form refusing a value, the declined teardown.
 
 Skips, saying why, only where no Chromium can be had (``.ci/run`` installs Debian's) or Playwright is missing.
 """
@@ -100,6 +101,7 @@ def lab(fresh_local_root: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     notebooks.mkdir()
     for name in ("01-create-cluster", "06-failover", "99-teardown"):
         shutil.copy(ROOT / "runbooks" / f"{name}.ipynb", notebooks)
+    _wait_notebook(notebooks / "00-a-long-wait.ipynb")
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
@@ -173,6 +175,26 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         _stop(proc, signal.SIGTERM)
 
 
+#: a real wait through aurora_kit.polling.wait_for with progress on (the local backend's waits last well under the
+#: second after which a wait shows its progress, so the runbooks here show none)
+WAIT_CELLS = [
+    "import time\nfrom aurora_kit.polling import wait_for\n\nt0 = time.monotonic()",
+    "wait_for('the demo deadline (6 s)', lambda: time.monotonic() - t0, lambda s: s > 6, timeout=30,\n"
+    "         describe=lambda s: f'{s:.1f} s elapsed', initial_delay=0.2, max_delay=0.5, progress=True,\n"
+    "         events=lambda: ['instance ak-local-2: rebooting', 'instance ak-local-2: available'])\n"
+    "print('wait', 'over')",
+]
+
+
+def _wait_notebook(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in WAIT_CELLS]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
 def _shot(page: Any, name: str, locator: Any = None) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -217,30 +239,67 @@ def _sealed(page: Any, audit_dir: Path, count: int) -> dict[str, Any]:
 
 def test_a_dba_runs_runbooks_in_jupyterlab_and_every_run_is_sealed(lab: dict[str, Any], browser: Any) -> None:
     started = time.monotonic()
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # this run's screenshots only
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     audit_dir: Path = lab["audit"]
 
-    # 1. create the cluster: no gate; waits show progress; sealed at the last cell
+    # 0. a long wait shows a progress widget, then its final line
+    page = _open(context, lab, "00-a-long-wait.ipynb")
+    _run_all(page)
+    widget = page.locator(".aurora-kit-progress")
+    widget.wait_for()
+    page.wait_for_timeout(1500)
+    assert "waiting for the demo deadline" in widget.inner_text()
+    _shot(page, "00-progress-widget", widget)
+    page.wait_for_selector(".jp-OutputArea-output:has-text('wait over')")
+    assert "waited for the demo deadline" in widget.inner_text()
+    page.close()
+
+    # 1. create the cluster: no gate; sealed at the last cell
     page = _open(context, lab, "01-create-cluster.ipynb")
     _run_all(page)
     created = _sealed(page, audit_dir, 1)
     assert created["mode"] == "interactive", created
     assert created["outcome"] == "passed", created
     assert created["operator"] == OPERATOR
-    progress = page.locator(".aurora-kit-progress")
-    if progress.count():
-        progress.first.scroll_into_view_if_needed()
-        _shot(page, "01-progress-widget")
     page.close()
 
-    # 2. failover: edit the parameters cell, Run All, read the plan, Confirm
+    # 2. failover: edit the parameters cell, then the parameters form (a bad value is refused next to its field),
+    # Apply, run from the opening cell, read the plan, Confirm
     page = _open(context, lab, "06-failover.ipynb")
-    parameters = page.locator(".jp-CodeCell").nth(0)
-    parameters.scroll_into_view_if_needed()
-    parameters.locator(".jp-InputArea-editor").click()
+    cells = page.locator(".jp-CodeCell")
+    cells.nth(0).scroll_into_view_if_needed()
+    cells.nth(0).locator(".jp-InputArea-editor").click()
     page.keyboard.press("Control+End")
     page.keyboard.type("\nfailover['mode'] = 'crash'")
-    _run_all(page)
+    page.keyboard.press("Shift+Enter")  # the parameters cell
+    page.keyboard.press("Shift+Enter")  # the form cell
+    parameters_form = page.locator(".aurora-kit-parameters-form")
+    parameters_form.wait_for()
+    field = parameters_form.locator(".widget-hbox", has=page.locator("code", has_text="failover.max_rto_s"))
+    assert field.locator("input").input_value() == "15.0"
+    assert (
+        parameters_form.locator(".widget-hbox", has=page.locator("code", has_text="failover.mode"))
+        .locator("select")
+        .input_value()
+        == "crash"
+    )  # the edited cell's value
+    field.locator("input").fill("-1")
+    field.locator("text=greater than 0").wait_for()  # the model's message, next to the field
+    apply = parameters_form.locator("button:has-text('Apply')")
+    assert apply.is_disabled()
+    _shot(page, "06-parameters-form-invalid", parameters_form)
+    field.locator("input").fill("30")
+    page.wait_for_function("b => !b.disabled", arg=apply.element_handle())
+    apply.click()
+    try:
+        parameters_form.locator("text=/applied: .*failover.max_rto_s = 30.0/").wait_for(timeout=20_000)
+    except Exception:
+        _shot(page, "failure")
+        raise
+    cells.nth(2).locator(".jp-InputPrompt").click()  # the opening cell
+    page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
+    page.click("li.lm-Menu-item:has-text('Run Selected Cell and All Below')")
     gate = page.locator(".aurora-kit-confirm")
     gate.wait_for()
     assert "FailoverDBCluster" in gate.inner_text()
@@ -257,7 +316,9 @@ def test_a_dba_runs_runbooks_in_jupyterlab_and_every_run_is_sealed(lab: dict[str
     failover = _sealed(page, audit_dir, 2)
     assert failover["outcome"] == "passed", (failover["outcome_reason"], failover["failure"])
     assert failover["parameters"]["failover"]["mode"] == "crash"  # the edit of the parameters cell
+    assert failover["parameters"]["failover"]["max_rto_s"] == 30.0  # applied with the form
     assert "failover.mode=crash" in failover["overrides"]
+    assert "failover.max_rto_s=30.0" in failover["overrides"]
     [confirmation] = failover["confirmations"]
     assert confirmation["decision"] == "confirmed"
     assert confirmation["how"] == "Confirm button in JupyterLab"
@@ -272,10 +333,6 @@ def test_a_dba_runs_runbooks_in_jupyterlab_and_every_run_is_sealed(lab: dict[str
     record_nb = json.loads((record_dir / "06-failover.ipynb").read_text())
     assert "application/vnd.jupyter.widget-view+json" not in json.dumps(record_nb)  # static only
     assert "failover['mode'] = 'crash'" in json.dumps(record_nb)  # the parameters cell as it ran
-    progress = page.locator(".aurora-kit-progress")
-    if progress.count():
-        progress.first.scroll_into_view_if_needed()
-        _shot(page, "06-progress-widget")
     page.locator("text=/record sealed: /").last.scroll_into_view_if_needed()
     _shot(page, "06-sealed-in-notebook")
     record_page = context.new_page()

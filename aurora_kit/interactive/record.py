@@ -81,6 +81,30 @@ def _code_cell(execution: Execution, template: Any | None) -> Any:
     return cell
 
 
+def _assigned(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+
+
+def _by_source(source: str, template: Sequence[Any], placed: set[int]) -> int | None:
+    """The runbook cell an execution without a cell id ran: the code cell with the same source, else the
+    ``parameters`` cell when the execution assigns every name that cell assigns (the cell as edited)."""
+    text = source.strip()
+    code = [(n, c) for n, c in enumerate(template) if c.cell_type == "code" and n not in placed]
+    for n, cell in code:
+        if cell.source.strip() == text:
+            return n
+    assigned = _assigned(source)
+    for n, cell in code:
+        names = _assigned(cell.source)
+        if "parameters" in cell.metadata.get("tags", []) and names and names <= assigned:
+            return n
+    return None
+
+
 def build_notebook(executions: Sequence[Execution], source: Any | None) -> Any:
     """The record's notebook (module docstring)."""
     import copy
@@ -106,10 +130,9 @@ def build_notebook(executions: Sequence[Execution], source: Any | None) -> Any:
                 cell.metadata.setdefault("tags", []).append(NOT_RUN_TAG)
             nb.cells.append(cell)
 
-    by_source = {c.source.strip(): n for n, c in reversed(list(enumerate(template))) if c.cell_type == "code"}
     for execution in executions:
         # by the frontend's cell id; cells run before the session began (from the input history) by their source
-        n = index.get(execution.cell_id) if execution.cell_id else by_source.get(execution.source.strip())
+        n = index.get(execution.cell_id) if execution.cell_id else _by_source(execution.source, template, placed)
         if n is not None:
             place_before(n)
             placed.add(n)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import html
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -68,6 +68,15 @@ def start(runbook: str, namespace: Mapping[str, Any]) -> tuple[Run, DataPlane]:
     dp = data_plane(run, required=runbook in NEEDS_CLUSTER)
     show(dp)
     return run, dp
+
+
+def parameters_form(runbook: str, namespace: MutableMapping[str, Any]) -> None:
+    """In JupyterLab, the runbook's parameters in a form validated as you type; Apply writes them into the
+    notebook for the opening cell (:mod:`aurora_kit.interactive.form`). Headless: nothing."""
+    from aurora_kit.interactive import form, session
+
+    session.install()  # in JupyterLab: record the run from this cell on (else nothing)
+    form.show(runbook, namespace)
 
 
 def enable_progress(run: Run) -> None:
@@ -347,7 +356,7 @@ def confirm(
         record(decision)
         if not decision.confirmed:
             raise ConfirmationDeclinedError(
-                f"{action} on {p.cluster_id!r} {decision.decision}: nothing was changed",
+                f"{action} on {p.cluster_id!r} {decision.decision}",
                 cluster_id=p.cluster_id,
                 action=action,
             )
@@ -439,6 +448,7 @@ __all__ = [
     "connect_timeout",
     "data_plane",
     "members_table",
+    "parameters_form",
     "plan_table",
     "plot",
     "start",
