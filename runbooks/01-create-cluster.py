@@ -58,7 +58,7 @@ aws = {'profile': None,
 # %%
 from aurora_kit.steps import create as wf
 
-wf.parameters_form("01-create-cluster", globals())  # JupyterLab: edit them in a form, checked as you type (headless: nothing)
+wf.parameters_form("01-create-cluster", globals())  # in JupyterLab: a form, checked as you type
 
 # %%
 run, dp = wf.start("01-create-cluster", globals())

@@ -59,7 +59,7 @@ failover = {'mode': 'planned', 'target_instance_id': None, 'max_rto_s': 15.0, 'm
 # %%
 from aurora_kit.steps import failover as wf
 
-wf.parameters_form("06-failover", globals())  # JupyterLab: edit them in a form, checked as you type (headless: nothing)
+wf.parameters_form("06-failover", globals())  # in JupyterLab: a form, checked as you type
 
 # %%
 run, dp = wf.start("06-failover", globals())

@@ -60,7 +60,7 @@ monitoring = {'replica_lag_ms': 1000.0,
 # %%
 from aurora_kit.steps import monitoring as wf
 
-wf.parameters_form("07-monitoring", globals())  # JupyterLab: edit them in a form, checked as you type (headless: nothing)
+wf.parameters_form("07-monitoring", globals())  # in JupyterLab: a form, checked as you type
 
 # %%
 run, dp = wf.start("07-monitoring", globals())

@@ -58,7 +58,7 @@ teardown = {'final_snapshot_id': None,
 # %%
 from aurora_kit.steps import teardown as wf
 
-wf.parameters_form("99-teardown", globals())  # JupyterLab: edit them in a form, checked as you type (headless: nothing)
+wf.parameters_form("99-teardown", globals())  # in JupyterLab: a form, checked as you type
 
 # %%
 run, dp = wf.start("99-teardown", globals())

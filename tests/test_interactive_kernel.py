@@ -25,10 +25,17 @@ def _execute(nb: Any, env: dict[str, str], cwd: Path) -> Any:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        client = NotebookClient(
-            nb, kernel_name="python3", timeout=300, allow_errors=True, resources={"metadata": {"path": str(cwd)}}
-        )
-        client.execute()
+        from jupyter_client.manager import KernelManager
+
+        # a kernel asked to shut down gets 20 s before it is terminated (JupyterLab: 5 s; the seal takes 0.15 s
+        # once warmed up, more on a loaded machine)
+        km = KernelManager(kernel_name="python3", shutdown_wait_time=20.0)
+        client = NotebookClient(nb, km=km, timeout=300, allow_errors=True, resources={"metadata": {"path": str(cwd)}})
+        try:
+            client.execute()
+        finally:
+            if km.has_kernel:
+                km.shutdown_kernel(now=False)  # graceful: a shutdown request, then the wait above
     finally:
         for k, v in saved.items():
             if v is None:
