@@ -57,8 +57,8 @@ def start(runbook: str, namespace: Mapping[str, Any]) -> tuple[Run, DataPlane]:
     from aurora_kit import runbook as runbook_mod
     from aurora_kit.interactive import session
 
-    session.install()  # in JupyterLab: record this run like a headless one, from this cell on (else nothing)
-    run = runbook_mod.start(runbook, namespace)
+    interactive = session.install() is not None  # JupyterLab: recorded like a headless run, from this cell on
+    run = runbook_mod.start(runbook, namespace, interactive=interactive)
     session.attach(run)
     enable_progress(run)
     if runbook in CREATES_CLUSTER:  # nothing to reach before the cluster exists: the runbook probes after creating
