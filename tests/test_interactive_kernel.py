@@ -104,3 +104,34 @@ def test_a_run_still_open_at_kernel_shutdown_is_sealed_as_ended_early(fresh_loca
     assert summary["outcome"] == "failed"
     assert "ended early: the kernel shut down" in summary["error"]
     assert audit.verify(audit_dir).ok
+
+
+def test_a_confirmation_nobody_answers_stops_the_step_and_changes_nothing(
+    fresh_local_root: Path, tmp_path: Path
+) -> None:
+    """99 in a kernel where nobody can click: the gate shows its widget, waits (on a kernel subshell) until its
+    timeout, then stops the step with one line; the record says who was asked, what, and that nobody answered."""
+    from aurora_kit.backends.local import LocalBackend
+    from aurora_kit.specs import ClusterSpec
+
+    backend = LocalBackend(root_dir=fresh_local_root)
+    backend.create_cluster(ClusterSpec.with_readers("ak-local", 0, deletion_protection=False))
+    nb = nbformat.read(str(ROOT / "runbooks" / "99-teardown.ipynb"), as_version=4)
+    audit_dir = tmp_path / "audit"
+    _execute(nb, {**_env(fresh_local_root, audit_dir), "AURORA_KIT_CONFIRM_TIMEOUT_S": "2"}, tmp_path)
+
+    assert backend.describe_cluster("ak-local").status == "available"  # nothing was deleted
+    [entry] = audit.read_index(audit_dir)
+    summary = audit.find(audit_dir, entry["run_id"])["summary"]
+    assert summary["outcome"] == "failed"
+    assert summary["failure"]["ename"] == "ConfirmationDeclinedError"
+    [asked] = summary["confirmations"]
+    assert asked["decision"] == "not confirmed in time"
+    assert asked["how"] == "Confirm button in JupyterLab"
+    assert [c["call"] for c in asked["plan"]] == ["DeleteDBInstance", "DeleteDBCluster"]
+    gate_cell = next(c for c in nb.cells if "wf.teardown(" in c.source)
+    [error] = [o for o in gate_cell.outputs if o.output_type == "error"]
+    assert len(error.traceback) == 1
+    assert "record sealed" in gate_cell.outputs[-1].data["text/plain"]  # the run ended in this cell
+    shown = [o.data["text/plain"] for o in gate_cell.outputs if "data" in o]
+    assert any(text.startswith("CONFIRMATION: deleting the cluster on 'ak-local'") for text in shown)  # static
