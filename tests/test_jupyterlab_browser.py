@@ -202,6 +202,12 @@ def _shot(page: Any, name: str, locator: Any = None) -> Path:
     return path
 
 
+def _to_top(locator: Any) -> None:
+    """Scroll the notebook so that the cell holding ``locator`` starts at the top of the view."""
+    locator.evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
+    locator.page.wait_for_timeout(300)
+
+
 def _open(context: Any, lab: dict[str, Any], notebook: str) -> Any:
     """Open ``notebook`` in JupyterLab and wait until its kernel is idle."""
     page = context.new_page()
@@ -304,7 +310,7 @@ def test_a_dba_runs_runbooks_in_jupyterlab_and_every_run_is_sealed(lab: dict[str
     gate.wait_for()
     assert "FailoverDBCluster" in gate.inner_text()
     assert "crash failover" in gate.inner_text()
-    gate.scroll_into_view_if_needed()
+    _to_top(gate)
     _shot(page, "06-confirm-widget")
     from aurora_kit.backends.local import LocalBackend
 
@@ -357,7 +363,7 @@ def test_a_dba_runs_runbooks_in_jupyterlab_and_every_run_is_sealed(lab: dict[str
     assert error.inner_text().strip().count("\n") == 0, error.inner_text()  # one line, no traceback
     assert "ConfirmationDeclinedError" in error.inner_text()
     assert backend.describe_cluster("ak-local").status == "available"
-    gate.scroll_into_view_if_needed()
+    _to_top(gate)
     _shot(page, "99-declined")
     page.close()
     context.close()
