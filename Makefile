@@ -46,15 +46,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check aurora_kit tests benchmarks
 	$(BIN)/mypy
 
-# the fast tier first (pure + moto, no server, no kernel), then real PostgreSQL and the notebooks
-FAST := not integration and not notebooks
+# the fast tier first (pure + moto, no server, no kernel), then real PostgreSQL and the notebooks, then JupyterLab
+# in a real browser (tests/test_jupyterlab_browser.py; needs Debian's chromium, which .ci/run installs)
+FAST := not integration and not notebooks and not browser
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "$(FAST)" $(PYTEST_ARGS)
 
 test: lint
 	$(BIN)/python -m pytest -ra -m "$(FAST)" $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -ra -m "not ($(FAST))" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra -m "not ($(FAST)) and not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra -m browser $(PYTEST_ARGS)
 	$(MAKE) test-airflow
 
 # the operator type-checked against Airflow itself, then the DAGs parsed and run with dag.test()

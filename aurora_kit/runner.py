@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from aurora_kit import audit, banner
+from aurora_kit.confirmation import confirmations_in
 from aurora_kit.engine import ENGINE_NAME, RedactingEngine, redactor_for, temporary_environ
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.figures import key_figures
@@ -315,12 +316,14 @@ def _finish(run: _Executed) -> RunResult:
 
     def summarize(outcome: RunOutcome, error: str | None) -> dict[str, Any]:
         failure = audit.failure_of(run.nb)  # cell indices of the record as sealed (banner included)
-        return audit.build_summary(
+        summary = audit.build_summary(
             record,
             outcome=audit.Outcome(outcome, failure, results, figures),
             error=run.redactor.text(error) if error else None,
             **fields,
         )
+        summary["confirmations"] = run.redactor.obj(confirmations_in(run.nb))  # who confirmed what (the gate)
+        return summary
 
     banner.dress(run.nb, summarize(outcome, error))
     wrote = record.notebook.exists() or bool(run.nb.cells)

@@ -63,6 +63,9 @@ aws = {'profile': None,
 # %%
 from aurora_kit.steps import create as wf
 
+wf.parameters_form("01-create-cluster", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("01-create-cluster", globals())
 
 # %% [markdown]

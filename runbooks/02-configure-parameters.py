@@ -64,6 +64,9 @@ parameter_group = {'parameters': {'log_min_duration_statement': '250',
 # %%
 from aurora_kit.steps import parameters as wf
 
+wf.parameters_form("02-configure-parameters", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("02-configure-parameters", globals())
 
 # %% [markdown]

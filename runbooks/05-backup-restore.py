@@ -70,6 +70,9 @@ backup_restore = {'snapshot_id': None,
 # %%
 from aurora_kit.steps import backup as wf
 
+wf.parameters_form("05-backup-restore", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("05-backup-restore", globals())
 
 # %% [markdown]

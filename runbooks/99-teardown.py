@@ -63,6 +63,9 @@ teardown = {'final_snapshot_id': None,
 # %%
 from aurora_kit.steps import teardown as wf
 
+wf.parameters_form("99-teardown", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("99-teardown", globals())
 
 # %% [markdown]

@@ -195,6 +195,15 @@ def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> No
     assert by_name["99-teardown"]["final_snapshot"] is None
     assert not postmasters_under(rehearsal_root)  # 99 stopped everything it created
 
+    # every destructive step's confirmation is in its record: headless, the confirm parameter (no plan shown)
+    confirmed = {e["runbook"]: audit.find(audit_dir, e["run_id"])["summary"]["confirmations"] for e in entries}
+    assert [c["action"] for c in confirmed["06-failover"]] == ["planned failover"]
+    [teardown] = confirmed["99-teardown"]
+    assert teardown["how"] == "parameter confirm: true and teardown.confirm_cluster_id"
+    assert teardown["typed_cluster_id"] == "ak-local"
+    assert teardown["plan"] is None
+    assert confirmed["01-create-cluster"] == []
+
 
 @pytest.mark.timeout(180)
 def test_a_failing_check_stops_the_runbook_at_its_cell_and_leaves_nothing_running(
