@@ -239,7 +239,7 @@ def test_04_over_local_clusters_one_missing(
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_01_creates_a_fleet_in_parallel_each_cluster_on_its_own_ports(
+def test_01_creates_a_fleet_in_parallel_each_instance_on_its_own_socket(
     tmp_path: Path, fresh_local_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from aurora_kit.backends.local import LocalBackend
@@ -250,6 +250,8 @@ def test_01_creates_a_fleet_in_parallel_each_cluster_on_its_own_ports(
     assert _run(["01", "--fleet", str(fleet), "--audit-dir", str(audit_dir), "-p", "readers=1"]) == 0
     assert _most_at_once(_records(audit_dir)) == 3  # all three created at once
     backend = LocalBackend(root_dir=fresh_local_root)
-    ports = [i.endpoint_port for cid in ids for i in backend.describe_instances(cid)]
-    assert len(ports) == 6
-    assert len(set(ports)) == 6  # allocated under the state lock: no two instances share a port
+    # As root every instance has its own loopback address on Aurora's port 5432; otherwise its own port on
+    # 127.0.0.1. Either way allocated under the state lock: no two instances share an (address, port).
+    sockets = [(i.endpoint_address, i.endpoint_port) for cid in ids for i in backend.describe_instances(cid)]
+    assert len(sockets) == 6
+    assert len(set(sockets)) == 6
