@@ -280,7 +280,9 @@ def test_a_refused_run_leaves_a_sealed_record_of_the_refusal(
     assert summary["operator"]
     assert sentinel not in json.dumps(summary)
     assert audit.verify(audit_dir).ok
-    capsys.readouterr()
+    refused = capsys.readouterr()
+    assert sentinel not in refused.out + refused.err
     assert main(["audit", "list", "--audit-dir", str(audit_dir)]) == 0
-    assert "REFUSED" in capsys.readouterr().out
-    assert sentinel not in capsys.readouterr().err
+    listed = capsys.readouterr()
+    assert "REFUSED" in listed.out
+    assert sentinel not in listed.out + listed.err

@@ -499,3 +499,23 @@ def test_defect_06_a_connection_alarm_above_max_connections_is_refused(tmp_path:
         params.load(_write(tmp_path, data))
     assert info.value.field == "monitoring.max_connections"
     assert info.value.value == 400
+
+
+@pytest.mark.parametrize(
+    ("changes", "value", "reason"),
+    [
+        ({"iam_auth": True}, "None", "required with iam_auth: true"),
+        ({"iam_auth": True, "aws": {"iam_db_user": "postgres"}}, "'postgres'", "is the master user"),
+    ],
+)
+def test_defect_01_iam_auth_needs_an_iam_user_that_is_not_the_master_user(
+    tmp_path: Path, changes: dict[str, Any], value: str, reason: str
+) -> None:
+    """With IAM auth the runbooks log in as ``aws.iam_db_user`` with tokens; without one, or with the master user
+    (granted rds_iam it could only log in with tokens), the file is refused before anything runs."""
+    data = _aws(tmp_path, **changes.pop("aws", {}))
+    data.update(changes)
+    with pytest.raises(InvalidParameterError, match=reason) as info:
+        params.load(_write(tmp_path, data))
+    assert info.value.field == "aws.iam_db_user"
+    assert value in str(info.value)

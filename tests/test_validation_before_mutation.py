@@ -122,6 +122,7 @@ CASES = [
     ("05-backup-restore", {"backup_restore__snapshot_id": "taken-already"}, errors.SnapshotAlreadyExistsError),
     ("06-failover", {"failover__target_instance_id": "ak-moto-1"}, errors.FailoverNotPossibleError),  # the writer
     ("06-failover", {"failover__target_instance_id": "ak-nobody"}, errors.FailoverNotPossibleError),
+    ("07-monitoring", {"monitoring__max_connections": 100_000}, errors.InvalidParameterError),  # can never fire
     ("99-teardown", {"teardown__confirm_cluster_id": "ak-other"}, errors.ConfirmationRequiredError),
     (
         "99-teardown",
@@ -150,6 +151,20 @@ def test_a_restore_into_a_taken_cluster_id_is_refused_before_the_snapshot(moto_c
     with pytest.raises(errors.ClusterAlreadyExistsError, match="ak-taken"):
         _run_cells("05-backup-restore", p)
     assert moto_cluster.mutating == []
+
+
+def test_a_rerun_of_01_on_the_cluster_it_created_says_unchanged_and_makes_no_call(
+    moto_cluster: Requests, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = _parameters(cluster_id="ak-rerun")
+    _run_cells("01-create-cluster", p)
+    assert "created ak-rerun" in capsys.readouterr().out
+    assert "CreateDBCluster" in moto_cluster.mutating  # the log sees the first run's calls
+    moto_cluster.operations.clear()
+    _run_cells("01-create-cluster", p)
+    assert "ak-rerun already exists as the parameters describe it: unchanged, no call made" in capsys.readouterr().out
+    assert moto_cluster.mutating == []
+    assert "DescribeDBClusters" in moto_cluster.operations  # it did look
 
 
 def test_the_harness_sees_mutating_calls() -> None:
