@@ -111,7 +111,9 @@ def test_the_printed_verify_hint_is_a_command_that_works(tmp_path: Path, capsys:
     assert hint, out
     argv = shlex.split(hint.group(1))
     assert argv[0] == "aurora-kit"
-    assert main(argv[1:]) == 0
+    printed_head = re.search(r"audit head: ([0-9a-f]{64}) \(1 records\)", out)
+    assert printed_head, out  # the head is printed after every run, to be noted outside the folder
+    assert main([*argv[1:], "--expect-head", printed_head.group(1)]) == 0
     assert "audit chain intact" in capsys.readouterr().out
 
 
