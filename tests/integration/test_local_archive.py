@@ -82,3 +82,46 @@ def test_root_dirs_unsafe_for_shell_or_conninfo_are_refused(tmp_path: Path, bad:
         LocalBackend(root_dir=tmp_path / bad)
     assert excinfo.value.field == "root_dir"
     assert not (tmp_path / bad).exists()
+
+
+# -- every node archives (archive_mode=always): an old timeline's segment at its end --------------------------------
+SEG_BYTES = 1 << 20
+SWITCH_SEGMENT = "000000010000000000000066"  # timeline 1 ended at 0/6600098, inside this segment
+HISTORY = "1\t0/6600098\tno recovery target specified\n"
+
+
+def _segment(path: Path, prefix: bytes, tail: bytes) -> Path:
+    """A 1 MB segment file: ``prefix`` up to the switch point's offset (0x98), then ``tail`` repeated."""
+    body = prefix[:0x98].ljust(0x98, b"P")
+    path.write_bytes(body + (tail * SEG_BYTES)[: SEG_BYTES - len(body)])
+    return path
+
+
+def test_nodes_tails_of_an_ended_timeline_are_accepted_when_they_agree_up_to_its_end(tmp_path: Path) -> None:
+    """A reader that followed the timeline switch archives the old timeline's last segment under its full name,
+    each node with its own bytes past the switch point: the second copy is accepted (and the first kept) only
+    when a later timeline's history says the old one ended in it and both agree up to that point."""
+    script, archive = _script(tmp_path)
+    node = tmp_path / "pg_wal"
+    node.mkdir()
+    first = _segment(archive / SWITCH_SEGMENT, b"", b"A")
+    other_tail = _segment(node / SWITCH_SEGMENT, b"", b"B")
+    assert _archive(script, other_tail, SWITCH_SEGMENT) != 0  # no history yet: a different file is refused
+    (node / "00000002.history").write_text(HISTORY)  # the history as the node fetched it (not archived yet)
+    assert _archive(script, other_tail, SWITCH_SEGMENT) == 0
+    (archive / "00000002.history").write_text(HISTORY)
+    (node / "00000002.history").unlink()
+    assert _archive(script, other_tail, SWITCH_SEGMENT) == 0  # the archived history says the same
+    assert first.read_bytes()[-1:] == b"A"  # never overwritten
+    other_prefix = _segment(node / "x", b"Q", b"B")
+    assert _archive(script, other_prefix, SWITCH_SEGMENT) != 0  # different WAL before the switch point: refused
+    before = _segment(archive / "000000010000000000000065", b"", b"A")
+    assert _archive(script, _segment(node / "y", b"", b"B"), before.name) != 0  # not past timeline 1's end
+    dead = _segment(node / "000000010000000000000067", b"", b"C")
+    assert _archive(script, dead, dead.name) == 0  # wholly past the end (a dead branch): accepted, not stored
+    assert not (archive / dead.name).exists()
+    assert sorted(p.name for p in archive.iterdir()) == [
+        "000000010000000000000065",
+        SWITCH_SEGMENT,
+        "00000002.history",
+    ]
