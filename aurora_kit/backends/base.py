@@ -373,10 +373,13 @@ class ClusterBackend(ABC):
         skip_final_snapshot: bool = False,
         lift_deletion_protection: bool = False,
         wait: bool = True,
+        delete_automated_backups: bool = True,
     ) -> Snapshot | None:
         """Delete instances, then the cluster. Exactly one of ``final_snapshot_id`` / ``skip_final_snapshot``
         must be given (InvalidParameterError otherwise). DeletionProtectionError unless protection is off or
-        ``lift_deletion_protection``. Returns the final snapshot, if one was taken."""
+        ``lift_deletion_protection``. ``delete_automated_backups`` (RDS ``DeleteAutomatedBackups``, default True
+        as in the RDS API): False keeps the automated backups as retained backups that expire with the retention
+        period. Returns the final snapshot, if one was taken."""
 
     @abstractmethod
     def stop_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster: ...

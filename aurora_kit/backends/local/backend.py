@@ -13,6 +13,7 @@ Mutations take the cluster's operation lock.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +35,8 @@ from aurora_kit.backends.base import (
     Snapshot,
     projected_cluster,
 )
-from aurora_kit.backends.local import backup, failover, lifecycle, monitoring, parameters, views
+from aurora_kit.backends.local import automated, backup, clock, failover, lifecycle, monitoring, parameters, views
+from aurora_kit.backends.local.automated import BackupStatus, MaintainReport
 from aurora_kit.backends.local.binaries import check_traversable, find_binaries, run_as
 from aurora_kit.backends.local.config import UNSAFE_PATH_CHARS
 from aurora_kit.backends.local.nodes import CONNECT_TIMEOUT, Nodes
@@ -126,6 +128,13 @@ class LocalBackend(ClusterBackend):
             return projected()
         return run()
 
+    def _catch_up(self, cluster_id: str) -> None:
+        """After a mutating call on the cluster, the automated backups catch up (:func:`.automated.catch_up`);
+        never failing the call that triggered it: a problem is warned about (and recorded for ``local status``)."""
+        problem = automated.catch_up(self.nodes, cluster_id)
+        if problem:
+            warnings.warn(problem, stacklevel=3)
+
     # == describe ==========================================================================================
     def _instance(self, cl: ClusterRecord, instance_id: str) -> Instance:
         return views.instance(cl, instance_id, self.nodes.probe(cl.cluster_id, instance_id, cl))
@@ -135,11 +144,15 @@ class LocalBackend(ClusterBackend):
         return [self._instance(cl, iid) for iid in cl.ordered]
 
     def describe_cluster(self, cluster_id: str) -> Cluster:
+        """The cluster now; its restorable window is what the WAL archive and the automated backups support
+        (never spanning a missing segment), read without writing anything but a cache of commit times."""
         cl = self.store.cluster(cluster_id)
+        window = automated.window(self.nodes, automated.of_cluster(self.nodes, cl))
         return views.cluster(
             cl,
             [self._instance(cl, iid) for iid in cl.ordered],
-            latest_restorable_time=backup.latest_restorable_time(self.nodes, cl),
+            earliest_restorable_time=window.earliest,
+            latest_restorable_time=window.latest,
             secret=self.nodes.paths(cluster_id).secret,
         )
 
@@ -203,6 +216,7 @@ class LocalBackend(ClusterBackend):
         def run() -> Cluster:
             with self.store.cluster_lock(cluster_id):
                 self.store.set_fields(cluster_id, **changes)
+            self._catch_up(cluster_id)  # a shorter retention period expires backups now, as on Aurora
             return self.describe_cluster(cluster_id)
 
         calls = [("ModifyDBCluster", {"DBClusterIdentifier": cluster_id, **changes})]
@@ -216,7 +230,11 @@ class LocalBackend(ClusterBackend):
         skip_final_snapshot: bool = False,
         lift_deletion_protection: bool = False,
         wait: bool = True,
+        delete_automated_backups: bool = True,
     ) -> Snapshot | None:
+        """Delete the instances and the cluster; the final snapshot as chosen. The automated backups go with it,
+        or — ``delete_automated_backups=False`` — are retained (:func:`.automated.retain`: everything up to the
+        deletion is archived first), listed under the cluster's id and expiring with its retention period."""
         cl = self.store.cluster(cluster_id)
         check_final_snapshot_choice(final_snapshot_id, skip_final_snapshot)
         if final_snapshot_id is not None:
@@ -231,7 +249,14 @@ class LocalBackend(ClusterBackend):
                     if cl.status == "stopped":  # the final snapshot needs a running writer
                         self.start_cluster(cluster_id)
                     final = backup.create_snapshot(self.nodes, cluster_id, final_snapshot_id, tags=cl.tags)
+                current = self.store.cluster(cluster_id)
+                if not delete_automated_backups and automated.writer_running(self.nodes, current):
+                    automated.force_archive(self.nodes, cluster_id)  # retained backups reach the deletion
                 self.store.set_status(cluster_id, "deleting", **dict.fromkeys(cl.instances, "deleting"))
+                if not delete_automated_backups:
+                    for iid in current.ordered:  # no archiver may write while the archive moves
+                        self.nodes.controller(cluster_id, iid, current).stop(mode="fast")
+                    automated.retain(self.nodes, cluster_id)
                 self.nodes.destroy(cluster_id)
             return final
 
@@ -246,6 +271,7 @@ class LocalBackend(ClusterBackend):
                     "DBClusterIdentifier": cluster_id,
                     "FinalDBSnapshotIdentifier": final_snapshot_id,
                     "SkipFinalSnapshot": skip_final_snapshot,
+                    "DeleteAutomatedBackups": delete_automated_backups,
                 },
             )
         )
@@ -280,6 +306,7 @@ class LocalBackend(ClusterBackend):
         def run() -> Cluster:
             with self.store.cluster_lock(cluster_id):
                 lifecycle.start_cluster(self.nodes, cluster_id)
+            self._catch_up(cluster_id)  # a window missed while stopped is caught up now
             return self.describe_cluster(cluster_id)
 
         calls = [("StartDBCluster", {"DBClusterIdentifier": cluster_id})]
@@ -299,6 +326,7 @@ class LocalBackend(ClusterBackend):
 
         def run() -> Instance:
             lifecycle.create_instance(self.nodes, cluster_id, spec)
+            self._catch_up(cluster_id)
             return self._instance(self.store.cluster(cluster_id), spec.instance_id)
 
         calls = [_create_instance_call(cluster_id, spec)]
@@ -322,6 +350,7 @@ class LocalBackend(ClusterBackend):
                     self.failover(cluster_id, mode="planned")
                 self.store.set_status(cluster_id, None, **{instance_id: "deleting"})
                 self.nodes.remove_instance(cluster_id, instance_id)
+            self._catch_up(cluster_id)
 
         self._mutate([("DeleteDBInstance", {"DBInstanceIdentifier": instance_id})], run, lambda: None)
 
@@ -334,6 +363,7 @@ class LocalBackend(ClusterBackend):
         def run() -> Instance:
             with self.store.cluster_lock(cluster_id):
                 lifecycle.reboot_instance(self.nodes, cluster_id, instance_id)
+            self._catch_up(cluster_id)
             return self._instance(self.store.cluster(cluster_id), instance_id)
 
         calls = [("RebootDBInstance", {"DBInstanceIdentifier": instance_id})]
@@ -352,6 +382,7 @@ class LocalBackend(ClusterBackend):
                 return ParameterChangeResult(cluster_id, [], pending, status="no-change")
             with self.store.cluster_lock(cluster_id):
                 pending = parameters.apply(self.nodes, cluster_id, changes)
+            self._catch_up(cluster_id)
             return ParameterChangeResult(cluster_id, changes, pending, status="applied")
 
         group = [
@@ -379,18 +410,22 @@ class LocalBackend(ClusterBackend):
 
         def run() -> Snapshot:
             with self.store.cluster_lock(cluster_id):
-                return backup.create_snapshot(self.nodes, cluster_id, snapshot_id, tags=tags)
+                snap = backup.create_snapshot(self.nodes, cluster_id, snapshot_id, tags=tags)
+            self._catch_up(cluster_id)
+            return snap
 
         calls = [
             ("CreateDBClusterSnapshot", {"DBClusterIdentifier": cluster_id, "DBClusterSnapshotIdentifier": snapshot_id})
         ]
         return self._mutate(calls, run, lambda: views.projected_snapshot(cl, snapshot_id))
 
-    def describe_snapshots(self, cluster_id: str | None = None) -> list[Snapshot]:
-        return backup.describe_snapshots(self.nodes, cluster_id)
+    def describe_snapshots(self, cluster_id: str | None = None, snapshot_type: str | None = None) -> list[Snapshot]:
+        """Manual and automated snapshots (``snapshot_type`` ``manual`` | ``automated`` picks one kind, as RDS's
+        ``SnapshotType``); a deleted cluster's retained automated backups are listed under its id."""
+        return backup.describe_snapshots(self.nodes, cluster_id, snapshot_type)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
-        self.store.snapshot(snapshot_id)  # SnapshotNotFoundError
+        backup.check_snapshot_deletable(self.nodes, snapshot_id)  # not found, or automated: refused
         calls = [("DeleteDBClusterSnapshot", {"DBClusterSnapshotIdentifier": snapshot_id})]
         self._mutate(calls, lambda: backup.delete_snapshot(self.nodes, snapshot_id), lambda: None)
 
@@ -417,7 +452,7 @@ class LocalBackend(ClusterBackend):
             ("RestoreDBClusterFromSnapshot", {"DBClusterIdentifier": new_cluster_id, "SnapshotIdentifier": snapshot_id})
         ]
         calls += [_create_instance_call(new_cluster_id, spec) for spec in instances or []]
-        return self._mutate(calls, run, lambda: views.projected_restore(new_cluster_id, snap))
+        return self._mutate(calls, run, lambda: views.projected_restore(new_cluster_id, snap.template))
 
     def restore_to_point_in_time(
         self,
@@ -454,7 +489,7 @@ class LocalBackend(ClusterBackend):
             )
         ]
         calls += [_create_instance_call(new_cluster_id, spec) for spec in instances or []]
-        return self._mutate(calls, run, lambda: views.projected_restore(new_cluster_id, request.source))
+        return self._mutate(calls, run, lambda: views.projected_restore(new_cluster_id, request.source.cluster))
 
     # == failover ==========================================================================================
     def failover(
@@ -467,7 +502,9 @@ class LocalBackend(ClusterBackend):
         def run() -> FailoverResult:
             with self.store.cluster_lock(cluster_id):
                 phases = self.last_failover_phases = failover.Phases()
-                return failover.failover(self.nodes, cluster_id, target_instance_id, mode, phases)
+                result = failover.failover(self.nodes, cluster_id, target_instance_id, mode, phases)
+            self._catch_up(cluster_id)
+            return result
 
         def projected() -> FailoverResult:
             now = datetime.now(timezone.utc)
@@ -480,6 +517,28 @@ class LocalBackend(ClusterBackend):
             )
         ]
         return self._mutate(calls, run, projected)
+
+    # == automated backups =================================================================================
+    def maintain(self, cluster_id: str | None = None, *, now: str | datetime | None = None) -> list[MaintainReport]:
+        """Automated-backup housekeeping (``aurora-kit local maintain``, for cron / a systemd timer): for each
+        cluster (or ``cluster_id``), sweep leftover archive temp files, take the backup that is due, expire what
+        the retention period no longer needs; retained backups of deleted clusters expire too. ``now``: the
+        backup clock (:func:`.clock.now`: ISO time or offset like ``+1d``; default ``$AURORA_KIT_CLOCK``, else
+        the wall clock)."""
+        moment = clock.now(now)
+        ids = [cluster_id] if cluster_id is not None else sorted(self.store.load().clusters)
+        if cluster_id is not None:
+            self.store.cluster(cluster_id)  # ClusterNotFoundError
+        calls = [("MaintainAutomatedBackups", {"DBClusterIdentifier": cid, "Now": moment.isoformat()}) for cid in ids]
+
+        def run() -> list[MaintainReport]:
+            return automated.maintain(self.nodes, ids, moment, retained=cluster_id is None)
+
+        return self._mutate(calls, run, lambda: [])
+
+    def backup_status(self, cluster_id: str, *, now: str | datetime | None = None) -> BackupStatus:
+        """Schedule, last backup, next due, restorable window and archive size of one cluster (read-only)."""
+        return automated.status(self.nodes, cluster_id, clock.now(now))
 
     # == data plane ========================================================================================
     def _endpoint_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:

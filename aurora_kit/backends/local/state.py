@@ -2,15 +2,16 @@
 
 Layout under the root dir::
 
-    state.json                 clusters, instances, snapshots, alarms (written atomically: temp file + rename)
+    state.json                 clusters, instances, snapshots, retained backups, alarms (atomic: temp + rename)
     state.lock                 flock(2) taken around every read-modify-write of state.json
     locks/<cluster>.lock       one operation at a time per cluster (re-entrant within a thread)
     clusters/<cluster>/        data dirs, WAL archive, base backups, parameter group, master password
     snapshots/<snapshot>/      manual/final snapshots (kept after the cluster is deleted, as on Aurora)
+    retained/<resource id>/    automated backups + archive of a cluster deleted with delete_automated_backups=False
 
-``state.json`` is ``{"version": 1, "clusters": {id: cluster}, "snapshots": {id: snapshot}}``; the records below
-read and write that shape (a key missing in an older file reads as its default and is written back). Only this
-module looks inside it: everything else reads :class:`ClusterRecord` & co. through :class:`StateStore`.
+``state.json`` is ``{"version": 1, "clusters": {id: …}, "snapshots": {id: …}, "retained": {resource id: …}}``; the
+records below read and write that shape (a key missing in an older file reads as its default and is written back).
+Only this module looks inside it: everything else reads :class:`ClusterRecord` & co. through :class:`StateStore`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from aurora_kit.errors import ClusterNotFoundError, InstanceNotFoundError, Snaps
 
 State = dict[str, Any]
 
-_EMPTY: State = {"version": 1, "clusters": {}, "snapshots": {}}
+_EMPTY: State = {"version": 1, "clusters": {}, "snapshots": {}, "retained": {}}
 
 WRITER, READER = "writer", "reader"
 
@@ -113,17 +114,30 @@ class InstanceRecord:
 
 @dataclass(frozen=True)
 class BackupRecord:
-    """One automated backup (a base backup under ``backups/``); ``start_wal`` as in its ``backup_label``."""
+    """One automated backup (a verified base backup under ``backups/``). ``start_time``/``end_time``: wall clock (a
+    restore to a time after ``end_time`` may start from it); ``taken_at``: the backup clock's time (:mod:`.clock`),
+    what schedule and retention count with; ``start_wal`` as in its ``backup_label``; ``source``: where from."""
 
     id: str
     path: Path
     start_time: datetime
     end_time: datetime
     start_wal: str = ""
+    taken_at: datetime | None = None
+    source: str = ""
+    size_bytes: int = 0
 
     @property
     def start_segment(self) -> str:
         return wal_file(self.start_wal)
+
+    @property
+    def scheduled_at(self) -> datetime:
+        """The time the schedule and the retention period count with (records from before the clock: the end)."""
+        return self.taken_at or self.end_time
+
+    def replace(self, **changes: Any) -> BackupRecord:
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BackupRecord:
@@ -133,6 +147,9 @@ class BackupRecord:
             start_time=datetime.fromisoformat(data["start_time"]),
             end_time=datetime.fromisoformat(data["end_time"]),
             start_wal=str(data.get("start_wal", "")),
+            taken_at=_dt(data.get("taken_at")),
+            source=str(data.get("source", "")),
+            size_bytes=int(data.get("size_bytes") or 0),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -142,39 +159,43 @@ class BackupRecord:
             "start_time": self.start_time.isoformat(),
             "end_time": self.end_time.isoformat(),
             "start_wal": self.start_wal,
+            "taken_at": _iso(self.taken_at),
+            "source": self.source,
+            "size_bytes": self.size_bytes,
         }
 
 
 @dataclass(frozen=True)
 class RestoreRecord:
-    """How a restored cluster's storage (``seed/``) becomes its writer: from a snapshot, or PITR recovery."""
+    """How a restored cluster's storage (``seed/``) becomes its writer: from a snapshot, or PITR recovery (``base``:
+    the backup it started from, linked into ``backups/``: its first automated backup once recovered)."""
 
     kind: str  # snapshot | pitr
     snapshot_id: str | None = None
     source: str | None = None
     restore_time: datetime | None = None
     recovery: Mapping[str, str] | None = None
+    base: BackupRecord | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RestoreRecord:
         recovery = data.get("recovery")
+        base = data.get("base")
         return cls(
             kind=str(data["kind"]),
             snapshot_id=data.get("snapshot_id"),
             source=data.get("source"),
             restore_time=_dt(data.get("restore_time")),
             recovery=dict(recovery) if recovery is not None else None,
+            base=BackupRecord.from_json(base) if base else None,
         )
 
     def to_json(self) -> dict[str, Any]:
         if self.kind == "snapshot":
             return {"kind": self.kind, "snapshot_id": self.snapshot_id}
-        return {
-            "kind": self.kind,
-            "source": self.source,
-            "restore_time": _iso(self.restore_time),
-            "recovery": dict(self.recovery or {}),
-        }
+        out = {"kind": self.kind, "source": self.source, "restore_time": _iso(self.restore_time)}
+        base = {"base": self.base.to_json()} if self.base is not None else {}
+        return {**out, "recovery": dict(self.recovery or {}), **base}
 
 
 @dataclass(frozen=True)
@@ -202,7 +223,8 @@ class ClusterRecord:
     sns_topic_arn: str | None = None
     backups: tuple[BackupRecord, ...] = ()
     restore: RestoreRecord | None = None
-    latest_restorable_time: datetime | None = None
+    #: the last automated backup that was due but failed (shown by ``local status``), cleared by the next success
+    backup_error: str | None = None
     #: slots of removed readers that could not be dropped yet (writer down): dropped at the next start/failover
     pending_slot_drops: tuple[str, ...] = ()
 
@@ -231,9 +253,9 @@ class ClusterRecord:
         return [r for r in self.reader_ids if self.instances[r].status in statuses]
 
     @property
-    def earliest_restorable_time(self) -> datetime | None:
-        """End of the oldest automated backup."""
-        return min((b.end_time for b in self.backups), default=None)
+    def last_backup(self) -> BackupRecord | None:
+        """The newest automated backup (by the backup clock)."""
+        return max(self.backups, key=lambda b: b.scheduled_at, default=None)
 
     # -- changes (new records) ---------------------------------------------------------------------------
     def replace(self, **changes: Any) -> ClusterRecord:
@@ -279,7 +301,7 @@ class ClusterRecord:
             sns_topic_arn=data.get("sns_topic_arn"),
             backups=tuple(BackupRecord.from_json(b) for b in data.get("backups") or []),
             restore=RestoreRecord.from_json(restore) if restore else None,
-            latest_restorable_time=_dt(data.get("latest_restorable_time")),
+            backup_error=data.get("backup_error"),
             pending_slot_drops=tuple(data.get("pending_slot_drops") or ()),
         )
 
@@ -303,7 +325,7 @@ class ClusterRecord:
             "alarms": [dict(a) for a in self.alarms],
             "backups": [b.to_json() for b in self.backups],
             "restore": self.restore.to_json() if self.restore else None,
-            "latest_restorable_time": _iso(self.latest_restorable_time),
+            "backup_error": self.backup_error,
             "sns_topic_arn": self.sns_topic_arn,
             "pending_slot_drops": list(self.pending_slot_drops),
         }
@@ -368,18 +390,47 @@ class SnapshotRecord:
         }
 
 
+@dataclass(frozen=True)
+class RetainedRecord:
+    """Automated backups retained after their cluster's deletion (``delete_automated_backups=False``): the cluster
+    as it was, its archive and master password under ``dir``; they expire with its retention period."""
+
+    resource_id: str
+    cluster: ClusterRecord
+    deleted: datetime
+    dir: Path
+
+    def replace(self, **changes: Any) -> RetainedRecord:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_json(cls, resource_id: str, data: Mapping[str, Any]) -> RetainedRecord:
+        return cls(
+            resource_id=resource_id,
+            cluster=ClusterRecord.from_json(str(data["cluster_id"]), data["cluster"]),
+            deleted=datetime.fromisoformat(data["deleted"]),
+            dir=Path(data["dir"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        cluster, deleted = self.cluster.to_json(), self.deleted.isoformat()
+        return {"cluster_id": self.cluster.cluster_id, "cluster": cluster, "deleted": deleted, "dir": str(self.dir)}
+
+
 @dataclass
 class StateDoc:
     """The whole state, typed: what :meth:`StateStore.edit` yields (change the dicts; records are frozen)."""
 
     clusters: dict[str, ClusterRecord]
     snapshots: dict[str, SnapshotRecord]
+    retained: dict[str, RetainedRecord] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StateDoc:
         return cls(
             clusters={cid: ClusterRecord.from_json(cid, c) for cid, c in (data.get("clusters") or {}).items()},
             snapshots={sid: SnapshotRecord.from_json(sid, s) for sid, s in (data.get("snapshots") or {}).items()},
+            retained={rid: RetainedRecord.from_json(rid, r) for rid, r in (data.get("retained") or {}).items()},
         )
 
     def cluster(self, cluster_id: str) -> ClusterRecord:
@@ -489,6 +540,7 @@ class StateStore:
             yield doc
             raw["clusters"] = {cid: cl.to_json() for cid, cl in doc.clusters.items()}
             raw["snapshots"] = {sid: s.to_json() for sid, s in doc.snapshots.items()}
+            raw["retained"] = {rid: r.to_json() for rid, r in doc.retained.items()}
 
     def update_cluster(self, cluster_id: str, change: Callable[[ClusterRecord], ClusterRecord]) -> ClusterRecord:
         """Replace the cluster's record by ``change(record)`` under the lock; returns the new record."""
@@ -510,6 +562,20 @@ class StateStore:
         return self.update_cluster(cluster_id, lambda cl: cl.with_statuses(status, **instances))
 
     # -- per-cluster operation lock ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """A named lock across processes, not waited for: yields whether it was taken (``locks/<name>.lock``)."""
+        fd = os.open(self.root / "locks" / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True  # closing the descriptor releases the lock
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def cluster_lock(self, cluster_id: str) -> Iterator[None]:
         """Serialise mutating operations on one cluster across processes; re-entrant within a thread."""
