@@ -503,8 +503,14 @@ def test_teardown_stops_before_deleting_a_protected_cluster_or_without_confirm()
     assert backend.calls == []
     teardown.teardown(_run(backend, "dry_run=true"), backend.cluster)  # a dry run asks the backend to plan only
     assert backend.calls == [
-        "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False}"
+        "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False, "
+        "'delete_automated_backups': True}"
     ]
+    backend.calls.clear()
+    kept = _run(backend, "dry_run=true", "teardown.delete_automated_backups=false")
+    assert "automated backups RETAINED" in teardown.plan(kept, backend.cluster).title
+    teardown.teardown(kept, backend.cluster)
+    assert "'delete_automated_backups': False" in backend.calls[0]
     backend.calls.clear()
     teardown.teardown(_run(backend, "confirm=true", typed), backend.cluster)
     assert len(backend.calls) == 1

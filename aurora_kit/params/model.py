@@ -267,12 +267,15 @@ class MonitoringSettings(_Model):
 
 class TeardownSettings(_Model):
     """99-teardown: the final-snapshot choice is explicit — exactly one of the two. Besides ``confirm``, the
-    operator types the cluster to delete: ``confirm_cluster_id`` must equal ``cluster_id`` or nothing is deleted."""
+    operator types the cluster to delete: ``confirm_cluster_id`` must equal ``cluster_id`` or nothing is deleted.
+    ``delete_automated_backups`` (RDS ``DeleteAutomatedBackups``; optional key, default true as in the RDS API):
+    false keeps the automated backups as retained backups, restorable until the retention period expires."""
 
     final_snapshot_id: str | None
     skip_final_snapshot: bool
     lift_deletion_protection: bool
     confirm_cluster_id: str | None  # must equal cluster_id to delete it (-p teardown.confirm_cluster_id=<id>)
+    delete_automated_backups: bool = True
 
     @field_validator("final_snapshot_id", "confirm_cluster_id")
     @classmethod
