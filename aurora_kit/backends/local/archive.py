@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -47,6 +48,7 @@ _SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 _HISTORY = re.compile(r"^([0-9A-F]{8})\.history$")
 _SUFFIXED = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})\.(?:partial|[0-9A-F]{8}\.backup)$")
 _TEMP = re.compile(r"^\.(.+)\.tmp\.(\d+)$")
+_CLAIM = re.compile(r"^\.(.+)\.claim$")
 _XACT = re.compile(r"desc: (?:COMMIT|ABORT)\S*\s+(?:\d+:\s+)?(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?) UTC")
 
 
@@ -338,21 +340,35 @@ def remove(archive: Path, names: Iterable[str]) -> list[str]:
     return removed
 
 
-def sweep_temp_files(archive: Path) -> list[str]:
-    """Remove the temporary copies (``.<name>.tmp.<pid>``) of archive commands that were killed (a crashed node
-    takes its archiver's child with it); a live archiver's copy is left alone."""
+def sweep_temp_files(archive: Path, *, claim_grace_s: float = 60.0) -> list[str]:
+    """Remove what killed archive commands left (a crashed node takes its archiver's child with it): temporary
+    copies ``.<name>.tmp.<pid>`` and copy claims ``.<name>.claim/`` whose process is gone (a claim that never got
+    its pid: after ``claim_grace_s``). A live archiver's files are left alone."""
     removed: list[str] = []
     try:
         names = os.listdir(archive)
     except FileNotFoundError:
         return removed
     for name in names:
-        m = _TEMP.match(name)
-        if m is None or psutil.pid_exists(int(m.group(2))):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            (archive / name).unlink()
-            removed.append(name)
+        path = archive / name
+        if (m := _TEMP.match(name)) is not None:
+            if psutil.pid_exists(int(m.group(2))):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(name)
+        elif _CLAIM.match(name) is not None:
+            try:
+                owner = (path / "pid").read_text().strip()
+            except OSError:
+                owner = ""
+            if owner.isdigit() and psutil.pid_exists(int(owner)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if not owner and time.time() - path.stat().st_mtime < claim_grace_s:
+                    continue
+                shutil.rmtree(path)
+                removed.append(name)
     return removed
 
 

@@ -286,15 +286,47 @@ fi
 if [ "$(fate)" = dead ]; then
     exit 0   # WAL of a timeline after it ended: no surviving history contains it
 fi
+# one node copies a segment, the others (each node archives every segment it has) wait for that copy and compare:
+# the claim is a directory (mkdir is atomic) holding the copier's pid; a copier that died (a crashed node) or
+# never wrote its pid within a minute loses its claim to the next node. A claim not released within a minute, or
+# an archive where no claim can be made (not writable), fails this attempt: PostgreSQL retries it later.
+claim="$archive/.$name.claim"
+waited=0
+while ! mkdir "$claim" 2>/dev/null; do
+    if [ -f "$dest" ]; then
+        same_wal
+        exit $?
+    fi
+    if [ ! -d "$claim" ]; then   # released meanwhile, or mkdir itself fails
+        mkdir "$claim" && break
+        exit 1
+    fi
+    owner=$(cat "$claim/pid" 2>/dev/null || true)
+    stale=$(find "$claim" -maxdepth 0 -mmin +1 2>/dev/null || true)
+    if [ -n "$stale" ] || { [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; }; then
+        rm -rf "$claim"
+        continue
+    fi
+    waited=$((waited + 1))
+    if [ "$waited" -gt 1200 ]; then
+        exit 1
+    fi
+    sleep 0.05
+done
 tmp="$archive/.$name.tmp.$$"
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp"; rm -rf "$claim"' EXIT
+echo $$ > "$claim/pid"
+if [ -f "$dest" ]; then   # archived while this node waited for the claim
+    same_wal
+    exit $?
+fi
 cp "$src" "$tmp"
 sync "$tmp"               # the content is on disk before the name appears
 if ln "$tmp" "$dest" 2>/dev/null; then   # link(2) fails when dest exists: never overwrites
     sync "$archive"       # and the directory entry
     exit 0
 fi
-same_wal                  # lost a race with another archiver
+same_wal                  # another archiver got there first after all
 """
 
 
