@@ -96,7 +96,7 @@ def test_a_crash_right_after_a_bulk_load_loses_no_wal_and_restores_are_exact(
         conn.execute("CREATE TABLE bulk (id bigint PRIMARY KEY, pad text NOT NULL)")
         paused = _pause_archiver(local_backend, cid, writer)
         (start,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone() or (None,)
-        conn.execute("INSERT INTO bulk SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 400000) g")
+        conn.execute("INSERT INTO bulk SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 330000) g")
         row = conn.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn, clock_timestamp()", (start,)).fetchone()
         assert row is not None
         loaded, before = row

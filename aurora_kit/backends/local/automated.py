@@ -39,7 +39,13 @@ from aurora_kit.backends.local import archive, clock
 from aurora_kit.backends.local.binaries import chown, run_tool
 from aurora_kit.backends.local.nodes import Nodes
 from aurora_kit.backends.local.state import BackupRecord, ClusterRecord, RetainedRecord
-from aurora_kit.errors import BackendOperationError, InvalidStateError, SnapshotNotFoundError, WaitTimeoutError
+from aurora_kit.errors import (
+    BackendOperationError,
+    ClusterNotFoundError,
+    InvalidStateError,
+    SnapshotNotFoundError,
+    WaitTimeoutError,
+)
 from aurora_kit.polling import wait_for
 from aurora_kit.rules import backup_due, next_backup_due, retention_keeps
 
@@ -357,10 +363,22 @@ def maintain_retained(nodes: Nodes, bs: BackupSet, now: datetime) -> MaintainRep
 
 def maintain(nodes: Nodes, cluster_ids: list[str], now: datetime, *, retained: bool) -> list[MaintainReport]:
     """:func:`maintain_cluster` for each of ``cluster_ids``, then (``retained``) :func:`maintain_retained` for
-    every retained backup set."""
-    reports = [maintain_cluster(nodes, cid, now) for cid in cluster_ids]
+    every retained backup set. One cluster's failure is reported (``error``) and the others still run; a cluster
+    deleted meanwhile is left out."""
+    reports: list[MaintainReport] = []
+    for cid in cluster_ids:
+        try:
+            reports.append(maintain_cluster(nodes, cid, now))
+        except ClusterNotFoundError:
+            continue
+        except Exception as exc:  # the next cluster's backup must not wait for this one's problem
+            reports.append(MaintainReport(cid, error=f"{type(exc).__name__}: {exc}"))
     if retained:
-        reports += [maintain_retained(nodes, bs, now) for bs in retained_sets(nodes)]
+        for bs in retained_sets(nodes):
+            try:
+                reports.append(maintain_retained(nodes, bs, now))
+            except Exception as exc:
+                reports.append(MaintainReport(bs.cluster.cluster_id, error=f"{type(exc).__name__}: {exc}"))
     return reports
 
 
