@@ -245,10 +245,23 @@ name="$2"
 dest="$archive/$name"
 
 # "dead" when $name is a segment of a timeline that ended in an earlier segment, "switch <bytes>" when that
-# timeline ended inside it (<bytes>: offset of the switch point), nothing otherwise
+# timeline ended inside it (<bytes>: offset of the switch point), nothing otherwise. Only a segment of a timeline
+# older than some history file's needs the histories read (no process is started for any other).
 fate() {
-    printf '%s\n' "$name" | grep -Eq '^[0-9A-F]{24}$' || return 0
-    for h in "$archive"/*.history "$(dirname "$src")"/*.history; do
+    case "$name" in
+        *[!0-9A-F]*) return 0 ;;
+    esac
+    [ "${#name}" -eq 24 ] || return 0
+    seg_tli=$((0x${name%????????????????}))
+    newer=""
+    for h in "$archive"/*.history "${src%/*}"/*.history; do
+        base=${h##*/}
+        if [ -f "$h" ] && [ $((0x${base%.history})) -gt "$seg_tli" ]; then
+            newer=yes
+        fi
+    done
+    [ -n "$newer" ] || return 0
+    for h in "$archive"/*.history "${src%/*}"/*.history; do
         if [ -f "$h" ]; then cat "$h"; fi
     done | awk -v name="$name" -v segsize="$(wc -c < "$src")" '
         function hex(s,   n, i) {
