@@ -372,12 +372,15 @@ def sweep_temp_files(archive: Path, *, claim_grace_s: float = 60.0) -> list[str]
     return removed
 
 
+def history_files(archive: Path) -> list[str]:
+    return sorted(f for f in os.listdir(archive) if _HISTORY.match(f))
+
+
 def link_chain(view: ArchiveView, first: int, last: int, dest: Path) -> int:
     """Hard-link (copy across filesystems) segments ``first``..``last`` as recovery reads them, plus every timeline
     history file, from ``view``'s archive into ``dest``; the links keep that WAL whatever the source prunes later.
     Archived files are never written again, so sharing them is safe. Returns the number of segments."""
-    names = [view.name(n) for n in range(first, last + 1)]
-    names += [f for f in os.listdir(view.path) if _HISTORY.match(f)]
+    names = [view.name(n) for n in range(first, last + 1)] + history_files(view.path)
     for name in names:
         src, target = view.path / name, dest / name
         try:

@@ -6,12 +6,13 @@
   README) takes what is due, and so does the next mutating call on the cluster (``LocalBackend`` catches up after
   it). The schedule and the expiry count with the backup clock (:mod:`.clock`, ``$AURORA_KIT_CLOCK``).
 * **A backup**: ``pg_basebackup -X stream`` from a streaming reader that has replayed the writer's latest
-  checkpoint (the writer when there is none), checked with ``pg_verifybackup``, then a forced archive on the
-  writer (marker commit + WAL switch, waited for) so its WAL is archived and the window reaches past its end at
-  once. Listed by ``describe_snapshots`` as ``automated`` snapshots named as RDS names them,
-  ``rds:<cluster>-YYYY-MM-DD-HH-MM``. It does not hold the cluster lock while copying (as on Aurora, a backup does
-  not hold up a failover; one cut short by a failover is retried at the next chance); a second ``maintain``
-  skips a cluster whose backup is running. A backup that was due and failed is recorded (``local status``).
+  checkpoint (the writer when there is none), checked with ``pg_verifybackup``, then a WAL switch after a marker
+  commit on the writer, not waited for: once the archiver has copied up to it (at once, or after the backlog of a
+  bulk load) the window reaches past the backup's end; until then the window does not count the backup. Listed
+  by ``describe_snapshots`` as ``automated`` snapshots named as RDS names them, ``rds:<cluster>-YYYY-MM-DD-HH-MM``.
+  A backup does not hold the cluster lock while copying (as on Aurora, it does not hold up a failover; one cut
+  short by a failover is retried at the next chance); a second ``maintain`` skips a cluster whose backup is
+  running. A backup that was due and failed is recorded (``local status``).
 * **Retention** (:func:`aurora_kit.rules.retention_keeps`): backups taken within ``backup_retention_period``
   days are kept, plus the newest older one; the others are deleted, and so is the archived WAL before the oldest
   kept backup's start (and WAL of dead timeline branches), so EarliestRestorableTime moves forward.
@@ -116,10 +117,15 @@ def writer_running(nodes: Nodes, cl: ClusterRecord) -> bool:
     return writer is not None and nodes.controller(cl.cluster_id, writer, cl).is_running()
 
 
-def force_archive(nodes: Nodes, cluster_id: str, *, timeout: float = 60.0) -> datetime:
-    """Make "now" restorable: marker commit, ``pg_switch_wal()``, wait until that segment is archived. Returns
-    the time just before the marker commit: every commit up to it is archived, and a commit after it too
-    (recovery to a time needs a commit after that time)."""
+#: how long a forced archive waits for the archiver (after a bulk load it has a backlog of many segments to copy)
+ARCHIVE_WAIT_S = 900.0
+
+
+def force_archive(nodes: Nodes, cluster_id: str, *, timeout: float = ARCHIVE_WAIT_S) -> datetime:
+    """Make "now" restorable: marker commit, ``pg_switch_wal()``, then wait until that segment is archived
+    (``timeout`` 0: do not wait — it is archived once the archiver gets to it). Returns the time just before the
+    marker commit: every commit up to it is archived, and a commit after it too (recovery to a time needs a
+    commit after that time)."""
     cl = nodes.store.cluster(cluster_id)
     writer = cl.writer_id
     if writer is None or not writer_running(nodes, cl):
@@ -136,14 +142,16 @@ def force_archive(nodes: Nodes, cluster_id: str, *, timeout: float = 60.0) -> da
         assert seg_row is not None
         segment = str(seg_row[0])
     archived = nodes.paths(cluster_id).archive / segment
-    wait_for(
-        f"WAL segment {segment} archived",
-        archived.exists,
-        bool,
-        timeout=timeout,
-        initial_delay=0.01,
-        max_delay=0.2,
-    )
+    if timeout > 0:
+        wait_for(
+            f"WAL segment {segment} archived",
+            archived.exists,
+            bool,
+            timeout=timeout,
+            initial_delay=0.01,
+            max_delay=0.5,
+            progress=nodes.progress,
+        )
     return before
 
 
@@ -221,7 +229,7 @@ def take(nodes: Nodes, cluster_id: str, *, now: datetime | None = None, source: 
         ended = clock.wall()
         run_tool([nodes.bins(cl).tool("pg_verifybackup"), str(dest)], what=f"pg_verifybackup of {backup_id}")
         if writer_running(nodes, cl):
-            force_archive(nodes, cluster_id)
+            force_archive(nodes, cluster_id, timeout=0)  # its WAL reaches the archive without waiting for it
     except BaseException:
         nodes.discard(dest)
         raise
@@ -295,7 +303,7 @@ class MaintainReport:
     expired: list[str] = field(default_factory=list)
     wal_removed: int = 0
     temp_files_removed: int = 0
-    skipped: str | None = None  # why no backup was taken although one is due
+    skipped: str | None = None  # why nothing was done, or why a due backup was not taken
     error: str | None = None  # the due backup failed
 
     def line(self) -> str:
@@ -309,7 +317,7 @@ class MaintainReport:
         if self.temp_files_removed:
             parts.append(f"removed {self.temp_files_removed} leftover archive temp files")
         if self.skipped:
-            parts.append(f"backup due, not taken: {self.skipped}")
+            parts.append(f"skipped: {self.skipped}")
         if self.error:
             parts.append(f"BACKUP FAILED: {self.error}")
         return f"{self.cluster_id}: " + ("; ".join(parts) or "nothing due")
@@ -326,13 +334,14 @@ def maintain_cluster(nodes: Nodes, cluster_id: str, now: datetime) -> MaintainRe
     report = MaintainReport(cluster_id)
     with nodes.store.try_lock(f"{cluster_id}.backup") as mine:
         if not mine:
-            report.skipped = "another backup of this cluster is running"
+            report.skipped = "another maintenance pass of this cluster (a backup) is running"
             return report
         cl = nodes.store.cluster(cluster_id)
         report.temp_files_removed = len(archive.sweep_temp_files(nodes.paths(cluster_id).archive))
         if is_due(cl, now):
             if cl.status != "available" or not writer_running(nodes, cl):
-                report.skipped = f"the cluster is {cl.status}" + ("" if cl.status != "available" else ", no writer")
+                state = f"the cluster is {cl.status}" if cl.status != "available" else "its writer is not running"
+                report.skipped = f"a backup is due but {state}"
             else:
                 try:
                     report.taken = take(nodes, cluster_id, now=now).id

@@ -18,9 +18,10 @@
   cluster's own archive, so the source may keep writing, expire that backup or be deleted meanwhile; then the
   backup is copied into ``seed/`` outside the lock. ``recovery_target_time`` is always the resolved target
   ("latest" included), ``recovery_target_action=promote``, ``recovery.signal``; recovery reads the new cluster's
-  archive. Once promoted, that base + its archive are the new cluster's first automated backup (no second base
-  backup), and WAL of the source's timelines past the branch point is dropped from it. A snapshot restore's first
-  automated backup is a ``pg_basebackup`` of its new writer.
+  archive (and, with ``archive_mode=on`` while it recovers, does not copy what it restores back into it). Once
+  promoted, that base + its archive are the new cluster's first automated backup (no second base backup), and WAL of
+  the source's timelines past the branch point is dropped from it. A snapshot restore's first automated backup is a
+  ``pg_basebackup`` of its new writer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from pathlib import Path
 import psycopg
 
 from aurora_kit.backends.base import Snapshot
-from aurora_kit.backends.local import archive, automated, clock, parameters, views
+from aurora_kit.backends.local import archive, automated, clock, datacopy, parameters, views
 from aurora_kit.backends.local.automated import BackupSet
 from aurora_kit.backends.local.binaries import chown, run_tool
 from aurora_kit.backends.local.config import write_file
@@ -61,6 +63,9 @@ from aurora_kit.errors import (
 from aurora_kit.polling import wait_for
 from aurora_kit.rules import check_identifier, check_restore_window
 from aurora_kit.specs import InstanceSpec
+
+#: WAL segments (1 MB each) a point-in-time restore copies into the new writer's pg_wal before recovery starts
+PRELOAD_SEGMENTS = 2048
 
 
 def _size_gib(path: Path) -> int:
@@ -249,10 +254,17 @@ def _create_restored(
         raise
 
 
-def _fill_seed(nodes: Nodes, new_cluster_id: str, data: Path) -> None:
-    """Copy ``data`` into the new cluster's storage (``seed/``); it is available then. Gone again on failure."""
+def _fill_seed(nodes: Nodes, new_cluster_id: str, data: Path, wal: list[str] | None = None) -> None:
+    """Copy ``data`` into the new cluster's storage (``seed/``), and the archived WAL files ``wal`` (names in its
+    archive) into its ``pg_wal`` marked as archived; it is available then. Gone again on failure."""
+    p = nodes.paths(new_cluster_id)
     try:
-        nodes.copy_data(data, nodes.paths(new_cluster_id).seed)
+        nodes.copy_data(data, p.seed)
+        if wal:
+            pg_wal = p.seed / "pg_wal"
+            datacopy.copy_files([(p.archive / name, pg_wal / name) for name in wal])
+            for name in wal:  # copies of archived files: never archived again, recycled like any old segment
+                write_file(pg_wal / "archive_status" / f"{name}.done", "", mode=0o600)
         nodes.store.set_status(new_cluster_id, "available")
     except BaseException as exc:
         nodes.destroy_after_failure(new_cluster_id, exc)
@@ -342,7 +354,17 @@ def restore_to_point_in_time(nodes: Nodes, req: PitrRequest) -> None:
         assert win.reach is not None
         new_id = req.new_cluster_id
         linked = nodes.paths(new_id).backups / base.path.name
+        # the WAL to replay goes into pg_wal up front (one parallel copy, not a restore_command process per
+        # segment while recovery waits); restore_command fetches only what is not there (past PRELOAD_SEGMENTS)
+        last = min(win.reach, start[1] + PRELOAD_SEGMENTS - 1)
+        view = archive.ArchiveView.read(src.archive)
+        wal = [view.name(n) for n in range(start[1], last + 1)] + archive.history_files(src.archive)
+        clone_archive = shlex.quote(str(nodes.paths(req.new_cluster_id).archive))
         recovery = {
+            "restore_command": f"test ! -f pg_wal/%f && cp {clone_archive}/%f %p",
+            # what recovery replays is in this cluster's archive already: not archived again while recovering
+            # (a primary archives the same with on as with always)
+            "archive_mode": "on",
             "recovery_target_action": "promote",
             "recovery_target_timeline": "latest",
             "recovery_target_time": target.isoformat(),
@@ -354,12 +376,11 @@ def restore_to_point_in_time(nodes: Nodes, req: PitrRequest) -> None:
         _create_restored(nodes, new_id, template=src.cluster, password_file=src.secret, restore=restore)
         try:
             automated.copy_backup_files(base.path, linked)
-            view = archive.ArchiveView.read(src.archive)
             archive.link_chain(view, start[1], win.reach, nodes.paths(new_id).archive)
         except BaseException as exc:
             nodes.destroy_after_failure(new_id, exc)
             raise
-    _fill_seed(nodes, new_id, linked)
+    _fill_seed(nodes, new_id, linked, wal)
 
 
 def start_writer_from_seed(nodes: Nodes, cluster_id: str, instance_id: str) -> None:

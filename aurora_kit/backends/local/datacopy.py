@@ -11,6 +11,7 @@ Never hard links: PostgreSQL writes its files in place, and a link would let the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -93,10 +94,11 @@ def _parallel_copy(source: Path, dest: Path) -> None:
             os.close(fd)
         chunks += [(path, target, off, min(CHUNK_BYTES, st.st_size - off)) for off in range(0, st.st_size, CHUNK_BYTES)]
     chunks.sort(key=lambda c: -c[3])  # big chunks first: the threads finish together
+    batches = [small[i::WORKERS] for i in range(WORKERS)]  # small files in a few long jobs: little overhead each
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         # list(): re-raise the first failure
         list(pool.map(_copy_chunk, chunks))
-        list(pool.map(_copy_small, small))
+        list(pool.map(_copy_smalls, batches))
     for _, target, st in large:
         _finish(target, st)
     for target_dir, st in reversed(dirs):
@@ -109,20 +111,25 @@ def _finish(target: str, st: os.stat_result) -> None:
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _copy_small(job: tuple[str, str, os.stat_result]) -> None:
-    path, target, st = job
-    src = os.open(path, os.O_RDONLY)
-    try:
-        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _copy_smalls(jobs: list[tuple[str, str, os.stat_result]]) -> None:
+    owner = (os.getuid(), os.getgid())
+    for path, target, st in jobs:
+        mode = stat.S_IMODE(st.st_mode)
+        src = os.open(path, os.O_RDONLY)
         try:
-            _copy_range(path, src, dst, 0, st.st_size)
-            os.fchown(dst, st.st_uid, st.st_gid)
-            os.fchmod(dst, stat.S_IMODE(st.st_mode))
+            dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            try:
+                if st.st_size:
+                    _copy_range(path, src, dst, 0, st.st_size)
+                if (st.st_uid, st.st_gid) != owner:
+                    os.fchown(dst, st.st_uid, st.st_gid)
+                if mode & ~0o600:  # created with the umask applied: anything beyond rw for the owner is set again
+                    os.fchmod(dst, mode)
+                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(dst)
         finally:
-            os.close(dst)
-    finally:
-        os.close(src)
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.close(src)
 
 
 def _copy_chunk(chunk: tuple[str, str, int, int]) -> None:
@@ -147,3 +154,16 @@ def _copy_range(path: str, src: int, dst: int, offset: int, length: int) -> None
 def _copy_plain(src: int, dst: int, length: int, offset: int) -> int:
     data = os.pread(src, min(length, 8 << 20), offset)
     return os.pwrite(dst, data, offset) if data else 0
+
+
+def copy_files(pairs: list[tuple[Path, Path]]) -> None:
+    """Copy each ``(source, target)`` file on the thread pool, owner and mode kept, replacing what is at
+    ``target`` (never writing through it: the old file is unlinked first)."""
+    jobs = []
+    for source, target in pairs:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+        jobs.append((str(source), str(target), os.stat(source)))
+    batches = [jobs[i::WORKERS] for i in range(WORKERS)]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        list(pool.map(_copy_smalls, batches))
