@@ -1,5 +1,10 @@
 """``aurora-kit`` command line: each command group lives in ``aurora_kit/commands/<group>.py`` with a
-``register(subparsers)`` function that adds its parser and sets ``func`` (returning the exit code)."""
+``register(subparsers)`` function that adds its parser and sets ``func`` (returning the exit code).
+
+Exit codes (every command): 0 ok · 1 a run failed (or ``audit verify`` found tampering) · 2 refused before running
+(invalid parameters or arguments, unknown runbook, an unusable local root: nothing started) · 3 a run completed but
+checks were not verified (``aurora-kit run --allow-unverified`` accepts them). See :mod:`aurora_kit.outcome`.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,23 @@ import sys
 from collections.abc import Sequence
 
 from aurora_kit.errors import AuroraKitError
+from aurora_kit.outcome import EXIT_REFUSED
 
 # command groups, in help order; a module missing here means that group is not built yet
-COMMAND_MODULES = ("local", "run", "audit")
+COMMAND_MODULES = ("local", "run", "audit", "emulate", "iam_policy")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import aurora_kit
+
     parser = argparse.ArgumentParser(
         prog="aurora-kit",
         description="Operate Aurora PostgreSQL (+ pgvector) with runbooks that measure what they claim; "
         "rehearse them on a local Aurora-shaped PostgreSQL cluster.",
+        epilog="exit codes: 0 ok (passed, dry run, or unverified checks accepted) · 1 failed · 2 refused before "
+        "running · 3 not verified (checks skipped). Start with: aurora-kit run 01 -f parameters/local.yaml",
     )
+    parser.add_argument("--version", action="version", version=f"aurora-kit {aurora_kit.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -33,12 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # no command: show what there is to do
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except AuroraKitError as exc:
         print(f"aurora-kit: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,15 @@ A caller that writes more than the notebook (the runner's ``summary.json``) pass
 redactor=r)``): the engine then uses that key and collects the kernel's registrations into it, so the caller can
 redact its own text with the same secrets.
 
+A caller that wants to show waits live (the runner's terminal line) passes ``on_progress``: a callable that
+receives each new state of a wait's progress display (the payload of :data:`aurora_kit.polling.PROGRESS_MIME`,
+redacted) while the cell runs.
+
+Kernel shutdown: jupyter_client interrupts a kernel (SIGINT) before asking it to shut down; when that signal lands
+while ipykernel handles a message it logs ``ERROR | KeyboardInterrupt caught in kernel`` to the terminal — alarming
+noise after a run that went well. Every cell has finished by then, so this engine's kernel manager skips that
+interrupt during shutdown (a kernel that does not exit is still terminated, then killed).
+
 Registered as the ``aurora_kit`` papermill engine (``[project.entry-points."papermill.engine"]``), so plain
 ``papermill -e aurora_kit in.ipynb out.ipynb -f parameters/local.yaml`` redacts too; ``aurora-kit run`` always
 passes it explicitly.
@@ -24,8 +33,11 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,6 +62,31 @@ def _manager_class() -> type:
             super().__init__(nb, **kwargs)
 
         _defer_save = False
+        _running: int | None = None  # index of the code cell executing now
+        _progress_seen: Any = None
+        on_progress: Callable[[dict[str, Any]], None] | None = None
+
+        def autosave_cell(self) -> None:
+            """Called by papermill after every kernel message: forward a wait's progress, then papermill's own."""
+            if self.on_progress is not None and self._running is not None:
+                self._forward_progress(self.nb.cells[self._running])
+            super().autosave_cell()
+
+        def _forward_progress(self, cell: Any) -> None:
+            from aurora_kit.polling import PROGRESS_MIME
+
+            for output in reversed(cell.get("outputs") or []):
+                payload = (output.get("data") or {}).get(PROGRESS_MIME)
+                if payload is None:
+                    continue
+                if payload != self._progress_seen:
+                    self._progress_seen = payload
+                    assert self.on_progress is not None
+                    try:
+                        self.on_progress(self.redactor.obj(dict(payload)))
+                    except Exception:  # a terminal that went away must not stop the run
+                        self.on_progress = None
+                return
 
         def save(self, **kwargs: Any) -> None:
             nb = kwargs.get("nb")
@@ -66,6 +103,7 @@ def _manager_class() -> type:
         # between two code cells. Code cells keep both saves (the running marker, outputs as soon as they exist).
         def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
             self._defer_save = cell.get("cell_type") != "code"
+            self._running = cell_index if cell.get("cell_type") == "code" else None
             try:
                 super().cell_start(cell, cell_index, **kwargs)
             finally:
@@ -73,12 +111,58 @@ def _manager_class() -> type:
 
         def cell_complete(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
             self._defer_save = cell.get("cell_type") != "code"
+            self._running = None
             try:
                 super().cell_complete(cell, cell_index, **kwargs)
             finally:
                 self._defer_save = False
 
     return RedactingExecutionManager
+
+
+def _kernel_manager_class(redactor: Redactor | None = None) -> type:
+    """jupyter_client's kernel manager, with two changes for headless runs:
+
+    - no SIGINT before a shutdown request (every cell has run when the runner shuts a kernel down; the interrupt
+      made ipykernel log a spurious ``KeyboardInterrupt caught in kernel`` now and then);
+    - the kernel's own stdout/stderr — where the output of processes a cell starts goes (``subprocess.run``
+      writes to inherited file descriptors, not to the notebook) — is read through pipes and written to this
+      process's stdout/stderr line by line, redacted with the run's ``redactor`` (known values, the secrets the
+      kernel registers, patterns), so a terminal or a cron log never shows what the record hides.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class HeadlessKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            if redactor is None:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+                return
+            kw.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            process = getattr(self.provisioner, "process", None)
+            if process is not None:
+                for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
+                    if pipe is not None:
+                        threading.Thread(
+                            target=_forward, args=(pipe, name, redactor), name=f"kernel-{name}", daemon=True
+                        ).start()
+
+    return HeadlessKernelManager
+
+
+def _forward(pipe: Any, name: str, redactor: Redactor) -> None:
+    """Copy a kernel pipe to this process's stream of the same name, one redacted line at a time, until EOF."""
+    with pipe:
+        for raw in iter(pipe.readline, b""):
+            line = redactor.text(raw.decode("utf-8", errors="replace"))
+            stream = sys.stdout if name == "stdout" else sys.stderr
+            stream.write(line)
+            stream.flush()
 
 
 @contextmanager
@@ -97,12 +181,13 @@ def temporary_environ(**values: str) -> Iterator[None]:
 
 
 @contextmanager
-def _private_ipc(kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _private_ipc(kwargs: dict[str, Any], redactor: Redactor | None = None) -> Iterator[dict[str, Any]]:
     """Talk to the kernel over Unix sockets in a private (0700) directory rather than loopback TCP: outputs,
     secrets included, then never cross a socket other local users could reach (and ipykernel stops warning)."""
     if "config" in kwargs or "km" in kwargs:
         yield kwargs  # the caller configured the kernel transport itself
         return
+    kwargs = {"kernel_manager_class": _kernel_manager_class(redactor), **kwargs}
     from traitlets.config import Config
 
     with tempfile.TemporaryDirectory(prefix="aurora-kit-kernel-") as tmp:
@@ -136,6 +221,7 @@ class RedactingEngine:
         log_output: bool = False,
         autosave_cell_every: int = 30,
         redactor: Redactor | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
         **kwargs: Any,
     ) -> Any:
         from papermill.engines import NBClientEngine
@@ -157,8 +243,9 @@ class RedactingEngine:
             log_output=log_output,
             autosave_cell_every=autosave_cell_every,
         )
+        nb_man.on_progress = on_progress
         # the kernel is started inside execute_managed_notebook and inherits this environment
-        with temporary_environ(**{KEY_ENV: key.hex()}), _private_ipc(kwargs) as kwargs:
+        with temporary_environ(**{KEY_ENV: key.hex()}), _private_ipc(kwargs, redactor) as kwargs:
             nb_man.notebook_start()
             try:
                 NBClientEngine.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)

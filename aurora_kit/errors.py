@@ -15,7 +15,10 @@ and says what to do next. Driver and SDK errors are wrapped with ``raise ... fro
     ├── InvalidStateError              the resource exists but is in the wrong state for the request
     │   ├── DeletionProtectionError
     │   ├── FailoverNotPossibleError
-    │   └── ConfirmationRequiredError  a destructive step without confirm: true (or the typed cluster id)
+    │   ├── FailoverFailedError        a started failover the platform reports failed (RDS-EVENT-0069/0070)
+    │   ├── ConfirmationRequiredError  a destructive step without confirm: true (or the typed cluster id)
+    │   │   └── ConfirmationDeclinedError  in JupyterLab: Cancel pressed, or nobody confirmed in time
+    │   └── RunSealedError             the run ended and its record is sealed: start a new run
     ├── RestoreWindowError             requested restore time outside the restorable window
     ├── PendingRebootError             a change is waiting for a reboot the caller did not allow
     ├── WaitTimeoutError               a wait ran past its deadline
@@ -113,22 +116,55 @@ class InvalidStateError(AuroraKitError):
 
 
 class DeletionProtectionError(InvalidStateError):
-    hint = "lift deletion protection explicitly (lift_deletion_protection=True) if you really mean to delete"
+    hint = (
+        "nothing was deleted; if you really mean to delete it, lift the protection explicitly: "
+        "-p teardown.lift_deletion_protection=true (99-teardown), --force (aurora-kit local down)"
+    )
 
-    def __init__(self, cluster_id: str) -> None:
+    def __init__(self, cluster_id: str, *, hint: str | None = None) -> None:
         self.cluster_id = cluster_id
-        super().__init__(f"DB cluster {cluster_id!r} has deletion protection enabled", cluster_id=cluster_id)
+        super().__init__(f"DB cluster {cluster_id!r} has deletion protection enabled", hint=hint, cluster_id=cluster_id)
 
 
-class ConfirmationRequiredError(InvalidStateError):
+class OneLineInNotebooks:
+    """Mixin for errors that are an expected stop, not a bug: a notebook shows them as one line (their class and
+    message, which says what to do), not as a traceback through aurora_kit's internals. IPython asks an exception
+    for ``_render_traceback_()`` before formatting a traceback; the error output keeps ``ename``/``evalue``."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class ConfirmationRequiredError(OneLineInNotebooks, InvalidStateError):
     """A destructive step (failover, reboot, teardown) refused before any mutating call: ``confirm`` is false,
     or the per-action confirmation (``teardown.confirm_cluster_id``) does not name the cluster."""
 
     hint = "rerun with -p confirm=true once you have read the plan (or -p dry_run=true to see it)"
 
 
+class ConfirmationDeclinedError(ConfirmationRequiredError):
+    """In JupyterLab, the operator pressed Cancel at a destructive step's confirmation, or nobody confirmed before
+    the confirmation timed out: nothing was changed."""
+
+    hint = "nothing was changed; run the runbook again from its opening cell to be asked again"
+
+
+class RunSealedError(OneLineInNotebooks, InvalidStateError):
+    """The run ended (its last cell ran, a cell failed, or the kernel was interrupted) and its audit record is
+    sealed: the run's backend is closed to further calls, so nothing happens outside a record."""
+
+    hint = "run the runbook's opening cell (run, dp = wf.start(...)) again to start a new run with its own record"
+
+
 class FailoverNotPossibleError(InvalidStateError):
     hint = "a failover needs at least one available reader; add a reader or pick an available target"
+
+
+class FailoverFailedError(InvalidStateError):
+    """A failover was started and the platform reports it failed (Aurora: RDS-EVENT-0069, 0070 when the old writer
+    is promoted again); the message quotes what it reported."""
+
+    hint = "check the health of the cluster's instances (DescribeEvents, the instances' logs) before trying again"
 
 
 class RestoreWindowError(AuroraKitError):

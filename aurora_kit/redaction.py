@@ -45,20 +45,60 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
     ),
     # password inside a connection URI: scheme://user:password@host
     (re.compile(r"([a-z][a-z0-9+.\-]*://[^\s:/@\"']*:)[^\s@/\"']+(@)", re.IGNORECASE), r"\g<1>" + REDACTED + r"\2"),
-    # key=value, key: value, "key": "value", key = 'value' for secret-looking keys (PGPASSWORD=..., password=...);
-    # a colon counts only before a space or quote, so ARNs (arn:aws:secretsmanager:...) stay readable
-    (
-        re.compile(
-            r"(?P<k>\b"
-            + _KEYWORD
-            + r"[\"']?\s*(?:=|:(?=[\s\"']))\s*(?P<q>[\"']?))(?!\*\*\*redacted)(?P<v>[^\s\"',;&}\])]+)",
-            re.IGNORECASE,
-        ),
-        r"\g<k>" + REDACTED,
-    ),
     # AWS access key ids
     (re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[0-9A-Z]{16}\b"), REDACTED),
 ]
+# a quote as it appears in text, code, JSON-in-a-string and HTML: ' or ", backslash-escaped or not, or an entity
+_QUOTE = r"""(?:\\*(?:["']|&quot;|&\#0*39;|&\#x0*27;|&apos;))"""
+# a secret-looking key, its closing quote if any, and the separator: = (conninfo, env, query strings), => or a
+# colon before a space or a quote (JSON, YAML, dict reprs); a colon inside a word (ARNs: arn:aws:secretsmanager:...)
+# is not a separator, so ARNs stay readable
+_KEY_VALUE = re.compile(
+    r"(?P<k>\b" + _KEYWORD + r"(?:" + _QUOTE + r")?\s*(?P<sep>=>|=|:(?=[ \t]|" + _QUOTE + r"))[ \t]*)"
+    r"(?:(?P<q>" + _QUOTE + r")(?P<qv>(?:\\.|(?P=q)(?P=q)|(?!(?P=q))[^\n])*)(?P=q)"  # quoted: to the same quote
+    # what follows the closing quote as part of the same word: more quoted segments (a shell word '00'"'"' 0') or
+    # characters up to a space (see _key_value)
+    r"(?P<tail>(?:(?P<tq>" + _QUOTE + r")(?:(?!(?P=tq))[^\n])*(?P=tq)|(?!" + _QUOTE + r")\S|" + _QUOTE + r")*)"
+    r"|(?P<q2>" + _QUOTE + r")[^\n]*"  # an opening quote never closed on this line: the rest of the line
+    r"|(?P<v>(?!" + _QUOTE + r")\S[^\n]*))",  # unquoted: where it ends depends on the form (see _key_value)
+    re.IGNORECASE,
+)
+
+
+# key: value with the key bare (YAML, logs): whatever the quoting, the value is the rest of the line (YAML's '' and
+# a backslash mean different things in different dialects; redacting the whole line is right in all of them)
+_BARE_KEY_LINE = re.compile(
+    r"(?P<k>(?<![\w\"';&\\-])" + _KEYWORD + r"[ \t]*:[ \t]+)(?!\*\*\*redacted\*\*\*\s*$)(?P<v>\S[^\n]*)",
+    re.IGNORECASE,
+)
+
+
+def _key_value(match: re.Match[str]) -> str:
+    key = match.group("k")
+    if match.group("q") is not None:
+        tail = match.group("tail")
+        if match.group("qv") == REDACTED and not tail:
+            return match.group(0)
+        # after "=" (shell, env, conninfo) a word goes on to the next space: '00'"'"']00' is one value; after a
+        # colon (JSON, YAML, reprs) what follows the quote is structure (} ] ,), kept
+        kept = "" if match.group("sep") == "=" else tail
+        return key + match.group("q") + REDACTED + match.group("q") + kept
+    if match.group("q2") is not None:
+        return key + match.group("q2") + REDACTED
+    value = match.group("v")
+    if value.startswith(REDACTED):
+        return key + value
+    if match.group("sep") == "=":  # conninfo, env lines, query strings: the value ends at a space or separator
+        end = re.match(r"[^\s\"'&;<>]+", value)
+        rest = value[end.end() :] if end else ""
+        return key + REDACTED + rest
+    if re.search(_QUOTE + r"\s*:", key):  # "key": 123, (JSON, dict reprs): the value ends at the structure
+        end = re.match(r"[^,}\]\s]+", value)
+        return key + REDACTED + (value[end.end() :] if end else value)
+    # key: value (YAML, logs): a plain scalar may hold spaces and brackets; the value runs to the end of the line
+    return key + REDACTED
+
+
 # 40-character AWS secret access keys: base64-ish, with upper case, lower case and a digit (not a git sha)
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 #: the shell's working directories: "PWD" names a directory, not a password
@@ -76,6 +116,8 @@ def redact_patterns(text: str) -> str:
     """Apply the pattern rules only (no known values)."""
     for pattern, repl in PATTERNS:
         text = pattern.sub(repl, text)
+    text = _BARE_KEY_LINE.sub(lambda m: m.group("k") + REDACTED, text)
+    text = _KEY_VALUE.sub(_key_value, text)
     return _AWS_SECRET.sub(_aws_secret, text)
 
 

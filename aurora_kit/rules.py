@@ -24,6 +24,10 @@ restore window                  ``EarliestRestorableTime`` ≤ T ≤ ``LatestRes
 reboot order                    pending-reboot readers first (by name), the writer last
 final snapshot                  deleting a cluster: exactly one of a final snapshot id or skip-final-snapshot
 alarm period                    CloudWatch on RDS metrics: a multiple of 60 s
+metric units                    CloudWatch ``AWS/RDS``: AuroraReplicaLag ms, CPUUtilization %, FreeableMemory bytes,
+                                DatabaseConnections a count
+alarm metrics                   replica lag: per reader, or the writer role's maximum (follows failovers);
+                                a connections threshold must be below max_connections to be able to fire
 secret keys                     a key whose value is a secret: password, passwd, pwd, secret, token, credential —
                                 not an identifier of one (``…Arn``) nor a switch (``Manage…``)
 ==============================  =============================================================================
@@ -319,6 +323,34 @@ def check_alarm_period(seconds: object, field: str = "period_s") -> int:
             field, seconds, "must be a multiple of 60 seconds (RDS metrics have 60 s resolution), e.g. 60 or 300"
         )
     return seconds
+
+
+#: the unit CloudWatch publishes each alarmed RDS metric in (display rounds them: FreeableMemory shows in GiB)
+METRIC_UNITS = {
+    "AuroraReplicaLag": "ms",
+    "CPUUtilization": "%",
+    "FreeableMemory": "bytes",
+    "DatabaseConnections": "count",
+}
+#: the CloudWatch metrics an alarm on a concept may watch: replica lag per reader (``AuroraReplicaLag``), or the
+#: cluster's writer-role maximum (``AuroraReplicaLagMaximum``, which follows failovers)
+ALARM_METRICS: dict[str, tuple[str, ...]] = {"AuroraReplicaLag": ("AuroraReplicaLag", "AuroraReplicaLagMaximum")}
+
+
+def alarm_covers(concept: str, metric: str) -> bool:
+    """Whether an alarm on CloudWatch ``metric`` is the alarm on ``concept`` (an AlarmSpec's metric)."""
+    return metric in ALARM_METRICS.get(concept, (concept,))
+
+
+def check_alarm_can_fire(threshold: float, max_connections: int, field: str = "monitoring.max_connections") -> None:
+    """A DatabaseConnections alarm at or above ``max_connections`` can never fire: the server refuses connection
+    ``max_connections + 1`` (superuser-reserved slots aside), so the count never exceeds it."""
+    if threshold >= max_connections:
+        raise InvalidParameterError(
+            field,
+            threshold,
+            f"can never fire: max_connections is {max_connections}; alarm below it, e.g. {int(max_connections * 0.9)}",
+        )
 
 
 # == secrets ====================================================================================================

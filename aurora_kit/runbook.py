@@ -36,6 +36,17 @@ API
     one). Values: JSON-compatible; datetimes become ISO strings, RDS-shaped results ``as_rds()``, pydantic
     models ``model_dump(mode="json")``, other dataclasses ``asdict``.
 
+``record_check(check, verdict)``
+    The trace of one check (:class:`aurora_kit.outcome.Check`) as a display output of mimetype
+    :data:`aurora_kit.outcome.CHECK_MIME`, whose ``text/plain``/``text/html`` is the check's visible verdict line
+    (PASS / FAIL / NOT VERIFIED). :func:`aurora_kit.steps.common.verify` calls it for every check; the runner
+    computes the run's outcome from these traces (:mod:`aurora_kit.outcome`).
+
+``record_plan(calls)``
+    The mutating calls a dry run recorded (mimetype :data:`PLAN_MIME`, the last one wins), so the runner can print
+    the plan in the terminal. ``run.record_all`` sends it in a dry run; :func:`aurora_kit.steps.common.plan_table`
+    too.
+
 ``register_secret(value)``
     Declare a value the audit record must never contain (a generated password, a token). The kernel sends only
     an HMAC of it, keyed with the per-run key the engine provides (``$AURORA_KIT_REDACTION_KEY``); the engine
@@ -52,16 +63,18 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import html
 import json
 import os
 import secrets
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit import params as params_mod
 from aurora_kit.jsonable import jsonable
+from aurora_kit.outcome import CHECK_MIME, Check
 from aurora_kit.redaction import KEY_ENV, SECRET_MIME, secret_digest
 
 if TYPE_CHECKING:
@@ -69,8 +82,11 @@ if TYPE_CHECKING:
     from aurora_kit.specs import ClusterSpec
 
 RESULT_MIME = "application/vnd.aurora-kit.result+json"
+PLAN_MIME = "application/vnd.aurora-kit.plan+json"
 RUN_ID_ENV = "AURORA_KIT_RUN_ID"
 OPERATOR_ENV = "AURORA_KIT_OPERATOR"
+#: the parameters file the runner loaded (``-f``), so hints can name the command to run next
+PARAMETERS_FILE_ENV = "AURORA_KIT_PARAMETERS_FILE"
 
 
 def operator() -> str:
@@ -102,15 +118,32 @@ def _display(data: dict[str, Any]) -> None:
 
 def record_result(name: str, value: Any) -> None:
     """Record one key result (e.g. ``record_result("rto_seconds", 0.42)``) for the audit record."""
+    from aurora_kit.display import brief
+
     payload = {"name": str(name), "value": jsonable(value)}
     json.dumps(payload)  # fail here, in the cell, if it is not serialisable
-    _display({RESULT_MIME: payload, "text/plain": f"{name} = {json.dumps(payload['value'])}"})
+    shown = f"{name} = {brief(payload['value'])}"  # rounded for people; the raw value goes to summary.json
+    html_line = f"<div style='font-family:monospace;font-size:12px;margin:1px 0'>{html.escape(shown)}</div>"
+    _display({RESULT_MIME: payload, "text/plain": shown, "text/html": html_line})
 
 
 def record_results(results: Mapping[str, Any]) -> None:
     """Record several results at once (e.g. ``record_results(probe.summary())``)."""
     for name, value in results.items():
         record_result(name, value)
+
+
+def record_check(check: Check, verdict: str) -> None:
+    """The trace of one check, shown as its verdict line (see the module docstring)."""
+    from aurora_kit.display import verdict_html
+
+    _display({CHECK_MIME: check.to_json(), "text/plain": verdict, "text/html": verdict_html(check.status, verdict)})
+
+
+def record_plan(calls: Sequence[Mapping[str, Any]]) -> None:
+    """The dry run's planned calls (``[{"service", "call", "parameters"}]``) for the terminal (module docstring)."""
+    rows = [jsonable(dict(c), strict=False) for c in calls]
+    _display({PLAN_MIME: rows, "text/plain": f"dry-run plan: {len(rows)} mutating call(s) recorded, none made"})
 
 
 def register_secret(value: str | None) -> None:
@@ -135,6 +168,8 @@ class Run:
     host: str
     started_at: datetime
     _backend: ClusterBackend | None = dataclasses.field(default=None, repr=False)
+    #: an interactive run whose record is sealed: its record folder (:mod:`aurora_kit.interactive.session`)
+    sealed: str | None = None
 
     @property
     def spec(self) -> ClusterSpec:
@@ -142,6 +177,10 @@ class Run:
 
     @property
     def backend(self) -> ClusterBackend:
+        if self.sealed is not None:
+            from aurora_kit.errors import RunSealedError
+
+            raise RunSealedError(f"run {self.run_id} has ended; its record is sealed in {self.sealed}")
         if self._backend is None:
             from aurora_kit.backends import from_parameters
 
@@ -156,12 +195,20 @@ class Run:
         record_result(name, value)
 
     def record_all(self, results: Mapping[str, Any]) -> None:
+        """Record ``results``; in a dry run also the plan of mutating calls so far (the runner prints it)."""
         record_results(results)
+        if self._backend is not None and self._backend.dry_run:
+            record_plan(planned_calls(self._backend))
 
-    def header(self) -> str:
+    def header(self, *, interactive: bool = False) -> str:
+        """The run's header; ``interactive``: run by hand in JupyterLab, where a person confirms each destructive
+        step (:mod:`aurora_kit.interactive`) whatever ``confirm`` says."""
         from aurora_kit.backends import backend_class
 
         p = self.params
+        confirm = "yes" if p.confirm else "no — destructive steps will stop"
+        if interactive:
+            confirm = "asked here at each destructive step (the plan, a Confirm button)"
         rows = [
             ("runbook", self.runbook),
             ("run id", self.run_id),
@@ -169,7 +216,7 @@ class Run:
             ("backend", p.backend + (f" ({p.region})" if backend_class(p.backend).traits.regional else "")),
             ("cluster", f"{p.cluster_id}: 1 writer + {p.readers} readers, {p.instance_class}, {p.engine_version}"),
             ("dry run", "yes — no mutating call will be made" if p.dry_run else "no"),
-            ("confirm", "yes" if p.confirm else "no — destructive steps will stop"),
+            ("confirm", confirm),
             ("started", self.started_at.isoformat(timespec="seconds")),
         ]
         return "\n".join(f"{k:>9}: {v}" for k, v in rows)
@@ -179,8 +226,18 @@ class Run:
             self._backend.close()
 
 
+def planned_calls(backend: ClusterBackend) -> list[dict[str, Any]]:
+    """The calls ``backend`` recorded in its dry run, as rows (service, call, parameters)."""
+    return [{"service": c.service, "call": c.operation, "parameters": c.params} for c in backend.plan]
+
+
 def start(
-    runbook: str, namespace: Mapping[str, Any], *, sections: Iterable[str] | None = None, show: bool = True
+    runbook: str,
+    namespace: Mapping[str, Any],
+    *,
+    sections: Iterable[str] | None = None,
+    show: bool = True,
+    interactive: bool = False,
 ) -> Run:
     """Validate the runbook's parameters and open the run (see the module docstring)."""
     params = params_mod.for_runbook(runbook, namespace, sections=sections)
@@ -193,5 +250,5 @@ def start(
         started_at=datetime.now(timezone.utc),
     )
     if show:
-        _display({"text/plain": run.header()})
+        _display({"text/plain": run.header(interactive=interactive)})
     return run

@@ -8,27 +8,41 @@
    ``parameters`` cell assigns every key that will be injected (papermill itself only warns);
 3. execute each with ``papermill.execute_notebook`` and the redacting engine (:mod:`aurora_kit.engine`),
    writing the executed notebook straight into its record folder (redacted at every save);
-4. render HTML, write ``summary.json``, append to the hash-chained index (:mod:`aurora_kit.audit`);
-5. with several runbooks, stop at the first failure; the rest are reported as not run.
+4. compute the run's outcome from the checks it traced (:mod:`aurora_kit.outcome`) and its key figures
+   (:mod:`aurora_kit.figures`), put the banner on top of the executed notebook (:mod:`aurora_kit.banner`), render
+   HTML, write ``summary.json``, append to the hash-chained index (:mod:`aurora_kit.audit`);
+5. with several runbooks, stop at the first run that is not accepted (failed, or not verified without
+   ``allow_unverified``) unless ``keep_going``; the rest are reported as not run.
+
+Before any kernel starts, the parameters are validated, every ``parameters`` cell is checked, and the run's
+backend is opened once (:func:`preflight`: a local root the PostgreSQL user cannot traverse is refused here).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import pprint
 import secrets
-import sys
 import traceback
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from aurora_kit import audit
+from aurora_kit import audit, banner
+from aurora_kit.confirmation import confirmations_in
 from aurora_kit.engine import ENGINE_NAME, RedactingEngine, redactor_for, temporary_environ
 from aurora_kit.errors import InvalidParameterError
+from aurora_kit.figures import key_figures
+from aurora_kit.outcome import NOT_RUN, RunOutcome, checks_in, decide
 from aurora_kit.params import RUNBOOKS, injected_for
-from aurora_kit.runbook import OPERATOR_ENV, RUN_ID_ENV, new_run_id, operator
+from aurora_kit.report import RunResult, Terminal
+from aurora_kit.runbook import OPERATOR_ENV, PARAMETERS_FILE_ENV, PLAN_MIME, RUN_ID_ENV, new_run_id, operator
+
+if TYPE_CHECKING:
+    from aurora_kit.deadline import Deadline
 
 RUNBOOKS_DIR = audit.PROJECT_ROOT / "runbooks"
 
@@ -96,22 +110,58 @@ def check_parameters_cell(notebook: Path, keys: Sequence[str]) -> None:
         )
 
 
+# -- before any kernel ---------------------------------------------------------------------------------------------
+def preflight(parameters: Mapping[str, Any]) -> None:
+    """Open the run's backend once and close it, before any kernel starts: what it checks when opened (local: the
+    root dir can be created and the PostgreSQL system user can traverse it) is refused here, with what to do,
+    rather than in the first cell of the first runbook."""
+    from aurora_kit.backends import from_parameters
+    from aurora_kit.params import validate
+
+    backend = from_parameters(validate(parameters, source="parameters", require=()))
+    backend.close()
+
+
+def backend_label(parameters: Mapping[str, Any]) -> str:
+    """``local``, or ``aws (eu-west-1)`` for a backend whose clusters live in a region."""
+    from aurora_kit.backends import backend_class
+
+    name = str(parameters.get("backend"))
+    try:
+        regional = backend_class(name).traits.regional
+    except Exception:  # an unknown backend was refused long before; a record must still be sealed
+        regional = False
+    region = parameters.get("region")
+    return f"{name} ({region})" if regional and region else name
+
+
+def _python_translator() -> type:
+    """papermill's Python translator, writing the injected cell one readable assignment per key (long values
+    wrapped like the runbooks' own ``parameters`` cells) instead of one line per dict."""
+    import ast as _ast
+
+    from papermill.translators import PythonTranslator
+
+    class ReadableTranslator(PythonTranslator):
+        @classmethod
+        def codify(cls, parameters: Mapping[str, Any], comment: str = "Parameters") -> str:
+            lines = [cls.comment(f"{comment} of this run (aurora-kit run -f/-p): they override the defaults above")]
+            for name, value in parameters.items():
+                text = pprint.pformat(value, width=110, sort_dicts=False)
+                try:
+                    same = _ast.literal_eval(text) == value
+                except (ValueError, SyntaxError):
+                    same = False
+                lines.append(f"{name} = {text if same else cls.translate(value)}")
+            return "\n".join(lines) + "\n"
+
+    return ReadableTranslator
+
+
 # -- running ------------------------------------------------------------------------------------------------------
 @dataclass
-class RunResult:
-    runbook: str
-    status: str  # succeeded | failed | not run
-    run_id: str | None = None
-    record_dir: Path | None = None
-    failure: dict[str, Any] | None = None
-    error: str | None = None
-    duration_s: float | None = None
-    results: dict[str, Any] | None = None
-
-
-@dataclass
 class _Executed:
-    """A run whose kernel is done: what :func:`_finish` needs to render, summarize and seal its record."""
+    """A run whose kernel is done: what :func:`_finish` needs to judge, dress, render, summarize and seal it."""
 
     notebook: Path
     parameters: Mapping[str, Any]
@@ -123,11 +173,22 @@ class _Executed:
     redactor: Any
     nb: Any
     error: str | None
+    allow_unverified: bool = False
+    parameters_file: str | None = None
+    overrides: Sequence[str] = field(default_factory=tuple)
 
     @property
-    def status(self) -> str:
+    def outcome(self) -> RunOutcome:
         """The outcome as the executed notebook tells it (:func:`_finish` may still fail it: HTML render)."""
-        return "failed" if self.error or audit.failure_of(self.nb) else "succeeded"
+        failure = audit.failure_of(self.nb)
+        why = self.error or (f"{failure['ename']}: {failure['evalue']}" if failure else "")
+        return decide(
+            checks_in(self.nb),
+            failed=bool(self.error or failure),
+            dry_run=bool(self.parameters.get("dry_run")),
+            allow_unverified=self.allow_unverified,
+            failure=why,
+        )
 
     @property
     def duration_s(self) -> float:
@@ -144,13 +205,19 @@ def _execute(
     progress_bar: bool = False,
     execution_timeout: int | None = None,
     cwd: Path | None = None,
+    allow_unverified: bool = False,
+    parameters_file: str | None = None,
+    overrides: Sequence[str] = (),
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> _Executed:
     """Execute one notebook with ``parameters`` injected into its (already created) record folder."""
     import papermill as pm
     from papermill.engines import papermill_engines
     from papermill.exceptions import PapermillExecutionError
+    from papermill.translators import papermill_translators
 
     papermill_engines.register(ENGINE_NAME, RedactingEngine)  # explicit, whatever the entry points say
+    papermill_translators.register("python", _python_translator())
     runbook = notebook.stem
     parameters = injected_for(runbook, parameters)  # a runbook receives only the sections it uses
     check_parameters_cell(notebook, list(parameters))
@@ -162,7 +229,10 @@ def _execute(
     # one keyed redactor for the engine's saves and for this record's summary: the engine collects the secrets
     # the kernel registers into it, so an error text below is redacted of them too
     redactor = redactor_for({"metadata": {"papermill": {"parameters": dict(parameters)}}}, key=secrets.token_bytes(32))
-    with temporary_environ(**{RUN_ID_ENV: run_id, OPERATOR_ENV: who}):
+    environ = {RUN_ID_ENV: run_id, OPERATOR_ENV: who}
+    if parameters_file:
+        environ[PARAMETERS_FILE_ENV] = parameters_file
+    with temporary_environ(**environ):
         try:
             pm.execute_notebook(
                 str(notebook),
@@ -175,6 +245,7 @@ def _execute(
                 cwd=str(cwd or notebook.parent),
                 execution_timeout=execution_timeout,
                 redactor=redactor,
+                on_progress=on_progress,
             )
         except PapermillExecutionError:
             pass  # the failing cell is marked in the notebook; read it back below
@@ -184,47 +255,101 @@ def _execute(
 
     import nbformat
 
-    nb: Any = {"cells": []}
+    nb: Any = nbformat.v4.new_notebook()
     if record.notebook.exists():
         nb = nbformat.read(str(record.notebook), as_version=4)
-    return _Executed(notebook, parameters, record, batch_id, started, ended, who, redactor, nb, error)
+    return _Executed(
+        notebook,
+        parameters,
+        record,
+        batch_id,
+        started,
+        ended,
+        who,
+        redactor,
+        nb,
+        error,
+        allow_unverified,
+        parameters_file,
+        tuple(overrides),
+    )
+
+
+def planned_calls(nb: Any) -> list[dict[str, Any]]:
+    """The dry-run plan the notebook recorded last (:func:`aurora_kit.runbook.record_plan`)."""
+    plan: list[dict[str, Any]] = []
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            rows = (output.get("data") or {}).get(PLAN_MIME)
+            if isinstance(rows, list):
+                plan = [dict(r) for r in rows]
+    return plan
+
+
+def _write(run: _Executed) -> None:
+    import nbformat
+
+    nbformat.write(run.redactor.redacted_copy(run.nb), str(run.record.notebook))
 
 
 def _finish(run: _Executed) -> RunResult:
-    """Render the HTML, write ``summary.json`` and seal the record into the index (in the order called)."""
+    """Judge the run, put the banner on its notebook, render the HTML, write ``summary.json`` and seal the record
+    into the index (in the order called)."""
     error = run.error
     record = run.record
     run.redactor.absorb(run.nb)
-    if record.notebook.exists():
+    outcome = run.outcome
+    results = audit.collect_results(run.nb)
+    figures = key_figures(record.runbook, results)
+    fields = {
+        "notebook_path": run.notebook,
+        "parameters": run.parameters,
+        "started_at": run.started,
+        "ended_at": run.ended,
+        "operator": run.operator,
+        "redactor": run.redactor,
+        "batch_id": run.batch_id,
+        "parameters_file": run.parameters_file,
+        "overrides": run.overrides,
+        "backend": backend_label(run.parameters),
+    }
+
+    def summarize(outcome: RunOutcome, error: str | None) -> dict[str, Any]:
+        failure = audit.failure_of(run.nb)  # cell indices of the record as sealed (banner included)
+        summary = audit.build_summary(
+            record,
+            outcome=audit.Outcome(outcome, failure, results, figures),
+            error=run.redactor.text(error) if error else None,
+            **fields,
+        )
+        summary["confirmations"] = run.redactor.obj(confirmations_in(run.nb))  # who confirmed what (the gate)
+        return summary
+
+    banner.dress(run.nb, summarize(outcome, error))
+    wrote = record.notebook.exists() or bool(run.nb.cells)
+    if wrote:
+        _write(run)
         try:
             audit.render_html(record.notebook, record.html)
-        except Exception as exc:  # a render failure must not lose the record
+        except Exception as exc:  # a render failure must not lose the record; the run is failed
             error = error or f"HTML render failed: {exc}"
-    failure = audit.failure_of(run.nb)
-    status = "failed" if failure or error else "succeeded"
-    outcome = audit.Outcome(status, failure, audit.collect_results(run.nb))
-    summary = audit.build_summary(
-        record,
-        notebook_path=run.notebook,
-        parameters=run.parameters,
-        started_at=run.started,
-        ended_at=run.ended,
-        outcome=outcome,
-        operator=run.operator,
-        redactor=run.redactor,
-        batch_id=run.batch_id,
-        error=run.redactor.text(error) if error else None,
-    )
+            outcome = decide(outcome.checks, failed=True, dry_run=False, failure=error)
+            banner.dress(run.nb, summarize(outcome, error))
+            _write(run)
+    summary = summarize(outcome, error)
     audit.seal(record, summary)
     return RunResult(
         runbook=record.runbook,
-        status=status,
+        status=outcome.outcome.value,
         run_id=record.run_id,
         record_dir=record.dir,
         failure=summary["failure"],
         error=summary["error"],
         duration_s=summary["duration_s"],
         results=summary["results"],
+        outcome=outcome,
+        key_figures=summary["key_figures"],
+        plan=planned_calls(run.nb),
     )
 
 
@@ -238,18 +363,35 @@ def run_notebook(
     progress_bar: bool = False,
     execution_timeout: int | None = None,
     cwd: Path | None = None,
+    allow_unverified: bool = False,
+    parameters_file: str | None = None,
+    overrides: Sequence[str] = (),
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> RunResult:
-    """Execute one notebook with ``parameters`` injected; always leaves a sealed record (even on failure)."""
-    executed = _execute(
-        notebook,
-        parameters,
-        audit_dir=audit_dir,
-        batch_id=batch_id,
-        kernel_name=kernel_name,
-        progress_bar=progress_bar,
-        execution_timeout=execution_timeout,
-        cwd=cwd,
-    )
+    """Execute one notebook with ``parameters`` injected; always leaves a sealed record (even on failure). The
+    result's ``outcome`` says passed / failed / not verified / dry run (``allow_unverified`` accepts skipped
+    checks: the record says so).
+
+    ``deadline`` (:class:`aurora_kit.deadline.Deadline`, used by fleets and the Airflow operator) bounds the whole
+    run: past it, the kernel is interrupted and the record is sealed failed, its error saying why."""
+    with deadline if deadline is not None else contextlib.nullcontext():
+        executed = _execute(
+            notebook,
+            parameters,
+            audit_dir=audit_dir,
+            batch_id=batch_id,
+            kernel_name=kernel_name,
+            progress_bar=progress_bar,
+            execution_timeout=execution_timeout,
+            cwd=cwd,
+            allow_unverified=allow_unverified,
+            parameters_file=parameters_file,
+            overrides=overrides,
+            on_progress=on_progress,
+        )
+    if deadline is not None:
+        executed.error = deadline.note(executed.error)
     return _finish(executed)
 
 
@@ -265,87 +407,95 @@ def _warm_up_html() -> None:
     audit._html_exporter().from_notebook_node(nb)
 
 
-def _report(result: RunResult, out: TextIO) -> None:
-    mark = "ok" if result.status == "succeeded" else "FAIL"
-    print(f"  {mark:<3} {result.runbook:<26} {result.status} in {result.duration_s:.1f}s", file=out)
-    if result.status != "succeeded":
-        f = result.failure or {}
-        if f:
-            print(
-                f"      failing cell: #{f.get('code_cell_number')} (index {f.get('cell_index')}, "
-                f"execution count {f.get('execution_count')}): {f.get('ename')}: {f.get('evalue')}",
-                file=out,
-            )
-        if result.error:
-            print(f"      error: {result.error}", file=out)
-    print(f"      record: {result.record_dir}", file=out)
-
-
 def run_many(
     notebooks: Sequence[Path],
     parameters: Mapping[str, Any],
     *,
     audit_dir: Path,
     out: TextIO | None = None,
+    keep_going: bool = False,
+    allow_unverified: bool = False,
+    parameters_file: str | None = None,
+    overrides: Sequence[str] = (),
     **kwargs: Any,
 ) -> list[RunResult]:
-    """Run ``notebooks`` in order, stopping at the first failure; prints one line per runbook.
+    """Run ``notebooks`` in order; prints one or two lines per runbook (:class:`aurora_kit.report.Terminal`).
 
-    Rendering, summarizing and sealing a succeeded runbook's record (:func:`_finish`) runs on one background
-    thread while the next runbook executes: records are still sealed one at a time in run order (the index chain
-    is the same), and every record is sealed before this returns. A runbook that fails in its cells is finished
-    in the foreground before stopping. If a record's HTML render fails after its runbook succeeded, that runbook
-    is reported failed and nothing after the runbook already executing is run.
+    Stops at the first run that is not accepted — failed, or not verified without ``allow_unverified`` — unless
+    ``keep_going``; the rest are reported as not run. Rendering, summarizing and sealing an accepted runbook's
+    record (:func:`_finish`) runs on one background thread while the next runbook executes: records are still
+    sealed one at a time in run order (the index chain is the same), and every record is sealed before this
+    returns. A runbook that is not accepted is finished in the foreground before deciding whether to go on. If a
+    record's HTML render fails after its runbook passed, that runbook is reported failed and nothing after the
+    runbook already executing is run (unless ``keep_going``).
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    out = out or sys.stdout
+    terminal = Terminal(out)
     for notebook in notebooks:  # all parameter cells are checked before the first kernel starts
         check_parameters_cell(notebook, list(injected_for(notebook.stem, parameters)))
+    if any(n.stem in RUNBOOKS for n in notebooks):  # the runbooks open the backend in their first cell
+        preflight(parameters)
     batch_id = secrets.token_hex(4) if len(notebooks) > 1 else None
     results: list[RunResult] = []
     pending: list[tuple[int, Future[RunResult]]] = []  # (index in results, finishing in the background)
-    failed = False
+    stopped: str | None = None  # why the batch stopped
+    options = dict(
+        allow_unverified=allow_unverified,
+        parameters_file=parameters_file,
+        overrides=overrides,
+        on_progress=terminal.progress,
+        **kwargs,
+    )
+
+    def settle(result: RunResult) -> None:
+        nonlocal stopped
+        if not result.accepted and not keep_going and stopped is None:
+            stopped = f"{result.runbook} {result.status}"
 
     def collect(*, wait: bool) -> None:
         """Take in finished records; a render failure makes its runbook failed (and stops the batch)."""
-        nonlocal failed
         while pending and (wait or pending[0][1].done()):
             index, future = pending.pop(0)
             result = future.result()
-            results[index] = result
-            if result.status != "succeeded":
-                failed = True
-                _report(result, out)
+            shown, results[index] = results[index], result
+            if result.status != shown.status:  # its HTML render failed: say so
+                terminal.finished(result)
+            settle(result)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aurora-kit-seal") as sealer:
         if len(notebooks) > 1:
             sealer.submit(_warm_up_html)  # overlaps the first runbook; a failure here shows in the real render
         for position, notebook in enumerate(notebooks, start=1):
             collect(wait=False)
-            if failed:
-                results.append(RunResult(notebook.stem, "not run"))
-                print(f"  -  {notebook.stem:<26} not run (an earlier runbook failed)", file=out)
+            if stopped:
+                results.append(RunResult(notebook.stem, NOT_RUN))
+                terminal.not_run(notebook.stem, f"stopped after {stopped}; --keep-going runs the rest")
                 continue
-            print(f"  …  {notebook.stem:<26} running", file=out, flush=True)
-            executed = _execute(notebook, parameters, audit_dir=audit_dir, batch_id=batch_id, **kwargs)
-            if executed.status != "succeeded" or position == len(notebooks):  # nothing to overlap with
+            terminal.starting(notebook.stem)
+            executed = _execute(notebook, parameters, audit_dir=audit_dir, batch_id=batch_id, **options)
+            outcome = executed.outcome
+            if not outcome.accepted or position == len(notebooks):  # nothing to overlap with
                 collect(wait=True)  # earlier records first: the index stays in run order
                 result = sealer.submit(_finish, executed).result()
                 results.append(result)
-                failed = failed or result.status != "succeeded"
-                _report(result, out)
+                terminal.finished(result)
+                settle(result)
                 continue
             results.append(
                 RunResult(
                     executed.record.runbook,
-                    "succeeded",
+                    outcome.outcome.value,
                     run_id=executed.record.run_id,
                     record_dir=executed.record.dir,
                     duration_s=executed.duration_s,
+                    outcome=outcome,
+                    key_figures=key_figures(executed.record.runbook, audit.collect_results(executed.nb)),
+                    plan=planned_calls(executed.nb),
                 )
             )
             pending.append((len(results) - 1, sealer.submit(_finish, executed)))
-            _report(results[-1], out)
+            terminal.finished(results[-1])
         collect(wait=True)
+    terminal.closing(results, audit_dir)
     return results

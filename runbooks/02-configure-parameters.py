@@ -23,9 +23,11 @@
 # | **Prerequisites** | `01-create-cluster`; `-p confirm=true` for the reboot; a maintenance window if the writer must reboot |
 # | **Rollback** | rerun with the previous values (the diff table below is the record of them), reboot again for static ones |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `rds:DescribeDBClusterParameters`, `rds:DescribeEngineDefaultClusterParameters`,
-# `rds:ModifyDBClusterParameterGroup`, `rds:RebootDBInstance`, `secretsmanager:GetSecretValue` (SHOW on instances).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 02`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `rds-db:connect`,
+# `rds:DescribeDBClusterParameters`, `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
+# `rds:DescribeEngineDefaultClusterParameters`, `rds:DescribeEvents`, `rds:ModifyDBClusterParameterGroup`,
+# `rds:RebootDBInstance`.
 #
 # **Steps** — 1. diff · 2. apply · 3. pending reboot · 4. rolling reboot · 5. `SHOW` on every instance · 6. summary.
 
@@ -39,6 +41,7 @@ availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
 instance_class = 'db.r6g.large'
 backup_retention_period = 1
 preferred_backup_window = '03:00-04:00'
+preferred_maintenance_window = None
 deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
@@ -50,7 +53,9 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'iam_db_user': None,
+ 'endpoint_overrides': {}}
 parameter_group = {'parameters': {'log_min_duration_statement': '250',
                 'idle_in_transaction_session_timeout': '60000',
                 'max_connections': '200'},
@@ -59,6 +64,9 @@ parameter_group = {'parameters': {'log_min_duration_statement': '250',
 # %%
 from aurora_kit.steps import parameters as wf
 
+wf.parameters_form("02-configure-parameters", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("02-configure-parameters", globals())
 
 # %% [markdown]

@@ -24,8 +24,9 @@
 # | **Prerequisites** | `01-create-cluster`; the data plane reachable (runs nothing otherwise, and says so) |
 # | **Rollback** | `DROP TABLE aurora_kit_vector_proof; DROP EXTENSION vector;` (only if nothing else uses it) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `secretsmanager:GetSecretValue` (or
-# `rds-db:connect` with `iam_auth: true`). Extensions are SQL: the master user (`rds_superuser`) creates them.
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 03`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `rds-db:connect`,
+# `rds:DescribeDBClusters`, `secretsmanager:GetSecretValue`.
 #
 # **Steps** — 1. install / upgrade · 2. version check · 3. recall, speed-up and plot · 4. summary.
 
@@ -39,6 +40,7 @@ availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
 instance_class = 'db.r6g.large'
 backup_retention_period = 1
 preferred_backup_window = '03:00-04:00'
+preferred_maintenance_window = None
 deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
@@ -50,7 +52,9 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'iam_db_user': None,
+ 'endpoint_overrides': {}}
 pgvector = {'rows': 2000,
  'dim': 16,
  'k': 10,
@@ -63,6 +67,9 @@ pgvector = {'rows': 2000,
 # %%
 from aurora_kit.steps import extensions as wf
 
+wf.parameters_form("03-extensions", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("03-extensions", globals())
 
 # %% [markdown]
@@ -78,7 +85,7 @@ wf.verify(ext)
 
 # %%
 proof = wf.when(dp, wf.prove_pgvector, run, writes=True)
-proof.plot()
+wf.plot(proof)
 wf.verify(proof)
 
 # %% [markdown]

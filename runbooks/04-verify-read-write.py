@@ -24,8 +24,9 @@
 # | **Prerequisites** | `01-create-cluster`; the data plane reachable (runs nothing otherwise, and says so) |
 # | **Rollback** | nothing to roll back (`DROP SCHEMA aurora_kit CASCADE` removes the probe tables) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `secretsmanager:GetSecretValue` (or `rds-db:connect` with `iam_auth: true`).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 04`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `rds-db:connect`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`.
 #
 # **Steps** — 1. endpoint roles · 2. readers refuse writes · 3. write, read back · 4. replica lag ·
 # 5. pooling under concurrency · 6. summary.
@@ -40,6 +41,7 @@ availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
 instance_class = 'db.r6g.large'
 backup_retention_period = 1
 preferred_backup_window = '03:00-04:00'
+preferred_maintenance_window = None
 deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
@@ -51,12 +53,17 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'iam_db_user': None,
+ 'endpoint_overrides': {}}
 probe = {'interval_s': 0.01, 'duration_s': 0.5, 'rows': 50, 'max_replica_lag_s': 2.0, 'connect_timeout_s': 5.0}
 
 # %%
 from aurora_kit.steps import readwrite as wf
 
+wf.parameters_form("04-verify-read-write", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("04-verify-read-write", globals())
 
 # %% [markdown]
@@ -82,9 +89,12 @@ wf.verify(round_trip)
 
 # %% [markdown]
 # ## 4. Replica lag
+# Markers written on the writer, timed until each reader shows them: the histogram per reader (dashed line: the
+# p99 limit `probe.max_replica_lag_s`), then the percentiles.
 
 # %%
 lag = wf.when(dp, wf.replica_lag, run, writes=True)
+wf.plot(lag)
 wf.verify(lag)
 
 # %% [markdown]

@@ -24,12 +24,13 @@
 # | **Prerequisites** | `01-create-cluster`; `backup_retention_period` ≥ 1; the data plane for verification |
 # | **Rollback** | delete the restored clusters (`99-teardown` with their ids) and the snapshot |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `rds:CreateDBClusterSnapshot`, `rds:DescribeDBClusterSnapshots`, `rds:DeleteDBClusterSnapshot`,
-# `rds:RestoreDBClusterFromSnapshot`, `rds:RestoreDBClusterToPointInTime`, `rds:CreateDBInstance`,
-# `rds:ModifyDBCluster` (managed password on the restore), `rds:DeleteDBInstance`, `rds:DeleteDBCluster`,
-# `rds:AddTagsToResource`, `secretsmanager:GetSecretValue`, `kms:CreateGrant`/`kms:DescribeKey` for encrypted
-# snapshots.
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 05`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `kms:DescribeKey`,
+# `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBClusterSnapshot`, `rds:CreateDBInstance`,
+# `rds:DeleteDBCluster`, `rds:DeleteDBClusterSnapshot`, `rds:DeleteDBInstance`, `rds:DescribeDBClusterSnapshots`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`, `rds:ModifyDBCluster`,
+# `rds:RestoreDBClusterFromSnapshot`, `rds:RestoreDBClusterToPointInTime`, `secretsmanager:CreateSecret`,
+# `secretsmanager:TagResource`.
 #
 # **Steps** — 1. retention · 2. seed data around T · 3. snapshot · 4. restore the snapshot · 5. restore to T ·
 # 6. verify both · 7. clean up · 8. summary.
@@ -44,6 +45,7 @@ availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
 instance_class = 'db.r6g.large'
 backup_retention_period = 1
 preferred_backup_window = '03:00-04:00'
+preferred_maintenance_window = None
 deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
@@ -55,7 +57,9 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'iam_db_user': None,
+ 'endpoint_overrides': {}}
 backup_restore = {'snapshot_id': None,
  'restore_cluster_id': 'ak-local-restored',
  'restore_mode': 'both',
@@ -66,7 +70,18 @@ backup_restore = {'snapshot_id': None,
 # %%
 from aurora_kit.steps import backup as wf
 
+wf.parameters_form("05-backup-restore", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("05-backup-restore", globals())
+
+# %% [markdown]
+# ## 0. Checked before any change
+# The restored clusters and the snapshot id must be free, and a given `restore_time` between the cluster's earliest
+# restorable time and now — refused here, with nothing created, otherwise.
+
+# %%
+wf.validate(run)
 
 # %% [markdown]
 # ## 1. Automated backups: retention and restorable window
@@ -90,14 +105,14 @@ wf.when(dp, wf.fingerprint_table, expected)
 
 # %%
 snapshot = wf.snapshot(run)
-snapshot.as_rds()
+wf.snapshot_table(snapshot)
 
 # %% [markdown]
 # ## 4. Restore the snapshot into a new cluster
 
 # %%
 restored = wf.restore_snapshot(run, snapshot)
-restored
+wf.restored_table(run, restored)
 
 # %% [markdown]
 # ## 5. Point-in-time restore to T
@@ -105,11 +120,12 @@ restored
 
 # %%
 target = wf.restore_target(run, seeded)
-wf.wait_restorable(run, target)
+window = wf.wait_restorable(run, target)
+wf.window_table(window, target)
 
 # %%
 pitr = wf.restore_pitr(run, target)
-pitr
+wf.restored_table(run, pitr)
 
 # %% [markdown]
 # ## 6. Verify both restores

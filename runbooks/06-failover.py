@@ -25,8 +25,9 @@
 # | **Prerequisites** | ≥ 1 reader, all instances `available`; `-p confirm=true` (else `ConfirmationRequiredError` before any call); on aws a change window; the data plane for RTO / lost commits |
 # | **Rollback** | run again with `failover.target_instance_id` = the old writer (or `failover.failback: true`) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `rds:FailoverDBCluster`, `secretsmanager:GetSecretValue` (probe).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 06`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `rds-db:connect`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`, `rds:FailoverDBCluster`.
 #
 # **Steps** — 1. plan · 2. failover with the write probe · 3. RTO and lost commits · 4. new writer, old writer
 # back as reader · 5. roles on every instance · 6. optional failback · 7. summary.
@@ -41,6 +42,7 @@ availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
 instance_class = 'db.r6g.large'
 backup_retention_period = 1
 preferred_backup_window = '03:00-04:00'
+preferred_maintenance_window = None
 deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
@@ -52,13 +54,18 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'iam_db_user': None,
+ 'endpoint_overrides': {}}
 probe = {'interval_s': 0.01, 'duration_s': 0.5, 'rows': 50, 'max_replica_lag_s': 2.0, 'connect_timeout_s': 5.0}
 failover = {'mode': 'planned', 'target_instance_id': None, 'max_rto_s': 15.0, 'max_lost_commits': 0, 'failback': False}
 
 # %%
 from aurora_kit.steps import failover as wf
 
+wf.parameters_form("06-failover", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("06-failover", globals())
 
 # %% [markdown]
@@ -76,7 +83,7 @@ result, write_probe = wf.failover(run, dp)
 wf.failover_table(result)
 
 # %%
-write_probe.plot()
+wf.plot(write_probe)
 
 # %% [markdown]
 # ## 3. RTO and lost commits
@@ -105,7 +112,7 @@ wf.verify(roles)
 
 # %%
 back = wf.failback(run, result, dp)
-back
+wf.failover_table(back)
 
 # %% [markdown]
 # ## 7. Summary

@@ -19,12 +19,14 @@
 # | **Risk** | low — creates/updates alarms only (upsert by name) |
 # | **Blast radius** | alarms named after `cluster_id`; notifications to the SNS topic |
 # | **Failure type** | none injected |
-# | **Typical time** | local ≈ 2 s · aws < 1 min (new alarms stay INSUFFICIENT_DATA until CloudWatch has evaluated a period) |
+# | **Typical time** | local ≈ 2 s · aws 1–4 min (07 waits for CloudWatch's first evaluation of every alarm) |
 # | **Prerequisites** | `01-create-cluster`; aws: the SNS topic |
 # | **Rollback** | delete the alarms (`aws cloudwatch delete-alarms` with the names below) |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `cloudwatch:PutMetricAlarm`,
-# `cloudwatch:DescribeAlarms`, `sns:Publish` is the alarm's (not yours).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 07`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `cloudwatch:DeleteAlarms`,
+# `cloudwatch:DescribeAlarms`, `cloudwatch:PutMetricAlarm`, `cloudwatch:TagResource`,
+# `rds:DescribeDBClusterParameters`, `rds:DescribeDBClusters`.
 #
 # **Steps** — 1. alarms · 2. state · 3. check · 4. summary.
 
@@ -38,6 +40,7 @@ availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
 instance_class = 'db.r6g.large'
 backup_retention_period = 1
 preferred_backup_window = '03:00-04:00'
+preferred_maintenance_window = None
 deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
@@ -49,7 +52,9 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'iam_db_user': None,
+ 'endpoint_overrides': {}}
 monitoring = {'replica_lag_ms': 1000.0,
  'cpu_percent': 90.0,
  'freeable_memory_mb': 64.0,
@@ -60,18 +65,22 @@ monitoring = {'replica_lag_ms': 1000.0,
 # %%
 from aurora_kit.steps import monitoring as wf
 
+wf.parameters_form("07-monitoring", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("07-monitoring", globals())
 
 # %% [markdown]
 # ## 1. Put the alarms
 
 # %%
-put = wf.put_alarms(run)
+put = wf.put_alarms(run, dp)
 wf.alarms_table(put)
 
 # %% [markdown]
-# ## 2. Check: every metric alarmed, none firing
-# The local backend evaluates each threshold now; CloudWatch evaluates periods (a new alarm waits for one).
+# ## 2. Check: every metric alarmed, every alarm with data, none firing
+# The local backend evaluates each threshold now; on CloudWatch this waits (at most one evaluation window + 3 min)
+# until no alarm is INSUFFICIENT_DATA — one still without data then has a metric nobody publishes, and fails.
 
 # %%
 alarms = wf.alarms(run)

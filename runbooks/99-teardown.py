@@ -24,9 +24,10 @@
 # | **Prerequisites** | `-p confirm=true` and `-p teardown.confirm_cluster_id=<cluster_id>` (the cluster typed again); the final-snapshot decision; no application still using the cluster |
 # | **Rollback** | restore the final snapshot (`05-backup-restore` / `RestoreDBClusterFromSnapshot`); without one, none |
 #
-# **Least-privilege IAM (aws backend)** — `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `rds:DescribeDBClusterSnapshots`, `rds:ModifyDBCluster` (only to lift deletion protection),
-# `rds:DeleteDBInstance`, `rds:DeleteDBCluster`, `rds:CreateDBClusterSnapshot` (final snapshot).
+# **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 99`
+# prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key):
+# `rds:CreateDBClusterSnapshot`, `rds:DeleteDBCluster`, `rds:DeleteDBInstance`, `rds:DescribeDBClusterSnapshots`,
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`, `rds:ModifyDBCluster`.
 #
 # **Steps** — 1. what will be deleted · 2. delete · 3. check it is gone · 4. snapshots kept · 5. summary.
 
@@ -40,6 +41,7 @@ availability_zones = ['us-east-1a', 'us-east-1b', 'us-east-1c']
 instance_class = 'db.r6g.large'
 backup_retention_period = 1
 preferred_backup_window = '03:00-04:00'
+preferred_maintenance_window = None
 deletion_protection = False
 iam_auth = False
 tags = {'project': 'aurora_kit', 'env': 'local'}
@@ -51,16 +53,21 @@ aws = {'profile': None,
  'db_subnet_group_name': None,
  'vpc_security_group_ids': [],
  'kms_key_id': None,
- 'sns_topic_arn': None}
+ 'sns_topic_arn': None,
+ 'iam_db_user': None,
+ 'endpoint_overrides': {}}
 teardown = {'final_snapshot_id': None,
  'skip_final_snapshot': True,
  'lift_deletion_protection': False,
- 'confirm_cluster_id': None,
- 'delete_automated_backups': True}
+ 'delete_automated_backups': True,
+ 'confirm_cluster_id': None}
 
 # %%
 from aurora_kit.steps import teardown as wf
 
+wf.parameters_form("99-teardown", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("99-teardown", globals())
 
 # %% [markdown]

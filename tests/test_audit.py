@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ import pytest
 from aurora_kit import audit
 from aurora_kit.backends.base import REDACTED
 from aurora_kit.cli import main
+from aurora_kit.outcome import Outcome, RunOutcome
 from aurora_kit.redaction import Redactor
 from aurora_kit.runbook import RESULT_MIME, new_run_id
 
 T0 = datetime(2026, 11, 26, 22, 0, tzinfo=timezone.utc)
 
 
-def _record(root: Path, runbook: str, n: int, outcome: str = "succeeded") -> audit.RunRecord:
+def _record(root: Path, runbook: str, n: int, outcome: str = "passed") -> audit.RunRecord:
     record = audit.RunRecord(root, new_run_id(runbook, T0 + timedelta(minutes=n)), runbook).create()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"x = {n}")])
     nbformat.write(nb, str(record.notebook))
@@ -31,7 +33,7 @@ def _record(root: Path, runbook: str, n: int, outcome: str = "succeeded") -> aud
         parameters={"cluster_id": "ak-local", "master_password": "hunter2", "aws": {"profile": None}},
         started_at=T0,
         ended_at=T0 + timedelta(seconds=n + 1),
-        outcome=audit.Outcome(outcome, None, {"rto_seconds": 0.5 * n}),
+        outcome=audit.Outcome(RunOutcome(Outcome(outcome)), None, {"rto_seconds": 0.5 * n}, {"rto_s": 0.14047 * n}),
         operator="dba-alice",
         redactor=Redactor(["hunter2"]),
     )
@@ -92,7 +94,7 @@ def test_verify_detects_an_edited_index_entry(root: Path) -> None:
     index = root / audit.INDEX
     lines = index.read_text().splitlines()
     entry = json.loads(lines[1])
-    entry["outcome"] = "succeeded" if entry["outcome"] == "failed" else "failed"
+    entry["outcome"] = "passed" if entry["outcome"] == "failed" else "failed"
     lines[1] = json.dumps(entry, sort_keys=True)
     index.write_text("\n".join(lines) + "\n")
     problems = audit.verify(root).problems
@@ -141,9 +143,65 @@ def test_verify_detects_a_rewritten_tail_against_the_noted_head(root: Path) -> N
     head = audit.verify(root).head
     index = root / audit.INDEX
     lines = index.read_text().splitlines()
+    dropped = json.loads(lines[2])["run_id"]
     index.write_text("\n".join(lines[:2]) + "\n")  # last entry dropped: the rest still chains
+    cut = audit.verify(root)  # its sealed folder is still there: the index was cut
+    assert not cut.ok
+    assert cut.first_suspect == dropped
+    with_head = audit.verify(root, expect_head=head)
+    assert any("the noted head" in p and "is in no entry" in p for p in with_head.problems)
+    shutil.rmtree(root / dropped)  # folder gone too: only the noted head can tell
     assert audit.verify(root).ok
     assert not audit.verify(root, expect_head=head).ok
+
+
+def test_a_deleted_index_is_tampering_not_an_empty_trail(root: Path) -> None:
+    (root / audit.INDEX).unlink()
+    result = audit.verify(root)
+    assert not result.ok
+    assert "index.jsonl is missing while 3 record folder(s) exist" in result.problems[0]
+
+
+def test_a_noted_head_followed_by_new_runs_is_fine(root: Path) -> None:
+    entries = audit.read_index(root)
+    result = audit.verify(root, expect_head=entries[0]["hash"])
+    assert result.ok
+    assert result.notes == [f"2 run(s) sealed after the noted head, the first {entries[1]['run_id']}"]
+
+
+def test_the_sink_anchors_the_head_and_names_the_first_rewritten_record(tmp_path: Path) -> None:
+    sink = tmp_path / "heads.log"
+    root = tmp_path / "audit"
+    for n in range(3):
+        rec = audit.RunRecord(root, f"20261126T22000{n}Z-06-failover-{n:06x}", "06-failover").create()
+        (rec.dir / "06-failover.ipynb").write_text("{}")
+        audit.seal(rec, {"run_id": rec.run_id, "outcome": "passed", "started_at": "x", "operator": "o"}, sink=str(sink))
+    assert len(sink.read_text().splitlines()) == 3
+    assert audit.verify(root, sink=sink).ok
+    entries = audit.read_index(root)
+    # rewrite the last two entries consistently (recompute the chain) after editing the second record
+    second = root / entries[1]["dir"] / "06-failover.ipynb"
+    second.write_text('{"edited": true}')
+    prev = entries[0]["hash"]
+    for e in entries[1:]:
+        e["files"] = {p.name: audit.sha256_file(p) for p in sorted((root / e["dir"]).iterdir())}
+        e["prev"] = prev
+        e["hash"] = audit.entry_hash(e)
+        prev = e["hash"]
+    (root / audit.INDEX).write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+    assert audit.verify(root).ok  # a consistent rewrite fools the chain alone
+    anchored = audit.verify(root, sink=sink)
+    assert not anchored.ok
+    assert anchored.first_suspect == entries[1]["run_id"]
+
+
+def test_an_audit_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    from aurora_kit.errors import InvalidParameterError
+
+    file = tmp_path / "records"
+    file.write_text("x")
+    with pytest.raises(InvalidParameterError, match="is a file, not a folder"):
+        audit.audit_root(file)
 
 
 def test_results_and_failure_are_read_from_the_notebook() -> None:
@@ -201,3 +259,28 @@ def test_an_interrupted_run_shows_as_unsealed(root: Path, capsys: pytest.Capture
     assert main(["audit", "--audit-dir", str(root), "list"]) == 0
     assert re.search(r"05-backup-restore-abcdef +unsealed", capsys.readouterr().out)
     assert audit.verify(root).ok  # not tampering: nothing was sealed
+
+
+def test_a_refused_run_leaves_a_sealed_record_of_the_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aurora_kit.cli import main
+
+    audit_dir = tmp_path / "audit"
+    local = Path(__file__).resolve().parents[1] / "parameters" / "local.yaml"
+    sentinel = "Sentinel-pw-7731"
+    code = main(["run", "04", "-f", str(local), "-p", f"master_password={sentinel}", "--audit-dir", str(audit_dir)])
+    assert code == 2
+    (entry,) = audit.read_index(audit_dir)
+    assert entry["outcome"] == "refused"
+    summary = json.loads((audit_dir / entry["dir"] / audit.SUMMARY).read_text())
+    assert summary["kind"] == "refusal"
+    assert "master_password" in summary["reason"]
+    assert summary["request"]["runbook"] == "04"
+    assert summary["operator"]
+    assert sentinel not in json.dumps(summary)
+    assert audit.verify(audit_dir).ok
+    capsys.readouterr()
+    assert main(["audit", "list", "--audit-dir", str(audit_dir)]) == 0
+    assert "REFUSED" in capsys.readouterr().out
+    assert sentinel not in capsys.readouterr().err

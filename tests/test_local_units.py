@@ -158,6 +158,7 @@ CLUSTER_JSON: dict[str, Any] = {
     "created": "2026-11-26T21:00:00.123456+00:00",
     "instances": {
         "c1-2": {
+            "address": "127.0.0.1",
             "port": 6002,
             "role": "reader",
             "status": "available",
@@ -168,6 +169,7 @@ CLUSTER_JSON: dict[str, Any] = {
             "needs_rewind": True,
         },
         "c1-1": {
+            "address": "127.0.0.1",
             "port": 6001,
             "role": "writer",
             "status": "available",
@@ -178,6 +180,7 @@ CLUSTER_JSON: dict[str, Any] = {
             "needs_rewind": False,
         },
         "c1-0": {
+            "address": "127.0.0.1",
             "port": 6003,
             "role": "reader",
             "status": "failed",
@@ -268,12 +271,15 @@ def test_cluster_record_roles() -> None:
 def test_older_records_without_optional_keys_read_with_defaults() -> None:
     gone = ("sns_topic_arn", "pending_slot_drops", "backup_error")
     old: dict[str, Any] = {k: v for k, v in CLUSTER_JSON.items() if k not in gone}
-    old["instances"] = {"c1-1": {k: v for k, v in CLUSTER_JSON["instances"]["c1-1"].items() if k != "needs_rewind"}}
+    old["instances"] = {
+        "c1-1": {k: v for k, v in CLUSTER_JSON["instances"]["c1-1"].items() if k not in ("needs_rewind", "address")}
+    }
     new_backup_keys = ("taken_at", "source", "size_bytes")
     old["backups"] = [{k: v for k, v in b.items() if k not in new_backup_keys} for b in CLUSTER_JSON["backups"]]
     old["latest_restorable_time"] = "2026-11-26T21:05:00+00:00"  # written by earlier versions, derived now
     cl = ClusterRecord.from_json("c1", old)
     assert (cl.sns_topic_arn, cl.pending_slot_drops, cl.instances["c1-1"].needs_rewind) == (None, (), False)
+    assert cl.instances["c1-1"].address == "127.0.0.1"  # before per-instance addresses: loopback, own port
     assert cl.backups[0].taken_at is None
     assert cl.backups[0].scheduled_at == cl.backups[0].end_time  # schedule and retention count from its end
     assert cl.to_json() == {
@@ -281,7 +287,7 @@ def test_older_records_without_optional_keys_read_with_defaults() -> None:
         "sns_topic_arn": None,
         "pending_slot_drops": [],
         "backup_error": None,
-        "instances": {"c1-1": {**old["instances"]["c1-1"], "needs_rewind": False}},
+        "instances": {"c1-1": {**old["instances"]["c1-1"], "needs_rewind": False, "address": "127.0.0.1"}},
         "backups": [{**old["backups"][0], "taken_at": None, "source": "", "size_bytes": 0}],
     }
 
@@ -306,6 +312,7 @@ def test_store_reads_and_edits_typed_records(tmp_path: Path) -> None:
     cl = StateStore(tmp_path).cluster("c1")
     assert (cl.status, cl.instances["c1-1"].status, cl.instances["c1-2"].needs_rewind) == ("stopped", "stopped", False)
     assert store.load().used_ports() == {6001, 6002, 6003}
+    assert store.load().used_addresses() == {"127.0.0.1"}
     with pytest.raises(_BoomError):
         _failing_edit(store)
     assert "c1" in store.load().clusters  # a failed edit writes nothing

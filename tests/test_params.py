@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,7 @@ def test_teardown_needs_exactly_one_final_snapshot_choice(tmp_path: Path) -> Non
         "final_snapshot_id": "final-1",
         "skip_final_snapshot": True,
         "lift_deletion_protection": False,
+        "delete_automated_backups": True,
         "confirm_cluster_id": None,
     }
     with pytest.raises(InvalidParameterError, match="exactly one"):
@@ -330,3 +332,170 @@ def test_print_parameters_cell_applies_overrides(capsys: pytest.CaptureFixture[s
     assert ns["readers"] == 1
     assert "pgvector" not in ns
     assert params.for_runbook("06-failover", ns).failover is not None
+
+
+# -- hardening: bad input is refused with a message, before anything runs ------------------------------------
+def _text_file(tmp_path: Path, text: str | bytes, name: str = "env.yaml") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    text = LOCAL.read_text() + "\ndeletion_protection: true\n"
+    with pytest.raises(InvalidParameterError, match=r"key 'deletion_protection' given twice \(lines \d+ and \d+\)"):
+        params.load(_text_file(tmp_path, text))
+    nested = LOCAL.read_text().replace("  mode: planned", "  mode: planned\n  mode: crash")
+    with pytest.raises(InvalidParameterError, match="'mode' given twice"):
+        params.load(_text_file(tmp_path, nested))
+
+
+def test_an_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    bomb = "a: &a ['lol','lol','lol','lol','lol','lol','lol','lol','lol']\n"
+    for n, prev in zip("bcdefghi", "abcdefgh", strict=True):
+        bomb += f"{n}: &{n} [" + ",".join([f"*{prev}"] * 9) + "]\n"
+    started = time.monotonic()
+    with pytest.raises(InvalidParameterError, match=r"expands to [\d,]+ values through YAML aliases"):
+        params.load(_text_file(tmp_path, bomb))
+    assert time.monotonic() - started < 5  # refused from the node graph, nothing was expanded
+
+
+def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
+    text = "zones: &z [us-east-1a, us-east-1b]\n" + LOCAL.read_text().replace(
+        "availability_zones: [us-east-1a, us-east-1b, us-east-1c]", "availability_zones: *z"
+    )
+    with pytest.raises(InvalidParameterError, match="unknown key"):  # parsed; only the helper key is unknown
+        params.load(_text_file(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"backend: local\ncluster_id: \xff\xfe\n", "is not UTF-8 text"),
+        (b"x: [" * 10 + b"\n", "not valid YAML"),
+        (b"a: 1\n" * 300_000, "a parameters file is at most"),
+    ],
+    ids=["latin-1", "broken", "huge"],
+)
+def test_unreadable_files_get_a_message_not_a_traceback(tmp_path: Path, content: bytes, reason: str) -> None:
+    with pytest.raises(InvalidParameterError, match=reason):
+        params.load(_text_file(tmp_path, content))
+
+
+def test_a_directory_is_not_a_parameters_file(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="is a directory"):
+        params.load(tmp_path)
+
+
+SENTINEL = "hunter2-Sentinel-9f3"
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["top-level key", "section key", "override", "override section key", "tag key", "yaml error"],
+)
+def test_a_refused_secret_is_never_echoed(tmp_path: Path, how: str) -> None:
+    data = _raw()
+    overrides: list[str] = []
+    if how == "top-level key":
+        data["master_password"] = SENTINEL
+    elif how == "section key":
+        data["probe"]["db_password"] = SENTINEL
+    elif how == "override":
+        overrides = [f"master_password={SENTINEL}"]
+    elif how == "override section key":
+        overrides = [f"failover.secret_token={SENTINEL}"]
+    elif how == "tag key":
+        data["tags"]["db_password"] = SENTINEL
+    path = _write(tmp_path, data)
+    if how == "yaml error":
+        path = _text_file(tmp_path, f'master_password: "{SENTINEL}\n  x: [', "broken.yaml")
+    with pytest.raises(InvalidParameterError) as exc:
+        params.load(path, overrides)
+    assert SENTINEL not in str(exc.value)
+    assert SENTINEL not in repr(exc.value.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        (("backup_retention_period",), True, "whole number of days"),
+        (("backup_retention_period",), 7.5, "whole number of days"),
+        (("instance_class",), "db.r6g.lrage", "not a DB instance class"),
+        (("monitoring", "cpu_percent"), float("inf"), "finite"),
+        (("monitoring", "replica_lag_ms"), float("nan"), "finite"),
+        (("failover", "max_rto_s"), float("inf"), "finite"),
+    ],
+)
+def test_values_a_user_would_expect_refused_are_refused(
+    tmp_path: Path, path: tuple[str, ...], value: Any, fragment: str
+) -> None:
+    data = _raw()
+    target = data
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    with pytest.raises(InvalidParameterError, match=fragment) as exc:
+        params.load(_write(tmp_path, data))
+    assert exc.value.field == ".".join(path)
+
+
+def _aws(tmp_path: Path, **aws: Any) -> dict[str, Any]:
+    data = _raw()
+    data.update(backend="aws", availability_zones=["us-east-1a", "us-east-1b"], readers=1)
+    data["aws"] = {**data["aws"], "ca_bundle": "/etc/ssl/rds.pem", **aws}
+    return data
+
+
+def test_endpoint_overrides_reach_the_aws_backend_and_are_validated(tmp_path: Path) -> None:
+    """Defect 12: the tunnel/bastion mapping is a parameter, validated before anything runs."""
+    overrides = {"*.us-east-1.rds.amazonaws.com": "127.0.0.1:15432"}
+    p = params.load(_write(tmp_path, _aws(tmp_path, endpoint_overrides=overrides)))
+    from aurora_kit.backends.aws import AwsBackend
+
+    assert AwsBackend.options_from(p)["endpoint_overrides"] == overrides
+    with pytest.raises(InvalidParameterError, match="host:port") as info:
+        params.load(_write(tmp_path, _aws(tmp_path, endpoint_overrides={"x.rds.amazonaws.com": "127.0.0.1"})))
+    assert "endpoint_overrides" in info.value.field
+
+
+def test_a_relative_ca_bundle_is_relative_to_the_parameters_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    data = _aws(tmp_path, ca_bundle="../tls/rds-ca.pem")
+    path = tmp_path / "sub" / "env.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert params.load(path).aws.ca_bundle == str((tmp_path / "tls" / "rds-ca.pem").resolve())
+
+
+@pytest.mark.parametrize(
+    ("window", "reason"),
+    [
+        ("sun:03:30-sun:04:30", "overlaps the backup window 03:00-04:00"),
+        ("sun:05:00-sun:05:10", "at least 30 minutes"),
+        ("sunday:05:00-06:00", "ddd:hh:mm-ddd:hh:mm"),
+    ],
+)
+def test_defect_11_the_maintenance_window_is_validated_before_anything_runs(
+    tmp_path: Path, window: str, reason: str
+) -> None:
+    """preferred_maintenance_window: format, at least 30 minutes, no overlap with the backup window (RDS refuses
+    it), checked when the parameters load — before any kernel starts, so before anything is created."""
+    data = _raw() | {"preferred_maintenance_window": window}
+    with pytest.raises(InvalidParameterError, match=re.escape(reason)) as info:
+        params.load(_write(tmp_path, data))
+    assert info.value.field == "preferred_maintenance_window"
+    good = params.load(_write(tmp_path, _raw() | {"preferred_maintenance_window": "Sun:05:00-Sun:05:30"}))
+    assert good.preferred_maintenance_window == "sun:05:00-sun:05:30"
+    assert good.to_cluster_spec().preferred_maintenance_window == "sun:05:00-sun:05:30"
+
+
+def test_defect_06_a_connection_alarm_above_max_connections_is_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "parameters" / "aws-dev.example.yaml").read_text())
+    data["monitoring"]["max_connections"] = 400
+    data["parameter_group"]["parameters"]["max_connections"] = "200"
+    with pytest.raises(InvalidParameterError, match="can never fire") as info:
+        params.load(_write(tmp_path, data))
+    assert info.value.field == "monitoring.max_connections"
+    assert info.value.value == 400

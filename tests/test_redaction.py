@@ -102,3 +102,63 @@ def test_one_jsonable_for_recorded_results_and_check_summaries() -> None:
             return {"point": Point(at, frozenset()), "odd": Ellipsis}
 
     assert json.loads(Check().to_json()) == {"odd": "Ellipsis", "point": {"at": at.isoformat(), "tags": []}}
+
+
+# -- property-based: a secret in any of the shapes it travels in -----------------------------------------------
+import html as _html  # noqa: E402
+import json as _json  # noqa: E402
+import shlex  # noqa: E402
+import urllib.parse  # noqa: E402
+
+import yaml  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ALPHABET = st.characters(codec="ascii", categories=("L", "N", "P", "S", "Zs"))
+SECRETS = st.text(_ALPHABET, min_size=8, max_size=30).filter(
+    lambda s: s.strip() == s and sum(c.isalnum() for c in s) >= 4
+)
+
+
+def _libpq(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+SHAPES = {
+    "conninfo": lambda s: f"host=db port=5432 password={_libpq(s)} dbname=app",
+    "uri": lambda s: f"postgresql://app:{urllib.parse.quote(s, safe='')}@db:5432/app",
+    "json": lambda s: _json.dumps({"user": "app", "password": s}),
+    "json in a string": lambda s: _json.dumps({"note": _json.dumps({"password": s})}),
+    "python repr": lambda s: repr({"db_password": s, "user": "app"}),
+    "yaml": lambda s: yaml.safe_dump({"master_password": s, "user": "app"}),
+    "env": lambda s: f"export PGPASSWORD={shlex.quote(s)}\nPATH=/usr/bin",
+    "assignment": lambda s: f"secret_token = {s!r}",
+}
+
+
+def _leaks(secret: str, text: str, template: str) -> list[str]:
+    """Pieces of ``secret`` (4+ alphanumerics in a row) still in ``text`` that the template alone does not hold."""
+    pieces = {p for p in __import__("re").findall(r"[A-Za-z0-9]{4,}", secret) if p not in template}
+    shown = text.replace(REDACTED, "")  # "redacted" itself is no leak
+    return sorted(p for p in pieces if p in shown)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@settings(max_examples=60, deadline=None)
+@given(secret=SECRETS)
+def test_a_secret_in_any_shape_is_redacted(shape: str, secret: str) -> None:
+    text = SHAPES[shape](secret)
+    template = SHAPES[shape]("x" * 8)
+    for variant in (text, _html.escape(text)):  # as printed, and as the HTML record shows it
+        out = redact_patterns(variant)
+        assert REDACTED in out
+        assert not _leaks(secret, out, template), (shape, variant, out)
+
+
+def test_the_quoted_forms_the_review_found() -> None:
+    assert redact_patterns("password='A B' host=x") == f"password='{REDACTED}' host=x"
+    assert (
+        redact_patterns('{"note": "{\\"password\\": \\"X1y2\\"}"}')
+        == f'{{"note": "{{\\"password\\": \\"{REDACTED}\\"}}"}}'
+    )
+    assert "hunter2" not in redact_patterns(_html.escape('{"password": "hunter2 pw"}'))

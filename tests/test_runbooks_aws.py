@@ -1,22 +1,18 @@
-"""The ``aws`` path of the runbooks, through papermill kernels talking to the moto server.
+"""The ``aws`` path of the runbooks through papermill kernels, two ways:
 
-Control-plane cells run against moto; the endpoints moto hands out are fake hostnames, so every data-plane step
-must be SKIPPED with its reason printed in the notebook and recorded (``data_plane: skipped (...)``) — never
-silently passed.
+- against the emulated AWS (``aurora-kit emulate``: moto whose clusters are real local clusters), every runbook in
+  order with **no step skipped**, asserting what the runbooks measured (RTO and lost commits of a real failover, PITR
+  exactness, HNSW recall, pending-reboot parameters in effect after the reboot, alarms with data);
+- against a plain moto server, whose endpoints answer nobody: the data-plane steps must say SKIPPED and be recorded
+  ``skipped (...)``, never passed; and the destructive runbooks without ``confirm`` change nothing.
 
-moto 5.2 gaps, handled in the open:
-
-- the RDS answers moto lacks (engine-default parameters → HTTP 500, members always ``in-sync``, reboot a no-op)
-  are filled by the ``moto_server`` fixture itself (``fill_moto_rds_gaps`` patches moto's classes in this
-  process, where the server runs; kernels see the same answers);
-- restoring a snapshot of a cluster created with ``ManageMasterUserPassword`` fails inside moto (HTTP 500 →
-  ``BackendOperationError``): the full sequence runs 05 with ``restore_mode: pitr``, and a separate test pins the
-  snapshot-restore failure to that cell and that error.
+moto's RDS gaps are filled in one place for both (:mod:`aurora_kit.emulator.gaps`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +20,7 @@ import nbformat
 import pytest
 import yaml
 
-from aurora_kit import params, runner
+from aurora_kit import iam, params, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.notebooks, pytest.mark.timeout(240)]
@@ -62,7 +58,8 @@ def _text(result: runner.RunResult) -> str:
 
 
 def _assert_ok(result: runner.RunResult) -> dict[str, Any]:
-    assert result.status == "succeeded", f"{result.runbook}: {result.failure or result.error}"
+    """Completed: passed, or not verified where the data plane is out of reach (the fake endpoints)."""
+    assert result.status in ("passed", "not verified"), f"{result.runbook}: {result.failure or result.error}"
     return result.results or {}
 
 
@@ -73,93 +70,139 @@ def _assert_data_plane_skipped(result: runner.RunResult, key: str = "data_plane"
     assert "ak-moto.cluster-" in value  # the fake endpoint moto handed out, named in the reason
     assert "AWS_ENDPOINT_URL is set" in value
     assert "SKIPPED" in _text(result), f"{result.runbook}: no SKIPPED message printed"
+    assert result.status == "not verified", f"{result.runbook}: {result.status}"  # a skipped check is no pass
 
 
-def test_every_runbook_runs_its_control_plane_on_aws_and_skips_the_data_plane_loudly(
+def _the_iam_source_is_what_the_runbooks_called(recorded: dict[str, list[dict[str, Any]]]) -> None:
+    """aurora_kit/data/iam_calls.json (the source of `aurora-kit iam-policy` and the runbook headers) must hold
+    exactly the calls each runbook just made; AURORA_KIT_RECORD_IAM=1 rewrites it from this run (review the diff)."""
+    data = {
+        "recorded_with": "tests/test_runbooks_aws.py: parameters/aws-emulated.yaml, confirmed, with failback, "
+        "on aurora-kit emulate",
+        "runbooks": recorded,
+    }
+    if os.environ.get("AURORA_KIT_RECORD_IAM"):
+        iam.CALLS_FILE.write_text(json.dumps(data, indent=1) + "\n")
+    committed = json.loads(iam.CALLS_FILE.read_text())["runbooks"]
+    changed = {n: recorded[n] for n in recorded if committed.get(n) != recorded[n]}
+    assert not changed, (
+        "the runbooks' AWS calls changed; rerun this test with AURORA_KIT_RECORD_IAM=1, review "
+        f"aurora_kit/data/iam_calls.json, then scripts/sync_runbooks.py: {changed}"
+    )
+
+
+# -- the emulated AWS: the whole data plane, for real ---------------------------------------------------------------
+#: what every runbook must not record: a check that did not run
+SKIPPED_STEP = "SKIPPED "  # when() prints "SKIPPED <step>: <reason>" for a step it did not run
+
+
+def _not_skipped(result: runner.RunResult) -> dict[str, Any]:
+    """The run succeeded, recorded no skipped result and printed no skipped step."""
+    recorded = _assert_ok(result)
+    skipped = {k: v for k, v in recorded.items() if isinstance(v, str) and v.startswith("skipped (")}
+    assert not skipped, f"{result.runbook} skipped {skipped}"
+    if "data_plane" in recorded:
+        assert recorded["data_plane"] == "available", result.runbook
+    outputs = json.loads(_text(result))
+    printed = [o.get("text", "") for cell in outputs for o in cell if o.get("output_type") == "stream"]
+    assert not [t for t in printed if SKIPPED_STEP in "".join(t)], f"{result.runbook} printed a skipped step"
+    return recorded
+
+
+def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: Any, tmp_path: Path) -> None:
+    """``aurora-kit run`` of 01 → 99 with parameters/aws-emulated.yaml (confirmed, with failback), the aws backend
+    unchanged: every data-plane step runs, and what the runbooks measured holds."""
+    from aurora_kit import audit
+
+    path = emulator_env.parameters(
+        tmp_path / "aws-emulated.yaml",
+        confirm=True,
+        failover={"failback": True},
+        teardown={"confirm_cluster_id": "ak-emulated"},
+    )
+    p = params.load(path).injected()
+    audit_dir = tmp_path / "audit"
+    results: dict[str, dict[str, Any]] = {}
+    recorded: dict[str, list[dict[str, Any]]] = {}
+    for name in params.RUNBOOKS:
+        emulator_env.client.reset_calls()
+        results[name] = _not_skipped(_run(name, p, audit_dir))
+        recorded[name] = iam.normalise(emulator_env.client.calls())
+    _the_iam_source_is_what_the_runbooks_called(recorded)
+
+    created = results["01-create-cluster"]["cluster"]
+    assert (created["writer"], created["readers"]) == ("ak-emulated-1", ["ak-emulated-2", "ak-emulated-3"])
+    assert created["endpoint"].startswith("ak-emulated.cluster-")
+    assert created["endpoint"].endswith(".rds.amazonaws.com")
+
+    configured = results["02-configure-parameters"]
+    assert configured["reboot"] == {"rebooted": ["ak-emulated-2", "ak-emulated-3", "ak-emulated-1"],
+                                    "still_pending": [], "static": ["max_connections"]}  # fmt: skip
+    shown = configured["settings"]["show"]
+    assert {i: s["max_connections"] for i, s in shown.items()} == dict.fromkeys(shown, "200")  # static: after reboot
+    assert len(shown) == 3
+
+    proof = results["03-extensions"]["pgvector_proof"]
+    assert proof["best_recall"] >= 0.8
+    assert results["03-extensions"]["extension"]["installed"] == results["03-extensions"]["extension"]["wanted"]
+
+    rw = results["04-verify-read-write"]
+    assert set(rw["roles"]["distribution"]) == {"ak-emulated-2", "ak-emulated-3"}  # the reader endpoint spreads
+    assert rw["roles"]["reader_write_sqlstate"] == "25006"
+
+    backup = results["05-backup-restore"]
+    pitr = backup["pitr_restore"]  # exact at T: every row committed by T, none after, same content
+    assert (pitr["missing_count"], pitr["extra_count"], pitr["rows_after_cutoff"]) == (0, 0, 0)
+    assert pitr["restored_checksum"] == pitr["expected_checksum"]
+    assert pitr["restored_rows"] == pitr["expected_rows"]
+    assert backup["snapshot_restore"]["mismatches"] == []
+    assert backup["deleted"][:2] == ["ak-emulated-restored", "ak-emulated-restored-pitr"]
+
+    failover = results["06-failover"]["failover"]
+    assert (failover["old_writer"], failover["new_writer"]) == ("ak-emulated-1", "ak-emulated-2")
+    assert failover["lost_commits"] == 0
+    assert 0 < failover["rto_s"] <= 15
+    assert results["06-failover"]["failback"]["NewWriter"] == "ak-emulated-1"
+
+    alarms = results["07-monitoring"]["alarms"]
+    assert alarms["states"] == {"OK": 8}  # evaluated from the instances' metrics: every alarm has data, none fires
+
+    gone = results["99-teardown"]
+    assert gone["gone"]["exists"] is False
+    assert gone["final_snapshot"]["Status"] == "available"
+    assert audit.verify(audit_dir).ok
+
+    import boto3
+
+    rds = boto3.client("rds", region_name="us-east-1")
+    events = rds.describe_events(SourceIdentifier="ak-emulated", SourceType="db-cluster", Duration=60)["Events"]
+    assert [e["Message"] for e in events if e["EventCategories"] == ["failover"]] == [
+        "Started cross AZ failover to DB instance: ak-emulated-2.",
+        "Completed failover to DB instance: ak-emulated-2.",
+        "Started cross AZ failover to DB instance: ak-emulated-1.",
+        "Completed failover to DB instance: ak-emulated-1.",
+    ]
+
+
+def test_without_a_reachable_data_plane_every_data_plane_step_is_reported_skipped(
     moto_server_env: Any, tmp_path: Path
 ) -> None:
-    p = _aws_parameters(tmp_path, backup_restore={"restore_mode": "pitr"}, failover={"failback": True})
-    p["deletion_protection"] = True  # as in production: 05 must lift it on its own restore, 99 must stop on it
+    """Plain moto hands out endpoints nobody answers on: the control plane runs, and every data-plane step says
+    SKIPPED with its reason and is recorded ``skipped (...)`` — never passed. (The emulated AWS, above, is where the
+    data plane runs.)"""
+    p = _aws_parameters(tmp_path)
     audit_dir = tmp_path / "audit"
-
     created = _assert_ok(_run("01", p, audit_dir))
     assert created["cluster"]["status"] == "available"
     assert created["cluster"]["writer"] == "ak-moto-1"
     assert created["cluster"]["readers"] == ["ak-moto-2"]
-    _assert_data_plane_skipped(_run("01", p, audit_dir))  # idempotent rerun: same cluster, nothing created
-
-    configured = _run("02", p, audit_dir)
-    results = _assert_ok(configured)
-    assert {c["parameter"] for c in results["changes"]} == set(p["parameter_group"]["parameters"])
-    assert results["settings"].startswith("skipped (data plane not reachable")
-    _assert_data_plane_skipped(configured)
-
-    for name in ("03", "04"):  # data plane only: every check skipped, each one said so
-        result = _run(name, p, audit_dir)
-        recorded = _assert_ok(result)
-        _assert_data_plane_skipped(result)
-        checks = {k: v for k, v in recorded.items() if k != "data_plane"}
-        assert checks, name
-        assert all(str(v).startswith("skipped (") for v in checks.values()), recorded
-
-    restored = _run("05", p, audit_dir)
-    results = _assert_ok(restored)
-    _assert_data_plane_skipped(restored)
-    assert results["snapshot"]["Status"] == "available"
-    assert results["restore_time"] is None  # no seeded T without a data plane: latest restorable time
-    assert results["pitr_restore"].startswith("skipped (")
-    assert results["deleted"] == ["ak-moto-restored", f"snapshot {results['snapshot']['DBClusterSnapshotIdentifier']}"]
-
-    failed_over = _run("06", p, audit_dir)
-    results = _assert_ok(failed_over)
-    _assert_data_plane_skipped(failed_over)
-    assert results["failover"]["old_writer"] == "ak-moto-1"
-    assert results["failover"]["new_writer"] == "ak-moto-2"
-    assert results["write_probe"].startswith("skipped (data plane not reachable")
-    assert results["writer"] == "ak-moto-2"
-    assert results["failback"]["NewWriter"] == "ak-moto-1"  # failback: true, planned, back to the old writer
-
-    monitored = _assert_ok(_run("07", p, audit_dir))
-    assert {a["metric"] for a in monitored["alarms"]["alarms"]} == {
-        "AuroraReplicaLag",
-        "CPUUtilization",
-        "FreeableMemory",
-        "DatabaseConnections",
-    }
-
-    protected = _run("99", p, audit_dir)  # lift_deletion_protection: false → stops before deleting anything
-    assert protected.status == "failed"
-    assert (protected.failure or {}).get("ename") == "DeletionProtectionError", protected.failure
-    assert "wf.plan(" in str((protected.failure or {}).get("source"))
-
-    final = {
-        "final_snapshot_id": "ak-moto-final",
-        "skip_final_snapshot": False,
-        "lift_deletion_protection": True,
-        "confirm_cluster_id": "ak-moto",
-    }
-    torn_down = _assert_ok(_run("99", {**p, "teardown": final}, audit_dir))
-    assert torn_down["existed"] is True
-    assert torn_down["gone"]["exists"] is False
-    assert torn_down["final_snapshot"]["DBClusterSnapshotIdentifier"] == "ak-moto-final"
-
-
-def test_snapshot_restore_under_moto_fails_in_the_restore_cell_with_backend_operation_error(
-    moto_server_env: Any, tmp_path: Path
-) -> None:
-    """moto 5.2 answers RestoreDBClusterFromSnapshot of a managed-password cluster with HTTP 500 (its own
-    KeyError); the runbook must stop at that cell with the typed error, not pass or skip it."""
-    p = _aws_parameters(tmp_path, backup_restore={"restore_mode": "snapshot"})
-    audit_dir = tmp_path / "audit"
-    _assert_ok(_run("01", p, audit_dir))
-    result = _run("05", p, audit_dir)
-    assert result.status == "failed"
-    failure = result.failure or {}
-    assert failure.get("ename") == "BackendOperationError", failure
-    assert "RestoreDBClusterFromSnapshot" in str(failure.get("evalue")), failure
-    assert result.record_dir is not None
-    nb = nbformat.read(str(next(result.record_dir.glob("*.ipynb"))), as_version=4)
-    assert "wf.restore_snapshot(" in nb.cells[failure["cell_index"]].source
+    assert created["data_plane"].startswith("skipped (")
+    result = _run("04", p, audit_dir)  # data plane only: every check skipped, each one said so
+    recorded = _assert_ok(result)
+    _assert_data_plane_skipped(result)
+    checks = {k: v for k, v in recorded.items() if k != "data_plane"}
+    assert set(checks) == {"roles", "instances", "round_trip", "lag", "pool"}
+    assert all(str(v).startswith("skipped (data plane not reachable") for v in checks.values()), recorded
 
 
 def _assert_refused_at(result: runner.RunResult, call: str) -> None:

@@ -98,6 +98,60 @@ def test_nbval_over_every_runbook_in_order(rehearsal_root: Path, tmp_path: Path)
     assert seen == list(params.RUNBOOKS), seen  # every notebook ran, in order
 
 
+#: the checks each runbook owns, by name (a run that cannot reach the data plane names the same ones)
+CHECKS = {
+    "01-create-cluster": ["cluster matches the parameters", "IAM database user", "who answers on each endpoint"],
+    "02-configure-parameters": ["parameters on every instance"],
+    "03-extensions": ["pgvector extension", "pgvector index proof"],
+    "04-verify-read-write": [
+        "endpoint roles",
+        "every instance's role, from the instance itself",
+        "write on the writer, read back on the reader endpoint",
+        "replica lag",
+        "connection pool check",
+    ],
+    "05-backup-restore": ["automated backups", "restore verification", "point-in-time restore exactness"],
+    "06-failover": ["write probe", "every instance's role, from the instance itself"],
+    "07-monitoring": ["alarms"],
+    "99-teardown": ["ak-local deleted"],
+}
+#: checks local.yaml does not ask for (iam_auth: false)
+NOT_REQUESTED = {"IAM database user"}
+
+
+def _assert_banner(record: Path, runbook: str) -> None:
+    """The record's banner (first cell of the notebook, top of the HTML) and summary.json agree: PASS, the
+    cluster, and every key figure of the runbook, rounded in the banner, raw in the summary."""
+    import json
+    import re
+
+    import nbformat
+
+    from aurora_kit.figures import KEY_FIGURES, shown
+
+    summary = json.loads((record / "summary.json").read_text())
+    assert summary["outcome"] == "passed", (runbook, summary["outcome_reason"])
+    assert (summary["unverified"], summary["allowed_unverified"], summary["exit_code"]) == ([], False, 0)
+    expected = [(n, "not requested" if n in NOT_REQUESTED else "passed") for n in CHECKS[runbook]]
+    assert [(c["name"], c["status"]) for c in summary["checks"]] == expected
+    assert all(c["detail"].startswith("PASS ") for c in summary["checks"] if c["name"] not in NOT_REQUESTED)
+    expected = {f.key for f in KEY_FIGURES[runbook]}
+    assert set(summary["key_figures"]) == expected, runbook  # every figure measured
+    html = (record / f"{runbook}.html").read_text()
+    banner = re.search(r"""<div class=["']aurora-kit-banner["'].*?</table></div>""", html, re.DOTALL)
+    assert banner, runbook
+    text = banner.group(0)
+    assert re.search(r"""data-outcome=["']passed["'][^>]*>PASS<""", text), runbook
+    assert f">{runbook}<" in text
+    assert ">ak-local<" in text
+    for label, value in shown(runbook, summary["key_figures"]):
+        assert f">{label}<" in text, (runbook, label)
+        assert f">{value}<" in text, (runbook, label, value)
+    nb = nbformat.read(str(record / f"{runbook}.ipynb"), as_version=4)
+    assert "aurora-kit-banner" in nb.cells[0].metadata.tags
+    assert "data-outcome='passed'" in nb.cells[0].source
+
+
 @pytest.mark.timeout(300)
 def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> None:
     audit_dir = tmp_path / "audit"
@@ -105,13 +159,15 @@ def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> No
     results = runner.run_many(runner.resolve_all(), loaded.injected(), audit_dir=audit_dir)
     durations = {r.runbook: r.duration_s for r in results}
     print("runbook durations (s):", durations, "total", round(sum(d or 0 for d in durations.values()), 1))
-    failed = [(r.runbook, r.failure or r.error) for r in results if r.status != "succeeded"]
+    failed = [(r.runbook, r.status, r.failure or r.error or r.outcome) for r in results if r.status != "passed"]
     assert not failed, failed
 
     entries = audit.read_index(audit_dir)
-    assert [(e["runbook"], e["outcome"]) for e in entries] == [(name, "succeeded") for name in params.RUNBOOKS]
+    assert [(e["runbook"], e["outcome"]) for e in entries] == [(name, "passed") for name in params.RUNBOOKS]
     verification = audit.verify(audit_dir)
     assert verification.ok, verification.problems
+    for entry in entries:  # every record: the banner with outcome and key figures, in the HTML and summary.json
+        _assert_banner(audit_dir / entry["dir"], entry["runbook"])
 
     by_name = {r.runbook: r.results or {} for r in results}
     for name, recorded in by_name.items():
@@ -139,6 +195,15 @@ def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> No
     assert by_name["99-teardown"]["final_snapshot"] is None
     assert not postmasters_under(rehearsal_root)  # 99 stopped everything it created
 
+    # every destructive step's confirmation is in its record: headless, the confirm parameter (no plan shown)
+    confirmed = {e["runbook"]: audit.find(audit_dir, e["run_id"])["summary"]["confirmations"] for e in entries}
+    assert [c["action"] for c in confirmed["06-failover"]] == ["planned failover"]
+    [teardown] = confirmed["99-teardown"]
+    assert teardown["how"] == "parameter confirm: true and teardown.confirm_cluster_id"
+    assert teardown["typed_cluster_id"] == "ak-local"
+    assert teardown["plan"] is None
+    assert confirmed["01-create-cluster"] == []
+
 
 @pytest.mark.timeout(180)
 def test_a_failing_check_stops_the_runbook_at_its_cell_and_leaves_nothing_running(
@@ -149,7 +214,7 @@ def test_a_failing_check_stops_the_runbook_at_its_cell_and_leaves_nothing_runnin
     audit_dir = tmp_path / "audit"
     loaded = params.load(ROOT / "parameters" / "local.yaml", [f"local_root={rehearsal_root}"])
     created = runner.run_notebook(runner.resolve("01"), loaded.injected(), audit_dir=audit_dir)
-    assert created.status == "succeeded", created.failure
+    assert created.status == "passed", created.failure
     strict = params.load(
         ROOT / "parameters" / "local.yaml", [f"local_root={rehearsal_root}", "probe.max_replica_lag_s=0.000001"]
     )
@@ -159,4 +224,6 @@ def test_a_failing_check_stops_the_runbook_at_its_cell_and_leaves_nothing_runnin
     assert failure.get("ename") == "VerificationError", failure
     assert "lag p99" in str(failure.get("evalue"))
     assert "wf.replica_lag" in str(failure.get("source"))
+    assert result.outcome is not None
+    assert [(c.name, c.status.value) for c in result.outcome.checks][-1] == ("replica lag", "failed")
     assert postmasters_under(rehearsal_root)  # the cluster is still up here; the fixture must clean it

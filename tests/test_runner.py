@@ -4,6 +4,7 @@ failures marked, secrets kept out of every save. Redaction's own rules: tests/te
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import subprocess
@@ -50,7 +51,9 @@ def test_passing_runbook_leaves_a_sealed_record(
     assert code == 0, out
     summary, record_dir = _only_record(audit_dir)
     assert f"record: {record_dir}" in out
-    assert summary["outcome"] == "succeeded"
+    assert summary["outcome"] == "passed"
+    assert summary["exit_code"] == 0
+    assert summary["checks"] == [{"name": "the answer", "status": "passed", "detail": "PASS the answer (answer = 43)"}]
     assert summary["failure"] is None
     assert summary["operator"] == "dba-alice"
     assert summary["results"] == {"answer": 43, "cluster": "ak-local", "readers": 1}  # later value wins
@@ -61,10 +64,12 @@ def test_passing_runbook_leaves_a_sealed_record(
     assert "dirty" in summary["git"]
     assert {p.name for p in record_dir.iterdir()} == {"passing.ipynb", "passing.html", "summary.json"}
     nb = nbformat.read(str(record_dir / "passing.ipynb"), as_version=4)
-    header = "".join(o.get("data", {}).get("text/plain", "") for o in nb.cells[3].outputs)
+    assert "aurora-kit-banner" in nb.cells[0].metadata.tags  # the banner first, written when sealed
+    header = "".join(o.get("data", {}).get("text/plain", "") for o in nb.cells[4].outputs)
     assert summary["run_id"] in header
     assert "dba-alice" in header
-    assert "injected-parameters" in nb.cells[2].metadata.tags
+    assert "injected-parameters" in nb.cells[3].metadata.tags
+    assert nb.cells[2].source.startswith("# ▲ DEFAULTS of this runbook — OVERRIDDEN")
     assert "answer = 43" in (record_dir / "passing.html").read_text()
     assert audit.verify(audit_dir).ok
 
@@ -80,14 +85,14 @@ def test_failing_runbook_exits_non_zero_marks_the_cell_and_records_failure(
     failure = summary["failure"]
     assert failure["ename"] == "VerificationError"
     assert "3 acknowledged commits lost" in failure["evalue"]
-    assert "failing cell" in out.out
-    assert "VerificationError" in out.out
+    assert re.search(r"FAIL +failing .* cell #5: VerificationError: 3 acknowledged commits lost", out.out)
     assert str(record_dir) in out.err
     nb = nbformat.read(str(record_dir / "failing.ipynb"), as_version=4)
     failed = nb.cells[failure["cell_index"]]
     assert "raise VerificationError" in failed.source
     assert failed.metadata.papermill.status == "failed"
-    assert "papermill-error-cell-tag" in nb.cells[0].metadata.get("tags", [])  # papermill's banner
+    assert "aurora-kit-banner" in nb.cells[0].metadata.get("tags", [])  # ours, then papermill's error banner
+    assert "papermill-error-cell-tag" in nb.cells[1].metadata.get("tags", [])
     never = nb.cells[failure["cell_index"] + 1]
     assert never.execution_count is None
     assert never.outputs == []
@@ -95,8 +100,13 @@ def test_failing_runbook_exits_non_zero_marks_the_cell_and_records_failure(
 
 
 def test_all_stops_at_the_first_failure(
-    audit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    audit_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_local_root: Path,
 ) -> None:
+    monkeypatch.setenv("AURORA_KIT_HOME", str(fresh_local_root))  # the runner opens the backend first (preflight)
     books = tmp_path / "runbooks"
     books.mkdir()
     for name in params.RUNBOOKS:
@@ -107,11 +117,11 @@ def test_all_stops_at_the_first_failure(
     assert code == 1
     entries = audit.read_index(audit_dir)
     assert [(e["runbook"], e["outcome"]) for e in entries] == [
-        ("01-create-cluster", "succeeded"),
+        ("01-create-cluster", "passed"),
         ("02-configure-parameters", "failed"),
     ]
     for name in params.RUNBOOKS[2:]:
-        assert f"{name:<26} not run" in out
+        assert re.search(rf"{name} +not run \(stopped after 02-configure-parameters failed", out)
     batch = {json.loads((audit_dir / e["dir"] / "summary.json").read_text())["batch_id"] for e in entries}
     assert len(batch) == 1
     assert None not in batch
@@ -136,7 +146,9 @@ def test_invalid_parameters_fail_before_any_kernel(audit_dir: Path, capsys: pyte
     )
     assert code == 2
     assert "invalid readers=99" in capsys.readouterr().err
-    assert not audit_dir.exists()
+    (entry,) = audit.read_index(audit_dir)  # no kernel, no run record: only the refusal's
+    assert entry["outcome"] == "refused"
+    assert [p.name for p in (audit_dir / entry["dir"]).iterdir()] == ["summary.json"]
 
 
 def test_resolve_accepts_number_name_or_path(tmp_path: Path) -> None:
@@ -166,7 +178,9 @@ def test_parameters_cell_names_reads_assignments(tmp_path: Path) -> None:
 
 
 # -- secrets never reach disk --------------------------------------------------------------------------------------
-def test_secrets_are_redacted_in_every_save_and_in_the_record(audit_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_are_redacted_in_every_save_and_in_the_record(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     import papermill.iorw as iorw
 
     runtime = "rt-" + secrets.token_hex(8)  # known only to the kernel (registered there as an HMAC)
@@ -219,6 +233,12 @@ def test_secrets_are_redacted_in_every_save_and_in_the_record(audit_dir: Path, m
     assert f"connecting with {REDACTED}" in final
     assert f"param: {REDACTED}" in final
     assert f"PGPASSWORD={REDACTED} psql" in final
+    # the output of a process a cell started reached the terminal (and a cron log) through the runner, redacted
+    terminal = capfd.readouterr()
+    assert f"child {REDACTED}" in terminal.out
+    assert f"PGPASSWORD={REDACTED}" in terminal.err
+    for secret in forbidden:
+        assert secret not in terminal.out + terminal.err, f"{secret!r} reached the terminal"
     summary = json.loads((result.record_dir / "summary.json").read_text())  # type: ignore[operator]
     assert summary["failure"]["evalue"] == f"authentication failed for password {REDACTED}"
     assert summary["parameters"]["db_password"] == REDACTED

@@ -32,6 +32,7 @@ from aurora_kit.errors import (
     ClusterNotFoundError,
     ConfirmationRequiredError,
     DeletionProtectionError,
+    InvalidParameterError,
     VerificationError,
 )
 from aurora_kit.runbook import Run
@@ -411,7 +412,7 @@ def test_failover_needs_confirm_before_any_call() -> None:
         failover.failover(_run(backend, "failover.mode=crash"), unreachable)
     assert backend.calls == []
     result, probe = failover.failover(_run(backend, "confirm=true"), unreachable)
-    assert backend.calls == ["failover {'target_instance_id': None, 'mode': 'planned'}"]
+    assert backend.calls == ["failover {'target_instance_id': 'ak-local-2', 'mode': 'planned'}"]
     assert result.new_writer == "ak-local-2"
     assert isinstance(probe, wf.Skipped)
 
@@ -463,8 +464,10 @@ def test_alarms_insufficient_data_fails_where_sampled_on_demand_not_on_cloudwatc
     assert exc.value.context["evidence"]["states"] == {"INSUFFICIENT_DATA": 1, "OK": 3}
     cloudwatch = FakeBackend(_cluster(), traits=AWS_TRAITS)
     cloudwatch.alarms = states
-    report = monitoring.alarms(_run(cloudwatch)).assert_ok()  # CloudWatch: not evaluated yet
+    report = monitoring.alarms(_run(cloudwatch), wait_s=0).assert_ok()  # CloudWatch, read at once: not evaluated yet
     assert "CloudWatch has not evaluated a period yet" in report.verdict()
+    with pytest.raises(VerificationError, match=r"still INSUFFICIENT_DATA after 0.3 s: no data for its metric"):
+        monitoring.alarms(_run(cloudwatch), wait_s=0.3).assert_ok()  # a window later: its metric has no data
 
 
 def test_alarms_report() -> None:
@@ -503,12 +506,11 @@ def test_teardown_stops_before_deleting_a_protected_cluster_or_without_confirm()
     assert backend.calls == []
     teardown.teardown(_run(backend, "dry_run=true"), backend.cluster)  # a dry run asks the backend to plan only
     assert backend.calls == [
-        "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False, "
-        "'delete_automated_backups': True}"
-    ]
+        "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False}"
+    ]  # the backend's default (RDS's): the automated backups go with the cluster
     backend.calls.clear()
     kept = _run(backend, "dry_run=true", "teardown.delete_automated_backups=false")
-    assert "automated backups RETAINED" in teardown.plan(kept, backend.cluster).title
+    assert "automated backups kept for their retention period (1 day(s)" in teardown.plan(kept, backend.cluster).title
     teardown.teardown(kept, backend.cluster)
     assert "'delete_automated_backups': False" in backend.calls[0]
     backend.calls.clear()
@@ -518,3 +520,71 @@ def test_teardown_stops_before_deleting_a_protected_cluster_or_without_confirm()
         teardown.gone(_run(backend)).assert_ok()
     assert teardown.gone(_run(FakeBackend(None))).ok
     assert teardown.find_cluster(_run(FakeBackend(None))) is None
+
+
+def test_defect_08_teardown_passes_the_automated_backups_choice_and_shows_it() -> None:
+    """teardown.delete_automated_backups reaches DeleteDBCluster (recorded in a dry run's plan); a backend whose
+    automated backups go with the cluster refuses false before anything is deleted."""
+    keep = "teardown.delete_automated_backups=false"
+    aws = FakeBackend(_cluster(), traits=AWS_TRAITS)
+    run = _run(aws, "confirm=true", "teardown.confirm_cluster_id=ak-local", keep)
+    assert "automated backups kept" in teardown.plan(run, aws.cluster).title
+    teardown.teardown(run, aws.cluster)
+    assert aws.calls == [
+        "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False, "
+        "'delete_automated_backups': False}"
+    ]
+    assert LOCAL_TRAITS.retains_automated_backups  # the local twin retains them too (issue 11)
+    cannot = FakeBackend(_cluster(), traits=dataclasses.replace(LOCAL_TRAITS, retains_automated_backups=False))
+    run = _run(cannot, "confirm=true", "teardown.confirm_cluster_id=ak-local", keep)
+    with pytest.raises(InvalidParameterError, match=r"teardown\.delete_automated_backups"):
+        teardown.plan(run, cannot.cluster)
+    assert cannot.calls == []
+
+
+def test_defect_04_a_writer_only_cluster_expects_no_replica_lag_alarm() -> None:
+    """Without readers there is no replica lag to alarm on: 07 passes with the other three alarms; with readers the
+    replica-lag alarm is still required."""
+    writer_only = _cluster(db_cluster_members=[ClusterMember("ak-local-1", True, "in-sync", 0)])
+    for traits in (LOCAL_TRAITS, AWS_TRAITS):
+        backend = FakeBackend(writer_only, traits=traits)
+        backend.alarms = [_alarm(m) for m in METRICS if m != "AuroraReplicaLag"]
+        report = monitoring.alarms(_run(backend), wait_s=0).assert_ok()
+        assert "AuroraReplicaLag" not in report.summary()["wanted"]
+    with_readers = FakeBackend(_cluster())
+    with_readers.alarms = [_alarm(m) for m in METRICS if m != "AuroraReplicaLag"]
+    with pytest.raises(VerificationError, match="no alarm on AuroraReplicaLag"):
+        monitoring.alarms(_run(with_readers), wait_s=0).assert_ok()
+
+
+def test_defect_05_the_replica_lag_alarm_may_watch_the_writers_maximum() -> None:
+    """On Aurora the replica-lag alarm watches AuroraReplicaLagMaximum of the cluster's WRITER role (it follows
+    failovers); it counts as the replica-lag alarm."""
+    backend = FakeBackend(_cluster(), traits=AWS_TRAITS)
+    backend.alarms = [_alarm(m) for m in METRICS if m != "AuroraReplicaLag"]
+    backend.alarms.append(_alarm("AuroraReplicaLagMaximum"))
+    monitoring.alarms(_run(backend), wait_s=0).assert_ok()
+
+
+def test_defect_06_a_connection_alarm_that_can_never_fire_is_refused_before_any_alarm() -> None:
+    """The DatabaseConnections threshold must be below max_connections (the parameter group's, else the writer's
+    SHOW): an alarm at or above it can never fire."""
+    backend = FakeBackend(_cluster())
+    backend.parameters = {"max_connections": "150"}
+    with pytest.raises(InvalidParameterError, match="can never fire") as info:
+        monitoring.put_alarms(_run(backend, "monitoring.max_connections=150"))
+    assert info.value.field == "monitoring.max_connections"
+    assert backend.calls == []
+
+
+def test_defect_14_the_failover_promotes_the_reader_the_plan_shows() -> None:
+    """One rule for "no target given" on both backends: 06 asks for the reader rules.failover_target picks (tier,
+    size, name) — the one its plan table marks — instead of leaving the choice to the backend (the local backend's
+    own choice without a target prefers the most advanced replay position)."""
+    members = [ClusterMember("ak-local-1", True, "in-sync", 0), ClusterMember("ak-local-2", False, "in-sync", 2)]
+    members.append(ClusterMember("ak-local-3", False, "in-sync", 1))
+    backend = FakeBackend(_cluster(db_cluster_members=members))
+    run = _run(backend, "confirm=true")
+    assert "ak-local-3 will be promoted" in failover.plan(run).title
+    failover.failover(run, wf.DataPlane(False, "test: no data plane"))
+    assert backend.calls == ["failover {'target_instance_id': 'ak-local-3', 'mode': 'planned'}"]

@@ -178,9 +178,13 @@ class FailoverResult(RdsShaped):
     started_at: datetime
     completed_at: datetime
     status: str = "completed"  # completed | dry-run
+    #: how early the failover may have completed before ``completed_at`` (the poll interval that saw it; 0: exact)
+    control_plane_error_s: float = 0.0
 
     @property
     def control_plane_seconds(self) -> float:
+        """From the call to the first poll that saw it done (its true end lies up to ``control_plane_error_s``
+        earlier)."""
         return (self.completed_at - self.started_at).total_seconds()
 
 
@@ -250,6 +254,10 @@ class AwsSettings(Protocol):
     def profile(self) -> str | None: ...
     @property
     def ca_bundle(self) -> str | None: ...
+    @property
+    def endpoint_overrides(self) -> dict[str, str]: ...
+    @property
+    def iam_db_user(self) -> str | None: ...
 
 
 class BackendSettings(Protocol):
@@ -272,6 +280,8 @@ class BackendSettings(Protocol):
     def availability_zones(self) -> list[str]: ...
     @property
     def aws(self) -> AwsSettings: ...
+
+    def to_cluster_spec(self) -> ClusterSpec: ...
 
 
 @dataclass(frozen=True)
@@ -298,6 +308,11 @@ class BackendTraits:
     restorable_wait_s: float
     #: the ``region`` parameter means something (aws); on local it is only a label
     regional: bool
+    #: IAM database authentication (aws: tokens from generate_db_auth_token, users granted rds_iam); local: passwords
+    iam_database_auth: bool = False
+    #: automated backups can outlive a deleted cluster (``DeleteAutomatedBackups=False`` keeps them for their
+    #: retention period: aws, and local, which moves them to ``retained/<resource id>``)
+    retains_automated_backups: bool = False
 
 
 class ClusterBackend(ABC):
@@ -379,7 +394,8 @@ class ClusterBackend(ABC):
         must be given (InvalidParameterError otherwise). DeletionProtectionError unless protection is off or
         ``lift_deletion_protection``. ``delete_automated_backups`` (RDS ``DeleteAutomatedBackups``, default True
         as in the RDS API): False keeps the automated backups as retained backups that expire with the retention
-        period. Returns the final snapshot, if one was taken."""
+        period, where the backend can (``traits.retains_automated_backups``; UnsupportedOperationError, before any
+        change, where it cannot). Returns the final snapshot, if one was taken."""
 
     @abstractmethod
     def stop_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster: ...
@@ -461,11 +477,19 @@ class ClusterBackend(ABC):
         """How to reach ``endpoint``: ``"cluster"`` (writer), ``"reader"`` (load-balanced readers; the writer when
         there are none) or an instance identifier. The password is handed to :attr:`on_secret` (a run declares it
         secret there, so its record never holds it) before anyone else sees it — whoever asks, steps or checks."""
-        info = self._endpoint_info(cluster_id, endpoint)
+        return self._declare(self._endpoint_info(cluster_id, endpoint))
+
+    def _declare(self, info: ConnectionInfo) -> ConnectionInfo:
         if info.password and self.on_secret is not None and info.password not in self._declared:
             self.on_secret(info.password)
             self._declared.add(info.password)
         return info
+
+    def master_connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+        """:meth:`connection_info` as the master user with its password, for administration (creating users and
+        extensions) — whoever the data plane otherwise logs in as (with IAM auth: the IAM user). The default: the
+        backend's data plane is the master user's."""
+        return self.connection_info(cluster_id, endpoint)
 
     @abstractmethod
     def _endpoint_info(self, cluster_id: str, endpoint: str) -> ConnectionInfo:

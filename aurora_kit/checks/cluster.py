@@ -11,6 +11,8 @@ from typing import Any
 
 from aurora_kit.backends.base import AlarmState, Cluster
 from aurora_kit.checks.result import CheckResult
+from aurora_kit.display import quantity
+from aurora_kit.rules import METRIC_UNITS, alarm_covers
 from aurora_kit.specs import AlarmSpec, ClusterSpec
 
 
@@ -142,18 +144,35 @@ def _aware(value: datetime | None) -> datetime | None:
 @dataclass(repr=False)
 class AlarmsReport(CheckResult):
     """Every configured metric has an alarm and none is in ALARM. ``INSUFFICIENT_DATA`` is a failure where the
-    backend samples every metric when asked (no data = the metric could not be measured); on CloudWatch a new
-    alarm is INSUFFICIENT_DATA until a full period was evaluated — reported, not failed."""
+    backend samples every metric when asked (no data = the metric could not be measured), and on CloudWatch once
+    ``waited_s`` > 0 covered an evaluation window (the alarm's metric is not published: it can never fire); read at
+    once (``waited_s`` 0), a new CloudWatch alarm is INSUFFICIENT_DATA until a period was evaluated — reported, not
+    failed."""
 
     title = "alarms"
 
     wanted: list[str]
     states: list[AlarmState]
     sampled_on_demand: bool
+    readers: int | None = None
+    waited_s: float = 0.0
 
     @classmethod
-    def of(cls, specs: Sequence[AlarmSpec], states: Sequence[AlarmState], *, sampled_on_demand: bool) -> AlarmsReport:
-        return cls(sorted({a.metric for a in specs}), list(states), sampled_on_demand)
+    def of(
+        cls,
+        specs: Sequence[AlarmSpec],
+        states: Sequence[AlarmState],
+        *,
+        sampled_on_demand: bool,
+        readers: int | None = None,
+        waited_s: float = 0.0,
+    ) -> AlarmsReport:
+        """``readers``: the cluster's reader count — without readers there is no replica lag to alarm on.
+        ``waited_s``: how long the states were awaited for CloudWatch's first evaluation."""
+        metrics = {a.metric for a in specs}
+        if readers == 0:
+            metrics.discard("AuroraReplicaLag")
+        return cls(sorted(metrics), list(states), sampled_on_demand, readers, waited_s)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -164,7 +183,7 @@ class AlarmsReport(CheckResult):
 
     def problems(self) -> list[str]:
         present = {a.metric_name for a in self.states}
-        out = [f"no alarm on {m}" for m in self.wanted if m not in present]
+        out = [f"no alarm on {m}" for m in self.wanted if not any(alarm_covers(m, p) for p in present)]
         out += [f"{a.alarm_name} is in ALARM ({a.state_reason})" for a in self.states if a.state_value == "ALARM"]
         if self.sampled_on_demand:
             out += [
@@ -173,15 +192,24 @@ class AlarmsReport(CheckResult):
                 for a in self.states
                 if a.state_value == "INSUFFICIENT_DATA"
             ]
+        elif self.waited_s > 0:
+            out += [
+                f"{a.alarm_name} is still INSUFFICIENT_DATA after {self.waited_s:g} s: no data for its metric "
+                "(it can never fire)"
+                for a in self.states
+                if a.state_value == "INSUFFICIENT_DATA"
+            ]
         return out
 
     def limits(self) -> str:
-        pending = "INSUFFICIENT_DATA" in self.counts and not self.sampled_on_demand
+        pending = "INSUFFICIENT_DATA" in self.counts and not self.sampled_on_demand and not self.waited_s
         waiting = "; INSUFFICIENT_DATA: CloudWatch has not evaluated a period yet" if pending else ""
-        return f"{len(self.states)} alarms on {', '.join(self.wanted)}, none firing{waiting}"
+        no_lag = "; no readers: no replica lag to alarm on" if self.readers == 0 else ""
+        return f"{len(self.states)} alarms on {', '.join(self.wanted)}, none firing{waiting}{no_lag}"
 
     def summary(self) -> dict[str, Any]:
         return {
+            "wanted": list(self.wanted),
             "states": self.counts,
             "alarms": [
                 {
@@ -199,16 +227,27 @@ class AlarmsReport(CheckResult):
         return [("alarms", len(self.states)), *sorted(self.counts.items())]
 
     def detail_table(self) -> tuple[list[str], list[list[Any]]]:
-        rows = [
-            [
-                a.alarm_name,
-                a.metric_name,
-                a.dimension,
-                f"{a.comparison_operator} {a.threshold:g}",
-                a.observed_value,
-                a.state_value,
-                a.state_reason,
-            ]
-            for a in self.states
-        ]
+        rows = [[*alarm_row(a).values(), "" if a.state_value == "OK" else a.state_reason] for a in self.states]
         return ["alarm", "metric", "dimension", "condition", "observed", "state", "reason"], rows
+
+
+_COMPARISONS = {
+    "GreaterThanThreshold": ">",
+    "GreaterThanOrEqualToThreshold": "≥",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "≤",
+}
+
+
+def alarm_row(a: AlarmState) -> dict[str, Any]:
+    """An alarm for people: condition and observed value in the metric's unit (FreeableMemory in GiB)."""
+    unit = METRIC_UNITS.get(a.metric_name, "")
+    sign = _COMPARISONS.get(a.comparison_operator, a.comparison_operator)
+    return {
+        "alarm": a.alarm_name,
+        "metric": a.metric_name,
+        "dimension": a.dimension,
+        "condition": f"{sign} {quantity(a.threshold, unit)}",
+        "observed": quantity(a.observed_value, unit),
+        "state": a.state_value,
+    }

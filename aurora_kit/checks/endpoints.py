@@ -27,7 +27,7 @@ class EndpointAnswer:
     in_recovery: bool
 
 
-@dataclass
+@dataclass(repr=False)
 class EndpointRoleReport(CheckResult):
     """Who answered on each endpoint, whether a write on the reader endpoint was refused, and the spread."""
 
@@ -73,6 +73,16 @@ class EndpointRoleReport(CheckResult):
         if self.connection_errors:
             out.append(f"reader-endpoint connection failures: {self.connection_errors}")
         return out
+
+    def limits(self) -> str:
+        writer = f"cluster endpoint → writer {self.cluster.instance_id}"
+        if not self.expected_readers:
+            return f"{writer}; no reader: the reader endpoint reaches the writer"
+        spread = ", ".join(f"{i} {n}" for i, n in sorted(self.distribution.items()))
+        return (
+            f"{writer}; reader endpoint → readers only, a write refused with {READ_ONLY_SQLSTATE}; "
+            f"{self.connections} connections spread: {spread}"
+        )
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -84,7 +84,7 @@ def instance_infos(backend: ClusterBackend, cluster_id: str) -> list[ConnectionI
     return [backend.connection_info(cluster_id, m.db_instance_identifier) for m in cluster.db_cluster_members]
 
 
-@dataclass
+@dataclass(repr=False)
 class PoolCheckReport(CheckResult):
     """Throughput, checkout wait and leak evidence of a pool under concurrent workers."""
 
@@ -132,6 +132,13 @@ class PoolCheckReport(CheckResult):
         if self.server_sessions_peak > limit:
             out.append(f"{self.server_sessions_peak} server sessions exceed pool_size + max_overflow = {limit}")
         return out
+
+    def limits(self) -> str:
+        return (
+            f"{self.workers} workers, pool {self.pool_size} + {self.max_overflow}: {self.queries:,} queries "
+            f"({self.throughput_qps:,.0f}/s), no error, peak {self.server_sessions_peak} sessions ≤ "
+            f"{self.pool_size + self.max_overflow}, none left open"
+        )
 
     def summary(self) -> dict[str, Any]:
         wait = latency_stats(self.checkout_wait_s)
@@ -335,7 +342,7 @@ class PooledSession:
     error: str | None = None
 
 
-@dataclass
+@dataclass(repr=False)
 class PrePingReport(CheckResult):
     """What the application sees from a filled pool after an action (typically a failover)."""
 

@@ -154,7 +154,7 @@ class TableComparison:
         return "match"
 
 
-@dataclass
+@dataclass(repr=False)
 class RestoreReport(CheckResult):
     """Per-table row counts and checksums of a source vs a restored cluster."""
 
@@ -176,6 +176,10 @@ class RestoreReport(CheckResult):
             f"{t.table}: {t.status} (source {t.source_rows} rows, restored {t.restored_rows} rows)"
             for t in self.mismatched
         ]
+
+    def limits(self) -> str:
+        rows = sum(t.source_rows or 0 for t in self.tables)
+        return f"{len(self.tables)} tables, {rows:,} rows: row counts and checksums identical"
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -351,7 +355,7 @@ def seed_pitr_dataset(
     )
 
 
-@dataclass
+@dataclass(repr=False)
 class PitrReport(CheckResult):
     """Is a restore to ``T`` exact: every row committed by ``T`` present and unchanged, nothing after ``T``."""
 
@@ -386,6 +390,12 @@ class PitrReport(CheckResult):
         elif not self.expected.matches(self.restored):
             out.append("checksum differs")
         return out
+
+    def limits(self) -> str:
+        return (
+            f"{self.expected.rows} rows committed by T = {self.cutoff.isoformat(timespec='milliseconds')} present and "
+            "unchanged, none written after T"
+        )
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from aurora_kit.display import fmt, html_table
+from aurora_kit.display import html_table, measure
 from aurora_kit.errors import VerificationError
 from aurora_kit.jsonable import jsonable
 
@@ -83,7 +83,7 @@ class CheckResult:
         ]
         rows = self.summary_rows()
         if rows:
-            parts.append(html_table(["measure", "value"], rows))
+            parts.append(html_table(["measure", "value"], [measure(str(k), v) for k, v in rows]))
         detail = self.detail_table()
         if detail is not None and detail[1]:
             parts.append(html_table(*detail))
@@ -94,7 +94,7 @@ class CheckResult:
 
     def __str__(self) -> str:
         lines = [f"{self.title}: {'PASS' if self.ok else 'FAIL'}"]
-        lines += [f"  {label}: {fmt(value)}" for label, value in self.summary_rows()]
+        lines += ["  {}: {}".format(*measure(str(label), value)) for label, value in self.summary_rows()]
         lines += [f"  ! {p}" for p in self.problems()]
         return "\n".join(lines)
 

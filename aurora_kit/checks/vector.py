@@ -36,7 +36,7 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 # -- extension ------------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(repr=False)
 class ExtensionReport(CheckResult):
     """Installed vs available versions of an extension, and what :func:`ensure_vector_extension` did."""
 
@@ -61,6 +61,9 @@ class ExtensionReport(CheckResult):
         elif self.wanted is not None and self.installed != self.wanted:
             out.append(f"{self.extension} is at {self.installed}, wanted {self.wanted}")
         return out
+
+    def limits(self) -> str:
+        return f"{self.extension} {self.installed} installed ({self.action}), wanted {self.wanted or 'any version'}"
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -294,7 +297,7 @@ def _run_queries(
     return results, timings, time.perf_counter() - started
 
 
-@dataclass
+@dataclass(repr=False)
 class VectorProofReport(CheckResult):
     """Recall@k, latency and QPS of an ANN index vs exact search, with the EXPLAIN evidence."""
 

@@ -41,6 +41,7 @@ from aurora_kit.backends.base import ClusterBackend, ConnectionInfo, FailoverMod
 from aurora_kit.checks._probe_tables import SCHEMA, ensure_probe_tables
 from aurora_kit.checks.common import connect, instance_identity, sqlstate_of
 from aurora_kit.checks.result import CheckResult
+from aurora_kit.display import quantity
 from aurora_kit.errors import InvalidParameterError, VerificationError, WaitTimeoutError
 from aurora_kit.polling import wait_for
 
@@ -79,7 +80,7 @@ class Failure:
     id: int | None = None
 
 
-@dataclass
+@dataclass(repr=False)
 class WriteProbeReport(CheckResult):
     """RTO, lost acknowledged commits, errors by kind and the writer before/after, from one probe run."""
 
@@ -251,6 +252,22 @@ class WriteProbeReport(CheckResult):
             "recovered": self.recovered,
             "errors_by_kind": self.errors_by_kind,
         }
+
+    def summary_rows(self) -> list[tuple[str, Any]]:
+        """The figures a DBA reads first, rounded (every raw value is in :meth:`summary`)."""
+        s = self.summary()
+        return [
+            ("RTO (client)", quantity(s["rto_s"], "s")),
+            ("RTO (server timestamps)", quantity(s["rto_server_s"], "s")),
+            ("lost commits", s["lost"]),
+            ("in doubt (commit outcome unknown)", f"{s['in_doubt']} ({s['in_doubt_committed']} found committed)"),
+            ("writes attempted / acknowledged", f"{s['attempted']} / {s['acknowledged']} at {self.rate:g}/s"),
+            ("failed attempts", s["failed_attempts"]),
+            ("writer", f"{s['old_writer']} → {s['new_writer']}"),
+            ("verified on", s["verified_on"]),
+            ("writes resumed", s["recovered"]),
+            ("probe ran", quantity(s["duration_s"], "s")),
+        ]
 
     def detail_table(self) -> tuple[list[str], list[list[Any]]]:
         return ["error (phase: kind)", "count"], [[k, v] for k, v in sorted(self.errors_by_kind.items())]

@@ -1,5 +1,5 @@
-"""``aurora-kit local up | status | down | failover | crash-writer | maintain | list``: drive local Aurora-shaped
-clusters.
+"""``aurora-kit local up | status | down | failover | crash-writer | maintain | list | connect-info``: drive local
+Aurora-shaped clusters.
 
 The root dir is ``--root`` or ``$AURORA_KIT_HOME`` (default ``/var/lib/aurora_kit`` as root, else
 ``~/.local/share/aurora_kit``). ``maintain`` is the automated-backup housekeeping to run from cron or a systemd
@@ -17,30 +17,41 @@ from typing import Any
 
 from aurora_kit.backends.base import Cluster, FailoverResult
 
+ROOT_HELP = "state/data root (default: $AURORA_KIT_HOME, else /var/lib/aurora_kit as root, else per-user)"
+
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "local", help="run local Aurora-shaped PostgreSQL clusters", description=__doc__
     )
-    parser.add_argument("--root", default=None, help="state/data root (default: $AURORA_KIT_HOME or per-user)")
+    parser.add_argument("--root", default=None, help=ROOT_HELP)
+    # --root after the action too (aurora-kit local list --root DIR); SUPPRESS keeps the group's value otherwise
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--root", default=argparse.SUPPRESS, help=ROOT_HELP)
     sub = parser.add_subparsers(dest="local_command", required=True, metavar="ACTION")
 
-    up = sub.add_parser("up", help="create a cluster: 1 writer + N readers")
-    up.add_argument("--cluster-id", default="ak-local")
-    up.add_argument("--readers", type=int, default=2)
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        parsed: argparse.ArgumentParser = sub.add_parser(
+            name, parents=[after], help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        return parsed
+
+    up = action("up", "create a cluster: 1 writer + N readers")
+    up.add_argument("--cluster-id", default="ak-local", help="the cluster's identifier")
+    up.add_argument("--readers", type=int, default=2, help="readers besides the writer (0-15)")
     up.add_argument("--protect", action="store_true", help="turn deletion protection on")
     up.set_defaults(func=cmd_up)
 
-    status = sub.add_parser("status", help="cluster and instance status (all clusters without an id)")
-    status.add_argument("cluster_id", nargs="?")
+    status = action("status", "cluster and instance status (all clusters without an id)")
+    status.add_argument("cluster_id", nargs="?", help="one cluster (default: every cluster under the root)")
     status.set_defaults(func=cmd_status)
 
-    down = sub.add_parser("down", help="delete a cluster (explicit final-snapshot choice)")
-    down.add_argument("cluster_id")
+    down = action("down", "delete a cluster (explicit final-snapshot choice)")
+    down.add_argument("cluster_id", help="the cluster to delete")
     choice = down.add_mutually_exclusive_group(required=True)
-    choice.add_argument("--final-snapshot", metavar="SNAPSHOT_ID", default=None)
-    choice.add_argument("--skip-final-snapshot", action="store_true")
-    down.add_argument("--force", action="store_true", help="lift deletion protection")
+    choice.add_argument("--final-snapshot", metavar="SNAPSHOT_ID", default=None, help="take this final snapshot")
+    choice.add_argument("--skip-final-snapshot", action="store_true", help="delete without a final snapshot")
+    down.add_argument("--force", action="store_true", help="lift deletion protection first")
     down.add_argument(
         "--keep-automated-backups",
         action="store_true",
@@ -48,21 +59,18 @@ def register(subparsers: Any) -> None:
     )
     down.set_defaults(func=cmd_down)
 
-    fo = sub.add_parser("failover", help="fail over to a reader (planned, or --crash the writer first)")
-    fo.add_argument("cluster_id")
+    fo = action("failover", "fail over to a reader (planned, or --crash the writer first)")
+    fo.add_argument("cluster_id", help="the cluster to fail over")
     fo.add_argument("--target", default=None, help="reader to promote (default: the most advanced)")
     fo.add_argument("--crash", action="store_true", help="SIGKILL the writer instead of a clean shutdown")
     fo.set_defaults(func=cmd_failover)
 
-    crash = sub.add_parser(
-        "crash-writer", help="SIGKILL the writer; the cluster recovers as Aurora would (crash failover)"
-    )
-    crash.add_argument("cluster_id")
+    crash = action("crash-writer", "SIGKILL the writer; the cluster recovers as Aurora would (crash failover)")
+    crash.add_argument("cluster_id", help="the cluster whose writer to kill")
     crash.set_defaults(func=cmd_crash_writer)
 
-    maintain = sub.add_parser(
-        "maintain",
-        help="take the automated backups that are due, expire old ones (run it from cron / a systemd timer)",
+    maintain = action(
+        "maintain", "take the automated backups that are due, expire old ones (run it from cron / a systemd timer)"
     )
     maintain.add_argument("cluster_id", nargs="?", help="one cluster (default: every cluster and retained backup)")
     maintain.add_argument(
@@ -73,7 +81,18 @@ def register(subparsers: Any) -> None:
     )
     maintain.set_defaults(func=cmd_maintain)
 
-    sub.add_parser("list", help="one line per cluster").set_defaults(func=cmd_list)
+    action("list", "one line per cluster").set_defaults(func=cmd_list)
+
+    info = sub.add_parser(
+        "connect-info",
+        help="how a client connects (psycopg endpoints, or the AWS Advanced Python Wrapper's recipe); no password",
+    )
+    info.add_argument("cluster_id")
+    info.add_argument("--for", dest="client", choices=("psycopg", "aws-wrapper"), default="psycopg")
+    info.add_argument(
+        "--json", action="store_true", help="one JSON object (the password file's path, never the password)"
+    )
+    info.set_defaults(func=cmd_connect_info)
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -209,14 +228,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from aurora_kit.errors import DeletionProtectionError
+
     backend = _backend(args)
-    snap = backend.delete_cluster(
-        args.cluster_id,
-        final_snapshot_id=args.final_snapshot,
-        skip_final_snapshot=args.skip_final_snapshot,
-        lift_deletion_protection=args.force,
-        delete_automated_backups=not args.keep_automated_backups,
-    )
+    try:
+        snap = backend.delete_cluster(
+            args.cluster_id,
+            final_snapshot_id=args.final_snapshot,
+            skip_final_snapshot=args.skip_final_snapshot,
+            lift_deletion_protection=args.force,
+            delete_automated_backups=not args.keep_automated_backups,
+        )
+    except DeletionProtectionError:
+        raise DeletionProtectionError(
+            args.cluster_id, hint="nothing was deleted; add --force to lift deletion protection first"
+        ) from None
     print(
         f"cluster {args.cluster_id} deleted"
         + (f"; final snapshot {snap.db_cluster_snapshot_identifier}" if snap else "")
@@ -254,4 +280,71 @@ def cmd_failover(args: argparse.Namespace) -> int:
 def cmd_crash_writer(args: argparse.Namespace) -> int:
     backend = _backend(args)
     _print_failover(backend.failover(args.cluster_id, mode="crash"))
+    return 0
+
+
+def _wrapper_snippet(conninfo: str, password_file: str, properties: dict[str, str]) -> str:
+    props = "".join(f"    {k}={v!r},\n" for k, v in properties.items())
+    return (
+        "import psycopg\n"
+        "from aws_advanced_python_wrapper import AwsWrapperConnection\n\n"
+        "conn = AwsWrapperConnection.connect(\n"
+        "    psycopg.Connection.connect,\n"
+        f"    {conninfo!r},\n"
+        f"    password=open({password_file!r}).read().strip(),\n"
+        f"{props}"
+        "    autocommit=True,\n"
+        ")"
+    )
+
+
+def cmd_connect_info(args: argparse.Namespace) -> int:
+    import json
+
+    backend = _backend(args)
+    cluster = backend.describe_cluster(args.cluster_id)
+    password_file = (cluster.master_user_secret_arn or "").removeprefix("file://")
+    if args.client == "psycopg":
+        out: dict[str, Any] = {
+            "client": "psycopg",
+            "cluster": backend.connection_info(args.cluster_id, "cluster").conninfo,
+            "reader": backend.connection_info(args.cluster_id, "reader").conninfo,
+            "password_file": password_file,
+        }
+        if args.json:
+            print(json.dumps(out, indent=1))
+        else:
+            print(pairs([(k, v) for k, v in out.items() if k != "client"]))
+            print("\npsycopg.connect(<conninfo>, password=open(<password file>).read().strip())")
+        return 0
+    recipe = backend.aws_wrapper_recipe(args.cluster_id)
+    out = {
+        "client": "aws-advanced-python-wrapper",
+        "conninfo": recipe.conninfo,
+        "properties": dict(recipe.properties),
+        "password_file": password_file,
+        "names_resolve": recipe.names_resolve,
+        "hosts_lines": list(recipe.hosts_lines),
+    }
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(
+        pairs(
+            [
+                ("conninfo", recipe.conninfo),
+                *((k, v) for k, v in recipe.properties.items()),
+                ("password file", password_file),
+                ("names resolve", "yes" if recipe.names_resolve else "NO (see below)"),
+            ]
+        )
+    )
+    print("\n" + _wrapper_snippet(recipe.conninfo, password_file, dict(recipe.properties)))
+    if not recipe.names_resolve:
+        print(
+            "\nThe wrapper reaches instances by name and these names do not resolve here: the backend writes them to"
+            " /etc/hosts only when it may (as root). Add these lines to /etc/hosts (sudo), or run `aurora-kit local`"
+            " as root:\n\n" + "\n".join(recipe.hosts_lines)
+        )
+        return 1
     return 0

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from aurora_kit.backends.base import REDACTED
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.params.model import (
     MISSING,
@@ -30,9 +31,19 @@ from aurora_kit.params.model import (
     RunbookParameters,
     TeardownSettings,
 )
+from aurora_kit.redaction import redact_patterns
 from aurora_kit.rules import is_secret_key
 
+
 # -- loading and validation -------------------------------------------------------------------------------------
+def _refuse(field: str, value: Any, reason: str) -> InvalidParameterError:
+    """The error for a bad value, never echoing a secret: the value of a secret-looking key is shown redacted, and
+    the reason (which may quote the file) goes through the redaction patterns."""
+    if any(is_secret_key(part) for part in str(field).split(".")):
+        value = REDACTED
+    return InvalidParameterError(field, value, redact_patterns(reason))
+
+
 _MODEL_NAMES = {
     cls.__name__
     for cls in (
@@ -63,10 +74,10 @@ def _raise(exc: ValidationError, source: str, data: Mapping[str, Any]) -> typing
             reason = f"secret-looking key{where}: secrets never go in parameters (use Secrets Manager / IAM auth)"
         else:
             reason = f"unknown key{where}; known keys: {', '.join(_known_keys(loc[:-1]))}"
-        raise InvalidParameterError(field, err.get("input"), reason) from exc
+        raise _refuse(field, err.get("input"), reason) from exc
     reason = str(err["msg"]).removeprefix("Value error, ")
     value = _lookup(data, loc) if loc else err.get("input")
-    raise InvalidParameterError(field, value, f"{reason} ({source})" if source else reason) from exc
+    raise _refuse(field, value, f"{reason} ({source})" if source else reason) from exc
 
 
 def _lookup(data: Mapping[str, Any], loc: Sequence[str]) -> Any:
@@ -112,7 +123,7 @@ _SPEC_FIELDS = {
 def _translate_inner(exc: InvalidParameterError, source: str) -> typing.NoReturn:
     parts = exc.field.split(".")
     field = next((_SPEC_FIELDS[p] for p in reversed(parts) if p in _SPEC_FIELDS), exc.field)
-    raise InvalidParameterError(field, exc.value, f"{exc.reason} ({source})" if source else exc.reason) from exc
+    raise _refuse(field, exc.value, f"{exc.reason} ({source})" if source else exc.reason) from exc
 
 
 def validate(data: Mapping[str, Any], *, source: str = "", require: Iterable[str] = SECTIONS) -> RunbookParameters:
@@ -131,7 +142,7 @@ def validate(data: Mapping[str, Any], *, source: str = "", require: Iterable[str
         if isinstance(cause, InvalidParameterError):
             if loc:  # a rule checked one field: name it by its place in the file
                 where = f" ({source})" if source else ""
-                raise InvalidParameterError(".".join(loc), cause.value, cause.reason + where) from exc
+                raise _refuse(".".join(loc), cause.value, cause.reason + where) from exc
             _translate_inner(cause, source)  # a ClusterSpec check: name the parameter it comes from
         _raise(exc, source, data)
     where = f" in {source}" if source else ""
@@ -143,22 +154,104 @@ def validate(data: Mapping[str, Any], *, source: str = "", require: Iterable[str
     return params
 
 
+#: a parameters file is a few kilobytes; anything near this is not one
+MAX_FILE_BYTES = 1 << 20
+#: values a file may expand to through YAML aliases (a "billion laughs" file expands to 10^9)
+MAX_EXPANDED_NODES = 100_000
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the last one would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for once every alias is expanded (shared nodes counted each time)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts once
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+        else:
+            size = 1
+        memo[key] = size
+    return memo[key]
+
+
+def read_yaml(path: Path, *, field: str = "parameters file") -> Any:
+    """The parsed file, or InvalidParameterError saying in one sentence why not (missing, a directory, not
+    UTF-8, too large, not YAML, a duplicate key, alias expansion past :data:`MAX_EXPANDED_NODES`). ``field`` names
+    the file in the error (a fleet file reads through here too)."""
+    shown = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InvalidParameterError(field, shown, "no such file") from exc
+    except IsADirectoryError as exc:
+        raise InvalidParameterError(
+            field,
+            shown,
+            "is a directory; give the YAML file"
+            + (" (-f parameters/<env>.yaml)" if field == "parameters file" else ""),
+        ) from exc
+    except PermissionError as exc:
+        raise InvalidParameterError(field, shown, "cannot be read (permission denied)") from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidParameterError(field, shown, f"is {len(raw):,} bytes; a {field} is at most {MAX_FILE_BYTES:,}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameterError(field, shown, f"is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_EXPANDED_NODES:
+            raise InvalidParameterError(
+                field, shown, f"expands to {size:,} values through YAML aliases (at most {MAX_EXPANDED_NODES:,})"
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise _refuse(field, shown, f"not valid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
+
+
 def load(path: str | Path, overrides: Sequence[str] = ()) -> RunbookParameters:
     """Load ``parameters/<env>.yaml``, apply ``-p key=value`` overrides, validate every section."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise InvalidParameterError("parameters file", str(path), "no such file") from exc
-    except yaml.YAMLError as exc:
-        raise InvalidParameterError("parameters file", str(path), f"not valid YAML: {exc}") from exc
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise InvalidParameterError("parameters file", str(path), "must hold a mapping of keys to values")
     source = str(path)
     for item in overrides:
         data = apply_override(data, item)
         source = f"{path} with -p overrides"
-    return validate(data, source=source)
+    return validate(_relative_to(path, data), source=source)
+
+
+def _relative_to(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """A relative ``aws.ca_bundle`` is relative to the parameters file (runbooks run in another directory)."""
+    aws = data.get("aws")
+    bundle = aws.get("ca_bundle") if isinstance(aws, dict) else None
+    if isinstance(bundle, str) and bundle and not Path(bundle).is_absolute():
+        assert isinstance(aws, dict)
+        data = {**data, "aws": {**aws, "ca_bundle": str((path.parent / bundle).resolve())}}
+    return data
 
 
 def for_runbook(
@@ -193,7 +286,7 @@ def apply_override(data: Mapping[str, Any], item: str) -> dict[str, Any]:
     where allowed); otherwise it is read as YAML (``3``, ``true``, ``[10, 40]``, ``{a: b}``).
     """
     if "=" not in item:
-        raise InvalidParameterError(item, MISSING, "an override is key=value (section.key=value for sections)")
+        raise _refuse(redact_patterns(item), MISSING, "an override is key=value (section.key=value for sections)")
     key, raw = item.split("=", 1)
     path = key.strip().split(".")
     model: type[BaseModel] = RunbookParameters
@@ -201,14 +294,14 @@ def apply_override(data: Mapping[str, Any], item: str) -> dict[str, Any]:
         fields = model.model_fields
         if part not in fields:
             where = ".".join(path[:depth]) or "parameters"
-            raise InvalidParameterError(key, raw, f"unknown key in {where}; known keys: {', '.join(fields)}")
+            raise _refuse(key, raw, f"unknown key in {where}; known keys: {', '.join(fields)}")
         if depth < len(path) - 1:
             try:
                 model = _model_of(path[: depth + 1])
             except (KeyError, TypeError, AttributeError) as exc:
-                raise InvalidParameterError(key, raw, f"{part} has no sub-keys") from exc
+                raise _refuse(key, raw, f"{part} has no sub-keys") from exc
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
-                raise InvalidParameterError(key, raw, f"{part} has no sub-keys")
+                raise _refuse(key, raw, f"{part} has no sub-keys")
     annotation = model.model_fields[path[-1]].annotation
     value: Any
     if _accepts_str(annotation) and raw not in {"null", "~"}:
@@ -217,7 +310,7 @@ def apply_override(data: Mapping[str, Any], item: str) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError as exc:
-            raise InvalidParameterError(key, raw, f"not a valid YAML value: {exc}") from exc
+            raise _refuse(key, raw, f"not a valid YAML value: {exc}") from exc
     out: dict[str, Any] = dict(data)
     cur = out
     for part in path[:-1]:

@@ -12,13 +12,15 @@ Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are err
     instance_class: db.r6g.large
     backup_retention_period: 1     # days, 1-35
     preferred_backup_window: "03:00-04:00"
+    preferred_maintenance_window: "sun:05:00-sun:05:30"   # or null: AWS picks one
     deletion_protection: false
     iam_auth: false                # IAM database authentication
     tags: {project: aurora_kit}
     dry_run: false                 # plan mutating calls, make none
     confirm: false                 # destructive steps run only with -p confirm=true
     local_root: null               # local backend: cluster root dir (null = the backend's default)
-    aws: {profile, ca_bundle, db_subnet_group_name, vpc_security_group_ids, kms_key_id, sns_topic_arn}
+    aws: {profile, ca_bundle, db_subnet_group_name, vpc_security_group_ids, kms_key_id, sns_topic_arn,
+          iam_db_user, endpoint_overrides}
     # one section per runbook concern
     parameter_group: {...}         # 02-configure-parameters
     pgvector: {...}                # 03-extensions
@@ -57,10 +59,13 @@ from pydantic import (
 
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.rules import (
+    check_alarm_can_fire,
     check_alarm_period,
     check_backup_window,
     check_identifier,
+    check_maintenance_window,
     check_retention,
+    is_secret_key,
 )
 from aurora_kit.specs import AlarmSpec, ClusterSpec
 
@@ -108,7 +113,7 @@ MISSING: Any = _Missing()
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # an inf threshold never fires
 
 
 # -- sections -------------------------------------------------------------------------------------------------
@@ -121,12 +126,25 @@ class AwsOptions(_Model):
     vpc_security_group_ids: list[str]
     kms_key_id: str | None
     sns_topic_arn: str | None
+    #: the database user that logs in with IAM tokens when ``iam_auth`` (01 creates it, grants rds_iam); the master
+    #: user keeps its password (the managed secret)
+    iam_db_user: str | None
+    #: ``{"<endpoint hostname>" or "*.<suffix>": "address:port"}``: connect there (a tunnel, a bastion, the emulator)
+    #: while TLS still verifies the RDS hostname (it stays libpq's host; the address goes in hostaddr)
+    endpoint_overrides: dict[str, str]
 
     @field_validator("sns_topic_arn")
     @classmethod
     def _sns(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$", v):
             raise ValueError("must be an SNS topic ARN such as 'arn:aws:sns:eu-west-1:123456789012:aurora-alarms'")
+        return v
+
+    @field_validator("iam_db_user")
+    @classmethod
+    def _db_user(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", v):
+            raise ValueError("must be a PostgreSQL role name: lowercase letters, digits, '_', at most 63")
         return v
 
     @field_validator("vpc_security_group_ids")
@@ -268,14 +286,15 @@ class MonitoringSettings(_Model):
 class TeardownSettings(_Model):
     """99-teardown: the final-snapshot choice is explicit — exactly one of the two. Besides ``confirm``, the
     operator types the cluster to delete: ``confirm_cluster_id`` must equal ``cluster_id`` or nothing is deleted.
-    ``delete_automated_backups`` (RDS ``DeleteAutomatedBackups``; optional key, default true as in the RDS API):
-    false keeps the automated backups as retained backups, restorable until the retention period expires."""
+    ``delete_automated_backups`` (RDS ``DeleteAutomatedBackups``, true as the RDS API's default): false keeps the
+    automated backups as retained backups, restorable until the retention period expires."""
 
     final_snapshot_id: str | None
     skip_final_snapshot: bool
     lift_deletion_protection: bool
+    #: DeleteDBCluster's DeleteAutomatedBackups: false keeps them for their retention period (both backends)
+    delete_automated_backups: bool
     confirm_cluster_id: str | None  # must equal cluster_id to delete it (-p teardown.confirm_cluster_id=<id>)
-    delete_automated_backups: bool = True
 
     @field_validator("final_snapshot_id", "confirm_cluster_id")
     @classmethod
@@ -302,6 +321,7 @@ class RunbookParameters(_Model):
     instance_class: str
     backup_retention_period: int
     preferred_backup_window: str
+    preferred_maintenance_window: str | None  # ddd:hh:mm-ddd:hh:mm UTC, ≥ 30 min, clear of backups; null: AWS's
     deletion_protection: bool
     iam_auth: bool
     tags: dict[str, str]
@@ -338,6 +358,11 @@ class RunbookParameters(_Model):
     @classmethod
     def _tag_text(cls, v: Any) -> Any:
         if isinstance(v, Mapping):
+            secret = next((str(k) for k in v if is_secret_key(str(k))), None)
+            if secret is not None:  # tags are copied to snapshots and shown to anyone who may describe the cluster
+                raise InvalidParameterError(
+                    f"tags.{secret}", "***redacted***", "a secret-looking tag key: no secret goes in tags"
+                )
             return {
                 str(k): str(val) if isinstance(val, (int, float)) and not isinstance(val, bool) else val
                 for k, val in v.items()
@@ -361,12 +386,35 @@ class RunbookParameters(_Model):
     def _retention(cls, v: Any) -> int:
         return check_retention(v)
 
+    @field_validator("preferred_maintenance_window")
+    @classmethod
+    def _maintenance(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        return check_maintenance_window(v, info.data.get("preferred_backup_window"))
+
     @model_validator(mode="after")
     def _consistent(self) -> RunbookParameters:
         from aurora_kit.backends import backend_class
 
-        backend_class(self.backend).check_parameters(self)
+        cls = backend_class(self.backend)
+        if self.iam_auth and not cls.traits.iam_database_auth:
+            raise InvalidParameterError("iam_auth", True, f"the {cls.name} backend has no IAM database authentication")
+        cls.check_parameters(self)
+        if self.backup_restore is not None:
+            restore = self.backup_restore.restore_cluster_id
+            if restore in (self.cluster_id, f"{self.cluster_id}-pitr"):
+                raise InvalidParameterError(
+                    "backup_restore.restore_cluster_id",
+                    restore,
+                    "must differ from cluster_id: a restore creates a new cluster",
+                )
+            if self.backup_restore.restore_mode == "both":  # the second restore goes to <id>-pitr
+                check_identifier("backup_restore.restore_cluster_id", f"{restore}-pitr")
         self.to_cluster_spec()  # surfaces ClusterSpec's own checks (window length, instance class...)
+        wanted = (self.parameter_group.parameters if self.parameter_group else {}).get("max_connections", "")
+        if self.monitoring is not None and wanted.isdigit():
+            check_alarm_can_fire(self.monitoring.max_connections, int(wanted))
         return self
 
     # -- derived objects --------------------------------------------------------------------------------------
@@ -380,6 +428,7 @@ class RunbookParameters(_Model):
             engine_version=self.engine_version,
             backup_retention_period=self.backup_retention_period,
             preferred_backup_window=self.preferred_backup_window,
+            preferred_maintenance_window=self.preferred_maintenance_window,
             deletion_protection=self.deletion_protection,
             iam_database_authentication=self.iam_auth,
             kms_key_id=self.aws.kms_key_id,

@@ -5,7 +5,7 @@ up."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit.backends.base import Cluster
@@ -13,7 +13,7 @@ from aurora_kit.display import Table
 from aurora_kit.polling import wait_for
 from aurora_kit.specs import InstanceSpec
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
-from aurora_kit.steps.common import Skipped
+from aurora_kit.steps.common import Skipped, check_step, members_table
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
@@ -21,6 +21,37 @@ if TYPE_CHECKING:
     from aurora_kit.checks import PitrReport, RestoreReport, SeededDataset, TableFingerprint
     from aurora_kit.checks.cluster import BackupsReport
     from aurora_kit.runbook import Run
+
+
+def validate(run: Run) -> Table:
+    """Everything this runbook can check before its first change: the clusters it will create do not exist yet,
+    the snapshot id is free, and a given restore time lies between the cluster's earliest restorable time and now
+    (on Aurora LatestRestorableTime trails; the restore waits for it). Refuses with the typed error otherwise —
+    before the snapshot, so a bad request leaves nothing behind."""
+    from aurora_kit.errors import ClusterAlreadyExistsError, ClusterNotFoundError, SnapshotAlreadyExistsError
+    from aurora_kit.rules import check_restore_window
+
+    cid = run.params.cluster_id
+    source = run.backend.describe_cluster(cid)
+    rows: list[dict[str, Any]] = []
+    for mode, new_id in restore_ids(run).items():
+        try:
+            run.backend.describe_cluster(new_id)
+        except ClusterNotFoundError:
+            rows.append({"check": f"{mode} restore into", "value": new_id, "result": "free"})
+            continue
+        raise ClusterAlreadyExistsError(new_id)
+    snap = snapshot_id(run)
+    if any(s.db_cluster_snapshot_identifier == snap for s in run.backend.describe_snapshots(cid)):
+        raise SnapshotAlreadyExistsError(snap)
+    rows.append({"check": "snapshot id", "value": snap, "result": "free"})
+    given = run.section("backup_restore").restore_time
+    if given is not None and "pitr" in restore_ids(run):
+        earliest = source.earliest_restorable_time or source.cluster_create_time
+        now = datetime.now(timezone.utc)
+        check_restore_window(given, earliest, now, cluster_id=cid)
+        rows.append({"check": "restore time", "value": given, "result": f"within [{earliest}, now]"})
+    return Table(rows, "checked before any change")
 
 
 def check_backups(run: Run) -> BackupsReport:
@@ -52,6 +83,37 @@ def fingerprints(run: Run) -> dict[str, TableFingerprint]:
 
 def fingerprint_table(fps: Mapping[str, TableFingerprint]) -> Table:
     return Table([{"table": n, "rows": f.rows, "checksum": f.checksum} for n, f in fps.items()], "source tables")
+
+
+def snapshot_table(snap: Snapshot) -> Table:
+    """The snapshot as a one-row table."""
+    row = {
+        "snapshot": snap.db_cluster_snapshot_identifier,
+        "of": snap.db_cluster_identifier,
+        "type": snap.snapshot_type,
+        "status": snap.status,
+        "engine": snap.engine_version,
+        "created": snap.snapshot_create_time,
+        "encrypted": snap.storage_encrypted,
+    }
+    return Table([row], f"snapshot {snap.db_cluster_snapshot_identifier}")
+
+
+def restored_table(run: Run, restored: Cluster | Skipped) -> Table | Skipped:
+    """A restored cluster's endpoints and members (or why there is none)."""
+    if isinstance(restored, Skipped):
+        return restored
+    return members_table(run, restored)
+
+
+def window_table(cluster: Cluster, target: datetime | None) -> Table:
+    """The restorable window of the source and the point-in-time target T."""
+    row = {
+        "earliest restorable": cluster.earliest_restorable_time,
+        "latest restorable": cluster.latest_restorable_time,
+        "restore to (T)": target if target is not None else "latest restorable time",
+    }
+    return Table([row], f"{cluster.db_cluster_identifier}: restorable window")
 
 
 def snapshot_id(run: Run) -> str:
@@ -91,7 +153,7 @@ def restore_snapshot(run: Run, snap: Snapshot) -> Cluster | Skipped:
     ids = restore_ids(run)
     if "snapshot" not in ids:
         print("restore_mode is pitr: no restore from the snapshot")
-        return Skipped("restore from snapshot", "restore_mode: pitr")
+        return Skipped.not_requested("restore from snapshot", "restore_mode: pitr")
     new_id = ids["snapshot"]
     return run.backend.restore_from_snapshot(
         snap.db_cluster_snapshot_identifier, new_id, instances=_restore_instances(run, new_id)
@@ -139,7 +201,7 @@ def restore_pitr(run: Run, target: datetime | None) -> Cluster | Skipped:
     ids = restore_ids(run)
     if "pitr" not in ids:
         print("restore_mode is snapshot: no point-in-time restore")
-        return Skipped("point-in-time restore", "restore_mode: snapshot")
+        return Skipped.not_requested("point-in-time restore", "restore_mode: snapshot")
     new_id = ids["pitr"]
     return run.backend.restore_to_point_in_time(
         run.params.cluster_id,
@@ -150,6 +212,11 @@ def restore_pitr(run: Run, target: datetime | None) -> Cluster | Skipped:
     )
 
 
+SNAPSHOT_CHECK = "restore verification"
+PITR_CHECK = "point-in-time restore exactness"
+
+
+@check_step(SNAPSHOT_CHECK)
 def verify_snapshot_restore(
     run: Run, expected: Mapping[str, TableFingerprint], restored: Any
 ) -> RestoreReport | Skipped:
@@ -157,27 +224,26 @@ def verify_snapshot_restore(
     from aurora_kit.checks import verify_restore
 
     if isinstance(restored, Skipped):
-        return restored
+        return Skipped(SNAPSHOT_CHECK, restored.reason, restored.requested)
     if restored.status == "dry-run":
-        return Skipped("restore verification", "dry run: nothing was restored")
+        return Skipped(SNAPSHOT_CHECK, "dry run: nothing was restored")
     info = run.backend.connection_info(restored.db_cluster_identifier, "cluster")
     return verify_restore(dict(expected), info)
 
 
+@check_step(PITR_CHECK)
 def verify_pitr(run: Run, seeded: Any, restored: Any, target: datetime | None) -> PitrReport | Skipped:
     """Exactness at T: every row committed by T present and unchanged, none written after T."""
     from aurora_kit.checks import verify_pitr as _verify_pitr
 
     if isinstance(restored, Skipped):
-        return restored
+        return Skipped(PITR_CHECK, restored.reason, restored.requested)
     if restored.status == "dry-run":
-        return Skipped("PITR exactness", "dry run: nothing was restored")
+        return Skipped(PITR_CHECK, "dry run: nothing was restored")
     if isinstance(seeded, Skipped):
-        return Skipped("PITR exactness", "no seeded dataset (data plane skipped)")
+        return Skipped(PITR_CHECK, "no seeded dataset (data plane skipped)")
     if target != seeded.cutoff:
-        return Skipped(
-            "PITR exactness", f"restore_time {target} is not the seeded cut-off; exactness is only known at T"
-        )
+        return Skipped(PITR_CHECK, f"restore_time {target} is not the seeded cut-off; exactness is only known at T")
     return _verify_pitr(seeded, run.backend.connection_info(restored.db_cluster_identifier, "cluster"))
 
 
@@ -207,10 +273,14 @@ def delete_restores(run: Run, *restored: Any, snap: Snapshot | None = None) -> l
 __all__ = [
     *_common,
     "check_backups",
+    "validate",
     "delete_restores",
     "fingerprint_table",
     "fingerprints",
     "restore_ids",
+    "restored_table",
+    "snapshot_table",
+    "window_table",
     "restore_pitr",
     "restore_snapshot",
     "restore_target",

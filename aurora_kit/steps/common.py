@@ -11,24 +11,28 @@ run) the step is not run and a :class:`Skipped` stands in for its result — sho
 (reason)``, never as a pass. :func:`verify` shows a check's result and ends in its verdict line; a failed check
 raises its typed error, so papermill marks the cell and the run fails.
 
-Every mutating step passes :func:`confirm` first: the one gate that decides, from ``dry_run`` and ``confirm``
-(and for teardown the typed cluster id), whether a destructive action may run.
+Every destructive step passes :func:`confirm` first: the one gate that decides whether it may run — headless from
+``dry_run`` and ``confirm`` (and for teardown the typed cluster id), in JupyterLab by a person pressing Confirm
+after seeing the step's plan of mutating calls.
 """
 
 from __future__ import annotations
 
 import html
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aurora_kit.display import Table, show
 from aurora_kit.errors import AuroraKitError, ClusterNotFoundError, ConfirmationRequiredError
+from aurora_kit.outcome import Check, CheckStatus
 
 if TYPE_CHECKING:
     from aurora_kit.backends.base import Cluster, ClusterBackend, Instance
     from aurora_kit.runbook import Run
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: runbooks that operate an existing cluster (01 creates it; 99 has nothing to do without one)
 NEEDS_CLUSTER = frozenset(
@@ -43,25 +47,40 @@ NEEDS_CLUSTER = frozenset(
 )
 
 
+#: runbooks that create the cluster: the data plane is probed after the creation, not at the start
+CREATES_CLUSTER = frozenset({"01-create-cluster"})
+
+
 # == opening ===================================================================================================
 def start(runbook: str, namespace: Mapping[str, Any]) -> tuple[Run, DataPlane]:
     """Validate the parameters, open the run, and find out whether the data plane answers (module docstring)."""
     from aurora_kit import runbook as runbook_mod
+    from aurora_kit.interactive import session
 
-    run = runbook_mod.start(runbook, namespace)
+    interactive = session.install() is not None  # JupyterLab: recorded like a headless run, from this cell on
+    run = runbook_mod.start(runbook, namespace, interactive=interactive)
+    session.attach(run)
     enable_progress(run)
+    if runbook in CREATES_CLUSTER:  # nothing to reach before the cluster exists: the runbook probes after creating
+        dp = DataPlane(False, "not probed yet: the cluster is created first", run.params.dry_run)
+        print("data plane: probed once the cluster exists (see below)")
+        return run, dp
     dp = data_plane(run, required=runbook in NEEDS_CLUSTER)
     show(dp)
     return run, dp
 
 
-def enable_progress(run: Run) -> None:
-    """Progress bars on every wait of the run's backend."""
-    import warnings
+def parameters_form(runbook: str, namespace: MutableMapping[str, Any]) -> None:
+    """In JupyterLab, the runbook's parameters in a form validated as you type; Apply writes them into the
+    notebook for the opening cell (:mod:`aurora_kit.interactive.form`). Headless: nothing."""
+    from aurora_kit.interactive import form, session
 
-    with warnings.catch_warnings():  # tqdm.auto warns once when ipywidgets is absent; text bars are fine
-        warnings.simplefilter("ignore")
-        import tqdm.auto  # noqa: F401
+    session.install()  # in JupyterLab: record the run from this cell on (else nothing)
+    form.show(runbook, namespace)
+
+
+def enable_progress(run: Run) -> None:
+    """Live progress on every wait of the run's backend (one updating line: :func:`aurora_kit.polling.wait_for`)."""
     run.backend.progress = True
 
 
@@ -152,10 +171,20 @@ def data_plane(run: Run, cluster_id: str | None = None, *, required: bool = Fals
 
 
 def missing_cluster_hint(run: Run) -> str:
-    return (
-        f"create it first: aurora-kit run 01 -f <parameters file> (cluster_id: {run.params.cluster_id}); "
-        "see what exists with: aurora-kit local list (local) or aws rds describe-db-clusters (aws)"
-    )
+    """What to run next when the cluster does not exist: the commands, ready to paste."""
+    import os
+    import shlex
+
+    from aurora_kit.runbook import PARAMETERS_FILE_ENV
+
+    p = run.params
+    source = os.environ.get(PARAMETERS_FILE_ENV) or "<parameters file>"
+    create = f"aurora-kit run 01 -f {shlex.quote(source)} -p cluster_id={shlex.quote(p.cluster_id)}"
+    if run.backend.traits.regional:
+        listing = f"aws rds describe-db-clusters --region {shlex.quote(p.region)}"
+    else:
+        listing = "aurora-kit local list" + (f" --root {shlex.quote(p.local_root)}" if p.local_root else "")
+    return f"create it first: {create}; see which clusters exist: {listing}"
 
 
 def connect_timeout(run: Run) -> float:
@@ -165,10 +194,19 @@ def connect_timeout(run: Run) -> float:
 
 @dataclass(frozen=True)
 class Skipped:
-    """Stands in for a result that was not produced; says so wherever it is shown or recorded."""
+    """Stands in for a result that was not produced; says so wherever it is shown or recorded.
+
+    A skipped *check* (``requested``, the default: it could not run from here, e.g. the data plane is not
+    reachable) makes the run ``not verified``; one the parameters did not ask for (:meth:`not_requested`, e.g.
+    ``restore_mode: pitr`` skips the snapshot restore) is shown and traced but does not."""
 
     what: str
     reason: str
+    requested: bool = True
+
+    @classmethod
+    def not_requested(cls, what: str, reason: str) -> Skipped:
+        return cls(what, reason, requested=False)
 
     def __str__(self) -> str:
         return f"SKIPPED {self.what}: {self.reason}"
@@ -182,20 +220,37 @@ class Skipped:
     def ok(self) -> None:  # neither passed nor failed
         return None
 
+    @property
+    def status(self) -> CheckStatus:
+        return CheckStatus.SKIPPED if self.requested else CheckStatus.NOT_REQUESTED
+
     def summary(self) -> str:
-        return f"skipped ({self.reason})"
+        return f"skipped ({self.reason})" if self.requested else f"not requested ({self.reason})"
 
     def verdict(self) -> str:
-        return f"NOT VERIFIED {self.what}: {self.reason}"
+        label = "NOT VERIFIED" if self.requested else "NOT REQUESTED"
+        return f"{label} {self.what}: {self.reason}"
 
     def plot(self, *args: Any, **kwargs: Any) -> None:
         print(f"nothing to plot — {self}")
 
 
+def check_step(title: str) -> Callable[[F], F]:
+    """Declare the check a data-plane step produces (its result's title), so that when the step cannot run
+    (:func:`when`) the record names the same check a run that reached the data plane names."""
+
+    def mark(step: F) -> F:
+        step.check_title = title  # type: ignore[attr-defined]
+        return step
+
+    return mark
+
+
 def when(dp: DataPlane, step: Callable[..., Any], *args: Any, writes: bool = False, **kwargs: Any) -> Any:
     """``step(*args, **kwargs)`` when the data plane is available (and, for ``writes=True`` steps, not a dry
-    run); otherwise print why and return a :class:`Skipped`."""
-    what = getattr(step, "__name__", str(step)).replace("_", " ")
+    run); otherwise print why and return a :class:`Skipped` named after the check the step produces
+    (:func:`check_step`), or after the step."""
+    what = getattr(step, "check_title", None) or getattr(step, "__name__", str(step)).replace("_", " ")
     if not dp.available:
         skipped = Skipped(what, f"data plane not reachable: {dp.reason}")
     elif writes and dp.dry_run:
@@ -206,13 +261,49 @@ def when(dp: DataPlane, step: Callable[..., Any], *args: Any, writes: bool = Fal
     return skipped
 
 
-def verify(result: Any, **limits: Any) -> None:
-    """Show ``result`` (its table, even when the check fails), raise the check's typed error if its claim fails
-    (``assert_ok(**limits)``), then print its verdict line. A :class:`Skipped` is shown as not verified."""
+def verify(result: Any, *, name: str | None = None, **limits: Any) -> None:
+    """The one way a runbook judges a check: show ``result`` (its table, even when the check fails), then its
+    verdict line — ``PASS <check> (<limits>)``, ``FAIL <check>: <problems>`` or ``NOT VERIFIED <check>: <why>``
+    for a :class:`Skipped` — which is also the check's trace in the record (:func:`aurora_kit.runbook.record_check`):
+    the runner computes the run's outcome from these traces. A failed check then raises its typed error
+    (``assert_ok(**limits)``), so papermill marks the cell and the run fails. ``name`` tells apart two checks of
+    the same kind in one run (the failback's write probe)."""
+    from aurora_kit.errors import VerificationError
+    from aurora_kit.runbook import record_check
+
+    if isinstance(result, Skipped):
+        if name:
+            result = Skipped(name, result.reason, result.requested)
+        record_check(Check(result.what, result.status, result.reason), result.verdict())
+        return
     show(result)
-    if not isinstance(result, Skipped):
+    name = name or str(result.title)
+    try:
         result.assert_ok(**limits)
-    print(result.verdict())
+    except VerificationError as exc:
+        line = result.verdict().replace(str(result.title), name, 1)
+        if not line.startswith("FAIL"):  # limits given here that the result's own verdict does not know
+            line = f"FAIL {name}: " + "; ".join(getattr(exc, "context", {}).get("problems") or [exc.message])
+        record_check(Check(name, CheckStatus.FAILED, line), line)
+        raise
+    line = result.verdict()
+    if name != result.title:
+        line = line.replace(str(result.title), name, 1)
+    record_check(Check(name, CheckStatus.PASSED, line), line)
+
+
+def plot(result: Any) -> None:
+    """Draw ``result``'s chart here (``result.plot()``), returning nothing, so the cell shows the chart and no
+    matplotlib repr; a skipped result says there is nothing to plot."""
+    if isinstance(result, Skipped) or not callable(getattr(result, "plot", None)):
+        print(f"nothing to plot — {result}")
+        return
+    import matplotlib.pyplot as plt
+
+    drawn = result.plot()
+    figure = getattr(drawn, "figure", drawn)  # an Axes knows its figure
+    show(figure)
+    plt.close(figure)
 
 
 def summary(**results: Any) -> dict[str, Any]:
@@ -232,12 +323,43 @@ def summary(**results: Any) -> dict[str, Any]:
 
 
 # == the confirmation gate ======================================================================================
-def confirm(run: Run, action: str, *, typed_cluster_id: str | bool | None = False) -> None:
-    """The one gate before a destructive ``action``: a dry run passes (it changes nothing); otherwise ``confirm``
-    must be true and, when ``typed_cluster_id`` is given (teardown), it must name the run's cluster.
-    ConfirmationRequiredError, before any mutating call, when not."""
+def confirm(
+    run: Run,
+    action: str,
+    *,
+    typed_cluster_id: str | bool | None = False,
+    plan: Callable[[ClusterBackend], Any] | None = None,
+) -> None:
+    """The one gate before a destructive ``action``, headless and in JupyterLab alike.
+
+    A dry run passes (it changes nothing). In JupyterLab (:mod:`aurora_kit.interactive`: a live frontend, no
+    runner) a person decides: a widget shows the plan of mutating calls — ``plan(backend)`` is the step's own
+    control-plane call, run here on a dry-run twin of the run's backend — and, when ``typed_cluster_id`` is
+    given (teardown), asks for the cluster id to be typed; Cancel or no answer in time raises
+    :class:`~aurora_kit.errors.ConfirmationDeclinedError`. Headless, ``confirm`` must be true and, when
+    ``typed_cluster_id`` is given, it must name the run's cluster; ConfirmationRequiredError otherwise. Either
+    way before any mutating call, and the decision leaves its trace (:mod:`aurora_kit.confirmation`: who, when,
+    how, the plan shown) that the record keeps."""
+    from aurora_kit.confirmation import CONFIRMED, Confirmation, record
+    from aurora_kit.interactive import session
+
     p = run.params
     if p.dry_run:
+        return
+    who = f"{run.operator}@{run.host}"
+    if session.can_ask(run):
+        from aurora_kit.errors import ConfirmationDeclinedError
+        from aurora_kit.interactive import gate
+
+        calls = gate.planned_calls(run, plan)
+        decision = gate.ask(run, action, calls, typed=typed_cluster_id is not False)
+        record(decision)
+        if not decision.confirmed:
+            raise ConfirmationDeclinedError(
+                f"{action} on {p.cluster_id!r} {decision.decision}",
+                cluster_id=p.cluster_id,
+                action=action,
+            )
         return
     if not p.confirm:
         raise ConfirmationRequiredError(
@@ -252,17 +374,25 @@ def confirm(run: Run, action: str, *, typed_cluster_id: str | bool | None = Fals
             cluster_id=p.cluster_id,
             confirm_cluster_id=typed_cluster_id,
         )
+    how = "parameter confirm: true" + (" and teardown.confirm_cluster_id" if typed_cluster_id is not False else "")
+    typed = typed_cluster_id if isinstance(typed_cluster_id, str) else None
+    record(Confirmation(action, p.cluster_id, CONFIRMED, how, who, typed_cluster_id=typed))
 
 
 # == tables every runbook shows =================================================================================
-def plan_table(backend: ClusterBackend) -> Table:
-    """The mutating calls a dry run recorded (a real run made its calls: the title says so)."""
+def plan_table(backend: ClusterBackend) -> Table | None:
+    """The mutating calls a dry run recorded, as a table (and for the runner, which prints it in the terminal);
+    nothing outside a dry run (the calls were made: the cells above say what happened)."""
     rows = [
         {"#": n + 1, "service": c.service, "call": c.operation, "parameters": c.params}
         for n, c in enumerate(backend.plan)
     ]
-    title = "dry-run plan: calls that would be made" if backend.dry_run else "not a dry run: the calls were made"
-    return Table(rows, title)
+    if backend.dry_run:
+        from aurora_kit.runbook import planned_calls, record_plan
+
+        record_plan(planned_calls(backend))
+        return Table(rows, f"dry-run plan: {len(rows)} call(s) that would be made; none was made")
+    return None
 
 
 def members_table(run: Run, cluster: Cluster) -> Table:
@@ -312,12 +442,15 @@ __all__ = [
     "DataPlane",
     "Skipped",
     "Table",
+    "check_step",
     "cluster_summary",
     "confirm",
     "connect_timeout",
     "data_plane",
     "members_table",
+    "parameters_form",
     "plan_table",
+    "plot",
     "start",
     "summary",
     "verify",

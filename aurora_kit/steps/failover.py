@@ -5,27 +5,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aurora_kit.display import Table
+from aurora_kit.display import Table, quantity
 from aurora_kit.polling import wait_for
 from aurora_kit.rules import FailoverCandidate, failover_target
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
-from aurora_kit.steps.common import DataPlane, Skipped, confirm
+from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
-    from aurora_kit.backends.base import Cluster, FailoverResult
+    from aurora_kit.backends.base import Cluster, ClusterBackend, FailoverResult
     from aurora_kit.checks.write_probe import WriteProbeReport
     from aurora_kit.runbook import Run
 
 
-def plan(run: Run) -> Table:
-    """Members with their role, tier and class, and the instance that will be promoted: the one given, or the
-    one Aurora's rule picks (promotion tier, then the largest class, then the name)."""
+def _candidates(run: Run) -> list[FailoverCandidate]:
     cid = run.params.cluster_id
     c = run.backend.describe_cluster(cid)
     instances = {i.db_instance_identifier: i for i in run.backend.describe_instances(cid)}
-    fo = run.section("failover")
-    candidates = [
+    return [
         FailoverCandidate(
             m.db_instance_identifier,
             m.is_cluster_writer,
@@ -37,7 +34,24 @@ def plan(run: Run) -> Table:
         )
         for m in c.db_cluster_members
     ]
-    _writer, target = failover_target(cid, candidates, fo.target_instance_id)  # refuses here, before any call
+
+
+def target(run: Run) -> str:
+    """The instance to promote: ``failover.target_instance_id``, else the reader the rule picks (promotion tier,
+    largest class, name) — one rule for both backends; FailoverNotPossibleError before any call."""
+    _writer, chosen = failover_target(
+        run.params.cluster_id, _candidates(run), run.section("failover").target_instance_id
+    )
+    return chosen
+
+
+def plan(run: Run) -> Table:
+    """Members with their role, tier and class, and the instance that will be promoted: the one given, or the
+    one Aurora's rule picks (promotion tier, then the largest class, then the name)."""
+    cid = run.params.cluster_id
+    fo = run.section("failover")
+    candidates = _candidates(run)
+    _writer, chosen = failover_target(cid, candidates, fo.target_instance_id)  # refuses here, before any call
     rows = [
         {
             "instance": m.instance_id,
@@ -45,12 +59,12 @@ def plan(run: Run) -> Table:
             "available": m.available,
             "promotion tier": m.promotion_tier,
             "class": m.instance_class,
-            "promoted": "◀ promoted" if m.instance_id == target else "",
+            "promoted": "◀ promoted" if m.instance_id == chosen else "",
         }
         for m in candidates
     ]
     how = "as requested" if fo.target_instance_id else "by the rule: promotion tier, then largest class, then name"
-    return Table(rows, f"{fo.mode} failover of {cid}: {target} will be promoted ({how})")
+    return Table(rows, f"{fo.mode} failover of {cid}: {chosen} will be promoted ({how})")
 
 
 def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, WriteProbeReport | Skipped]:
@@ -61,24 +75,32 @@ def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, WriteProbeReport 
 
     fo = run.section("failover")
     cid = run.params.cluster_id
-    confirm(run, f"{fo.mode} failover")
+    chosen = target(run)  # the plan's pick, asked for explicitly: the backend does not choose by its own rule
+
+    def promote(backend: ClusterBackend) -> FailoverResult:
+        return backend.failover(cid, target_instance_id=chosen, mode=fo.mode)
+
+    confirm(run, f"{fo.mode} failover", plan=promote)
     if dp.available and not run.params.dry_run:
         return probe_failover(
             run.backend,
             cid,
             mode=fo.mode,
-            target_instance_id=fo.target_instance_id,
+            target_instance_id=chosen,
             rate=1.0 / run.section("probe").interval_s,
             max_rto_s=fo.max_rto_s,
             max_lost=fo.max_lost_commits,
         )
     why = "dry run" if run.params.dry_run else f"data plane not reachable: {dp.reason}"
-    skipped = Skipped("write probe (RTO, lost commits)", why)
+    skipped = Skipped("write probe", f"{why} (RTO and lost commits not measured)")
     print(skipped)
-    return run.backend.failover(cid, target_instance_id=fo.target_instance_id, mode=fo.mode), skipped
+    return promote(run.backend), skipped
 
 
-def failover_table(result: FailoverResult) -> Table:
+def failover_table(result: FailoverResult | Skipped) -> Table | Skipped:
+    """The failover (or failback) as a table: mode, old and new writer, status, control-plane time."""
+    if isinstance(result, Skipped):
+        return result
     return Table(
         [
             {
@@ -86,10 +108,10 @@ def failover_table(result: FailoverResult) -> Table:
                 "old writer": result.old_writer,
                 "new writer": result.new_writer,
                 "status": result.status,
-                "control plane s": result.control_plane_seconds,
+                "control plane": f"{quantity(result.control_plane_seconds, 's')} (−{result.control_plane_error_s:g} s)",
             }
         ],
-        "failover",
+        f"{result.mode} failover of {result.db_cluster_identifier}",
     )
 
 
@@ -101,6 +123,7 @@ def figures(result: FailoverResult, report: Any) -> dict[str, Any]:
         "old_writer": result.old_writer,
         "new_writer": result.new_writer,
         "control_plane_s": round(result.control_plane_seconds, 3),
+        "control_plane_error_s": round(result.control_plane_error_s, 3),  # it may have ended up to this much earlier
     }
     if isinstance(report, Skipped):
         out["write_probe"] = report.summary()
@@ -144,6 +167,7 @@ def wait_old_writer_reader(run: Run, result: FailoverResult) -> Cluster:
     return cluster
 
 
+@check_step("every instance's role, from the instance itself")
 def instance_roles(run: Run) -> Any:
     """Every instance's role, from the instance itself (readers refuse writes)."""
     from aurora_kit.steps.readwrite import instance_roles as roles
@@ -151,7 +175,7 @@ def instance_roles(run: Run) -> Any:
     return roles(run)
 
 
-def failback(run: Run, result: FailoverResult, dp: DataPlane) -> Any:
+def failback(run: Run, result: FailoverResult, dp: DataPlane) -> FailoverResult | Skipped:
     """With ``failover.failback``: a planned failover back to the old writer (probe running when possible),
     verified like the first; needs ``confirm``."""
     from aurora_kit.checks import probe_failover
@@ -163,8 +187,12 @@ def failback(run: Run, result: FailoverResult, dp: DataPlane) -> Any:
         return Skipped("failback", "failover.failback: false")
     if result.status == "dry-run":
         return Skipped("failback", "dry run")
-    confirm(run, f"failback to {result.old_writer}")
     cid = run.params.cluster_id
+
+    def promote_old_writer(backend: ClusterBackend) -> FailoverResult:
+        return backend.failover(cid, target_instance_id=result.old_writer, mode="planned")
+
+    confirm(run, f"failback to {result.old_writer}", plan=promote_old_writer)
     if dp.available:
         back, report = probe_failover(
             run.backend,
@@ -175,9 +203,10 @@ def failback(run: Run, result: FailoverResult, dp: DataPlane) -> Any:
             max_rto_s=fo.max_rto_s,
             max_lost=fo.max_lost_commits,
         )
-        verify(report)
+        verify(report, name="failback write probe")
     else:
-        back = run.backend.failover(cid, target_instance_id=result.old_writer, mode="planned")
+        verify(Skipped("failback write probe", f"data plane not reachable: {dp.reason}"))
+        back = promote_old_writer(run.backend)
     wait_old_writer_reader(run, back)
     return back
 
@@ -190,5 +219,6 @@ __all__ = [
     "figures",
     "instance_roles",
     "plan",
+    "target",
     "wait_old_writer_reader",
 ]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aurora_kit.display import Table
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
 from aurora_kit.steps.common import __all__ as _common
-from aurora_kit.steps.common import confirm, connect_timeout
+from aurora_kit.steps.common import check_step, confirm, connect_timeout
 
 if TYPE_CHECKING:
     from aurora_kit.backends.base import ParameterChangeResult
@@ -86,14 +86,16 @@ def rolling_reboot(run: Run, result: ParameterChangeResult) -> RebootOutcome:
             "their next reboot"
         )
         return RebootOutcome([], pending, static)
-    confirm(run, "rolling reboot of " + ", ".join(pending))
-    rebooted = [i.db_instance_identifier for i in run.backend.reboot_pending(run.params.cluster_id)]
+    cid = run.params.cluster_id
+    confirm(run, "rolling reboot of " + ", ".join(pending), plan=lambda backend: backend.reboot_pending(cid))
+    rebooted = [i.db_instance_identifier for i in run.backend.reboot_pending(cid)]
     if run.params.dry_run:
         print("dry run: no reboot made")
         return RebootOutcome([], pending, static)
     return RebootOutcome(rebooted, [], static)
 
 
+@check_step("parameters on every instance")
 def settings(run: Run, reboot: RebootOutcome | None = None) -> SettingsReport:
     """``SHOW`` of each wanted parameter on every instance (instances still pending-reboot are excused for the
     static parameters that wait for that reboot)."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
 from aurora_kit.steps.common import __all__ as _common
-from aurora_kit.steps.common import connect_timeout
+from aurora_kit.steps.common import check_step, connect_timeout
 
 if TYPE_CHECKING:
     from aurora_kit.checks.endpoints import EndpointRoleReport, InstanceRolesReport
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from aurora_kit.runbook import Run
 
 
+@check_step("endpoint roles")
 def endpoint_roles(run: Run) -> EndpointRoleReport:
     """Cluster endpoint → writer, reader endpoint → readers (a write refused with 25006), spread over readers."""
     from aurora_kit.checks import check_endpoint_roles
@@ -24,6 +25,7 @@ def endpoint_roles(run: Run) -> EndpointRoleReport:
     return check_endpoint_roles(run.backend, run.params.cluster_id, connections=20)
 
 
+@check_step("every instance's role, from the instance itself")
 def instance_roles(run: Run) -> InstanceRolesReport:
     """Every instance directly: its role agrees with the control plane; every reader refuses a write (25006)."""
     from aurora_kit.checks.endpoints import check_instance_roles
@@ -31,6 +33,7 @@ def instance_roles(run: Run) -> InstanceRolesReport:
     return check_instance_roles(run.backend, run.params.cluster_id, connect_timeout=connect_timeout(run))
 
 
+@check_step("write on the writer, read back on the reader endpoint")
 def round_trip(run: Run) -> RoundTripReport:
     """``probe.rows`` rows written on the writer, read back identical through the reader endpoint (deadline
     ``probe.max_replica_lag_s`` × 10, at least 5 s)."""
@@ -47,6 +50,7 @@ def round_trip(run: Run) -> RoundTripReport:
     )
 
 
+@check_step("replica lag")
 def replica_lag(run: Run) -> ReplicaLagReport:
     """Replica lag of every reader: ``duration_s / interval_s`` markers, limit ``max_replica_lag_s`` (p99)."""
     from aurora_kit.checks import measure_replica_lag
@@ -62,6 +66,7 @@ def replica_lag(run: Run) -> ReplicaLagReport:
     )
 
 
+@check_step("connection pool check")
 def pool(run: Run) -> PoolCheckReport:
     """The seed's pool (10 + 20 overflow, pre-ping) under 20 concurrent workers for ``probe.duration_s``."""
     from aurora_kit.checks import check_pool

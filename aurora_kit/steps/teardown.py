@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from aurora_kit.checks.result import Findings
 from aurora_kit.display import Table
-from aurora_kit.errors import ClusterNotFoundError, DeletionProtectionError
+from aurora_kit.errors import ClusterNotFoundError, DeletionProtectionError, InvalidParameterError
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
 from aurora_kit.steps.common import __all__ as _common
 from aurora_kit.steps.common import confirm
 
 if TYPE_CHECKING:
-    from aurora_kit.backends.base import Cluster, Snapshot
+    from aurora_kit.backends.base import Cluster, ClusterBackend, Snapshot
     from aurora_kit.runbook import Run
 
 
@@ -35,6 +35,12 @@ def plan(run: Run, cluster: Cluster | None) -> Table:
         return Table([], "nothing to delete")
     if cluster.deletion_protection and not t.lift_deletion_protection:
         raise DeletionProtectionError(cluster.db_cluster_identifier)
+    if not t.delete_automated_backups and not run.backend.traits.retains_automated_backups:
+        raise InvalidParameterError(
+            "teardown.delete_automated_backups",
+            False,
+            f"the {run.backend.name} backend's automated backups go with the cluster; take a final snapshot instead",
+        )
     final = (
         f"final snapshot {t.final_snapshot_id}"
         if t.final_snapshot_id
@@ -46,7 +52,8 @@ def plan(run: Run, cluster: Cluster | None) -> Table:
         rows.append({"delete": f"automated backups of {cluster.db_cluster_identifier}", "kind": "automated backups"})
         backups = "automated backups deleted"
     else:
-        backups = f"automated backups RETAINED (restorable for {cluster.backup_retention_period} day(s))"
+        days = cluster.backup_retention_period
+        backups = f"automated backups kept for their retention period ({days} day(s), restorable meanwhile)"
     protection = "on — will be lifted first" if cluster.deletion_protection else "off"
     return Table(rows, f"{final}; {backups}; deletion protection {protection}")
 
@@ -57,14 +64,21 @@ def teardown(run: Run, cluster: Cluster | None) -> Snapshot | None:
     if cluster is None:
         return None
     t = run.section("teardown")
-    confirm(run, "deleting the cluster", typed_cluster_id=t.confirm_cluster_id)
-    return run.backend.delete_cluster(
-        cluster.db_cluster_identifier,
-        final_snapshot_id=t.final_snapshot_id,
-        skip_final_snapshot=t.skip_final_snapshot,
-        lift_deletion_protection=t.lift_deletion_protection,
-        delete_automated_backups=t.delete_automated_backups,
-    )
+    cid = cluster.db_cluster_identifier
+    choice: dict[str, bool] = {} if t.delete_automated_backups else {"delete_automated_backups": False}
+
+    def delete(backend: ClusterBackend) -> Snapshot | None:
+        return backend.delete_cluster(
+            cid,
+            final_snapshot_id=t.final_snapshot_id,
+            skip_final_snapshot=t.skip_final_snapshot,
+            lift_deletion_protection=t.lift_deletion_protection,
+            **choice,
+        )
+
+    plan(run, cluster)  # every refusal again, before anything is deleted
+    confirm(run, "deleting the cluster", typed_cluster_id=t.confirm_cluster_id, plan=delete)
+    return delete(run.backend)
 
 
 def gone(run: Run) -> Findings:

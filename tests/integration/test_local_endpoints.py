@@ -9,6 +9,7 @@ import pytest
 from psycopg import errors
 
 from aurora_kit.backends.base import Cluster
+from aurora_kit.errors import InvalidParameterError
 from aurora_kit.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -60,11 +61,11 @@ def test_reader_rejects_writes(local_backend: Any, local_cluster: Cluster) -> No
         assert excinfo.value.sqlstate == "25006"
 
 
-def test_replica_status_shim_lists_readers(local_backend: Any, local_cluster: Cluster) -> None:
+def test_replica_status_lists_the_writer_and_every_reader(local_backend: Any, local_cluster: Cluster) -> None:
     with _connect(local_backend, local_cluster, "cluster") as conn:
-        rows = conn.execute("SELECT server_id, session_id, is_writer FROM aurora_replica_status()").fetchall()
-    assert (local_cluster.writer_id, "MASTER_SESSION_ID", True) in rows
-    assert sorted(r[0] for r in rows if not r[2]) == sorted(local_cluster.reader_ids)
+        rows = conn.execute("SELECT server_id, session_id FROM aurora_replica_status()").fetchall()
+    assert (local_cluster.writer_id, "MASTER_SESSION_ID") in rows
+    assert sorted(r[0] for r in rows if r[1] != "MASTER_SESSION_ID") == sorted(local_cluster.reader_ids)
 
 
 def test_password_never_in_conninfo(local_backend: Any, local_cluster: Cluster) -> None:
@@ -85,3 +86,55 @@ def test_pgvector_available_but_not_created(local_backend: Any, local_cluster: C
         ).fetchone()
     assert row is not None
     assert row[0] == "0.8.5"
+
+
+def test_every_instance_answers_on_the_cluster_port_at_its_recorded_address(
+    local_backend: Any, local_cluster: Cluster
+) -> None:
+    cid = local_cluster.db_cluster_identifier
+    instances = local_backend.describe_instances(cid)
+    assert len({i.endpoint_port for i in instances}) == 1  # one port, as on Aurora
+    assert len({i.endpoint_address for i in instances}) == len(instances)  # an address each
+    password = local_backend.connection_info(cid, "cluster").password
+    for inst in instances:
+        with psycopg.connect(
+            host=inst.endpoint_address,
+            port=inst.endpoint_port,
+            dbname=local_cluster.database_name,
+            user=local_cluster.master_username,
+            password=password,
+            connect_timeout=2,
+        ) as conn:
+            row = conn.execute("SELECT aurora_db_instance_identifier(), host(inet_server_addr())").fetchone()
+        assert row == (inst.db_instance_identifier, inst.endpoint_address)
+
+
+def test_aurora_sql_surface_on_every_instance(local_backend: Any, local_cluster: Cluster) -> None:
+    cid = local_cluster.db_cluster_identifier
+    members = {local_cluster.writer_id, *local_cluster.reader_ids}
+    for iid in sorted(members):
+        with _connect(local_backend, local_cluster, iid) as conn:
+            rows = conn.execute(
+                "SELECT server_id, session_id, last_update_timestamp FROM pg_catalog.aurora_replica_status()"
+            ).fetchall()
+            # every instance lists every instance, the writer's row included, on readers too
+            assert {r[0] for r in rows} == members
+            assert [r[0] for r in rows if r[1] == "MASTER_SESSION_ID"] == [local_cluster.writer_id]
+            assert [r[2] for r in rows if r[0] == iid] == [None]  # as on Aurora >= 13.9: NULL for itself
+            columns = [c.name for c in conn.execute("SELECT * FROM aurora_replica_status() LIMIT 0").description]
+            assert columns[:2] == ["server_id", "session_id"]
+            assert {"replica_lag_in_msec", "last_update_timestamp", "cpu", "durable_lsn"} <= set(columns)
+            assert len(columns) == 22
+            extensions = conn.execute(
+                "SELECT setting, context FROM pg_catalog.pg_settings WHERE name = 'rds.extensions'"
+            ).fetchall()
+            assert len(extensions) == 1
+            assert "aurora_stat_utils" in extensions[0][0]
+            assert extensions[0][1] == "internal"
+            assert conn.execute("SHOW rds.extensions").fetchone() == (extensions[0][0],)
+            version = conn.execute("SELECT aurora_version(), current_setting('server_version')").fetchone()
+            assert version is not None
+            assert version[0] == f"{version[1]}.0"
+            assert conn.execute("SELECT to_regprocedure('public.aurora_replica_status()')").fetchone() == (None,)
+    with pytest.raises(InvalidParameterError):  # not modifiable, as on Aurora
+        local_backend.apply_parameters(cid, {"rds.extensions": "x"})

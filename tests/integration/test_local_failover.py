@@ -373,3 +373,44 @@ def test_default_target_follows_the_rule_tier_then_size_then_name(local_backend:
         _check_rejoined(local_backend, cid, writer, f"{cid}-y")
     finally:
         local_backend.delete_cluster(cid, final_snapshot_id=None, skip_final_snapshot=True)
+
+
+def test_a_second_failover_meanwhile_names_the_one_holding_the_cluster(
+    local_backend: Any, local_cluster_factory: Callable[..., Cluster]
+) -> None:
+    """Two failovers at once: the second is refused before any change, and its hint says which operation holds the
+    cluster (not "add a reader")."""
+    import threading
+
+    cid = local_cluster_factory(readers=2).db_cluster_identifier
+    first = threading.Thread(target=local_backend.failover, args=(cid,), kwargs={"mode": "crash"})
+    first.start()
+    try:
+        wait_for(
+            "the first failover under way",
+            lambda: local_backend.store.cluster(cid).status,
+            lambda status: status == "failing-over",
+            timeout=30,
+            initial_delay=0.001,
+            max_delay=0.005,
+        )
+        with pytest.raises(FailoverNotPossibleError) as exc:
+            local_backend.failover(cid)
+    finally:
+        first.join(timeout=120)
+    assert "is failing-over" in str(exc.value)
+    assert f"failover (pid {os.getpid()}" in exc.value.hint
+    assert "add a reader" not in str(exc.value)
+    assert local_backend.store.holder(cid) is None  # released with the first failover
+
+
+def test_a_lock_holder_that_is_gone_is_not_named(tmp_path: Any) -> None:
+    from aurora_kit.backends.local.state import StateStore
+
+    store = StateStore(tmp_path)
+    (tmp_path / "locks" / "c1.holder").write_text('{"operation": "failover", "pid": 999999999, "since": "x"}')
+    assert store.holder("c1") is None
+    assert "wait until it is available" in store.busy_hint("c1", "failing-over")
+    with store.cluster_lock("c1", "reboot instance"):
+        assert store.holder("c1").startswith(f"reboot instance (pid {os.getpid()}")
+    assert not (tmp_path / "locks" / "c1.holder").exists()

@@ -295,8 +295,8 @@ def test_a_failed_stop_is_not_left_stopping_and_the_cluster_starts_again(
     assert {i.status for i in local_backend.describe_instances(cid)} == {"available"}
     # and a failed start is not left "starting": the writer that started is available, the rest stopped
     assert local_backend.stop_cluster(cid).status == "stopped"
-    port = local_backend.store.cluster(cid).instances[reader].port
-    with socket.create_server(("127.0.0.1", port)):  # the reader's port is taken (e.g. after a host reboot)
+    inst = local_backend.store.cluster(cid).instances[reader]
+    with socket.create_server((inst.address, inst.port)):  # the reader's address is taken (e.g. after a reboot)
         with pytest.raises(BackendOperationError):
             local_backend.start_cluster(cid)
         rec = local_backend.store.cluster(cid)

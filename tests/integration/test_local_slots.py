@@ -42,7 +42,7 @@ def test_deleting_a_reader_drops_its_slot_even_while_held(
         [
             local_backend.nodes.bins(cl).tool("pg_receivewal"),
             *("-D", str(dest), "-S", slot_name(leaving), "--no-loop", "-w"),
-            *("-h", "127.0.0.1", "-p", str(cl.instances[writer].port), "-U", cl.master_username),
+            *("-h", cl.instances[writer].address, "-p", str(cl.instances[writer].port), "-U", cl.master_username),
         ],
         env={**os.environ, "PGPASSWORD": local_backend.nodes.password(cid)},
         stdout=subprocess.DEVNULL,

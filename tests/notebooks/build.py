@@ -40,6 +40,8 @@ NOTEBOOKS = {
         [
             'import aurora_kit\n\naurora_kit.record_result("answer", 42)',
             'aurora_kit.record_results({"cluster": cluster_id, "readers": readers, "answer": 43})',
+            "from aurora_kit.checks.result import Findings\nfrom aurora_kit.steps.common import verify\n\n"
+            'verify(Findings("the answer", {"answer": 43}, [], judged_against="answer = 43"))',
         ],
     ),
     "failing": notebook(
@@ -67,6 +69,9 @@ NOTEBOOKS = {
             "from IPython.display import display\n\n"
             'display({"text/plain": f"rich {runtime}", "text/html": f"<b>{runtime}</b>"}, raw=True)\n'
             'aurora_kit.record_result("connection", {"user": "app", "note": f"pw {runtime}"})',
+            "import subprocess\n\n"  # a child process writes to the kernel's own stdout/stderr, not to the notebook
+            "shell = f\"echo child {runtime}; echo PGPASSWORD={v['pgpassword']} >&2\"\n"
+            'subprocess.run(["sh", "-c", shell], check=True)',
             "time.sleep(1.2)  # slow cell: papermill saves at its start",
             'raise RuntimeError(f"authentication failed for password {runtime}")',
         ],

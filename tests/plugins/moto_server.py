@@ -7,15 +7,13 @@
   fake credentials, region). Stopped at teardown. ``reset()`` wipes its state between tests;
   ``kernel_env()`` gives a child process (papermill kernel) this env with every other ``AWS_*`` variable removed.
 - ``moto_server_env``: applies that env to this process for one test and resets the server afterwards.
-- :func:`fill_moto_rds_gaps` / ``moto_rds_gaps``: patches moto's RDS for three 5.2.x gaps the aws backend's waits
-  depend on (engine defaults, pending-reboot member status, RebootDBInstance's answer); the ``moto_server``
-  fixture applies them for its whole life, ``moto_rds_gaps`` for one in-process test. The backend itself carries
-  no moto workaround.
+- ``moto_rds_gaps``: moto's RDS gaps filled for one in-process test, with the patches the emulator uses too
+  (:func:`aurora_kit.emulator.gaps.fill_moto_rds_gaps`, moto pinned to 5.2.x there); the ``moto_server`` fixture
+  applies them for its whole life. The backend itself carries no moto workaround.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import urllib.request
@@ -24,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from aurora_kit.emulator.gaps import fill_moto_rds_gaps
 
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
@@ -127,80 +127,7 @@ def moto_server_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) ->
         moto_server.reset()
 
 
-#: on each moto RDSBackend (so moto's reset drops it): parameter group → instances rebooted since its last
-#: pending-reboot change
-_PENDING = "_aurora_kit_pending_reboot"
-
-
-def _pending(backend: Any) -> dict[str, set[str]]:
-    if not hasattr(backend, _PENDING):
-        setattr(backend, _PENDING, {})
-    return getattr(backend, _PENDING)  # type: ignore[no-any-return]
-
-
-def fill_moto_rds_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Patch moto's RDS (in-process ``mock_aws`` and the moto server alike, both run moto's classes in this
-    process) with what AWS answers and moto 5.2.x does not. The aws backend itself carries no moto workaround.
-
-    - ``DescribeEngineDefaultClusterParameters``: moto raises NotImplementedError (server: HTTP 500); answered
-      with an empty catalogue, so the backend's built-in ApplyType table decides.
-    - ``DBClusterMembers[].DBClusterParameterGroupStatus``: moto always says ``in-sync``. After a
-      ModifyDBClusterParameterGroup with ``ApplyMethod=pending-reboot``, every member of a cluster using that group
-      shows ``pending-reboot`` until it is rebooted (AWS: ``applying`` → ``pending-reboot``).
-    - ``RebootDBInstance`` answers ``DBInstanceStatus: rebooting`` as AWS does (moto: ``available``); the reboot
-      itself stays instant, so the next describe shows ``available`` again.
-
-    Only the shapes are emulated; the timing (``applying``, stale polls) is covered with the Stubber.
-    """
-    from moto.core.responses import ActionResult
-    from moto.rds import models, responses
-
-    def describe_engine_default_cluster_parameters(self: Any) -> ActionResult:
-        family = self._get_param("DBParameterGroupFamily")
-        return ActionResult({"EngineDefaults": {"DBParameterGroupFamily": family, "Parameters": []}})
-
-    modify = models.RDSBackend.modify_db_cluster_parameter_group
-
-    def modify_db_cluster_parameter_group(self: Any, name: str, parameters: Any) -> Any:
-        parameters = list(parameters)
-        group = modify(self, name, parameters)
-        if any(p.get("ApplyMethod") == "pending-reboot" for p in parameters):
-            _pending(self)[name] = set()
-        return group
-
-    members = models.DBCluster.db_cluster_members
-
-    def db_cluster_members(self: Any) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = members.fget(self)  # type: ignore[attr-defined]
-        rebooted = _pending(self.backend).get(self.parameter_group)
-        if rebooted is not None:
-            for row in rows:
-                if row["DBInstanceIdentifier"] not in rebooted:
-                    row["DBClusterParameterGroupStatus"] = "pending-reboot"
-        return rows
-
-    reboot = models.RDSBackend.reboot_db_instance
-
-    def reboot_db_instance(self: Any, db_instance_identifier: str) -> Any:
-        instance = reboot(self, db_instance_identifier)
-        for rebooted in _pending(self).values():
-            rebooted.add(instance.db_instance_identifier)
-        answer = copy.copy(instance)  # the answer says rebooting; the stored instance stays available
-        answer.status = "rebooting"
-        return answer
-
-    monkeypatch.setattr(
-        responses.RDSResponse,
-        "describe_engine_default_cluster_parameters",
-        describe_engine_default_cluster_parameters,
-        raising=False,
-    )
-    monkeypatch.setattr(models.RDSBackend, "modify_db_cluster_parameter_group", modify_db_cluster_parameter_group)
-    monkeypatch.setattr(models.DBCluster, "db_cluster_members", property(db_cluster_members))
-    monkeypatch.setattr(models.RDSBackend, "reboot_db_instance", reboot_db_instance)
-
-
 @pytest.fixture
 def moto_rds_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """:func:`fill_moto_rds_gaps` for one test (in-process ``mock_aws``)."""
+    """:func:`~aurora_kit.emulator.gaps.fill_moto_rds_gaps` for one test (in-process ``mock_aws``)."""
     fill_moto_rds_gaps(monkeypatch)

@@ -20,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from aurora_kit.backends.aws import decisions as d
 from aurora_kit.backends.aws.plan import format_plan, is_mutating
 from aurora_kit.backends.aws.translate import (
     to_instance,
@@ -37,6 +38,7 @@ from aurora_kit.errors import (
     SnapshotNotFoundError,
 )
 from aurora_kit.polling import wait_for
+from aurora_kit.specs import InstanceSpec
 
 T = TypeVar("T")
 RDS = "rds"
@@ -72,14 +74,51 @@ SNAPSHOT_TERMINAL = frozenset({"failed", "error"})
 
 
 @dataclass(frozen=True)
-class PollSettings:
-    """How waits poll AWS. Real AWS: start at 2 s, back off to 30 s. Tests inject tiny delays."""
+class PollProfile:
+    """How one kind of operation is polled: first delay, longest delay, deadline (seconds)."""
 
-    initial_delay: float = 2.0
+    initial_delay: float
+    max_delay: float
+    timeout: float
+
+
+#: each operation's profile, after its duration on Aurora: a failover completes in well under a minute (polled at
+#: least every 2 s, given up after 5 min — a failed one is reported by its event at once); a reboot or a parameter
+#: change in about a minute; creates, restores, snapshots and deletes take 10-30 min (polled up to every 30 s).
+#: Every profile starts at 1 s and backs off (×1.5), so short operations are seen done soon after they are.
+PROFILES: dict[str, PollProfile] = {
+    "failover": PollProfile(1.0, 2.0, 300.0),
+    "reboot": PollProfile(1.0, 5.0, 900.0),
+    "secret": PollProfile(1.0, 5.0, 300.0),
+    "modify": PollProfile(1.0, 10.0, 900.0),
+    "parameters": PollProfile(1.0, 10.0, 900.0),
+    "create": PollProfile(1.0, 30.0, 3600.0),
+    "restore": PollProfile(1.0, 30.0, 5400.0),
+    "snapshot": PollProfile(1.0, 30.0, 3600.0),
+    "delete": PollProfile(1.0, 30.0, 3600.0),
+}
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """Caps on every poll profile (:data:`PROFILES`): an operation polls with its own profile, never slower than
+    these. The defaults leave the profiles as they are; tests pass tiny ones."""
+
+    initial_delay: float = 5.0
     max_delay: float = 30.0
     backoff: float = 1.5
-    timeout: float = 3600.0  # create / restore / delete / failover
-    short_timeout: float = 900.0  # parameter status settle, secret active, modify
+    timeout: float = 5400.0
+    short_timeout: float = 900.0  # cap of the short operations' deadlines (modify, parameters, reboot, secret)
+
+    def profile(self, operation: str) -> PollProfile:
+        """``operation``'s profile (:data:`PROFILES`), capped by these settings."""
+        own = PROFILES[operation]
+        short = operation in ("modify", "parameters", "reboot", "secret")
+        return PollProfile(
+            min(own.initial_delay, self.initial_delay),
+            min(own.max_delay, self.max_delay),
+            min(own.timeout, self.short_timeout if short else self.timeout),
+        )
 
 
 class AwsApi(ClusterBackend):
@@ -135,22 +174,41 @@ class AwsApi(ClusterBackend):
         probe: Callable[[], T],
         done: Callable[[T], bool],
         *,
+        operation: str,
         describe: Callable[[T], str] = repr,
-        timeout: float | None = None,
         fail_if: Callable[[T], str | None] | None = None,
     ) -> T:
+        """Poll with ``operation``'s profile (:meth:`PollSettings.profile`)."""
+        profile = self.poll.profile(operation)
+        since = datetime.now(timezone.utc)
         return wait_for(
             what,
             probe,
             done,
-            timeout=self.poll.timeout if timeout is None else timeout,
-            initial_delay=self.poll.initial_delay,
-            max_delay=self.poll.max_delay,
+            timeout=profile.timeout,
+            initial_delay=profile.initial_delay,
+            max_delay=profile.max_delay,
             backoff=self.poll.backoff,
             describe=describe,
             progress=self.progress,
             fail_if=fail_if,
+            events=lambda: self._recent_events(since, what),
         )
+
+    def _recent_events(self, since: datetime, what: str) -> list[str]:
+        """RDS events since ``since`` about the resources named in ``what`` (a wait's live progress line only:
+        needs ``rds:DescribeEvents``; the wait goes on without events when that fails)."""
+        names = {w.strip("(),") for w in what.split()}
+        rows = self.client(RDS).describe_events(StartTime=since).get("Events") or []
+
+        def about(source: str) -> bool:
+            return source in names or any(source.startswith(f"{n}-") for n in names if n)
+
+        return [
+            f"{e['Date']:%H:%M:%S} {e.get('SourceIdentifier')}: {e.get('Message')}"
+            for e in rows
+            if about(str(e.get("SourceIdentifier", "")))
+        ][-3:]
 
     def format_plan(self) -> str:
         """The dry-run plan, readable (see :func:`aurora_kit.backends.aws.plan.format_plan`)."""
@@ -207,7 +265,9 @@ class AwsApi(ClusterBackend):
         statuses = {i: r.get("DBInstanceStatus", "?") for i, r in self._instances(cluster_id).items()}
         return cluster, statuses
 
-    def _wait_cluster_ready(self, cluster_id: str, expect_instances: Sequence[str] = ()) -> dict[str, Any]:
+    def _wait_cluster_ready(
+        self, cluster_id: str, expect_instances: Sequence[str] = (), *, operation: str = "create"
+    ) -> dict[str, Any]:
         """Cluster ``available`` AND every instance (at least ``expect_instances``) ``available``."""
 
         def done(state: tuple[dict[str, Any] | None, dict[str, str]]) -> bool:
@@ -223,17 +283,48 @@ class AwsApi(ClusterBackend):
             f"cluster {cluster_id} and its instances available",
             lambda: self._cluster_state(cluster_id),
             done,
+            operation=operation,
             describe=_describe_state,
             fail_if=_state_terminal,
         )
         assert cluster is not None
         return cluster
 
-    def _wait_cluster_status(self, cluster_id: str, status: str) -> dict[str, Any]:
+    def _create_instances(
+        self, cluster_id: str, instances: Sequence[InstanceSpec], tags: Mapping[str, str], *, has_writer: bool
+    ) -> None:
+        """CreateDBInstance for each; without a writer yet, the first is created alone and awaited until the cluster
+        reports it as the writer: Aurora makes whichever instance comes up first the writer, so readers created at
+        the same time could take that role."""
+        for n, inst in enumerate(instances):
+            self._call(RDS, "CreateDBInstance", **d.create_instance_params(cluster_id, inst, tags))
+            if n == 0 and not has_writer and len(instances) > 1 and not self.dry_run:
+                self._wait_writer(cluster_id, inst.instance_id)
+
+    def _wait_writer(self, cluster_id: str, instance_id: str) -> None:
+        """Until ``instance_id`` is ``available`` and the cluster's members name it the writer."""
+
+        def done(state: tuple[dict[str, Any] | None, dict[str, str]]) -> bool:
+            cluster, statuses = state
+            members = (cluster or {}).get("DBClusterMembers") or []
+            writer = any(m["DBInstanceIdentifier"].lower() == instance_id and m.get("IsClusterWriter") for m in members)
+            return writer and statuses.get(instance_id) == "available"
+
+        self._wait(
+            f"{instance_id} up as the writer of {cluster_id}",
+            lambda: self._cluster_state(cluster_id),
+            done,
+            operation="create",
+            describe=_describe_state,
+            fail_if=_state_terminal,
+        )
+
+    def _wait_cluster_status(self, cluster_id: str, status: str, *, operation: str = "create") -> dict[str, Any]:
         cluster = self._wait(
             f"cluster {cluster_id} {status}",
             lambda: self._find_cluster(cluster_id),
             lambda c: c is not None and c.get("Status") == status,
+            operation=operation,
             describe=lambda c: "not found" if c is None else str(c.get("Status")),
             fail_if=_cluster_terminal,
         )
@@ -255,10 +346,10 @@ class AwsApi(ClusterBackend):
             f"cluster {cluster_id} modification applied ({', '.join(expected) or 'no fields'})",
             lambda: self._find_cluster(cluster_id),
             done,
+            operation="modify",
             describe=lambda c: (
                 "not found" if c is None else f"{c.get('Status')} pending={c.get('PendingModifiedValues') or {}}"
             ),
-            timeout=self.poll.short_timeout,
             fail_if=_cluster_terminal,
         )
         assert cluster is not None
@@ -269,6 +360,7 @@ class AwsApi(ClusterBackend):
             f"instance {instance_id} deleted",
             lambda: self._find_instance(instance_id),
             lambda r: r is None,
+            operation="delete",
             describe=lambda r: "deleted" if r is None else str(r.get("DBInstanceStatus")),
         )
 
@@ -277,8 +369,8 @@ class AwsApi(ClusterBackend):
             f"master user secret of {cluster_id} active",
             lambda: self._cluster(cluster_id),
             lambda c: (c.get("MasterUserSecret") or {}).get("SecretStatus") == "active",
+            operation="secret",
             describe=lambda c: str((c.get("MasterUserSecret") or {}).get("SecretStatus", "no MasterUserSecret")),
-            timeout=self.poll.short_timeout,
         )
         return cluster
 
@@ -287,6 +379,7 @@ class AwsApi(ClusterBackend):
             f"snapshot {snapshot_id} available",
             lambda: self._find_snapshot(snapshot_id),
             lambda s: s is not None and s.get("Status") == "available",
+            operation="snapshot",
             describe=lambda s: "not found" if s is None else f"{s.get('Status')} {s.get('PercentProgress', '')}%",
             fail_if=lambda s: (
                 f"snapshot {snapshot_id} is {s.get('Status')}"
@@ -332,6 +425,7 @@ class AwsApi(ClusterBackend):
             f"instance {instance_id} rebooted",
             probe,
             done,
+            operation="reboot",
             describe=describe,
             fail_if=lambda state: _instance_terminal(instance_id, (state[1] or {}).get("DBInstanceStatus")),
         )
@@ -358,13 +452,6 @@ def _snake(operation: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _split_host_port(host: str, target: str) -> tuple[str, int]:
-    name, sep, port = target.rpartition(":")
-    if not sep or not name or not port.isdigit():
-        raise InvalidParameterError(f"endpoint_overrides[{host}]", target, "must be 'host:port'")
-    return name, int(port)
 
 
 def _describe_state(state: tuple[dict[str, Any] | None, dict[str, str]]) -> str:

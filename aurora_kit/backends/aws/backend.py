@@ -5,13 +5,11 @@ Decisions (apply methods, drift, failover target, reboot order, restore window..
 Every call goes through :meth:`AwsApi._call` (:mod:`.api`), which records instead of calling when ``dry_run`` is set and
 wraps botocore's ``ClientError`` into :mod:`aurora_kit.errors` (AWS code kept in ``error.context["code"]``).
 Every wait goes through :func:`aurora_kit.polling.wait_for` (boto3's waiters poll every 30 s, and the cluster
-waiter returns before the instances are up).
+waiter returns before the instances are up), with its operation's poll profile (:class:`~.api.PollSettings`).
 
-Unplanned failover (``mode="crash"``) is refused with UnsupportedOperationError: Aurora has no control-plane
-API that crashes the writer. ``FailoverDBCluster`` is a planned failover (it is also what AWS FIS's
-``aws:rds:failover-db-cluster`` action calls), so reporting it as a crash would mislabel the measurement. The
-error points to the honest alternatives: ``SELECT aurora_inject_crash('instance')`` on the writer (Aurora
-PostgreSQL fault-injection function) or an AWS FIS experiment.
+The operations live in mixins over :class:`~.api.AwsApi`: parameter groups (:mod:`.parameters`), snapshots and
+restores (:mod:`.snapshots`), failover (:mod:`.failover`), alarms (:mod:`.monitoring`); this class has the clusters,
+instances and the data plane.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import boto3
@@ -30,28 +28,23 @@ from aurora_kit.backends.aws.api import (
     RDS,
     AwsApi,
     PollSettings,
-    _describe_state,
     _lower,
-    _now,
-    _split_host_port,
-    _state_terminal,
 )
+from aurora_kit.backends.aws.endpoints import endpoint_override, host_address, split_host_port
+from aurora_kit.backends.aws.failover import FailoverOps
+from aurora_kit.backends.aws.monitoring import MonitoringOps
 from aurora_kit.backends.aws.parameters import ParameterGroupOps
 from aurora_kit.backends.aws.snapshots import SnapshotOps
 from aurora_kit.backends.aws.translate import (
-    to_alarm_state,
     to_cluster,
     to_instance,
     to_snapshot,
 )
 from aurora_kit.backends.base import (
-    AlarmState,
     BackendSettings,
     BackendTraits,
     Cluster,
     ConnectionInfo,
-    FailoverMode,
-    FailoverResult,
     Instance,
     Snapshot,
     projected_cluster,
@@ -62,13 +55,12 @@ from aurora_kit.errors import (
     InvalidParameterError,
     InvalidStateError,
     SnapshotAlreadyExistsError,
-    UnsupportedOperationError,
 )
 from aurora_kit.rules import check_final_snapshot_choice
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+from aurora_kit.specs import ClusterSpec, InstanceSpec
 
 
-class AwsBackend(ParameterGroupOps, SnapshotOps):
+class AwsBackend(ParameterGroupOps, SnapshotOps, FailoverOps, MonitoringOps):
     """Aurora PostgreSQL through boto3.
 
     :param region: AWS region (else the profile's / ``AWS_DEFAULT_REGION``).
@@ -77,8 +69,9 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
     :param ca_bundle: path of the RDS CA bundle, used as ``sslrootcert`` with ``sslmode=verify-full``.
     :param iam_auth: connect with an IAM auth token (``generate_db_auth_token``, 15 min) instead of the
         managed master secret; ``iam_user`` is the database user granted ``rds_iam`` (default: master user).
-    :param endpoint_overrides: ``{"<rds hostname>": "host:port"}`` to point data-plane connections elsewhere
-        (moto's endpoints are fake); IAM tokens are still signed for the real hostname.
+    :param endpoint_overrides: ``{"<rds hostname>" or "*.<suffix>": "address:port"}``: connect there instead (a
+        tunnel, a bastion, the emulator) while the RDS hostname stays the libpq ``host``, so ``verify-full`` checks
+        the certificate against it and IAM tokens are signed for it (``hostaddr`` = the address, a name is resolved).
     :param poll: :class:`PollSettings` (or a mapping of its fields).
 
     ``AWS_ENDPOINT_URL`` (e.g. a moto server) is honoured by botocore itself.
@@ -93,6 +86,8 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         poll_max_delay_s=15.0,
         restorable_wait_s=900.0,
         regional=True,
+        iam_database_auth=True,
+        retains_automated_backups=True,
     )
 
     @classmethod
@@ -108,20 +103,46 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         bad_az = [z for z in params.availability_zones if not z.startswith(params.region)]
         if bad_az:
             raise InvalidParameterError("availability_zones", bad_az[0], f"not a zone of region {params.region!r}")
+        if params.iam_auth and not params.aws.iam_db_user:
+            raise InvalidParameterError(
+                "aws.iam_db_user",
+                None,
+                "required with iam_auth: true — the database user that logs in with IAM tokens (01 creates it and "
+                "grants rds_iam); the master user keeps its password (managed secret)",
+            )
+        master = params.to_cluster_spec().master_username
+        if params.aws.iam_db_user and params.aws.iam_db_user == master:
+            raise InvalidParameterError(
+                "aws.iam_db_user", master, "is the master user: granted rds_iam it could only log in with tokens"
+            )
+        for host, target in params.aws.endpoint_overrides.items():
+            try:
+                split_host_port(host, target)
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"aws.{exc.field}", exc.value, exc.reason) from exc
 
     @classmethod
     def options_from(cls, params: BackendSettings) -> dict[str, Any]:
         options: dict[str, Any] = {"dry_run": params.dry_run, "region": params.region, "iam_auth": params.iam_auth}
+        if params.iam_auth and params.aws.iam_db_user:
+            options["iam_user"] = params.aws.iam_db_user
         if params.aws.profile:
             options["profile"] = params.aws.profile
         if params.aws.ca_bundle:
             options["ca_bundle"] = params.aws.ca_bundle
+        if params.aws.endpoint_overrides:
+            options["endpoint_overrides"] = dict(params.aws.endpoint_overrides)
         return options
 
     def unreachable_hint(self) -> str:
         if os.environ.get("AWS_ENDPOINT_URL"):
-            return "AWS_ENDPOINT_URL is set (a moto server's endpoints are fake hostnames)"
-        return "run from inside the cluster's VPC (or through a tunnel/bastion) to reach the endpoints"
+            if not self.endpoint_overrides:
+                return (
+                    "AWS_ENDPOINT_URL is set and no aws.endpoint_overrides: a plain moto server's endpoints answer "
+                    "nobody (`aurora-kit emulate` answers through the overrides of parameters/aws-emulated.yaml)"
+                )
+            return "AWS_ENDPOINT_URL is set: is `aurora-kit emulate` running on the port aws.endpoint_overrides names?"
+        return "run from inside the cluster's VPC, or through a tunnel/bastion with aws.endpoint_overrides (README)"
 
     def __init__(
         self,
@@ -150,7 +171,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         self.sslmode = sslmode
         self.endpoint_overrides = dict(endpoint_overrides or {})
         for host, target in self.endpoint_overrides.items():
-            _split_host_port(host, target)
+            split_host_port(host, target)
         self.poll = poll if isinstance(poll, PollSettings) else PollSettings(**dict(poll or {}))
         self._engine_defaults: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -172,8 +193,8 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             if missing:
                 if not self.dry_run:
                     self._wait_cluster_status(spec.cluster_id, "available")
-                for inst in missing:
-                    self._call(RDS, "CreateDBInstance", **d.create_instance_params(spec.cluster_id, inst, spec.tags))
+                writer = any(m.get("IsClusterWriter") for m in existing.get("DBClusterMembers") or [])
+                self._create_instances(spec.cluster_id, missing, spec.tags, has_writer=writer)
                 if self.dry_run:
                     return projected_cluster(
                         spec, engine_version=spec.engine_version, port=spec.port or 5432, group=group
@@ -186,20 +207,39 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
                 existing = self._wait_cluster_ready(spec.cluster_id, [i.instance_id for i in spec.instances])
             return to_cluster(existing)
 
+        self._check_orderable(spec.instances, spec.engine_version)
         self._ensure_parameter_group(group, d.parameter_group_family(spec.engine_version), spec.cluster_id)
         created = self._call(RDS, "CreateDBCluster", **d.create_cluster_params(spec, group)).get("DBCluster")
         if not self.dry_run:
             # CreateDBInstance needs the cluster to exist; AWS accepts it while "creating", but waiting for
             # "available" first is what RDS documents for restores and avoids ordering surprises.
             self._wait_cluster_status(spec.cluster_id, "available")
-        for inst in spec.instances:  # first = writer: Aurora makes the first instance created the writer
-            self._call(RDS, "CreateDBInstance", **d.create_instance_params(spec.cluster_id, inst, spec.tags))
+        self._create_instances(spec.cluster_id, spec.instances, spec.tags, has_writer=False)
         if self.dry_run:
             return projected_cluster(spec, engine_version=spec.engine_version, port=spec.port or 5432, group=group)
         if not wait:
             return to_cluster(created or self._cluster(spec.cluster_id))
         self._wait_cluster_ready(spec.cluster_id, [i.instance_id for i in spec.instances])
         return to_cluster(self._wait_secret_active(spec.cluster_id))
+
+    def _check_orderable(self, instances: Sequence[InstanceSpec], engine_version: str) -> None:
+        """InvalidParameterError before anything is created when a class cannot be ordered for this engine version
+        in this Region (or in the requested zone)."""
+        options = {
+            cls: self._pages(
+                RDS,
+                "DescribeOrderableDBInstanceOptions",
+                "OrderableDBInstanceOptions",
+                Engine=d.ENGINE,
+                EngineVersion=engine_version,
+                DBInstanceClass=cls,
+            )
+            for cls in sorted({i.instance_class for i in instances})
+        }
+        region = self.region or self.client(RDS).meta.region_name
+        problem = d.orderable_problems(instances, engine_version, str(region), options)
+        if problem is not None:
+            raise problem
 
     def _ensure_parameter_group(self, name: str, family: str, cluster_id: str) -> None:
         if name.startswith("default."):
@@ -277,7 +317,10 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         skip_final_snapshot: bool = False,
         lift_deletion_protection: bool = False,
         wait: bool = True,
+        delete_automated_backups: bool = True,
     ) -> Snapshot | None:
+        """Delete instances, then the cluster (see the interface). ``delete_automated_backups=False`` keeps the
+        automated backups for their retention period (``DeleteAutomatedBackups``; AWS's default deletes them)."""
         cluster_id = _lower(cluster_id)
         final_snapshot_id = _lower(final_snapshot_id)
         check_final_snapshot_choice(final_snapshot_id, skip_final_snapshot)
@@ -307,7 +350,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
         if not self.dry_run:
             for instance_id in members:  # the cluster cannot be deleted while it has instances
                 self._wait_instance_gone(instance_id)
-        params: dict[str, Any] = {"DBClusterIdentifier": cluster_id}
+        params: dict[str, Any] = {"DBClusterIdentifier": cluster_id, "DeleteAutomatedBackups": delete_automated_backups}
         if skip_final_snapshot:
             params["SkipFinalSnapshot"] = True
         else:
@@ -324,6 +367,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             f"cluster {cluster_id} deleted",
             lambda: self._find_cluster(cluster_id),
             lambda c: c is None,
+            operation="delete",
             describe=lambda c: "deleted" if c is None else str(c.get("Status")),
         )
         if final_snapshot_id is None:
@@ -416,57 +460,16 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             return to_instance(response.get("DBInstance") or self._find_instance(instance_id) or {}, cluster)
         return self._wait_instance_rebooted(cluster_id, instance_id, response, require_in_sync=False)
 
-    # -- failover ---------------------------------------------------------------------------------------------
-    def failover(
-        self, cluster_id: str, *, target_instance_id: str | None = None, mode: FailoverMode = "planned"
-    ) -> FailoverResult:
-        """FailoverDBCluster to ``target_instance_id`` (default: best available reader by promotion tier).
-        Done when the target's IsClusterWriter is true and cluster and target are ``available``.
-
-        ``mode="crash"`` raises UnsupportedOperationError (see the module docstring for why)."""
-        cluster_id = _lower(cluster_id)
-        target_instance_id = _lower(target_instance_id)
-        cluster = self._cluster(cluster_id)
-        if mode == "crash":
-            raise UnsupportedOperationError(
-                "Aurora has no API that crashes the writer; FailoverDBCluster is a planned failover",
-                hint=(
-                    "for an unplanned failure run `SELECT aurora_inject_crash('instance');` on the writer, or an "
-                    "AWS FIS experiment (aws:rds:failover-db-cluster is planned too); or use mode='planned'"
-                ),
-                cluster_id=cluster_id,
-                mode=mode,
-            )
-        if mode != "planned":
-            raise InvalidParameterError("mode", mode, "must be 'planned' or 'crash'")
-        old_writer, target = d.choose_failover_target(cluster, self._instances(cluster_id), target_instance_id)
-        started = _now()
-        self._call(RDS, "FailoverDBCluster", DBClusterIdentifier=cluster_id, TargetDBInstanceIdentifier=target)
-        if self.dry_run:
-            return FailoverResult(cluster_id, mode, old_writer, target, started, started, status="dry-run")
-
-        def done(state: tuple[dict[str, Any] | None, dict[str, str]]) -> bool:
-            c, st = state
-            if c is None or c.get("Status") != "available" or st.get(target) != "available":
-                return False
-            return any(
-                m["DBInstanceIdentifier"].lower() == target and m.get("IsClusterWriter") for m in c["DBClusterMembers"]
-            )
-
-        self._wait(
-            f"failover of {cluster_id} to {target}",
-            lambda: self._cluster_state(cluster_id),
-            done,
-            describe=_describe_state,
-            fail_if=_state_terminal,
-        )
-        return FailoverResult(cluster_id, mode, old_writer, target, started, _now())
-
     # -- data plane -------------------------------------------------------------------------------------------
-    def _endpoint_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+    def master_connection_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
+        """The master user with the managed secret, even with ``iam_auth`` (administration: the IAM user itself)."""
+        return self._declare(self._endpoint_info(cluster_id, endpoint, master=True))
+
+    def _endpoint_info(self, cluster_id: str, endpoint: str = "cluster", *, master: bool = False) -> ConnectionInfo:
         """conninfo for the cluster (writer) endpoint, the reader endpoint or one instance, with
-        ``sslmode=verify-full`` + ``sslrootcert=<ca_bundle>``. The password (managed secret, or an IAM token
-        when ``iam_auth``) is in ``ConnectionInfo.password`` only, never in conninfo."""
+        ``sslmode=verify-full`` + ``sslrootcert=<ca_bundle>``. The password (managed secret, or an IAM token for
+        ``iam_user`` when ``iam_auth`` and not ``master``) is in ``ConnectionInfo.password`` only, never in
+        conninfo."""
         cluster_id = _lower(cluster_id)
         endpoint = _lower(endpoint)
         cluster = self._cluster(cluster_id)
@@ -486,9 +489,10 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
                 cluster_id=cluster_id,
                 endpoint=endpoint,
             )
-        user = (self.iam_user if self.iam_auth and self.iam_user else None) or str(cluster.get("MasterUsername"))
+        iam = self.iam_auth and not master
+        user = (self.iam_user if iam and self.iam_user else None) or str(cluster.get("MasterUsername"))
         dbname = str(cluster.get("DatabaseName") or "postgres")
-        if self.iam_auth:
+        if iam:
             if not cluster.get("IAMDatabaseAuthenticationEnabled"):
                 raise InvalidStateError(
                     f"IAM database authentication is disabled on {cluster_id!r}",
@@ -501,14 +505,11 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             )
         else:
             password = self._master_password(cluster)
-        conn_host, conn_port = _split_host_port(host, self.endpoint_overrides.get(host, f"{host}:{port}"))
-        params: dict[str, Any] = {
-            "host": conn_host,
-            "port": conn_port,
-            "dbname": dbname,
-            "user": user,
-            "sslmode": self.sslmode,
-        }
+        params: dict[str, Any] = {"host": host, "port": port, "dbname": dbname, "user": user, "sslmode": self.sslmode}
+        target = endpoint_override(host, self.endpoint_overrides)
+        if target is not None:  # the RDS name stays the host (TLS verifies it); the connection goes to hostaddr
+            name, params["port"] = split_host_port(host, target)
+            params["hostaddr"] = host_address(host, target, name)
         if self.ca_bundle:
             params["sslrootcert"] = self.ca_bundle
         return ConnectionInfo(
@@ -533,45 +534,6 @@ class AwsBackend(ParameterGroupOps, SnapshotOps):
             raise BackendOperationError(
                 f"the master user secret of {cluster_id!r} has no JSON 'password' field", cluster_id=cluster_id
             ) from exc
-
-    # -- monitoring -------------------------------------------------------------------------------------------
-    def put_alarms(
-        self, cluster_id: str, alarms: list[AlarmSpec], *, sns_topic_arn: str | None = None
-    ) -> list[AlarmState]:
-        """PutMetricAlarm (namespace AWS/RDS) per alarm and target (see decisions.alarm_targets); upserts."""
-        cluster_id = _lower(cluster_id)
-        cluster = self._cluster(cluster_id)
-        members = cluster.get("DBClusterMembers") or []
-        writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")), None)
-        readers = sorted(m["DBInstanceIdentifier"] for m in members if not m.get("IsClusterWriter"))
-        names: list[str] = []
-        planned: list[AlarmState] = []
-        for spec in alarms:
-            for target in d.alarm_targets(spec, cluster_id, writer, readers):
-                self._call(
-                    "cloudwatch", "PutMetricAlarm", **d.put_metric_alarm_params(spec, target, cluster_id, sns_topic_arn)
-                )
-                names.append(target.alarm_name)
-                planned.append(
-                    AlarmState(
-                        target.alarm_name,
-                        spec.metric,
-                        spec.threshold,
-                        spec.comparison,
-                        "dry-run",
-                        "dry run: not created",
-                        f"{target.dimension_name}={target.dimension_value}",
-                    )
-                )
-        if self.dry_run:
-            return planned
-        by_name = {a.alarm_name: a for a in self.describe_alarms(cluster_id)}
-        return [by_name[n] for n in names if n in by_name]
-
-    def describe_alarms(self, cluster_id: str) -> list[AlarmState]:
-        cluster_id = _lower(cluster_id)
-        rows = self._pages("cloudwatch", "DescribeAlarms", "MetricAlarms", AlarmNamePrefix=d.alarm_prefix(cluster_id))
-        return [to_alarm_state(r) for r in rows]
 
     def close(self) -> None:
         for client in self._clients.values():

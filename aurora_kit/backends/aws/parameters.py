@@ -117,8 +117,8 @@ class ParameterGroupOps(AwsApi):
             f"parameter group {group} showing the new values",
             lambda: self._group_parameters(group),
             lambda params: all((params.get(n) or {}).get("ParameterValue") == v for n, v in wanted.items()),
+            operation="parameters",
             describe=lambda params: ", ".join(f"{n}={(params.get(n) or {}).get('ParameterValue')!r}" for n in wanted),
-            timeout=self.poll.short_timeout,
         )
         if any(p.apply_method == "pending-reboot" for p in planned):
             what, settled = "pending-reboot", lambda status: status == "pending-reboot"
@@ -132,7 +132,7 @@ class ParameterGroupOps(AwsApi):
                 f"{m['DBInstanceIdentifier']}:{m.get('DBClusterParameterGroupStatus')}"
                 for m in c.get("DBClusterMembers") or []
             ),
-            timeout=self.poll.short_timeout,
+            operation="parameters",
             fail_if=_cluster_terminal,
         )
 

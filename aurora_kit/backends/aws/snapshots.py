@@ -77,6 +77,7 @@ class SnapshotOps(AwsApi):
                 f"snapshot {snapshot_id} deleted",
                 lambda: self._find_snapshot(snapshot_id),
                 lambda s: s is None,
+                operation="delete",
                 describe=lambda s: "deleted" if s is None else str(s.get("Status")),
             )
 
@@ -110,18 +111,21 @@ class SnapshotOps(AwsApi):
         )
         if source is None:
             _warn_defaults(settings, new_cluster_id)
+        origin = d.tag_dict((source or snapshot).get("TagList"))
+        origin.pop("aurora-kit:cluster", None)  # the snapshot's own marker, not the cluster's
+        tags = {**origin, "aurora-kit:restored-from-snapshot": snapshot_id}
         params = {
             "DBClusterIdentifier": new_cluster_id,
             "SnapshotIdentifier": snapshot_id,
             "Engine": snapshot.get("Engine", d.ENGINE),
             "EngineVersion": snapshot.get("EngineVersion"),
             **settings,
-            "Tags": d.tag_list({"aurora-kit:restored-from-snapshot": snapshot_id}),
+            "Tags": d.tag_list(tags),
         }
         params = {k: v for k, v in params.items() if v is not None}
         response = self._call(RDS, "RestoreDBClusterFromSnapshot", **params)
         return self._finish_restore(
-            new_cluster_id, response, instances or [], wait, settings, str(params["EngineVersion"] or "")
+            new_cluster_id, response, instances or [], wait, settings, str(params["EngineVersion"] or ""), tags, source
         )
 
     def restore_to_point_in_time(
@@ -169,10 +173,18 @@ class SnapshotOps(AwsApi):
             security_group_ids=vpc_security_group_ids,
         )
         params.update(settings)
-        params["Tags"] = d.tag_list({"aurora-kit:restored-from-cluster": source_cluster_id})
+        tags = {**d.tag_dict(source.get("TagList")), "aurora-kit:restored-from-cluster": source_cluster_id}
+        params["Tags"] = d.tag_list(tags)
         response = self._call(RDS, "RestoreDBClusterToPointInTime", **params)
         return self._finish_restore(
-            new_cluster_id, response, instances or [], wait, settings, str(source.get("EngineVersion", ""))
+            new_cluster_id,
+            response,
+            instances or [],
+            wait,
+            settings,
+            str(source.get("EngineVersion", "")),
+            tags,
+            source,
         )
 
     def _finish_restore(
@@ -183,17 +195,20 @@ class SnapshotOps(AwsApi):
         wait: bool,
         settings: Mapping[str, Any],
         engine_version: str,
+        tags: Mapping[str, str],
+        source: Mapping[str, Any] | None,
     ) -> Cluster:
-        """After RestoreDBCluster*: hand the master password to Secrets Manager if the restore has no managed
-        secret (whatever ``wait`` says: the restored cluster must not keep an unknown plain password), then create
-        the instances, then (``wait``) wait for all of it. ModifyDBCluster needs the cluster ``available``, so
-        when the restore's answer shows no secret we wait for ``available`` and decide on what it reports then.
-        A dry run cannot know what the restore will report: it records the ModifyDBCluster as planned."""
-        secret_params = {"DBClusterIdentifier": cluster_id, "ManageMasterUserPassword": True, "ApplyImmediately": True}
+        """After RestoreDBCluster*: one ModifyDBCluster for what the restore cannot take (a managed secret when the
+        restore has none — whatever ``wait`` says: the restored cluster must not keep an unknown plain password —
+        and the source's backup retention/window where they differ), then the instances (once the cluster is
+        available again), then (``wait``) wait for all of it. ModifyDBCluster needs the cluster ``available``, so
+        the decision is made on what it reports then. A dry run cannot know what the restore will report: it
+        records the secret's ModifyDBCluster as planned."""
+        modify: dict[str, Any] = {"DBClusterIdentifier": cluster_id}
         if self.dry_run:
-            self._call(RDS, "ModifyDBCluster", **secret_params)
+            self._call(RDS, "ModifyDBCluster", **modify, ManageMasterUserPassword=True, ApplyImmediately=True)
             for inst in instances:
-                self._call(RDS, "CreateDBInstance", **d.create_instance_params(cluster_id, inst))
+                self._call(RDS, "CreateDBInstance", **d.create_instance_params(cluster_id, inst, tags))
             return Cluster(
                 db_cluster_identifier=cluster_id,
                 status="dry-run",
@@ -205,24 +220,29 @@ class SnapshotOps(AwsApi):
                 master_username="",
                 database_name="",
                 db_cluster_members=[],
-                backup_retention_period=int(settings.get("BackupRetentionPeriod", 0)),
-                preferred_backup_window=str(settings.get("PreferredBackupWindow", "")),
+                backup_retention_period=int((source or {}).get("BackupRetentionPeriod", 0)),
+                preferred_backup_window=str((source or {}).get("PreferredBackupWindow", "")),
                 storage_encrypted=True,
                 deletion_protection=bool(settings.get("DeletionProtection")),
                 iam_database_authentication_enabled=bool(settings.get("EnableIAMDatabaseAuthentication")),
                 db_cluster_parameter_group=settings.get("DBClusterParameterGroupName"),
+                tags=dict(tags),
             )
         restored: Mapping[str, Any] = response.get("DBCluster") or {}
-        if not restored.get("MasterUserSecret") or instances:
+        if not restored.get("MasterUserSecret") or instances or d.restore_backup_changes(source, restored):
             # ModifyDBCluster needs "available"; CreateDBInstance after a restore too (RDS documents the order)
-            restored = self._wait_cluster_status(cluster_id, "available")
+            restored = self._wait_cluster_status(cluster_id, "available", operation="restore")
         if not restored.get("MasterUserSecret"):
-            self._call(RDS, "ModifyDBCluster", **secret_params)
-        for inst in instances:
-            self._call(RDS, "CreateDBInstance", **d.create_instance_params(cluster_id, inst))
+            modify["ManageMasterUserPassword"] = True
+        modify.update(d.restore_backup_changes(source, restored))
+        if len(modify) > 1:
+            self._call(RDS, "ModifyDBCluster", **modify, ApplyImmediately=True)
+            if instances:  # the cluster is "modifying" now: instances wait until it is available again
+                self._wait_modified(cluster_id, {})
+        self._create_instances(cluster_id, instances, tags, has_writer=False)
         if not wait:
             return to_cluster(self._cluster(cluster_id))
-        self._wait_cluster_ready(cluster_id, [i.instance_id for i in instances])
+        self._wait_cluster_ready(cluster_id, [i.instance_id for i in instances], operation="restore")
         return to_cluster(self._wait_secret_active(cluster_id))
 
 

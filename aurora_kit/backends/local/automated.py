@@ -430,6 +430,17 @@ def retain(nodes: Nodes, cluster_id: str) -> RetainedRecord | None:
     return rec
 
 
+def retain_on_delete(nodes: Nodes, cluster_id: str) -> RetainedRecord | None:
+    """A cluster deleted with its automated backups kept: everything up to the deletion archived (when the writer
+    runs), every node stopped (no archiver may write while the archive moves), then :func:`retain`."""
+    cl = nodes.store.cluster(cluster_id)
+    if writer_running(nodes, cl):
+        force_archive(nodes, cluster_id)
+    for iid in cl.ordered:
+        nodes.controller(cluster_id, iid, cl).stop(mode="fast")
+    return retain(nodes, cluster_id)
+
+
 def delete_retained(nodes: Nodes, resource_id: str) -> None:
     with nodes.store.edit() as doc:
         rec = doc.retained.pop(resource_id, None)

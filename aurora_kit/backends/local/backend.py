@@ -3,7 +3,8 @@
 See DESIGN.md §3. This class implements :class:`~aurora_kit.backends.base.ClusterBackend` by composing the
 modules beside it: it reads the typed records of :mod:`.state`, validates each request (the rules come from
 :mod:`aurora_kit.rules`), and hands the work to :mod:`.lifecycle`, :mod:`.backup`, :mod:`.failover`,
-:mod:`.parameters` and :mod:`.monitoring`, which act through :class:`.nodes.Nodes`.
+:mod:`.parameters` and :mod:`.monitoring`, which act through :class:`.nodes.Nodes`; the automated-backup calls
+(``maintain``, ``backup_status``, the catch-up after each mutation) come from :mod:`.backups_api`.
 
 Every mutating method validates first, then goes through :meth:`LocalBackend._mutate`, the one place that knows
 about dry runs: it records the planned calls and returns the projected result instead of running the work.
@@ -13,7 +14,6 @@ Mutations take the cluster's operation lock.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,8 +35,8 @@ from aurora_kit.backends.base import (
     Snapshot,
     projected_cluster,
 )
-from aurora_kit.backends.local import automated, backup, clock, failover, lifecycle, monitoring, parameters, views
-from aurora_kit.backends.local.automated import BackupStatus, MaintainReport
+from aurora_kit.backends.local import automated, backup, failover, lifecycle, monitoring, parameters, topology, views
+from aurora_kit.backends.local.backups_api import AutomatedBackupsMixin, Call
 from aurora_kit.backends.local.binaries import check_traversable, find_binaries, run_as
 from aurora_kit.backends.local.config import UNSAFE_PATH_CHARS
 from aurora_kit.backends.local.nodes import CONNECT_TIMEOUT, Nodes
@@ -52,8 +52,6 @@ from aurora_kit.rules import check_backup_window, check_final_snapshot_choice, c
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
 T = TypeVar("T")
-#: one call a dry run records: (operation, parameters), named as the RDS API names it
-Call = tuple[str, dict[str, Any]]
 
 
 def default_root() -> Path:
@@ -70,7 +68,7 @@ def _create_instance_call(cluster_id: str, spec: InstanceSpec) -> Call:
     return "CreateDBInstance", {"DBClusterIdentifier": cluster_id, **spec.model_dump()}
 
 
-class LocalBackend(ClusterBackend):
+class LocalBackend(AutomatedBackupsMixin, ClusterBackend):
     """Clusters of real PostgreSQL 16 + pgvector processes, shaped like Aurora (see the package docstring)."""
 
     name = "local"
@@ -82,6 +80,7 @@ class LocalBackend(ClusterBackend):
         poll_max_delay_s=2.0,
         restorable_wait_s=0.0,
         regional=False,
+        retains_automated_backups=True,
     )
 
     @classmethod
@@ -127,13 +126,6 @@ class LocalBackend(ClusterBackend):
                 self._record("local", operation, **params)
             return projected()
         return run()
-
-    def _catch_up(self, cluster_id: str) -> None:
-        """After a mutating call on the cluster, the automated backups catch up (:func:`.automated.catch_up`);
-        never failing the call that triggered it: a problem is warned about (and recorded for ``local status``)."""
-        problem = automated.catch_up(self.nodes, cluster_id)
-        if problem:
-            warnings.warn(problem, stacklevel=3)
 
     # == describe ==========================================================================================
     def _instance(self, cl: ClusterRecord, instance_id: str) -> Instance:
@@ -181,8 +173,8 @@ class LocalBackend(ClusterBackend):
         for inst in spec.instances:
             if inst.instance_id in doc.instance_ids():
                 raise InvalidParameterError("instance_id", inst.instance_id, "already used by another cluster")
-        if spec.port is not None and (spec.port in doc.used_ports() or not Nodes.port_free(spec.port)):
-            raise InvalidParameterError("port", spec.port, "that loopback port is already in use")
+        if spec.port is not None:  # InvalidParameterError when nothing can listen on it
+            self.nodes.allocate_endpoints(len(spec.instances), port=spec.port, doc=doc)
 
         def run() -> Cluster:
             lifecycle.create_cluster(self.nodes, spec, bins)
@@ -214,7 +206,7 @@ class LocalBackend(ClusterBackend):
             changes["preferred_backup_window"] = check_backup_window(preferred_backup_window)
 
         def run() -> Cluster:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "modify cluster"):
                 self.store.set_fields(cluster_id, **changes)
             self._catch_up(cluster_id)  # a shorter retention period expires backups now, as on Aurora
             return self.describe_cluster(cluster_id)
@@ -244,19 +236,14 @@ class LocalBackend(ClusterBackend):
 
         def run() -> Snapshot | None:
             final: Snapshot | None = None
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "delete cluster"):
                 if final_snapshot_id is not None:
                     if cl.status == "stopped":  # the final snapshot needs a running writer
                         self.start_cluster(cluster_id)
                     final = backup.create_snapshot(self.nodes, cluster_id, final_snapshot_id, tags=cl.tags)
-                current = self.store.cluster(cluster_id)
-                if not delete_automated_backups and automated.writer_running(self.nodes, current):
-                    automated.force_archive(self.nodes, cluster_id)  # retained backups reach the deletion
                 self.store.set_status(cluster_id, "deleting", **dict.fromkeys(cl.instances, "deleting"))
                 if not delete_automated_backups:
-                    for iid in current.ordered:  # no archiver may write while the archive moves
-                        self.nodes.controller(cluster_id, iid, current).stop(mode="fast")
-                    automated.retain(self.nodes, cluster_id)
+                    automated.retain_on_delete(self.nodes, cluster_id)
                 self.nodes.destroy(cluster_id)
             return final
 
@@ -287,7 +274,7 @@ class LocalBackend(ClusterBackend):
             raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl.status}; only an available cluster stops")
 
         def run() -> Cluster:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "stop cluster"):
                 lifecycle.stop_cluster(self.nodes, cluster_id)
             return self.describe_cluster(cluster_id)
 
@@ -304,8 +291,9 @@ class LocalBackend(ClusterBackend):
             return self.describe_cluster(cluster_id)
 
         def run() -> Cluster:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "start cluster"):
                 lifecycle.start_cluster(self.nodes, cluster_id)
+                self.nodes.publish(cluster_id)  # the hosts file may have been reset since (a new container)
             self._catch_up(cluster_id)  # a window missed while stopped is caught up now
             return self.describe_cluster(cluster_id)
 
@@ -341,11 +329,12 @@ class LocalBackend(ClusterBackend):
             raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl.status}; instances are deleted when available")
 
         def run() -> None:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "delete instance"):
                 current = self.store.cluster(cluster_id)
                 if current.instance(instance_id).is_writer:
                     if not current.reader_ids:
                         backup.park_writer_as_seed(self.nodes, cluster_id, instance_id)
+                        self.nodes.publish(cluster_id)
                         return
                     self.failover(cluster_id, mode="planned")
                 self.store.set_status(cluster_id, None, **{instance_id: "deleting"})
@@ -361,7 +350,7 @@ class LocalBackend(ClusterBackend):
             raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl.status}; reboot needs it available")
 
         def run() -> Instance:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "reboot instance"):
                 lifecycle.reboot_instance(self.nodes, cluster_id, instance_id)
             self._catch_up(cluster_id)
             return self._instance(self.store.cluster(cluster_id), instance_id)
@@ -380,7 +369,7 @@ class LocalBackend(ClusterBackend):
             if not changes:
                 pending = parameters.pending_instances(self.nodes, cluster_id)
                 return ParameterChangeResult(cluster_id, [], pending, status="no-change")
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "apply parameters"):
                 pending = parameters.apply(self.nodes, cluster_id, changes)
             self._catch_up(cluster_id)
             return ParameterChangeResult(cluster_id, changes, pending, status="applied")
@@ -409,7 +398,7 @@ class LocalBackend(ClusterBackend):
         backup.check_new_snapshot_id(self.nodes, snapshot_id)
 
         def run() -> Snapshot:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "create snapshot"):
                 snap = backup.create_snapshot(self.nodes, cluster_id, snapshot_id, tags=tags)
             self._catch_up(cluster_id)
             return snap
@@ -500,7 +489,7 @@ class LocalBackend(ClusterBackend):
         _, writer, target, _ = failover.check_failover(self.nodes, cluster_id, target_instance_id, mode)
 
         def run() -> FailoverResult:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "failover"):
                 phases = self.last_failover_phases = failover.Phases()
                 result = failover.failover(self.nodes, cluster_id, target_instance_id, mode, phases)
             self._catch_up(cluster_id)
@@ -517,28 +506,6 @@ class LocalBackend(ClusterBackend):
             )
         ]
         return self._mutate(calls, run, projected)
-
-    # == automated backups =================================================================================
-    def maintain(self, cluster_id: str | None = None, *, now: str | datetime | None = None) -> list[MaintainReport]:
-        """Automated-backup housekeeping (``aurora-kit local maintain``, for cron / a systemd timer): for each
-        cluster (or ``cluster_id``), sweep leftover archive temp files, take the backup that is due, expire what
-        the retention period no longer needs; retained backups of deleted clusters expire too. ``now``: the
-        backup clock (:func:`.clock.now`: ISO time or offset like ``+1d``; default ``$AURORA_KIT_CLOCK``, else
-        the wall clock)."""
-        moment = clock.now(now)
-        ids = [cluster_id] if cluster_id is not None else sorted(self.store.load().clusters)
-        if cluster_id is not None:
-            self.store.cluster(cluster_id)  # ClusterNotFoundError
-        calls = [("MaintainAutomatedBackups", {"DBClusterIdentifier": cid, "Now": moment.isoformat()}) for cid in ids]
-
-        def run() -> list[MaintainReport]:
-            return automated.maintain(self.nodes, ids, moment, retained=cluster_id is None)
-
-        return self._mutate(calls, run, lambda: [])
-
-    def backup_status(self, cluster_id: str, *, now: str | datetime | None = None) -> BackupStatus:
-        """Schedule, last backup, next due, restorable window and archive size of one cluster (read-only)."""
-        return automated.status(self.nodes, cluster_id, clock.now(now))
 
     # == data plane ========================================================================================
     def _endpoint_info(self, cluster_id: str, endpoint: str = "cluster") -> ConnectionInfo:
@@ -560,7 +527,7 @@ class LocalBackend(ClusterBackend):
             cl.instance(endpoint)  # InstanceNotFoundError
             members = [endpoint]
         conninfo = make_conninfo(
-            host=",".join(views.HOST for _ in members),
+            host=",".join(cl.instances[m].address for m in members),
             port=",".join(str(cl.instances[m].port) for m in members),
             dbname=cl.database_name,
             user=cl.master_username,
@@ -575,6 +542,20 @@ class LocalBackend(ClusterBackend):
             endpoint=endpoint,
         )
 
+    def aws_wrapper_recipe(self, cluster_id: str) -> topology.WrapperRecipe:
+        """How the AWS Advanced Python Wrapper connects to this cluster as to Aurora: the cluster endpoint's name
+        without ``target_session_attrs``, the instance host pattern and cluster id (see
+        :class:`.topology.WrapperRecipe`). The password is declared secret like :meth:`connection_info`'s."""
+        info = self.connection_info(cluster_id, "cluster")
+        return topology.wrapper_recipe(
+            self.root,
+            self.store.cluster(cluster_id),
+            dbname=info.dbname,
+            user=info.user,
+            connect_timeout=CONNECT_TIMEOUT,
+            password=info.password,
+        )
+
     # == monitoring ========================================================================================
     def put_alarms(
         self, cluster_id: str, alarms: list[AlarmSpec], *, sns_topic_arn: str | None = None
@@ -583,7 +564,7 @@ class LocalBackend(ClusterBackend):
         monitoring.check_alarms(alarms)
 
         def run() -> list[AlarmState]:
-            with self.store.cluster_lock(cluster_id):
+            with self.store.cluster_lock(cluster_id, "put alarms"):
                 monitoring.store_alarms(self.nodes, cluster_id, alarms, sns_topic_arn)
             return monitoring.describe_alarms(self.nodes, cluster_id)
 

@@ -52,6 +52,11 @@ class PgBinaries:
     def major(self) -> int:
         return int(self.version.split(".")[0])
 
+    def extensions(self) -> list[str]:
+        """The extensions this installation ships (its ``*.control`` files), by name."""
+        share = self.bin_dir.parent / "share"
+        return sorted({p.stem for p in share.glob("**/extension/*.control")})
+
 
 @functools.lru_cache(maxsize=4)
 def find_binaries(major: int = 16) -> PgBinaries:
@@ -131,8 +136,9 @@ def check_traversable(path: Path) -> None:
                 str(path),
                 f"the PostgreSQL system user {account.name!r} cannot traverse {ancestor} "
                 f"(mode {stat.filemode(st.st_mode)}, owner uid {st.st_uid})",
-                hint="choose a root dir under a world-traversable path (e.g. /var/lib/aurora_kit or /tmp/...) "
-                "via LocalBackend(root_dir=...) or $AURORA_KIT_HOME",
+                hint=f"make it traversable (chmod o+x {ancestor}; a `mktemp -d` folder is 0700: chmod 755 it) or "
+                "choose a root under a world-traversable path: $AURORA_KIT_HOME, local_root in the parameters file "
+                "(-p local_root=DIR), --root DIR for aurora-kit local",
             )
 
 

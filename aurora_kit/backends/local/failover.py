@@ -94,7 +94,9 @@ def check_failover(
     cl = nodes.store.cluster(cluster_id)
     if cl.status != "available":
         raise FailoverNotPossibleError(
-            f"DB cluster {cluster_id!r} is {cl.status}, not available", cluster_id=cluster_id
+            f"DB cluster {cluster_id!r} is {cl.status}, not available",
+            hint=nodes.store.busy_hint(cluster_id, cl.status),
+            cluster_id=cluster_id,
         )
     if target_instance_id is not None and target_instance_id not in cl.instances:
         raise InstanceNotFoundError(target_instance_id, cluster_id)
@@ -263,6 +265,8 @@ def _switch_writer(
             backoff=1.3,
         )
     phases.mark("target writable")
+    nodes.publish(cid)  # every node now names the new writer; so does the cluster endpoint's name
+    phases.mark("topology published")
     nodes.write_node_config(cid, target, cl, standby_readers=others, standby_signal=False)
     return target, mode
 
@@ -362,7 +366,8 @@ def rejoin(nodes: Nodes, cluster_id: str, old: str, phases: Phases | None = None
     ctl = nodes.controller(cluster_id, old, cl)
     ctl.stop(mode="fast")
     nodes.query(cluster_id, new, "CHECKPOINT")
-    source = f"host=127.0.0.1 port={cl.instance(new).port} user={cl.master_username} dbname=postgres connect_timeout=5"
+    up = cl.instance(new)
+    source = f"host={up.address} port={up.port} user={cl.master_username} dbname=postgres connect_timeout=5"
     if phases:
         phases.mark("checkpoint on new writer")
     try:

@@ -28,8 +28,10 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def new_instance(spec: InstanceSpec, port: int, role: str, now: datetime) -> InstanceRecord:
+def new_instance(spec: InstanceSpec, endpoint: tuple[str, int], role: str, now: datetime) -> InstanceRecord:
+    address, port = endpoint
     return InstanceRecord(
+        address=address,
         port=port,
         role=role,
         status="creating",
@@ -47,9 +49,7 @@ def create_cluster(nodes: Nodes, spec: ClusterSpec, bins: PgBinaries) -> None:
     with nodes.store.edit() as doc:
         if spec.cluster_id in doc.clusters:
             raise ClusterAlreadyExistsError(spec.cluster_id)
-        ports = nodes.allocate_ports(len(spec.instances), reserved={spec.port} if spec.port else set(), doc=doc)
-        if spec.port:
-            ports[0] = spec.port
+        endpoints = nodes.allocate_endpoints(len(spec.instances), port=spec.port, doc=doc)
         doc.clusters[spec.cluster_id] = ClusterRecord(
             cluster_id=spec.cluster_id,
             status="creating",
@@ -66,12 +66,12 @@ def create_cluster(nodes: Nodes, spec: ClusterSpec, bins: PgBinaries) -> None:
             spec=spec.model_dump(mode="json"),
             tags=dict(spec.tags),
             instances={
-                inst.instance_id: new_instance(inst, port, WRITER if n == 0 else READER, now)
-                for n, (inst, port) in enumerate(zip(spec.instances, ports, strict=False))
+                inst.instance_id: new_instance(inst, endpoint, WRITER if n == 0 else READER, now)
+                for n, (inst, endpoint) in enumerate(zip(spec.instances, endpoints, strict=False))
             },
         )
     try:
-        with nodes.store.cluster_lock(spec.cluster_id):
+        with nodes.store.cluster_lock(spec.cluster_id, "create cluster"):
             _build(nodes, spec)
     except BaseException as exc:
         nodes.destroy_after_failure(spec.cluster_id, exc)
@@ -97,7 +97,7 @@ def _build(nodes: Nodes, spec: ClusterSpec) -> None:
         pwfile.unlink(missing_ok=True)
     nodes.write_node_config(cid, writer, cl, standby_signal=False)
     wctl.start(timeout=nodes.ready_timeout)
-    nodes.install_shims(cid, writer, ["template1", "postgres"])
+    nodes.install_sql_surface(cid, writer, ["template1", "postgres"])
     if spec.database_name != "postgres":
         with nodes.connect(cid, writer) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.database_name)))
@@ -119,26 +119,29 @@ def _build(nodes: Nodes, spec: ClusterSpec) -> None:
     wctl.reload()
     nodes.wait_streaming(cid, writer, readers)
     nodes.store.set_status(cid, "available", **dict.fromkeys([writer, *readers], "available"))
+    nodes.publish(cid)
 
 
 # -- instances -------------------------------------------------------------------------------------------------
 def create_instance(nodes: Nodes, cluster_id: str, spec: InstanceSpec) -> None:
     """The writer (from the cluster's storage) when there is none, else a reader seeded from the writer."""
-    with nodes.store.cluster_lock(cluster_id):
+    with nodes.store.cluster_lock(cluster_id, "create instance"):
         writer = nodes.store.cluster(cluster_id).writer_id  # a failover may have run meanwhile
         with nodes.store.edit() as doc:
-            (port,) = nodes.allocate_ports(1, doc=doc)
-            record = new_instance(spec, port, READER if writer else WRITER, _now())
+            (endpoint,) = nodes.allocate_endpoints(1, cl=doc.cluster(cluster_id), doc=doc)
+            record = new_instance(spec, endpoint, READER if writer else WRITER, _now())
             doc.clusters[cluster_id] = doc.cluster(cluster_id).with_instance(spec.instance_id, record)
         try:
             nodes.new_instance_dir(cluster_id, spec.instance_id)
             if writer is None:
                 backup.start_writer_from_seed(nodes, cluster_id, spec.instance_id)
+                nodes.install_sql_surface(cluster_id, spec.instance_id)  # storage from before this version
             else:
                 _add_reader(nodes, cluster_id, writer, spec.instance_id)
         except BaseException:
             nodes.remove_instance(cluster_id, spec.instance_id)
             raise
+        nodes.publish(cluster_id)
 
 
 def _add_reader(nodes: Nodes, cluster_id: str, writer: str, reader: str) -> None:

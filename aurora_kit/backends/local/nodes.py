@@ -1,10 +1,11 @@
 """The processes, ports and files of one root dir: the public layer every other local module acts through.
 
-:class:`Nodes` hands out controllers and superuser connections, allocates loopback ports, writes each node's
-configuration, takes base backups and data copies, manages replication slots, waits for streaming, reconfigures
-the writer's synchronous standbys, installs the Aurora SQL shims, and removes instances and clusters. It decides
-nothing about Aurora: :mod:`.lifecycle`, :mod:`.backup`, :mod:`.failover`, :mod:`.parameters` and
-:mod:`.monitoring` do, through its public methods and the records of :mod:`.state`.
+:class:`Nodes` hands out controllers and superuser connections, allocates loopback addresses and ports, writes each
+node's configuration, takes base backups and data copies, manages replication slots, waits for streaming,
+reconfigures the writer's synchronous standbys, installs Aurora's SQL surface, publishes the topology and names
+clients read (:mod:`.topology`), and removes instances and clusters. It decides nothing about Aurora:
+:mod:`.lifecycle`, :mod:`.backup`, :mod:`.failover`, :mod:`.parameters` and :mod:`.monitoring` do, through its
+public methods and the records of :mod:`.state`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any
 
 import psycopg
 
+from aurora_kit.backends.local import addressing, topology
 from aurora_kit.backends.local.binaries import PgBinaries, chown, find_binaries, run_tool
 from aurora_kit.backends.local.config import (
     HBA,
+    TOPOLOGY_FROM_DATA_DIR,
     ClusterPaths,
     Upstream,
     archive_script,
@@ -34,7 +37,7 @@ from aurora_kit.backends.local.config import (
 )
 from aurora_kit.backends.local.controller import PgController
 from aurora_kit.backends.local.datacopy import copy_tree
-from aurora_kit.backends.local.sql import SHIMS_SQL
+from aurora_kit.backends.local.sql import rds_extensions, surface_sql
 from aurora_kit.backends.local.state import ClusterRecord, StateDoc, StateStore
 from aurora_kit.backends.local.views import HOST, Probe
 from aurora_kit.errors import BackendOperationError, WaitTimeoutError
@@ -52,6 +55,8 @@ class Nodes:
         self.ready_timeout = ready_timeout
         self.progress = progress
         self._port_lock = threading.Lock()
+        #: where the clusters' names go (see :mod:`.addressing`)
+        self.hosts = addressing.HostsFile()
 
     # -- paths, binaries, processes --------------------------------------------------------------------------
     def paths(self, cluster_id: str) -> ClusterPaths:
@@ -103,9 +108,10 @@ class Nodes:
     ) -> psycopg.Connection[Any]:
         """Autocommit superuser connection to one instance (control-plane use)."""
         cl = cl or self.store.cluster(cluster_id)
+        inst = cl.instance(instance_id)
         return psycopg.connect(
-            host=HOST,
-            port=cl.instance(instance_id).port,
+            host=inst.address,
+            port=inst.port,
             user=cl.master_username,
             dbname=dbname or "postgres",
             password=self.password(cluster_id),
@@ -132,6 +138,23 @@ class Nodes:
                     ports.append(port)
         return ports
 
+    def allocate_endpoints(
+        self, count: int, *, cl: ClusterRecord | None = None, port: int | None = None, doc: StateDoc | None = None
+    ) -> list[tuple[str, int]]:
+        """(address, port) for ``count`` new instances: of cluster ``cl`` (its port, fresh addresses; a legacy
+        cluster on 127.0.0.1 gets fresh ports there), else of a new cluster (``port`` or Aurora's 5432, see
+        :func:`.addressing.allocate`). Pass ``doc`` when inside :meth:`StateStore.edit`. Changes nothing."""
+        doc = doc or self.store.load()
+        existing = list(cl.instances.values()) if cl is not None else []
+        if existing and any(i.address == addressing.LEGACY_ADDRESS for i in existing):
+            return [(addressing.LEGACY_ADDRESS, p) for p in self.allocate_ports(count, doc=doc)]
+        if existing:
+            port = existing[0].port
+        taken = doc.used_addresses() | self.hosts.addresses()
+        with self._port_lock:
+            chosen, addresses = addressing.allocate(count, port=port, taken=taken, root=self.root)
+        return [(a, chosen) for a in addresses]
+
     @staticmethod
     def port_free(port: int) -> bool:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sk:
@@ -152,7 +175,7 @@ class Nodes:
             chown(d)
         write_file(p.secret, password + "\n", mode=0o600, owner_pg=False)
         esc = password.replace("\\", "\\\\").replace(":", "\\:")
-        write_file(p.pgpass, f"{HOST}:*:*:{username}:{esc}\n", mode=0o600)
+        write_file(p.pgpass, f"*:*:*:{username}:{esc}\n", mode=0o600)  # every instance address
         write_file(p.hba, HBA, mode=0o600)
         if not p.parameters.exists():
             write_file(p.parameters, "# cluster parameter group (aurora_kit)\n", mode=0o644)
@@ -180,7 +203,8 @@ class Nodes:
         data = p.data_dir(instance_id)
         upstream = None
         if upstream_id is not None:
-            upstream = Upstream(cl.instance(upstream_id).port, cl.master_username, upstream_id, slot_name(instance_id))
+            up = cl.instance(upstream_id)
+            upstream = Upstream(up.port, cl.master_username, upstream_id, slot_name(instance_id), up.address)
         text = render_postgresql_conf(
             paths=p,
             cluster_id=cluster_id,
@@ -189,6 +213,8 @@ class Nodes:
             standby_names=sync_standby_names(standby_readers or []),
             upstream=upstream,
             recovery=recovery,
+            address=cl.instance(instance_id).address,
+            rds_extensions=rds_extensions(self.bins(cl).extensions()),
         )
         write_file(data / "postgresql.conf", text, mode=0o600)
         write_file(data / "postgresql.auto.conf", "# managed by aurora_kit: ALTER SYSTEM is not used\n", mode=0o600)
@@ -225,7 +251,8 @@ class Nodes:
         args = [
             self.bins(cl).tool("pg_basebackup"),
             *("-D", str(dest), "-X", "stream", "-c", "fast", "--no-sync"),
-            *("-h", HOST, "-p", str(cl.instance(source_id).port), "-U", cl.master_username, "-w"),
+            *("-h", cl.instance(source_id).address, "-p", str(cl.instance(source_id).port)),
+            *("-U", cl.master_username, "-w"),
         ]
         if slot:
             args += ["-S", slot]
@@ -283,10 +310,23 @@ class Nodes:
         if reload:
             self.controller(cluster_id, writer, cl).reload()
 
-    def install_shims(self, cluster_id: str, instance_id: str, databases: list[str]) -> None:
+    def install_sql_surface(self, cluster_id: str, instance_id: str, databases: list[str] | None = None) -> None:
+        """Aurora's functions and ``rds.extensions`` row in ``pg_catalog`` (:mod:`.sql`) of ``databases`` (default:
+        every database that accepts connections) on the writer ``instance_id``; idempotent."""
+        if databases is None:
+            rows = self.query(cluster_id, instance_id, "SELECT datname FROM pg_database WHERE datallowconn")
+            databases = [r[0] for r in rows]
+        statements = surface_sql(TOPOLOGY_FROM_DATA_DIR)
         for db in databases:
             with self.connect(cluster_id, instance_id, dbname=db) as conn:
-                conn.execute(SHIMS_SQL)
+                conn.execute(statements)
+
+    # -- what clients are told -----------------------------------------------------------------------------
+    def publish(self, cluster_id: str) -> None:
+        """Publish the cluster's members and roles: the topology file every node reads, and its names
+        (:mod:`.topology`). Call after members or roles changed."""
+        cl = self.store.cluster(cluster_id)
+        topology.publish(self.root, self.paths(cluster_id), cl, self.hosts)
 
     def create_slot(self, cluster_id: str, writer: str, reader: str) -> None:
         name = slot_name(reader)
@@ -369,6 +409,7 @@ class Nodes:
                     return rec if keep else rec.replace(pending_slot_drops=(*rec.pending_slot_drops, slot))
 
                 self.store.update_cluster(cluster_id, forget)
+                self.publish(cluster_id)
         finally:
             self.discard(self.paths(cluster_id).instance_dir(instance_id))
 
@@ -394,6 +435,7 @@ class Nodes:
         self.discard(self.paths(cluster_id).dir)
         with self.store.edit() as doc:
             doc.clusters.pop(cluster_id, None)
+        topology.withdraw(self.root, cluster_id, self.hosts)
 
     def destroy_after_failure(self, cluster_id: str, original: BaseException) -> None:
         """Clean up after ``original`` failed an operation; a cleanup failure is noted on ``original`` (which the

@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aurora_kit.backends.local.addressing import LEGACY_ADDRESS
+from aurora_kit.backends.local.locks import Locks
 from aurora_kit.errors import ClusterNotFoundError, InstanceNotFoundError, SnapshotNotFoundError
 
 State = dict[str, Any]
@@ -67,7 +69,8 @@ def spec_settings(spec: Mapping[str, Any] | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class InstanceRecord:
-    """One instance as recorded: its port, role (writer | reader) and status (RDS status strings)."""
+    """One instance as recorded: its loopback address and port, role (writer | reader) and status (RDS status
+    strings). Instances of one cluster share the port, each at its own address (see :mod:`.addressing`)."""
 
     port: int
     role: str
@@ -78,6 +81,7 @@ class InstanceRecord:
     created: datetime
     #: a former writer fenced after a failover whose rewind has not succeeded yet: never started as a primary
     needs_rewind: bool = False
+    address: str = LEGACY_ADDRESS
 
     @property
     def is_writer(self) -> bool:
@@ -97,10 +101,12 @@ class InstanceRecord:
             promotion_tier=int(data["promotion_tier"]),
             created=datetime.fromisoformat(data["created"]),
             needs_rewind=bool(data.get("needs_rewind", False)),
+            address=str(data.get("address") or LEGACY_ADDRESS),
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "address": self.address,
             "port": self.port,
             "role": self.role,
             "status": self.status,
@@ -442,13 +448,17 @@ class StateDoc:
     def used_ports(self) -> set[int]:
         return {i.port for cl in self.clusters.values() for i in cl.instances.values()}
 
+    def used_addresses(self) -> set[str]:
+        return {i.address for cl in self.clusters.values() for i in cl.instances.values()}
+
     def instance_ids(self) -> set[str]:
         return {iid for cl in self.clusters.values() for iid in cl.instances}
 
 
-class StateStore:
+class StateStore(Locks):
     """JSON state with a file lock. Typed: :meth:`load`, :meth:`cluster`, :meth:`snapshot` (snapshots of the state),
-    :meth:`edit` and the ``update_*`` helpers (locked read-modify-write). Raw: :meth:`read` / :meth:`update`."""
+    :meth:`edit` and the ``update_*`` helpers (locked read-modify-write). Raw: :meth:`read` / :meth:`update`. The
+    per-cluster operation lock and named locks: :class:`.locks.Locks`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -456,16 +466,6 @@ class StateStore:
         self.lock_path = root / "state.lock"
         (root / "locks").mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-
-    @contextlib.contextmanager
-    def _flock(self, path: Path, mode: int) -> Iterator[None]:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, mode)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _load(self) -> State:
         try:
@@ -560,36 +560,3 @@ class StateStore:
     def set_status(self, cluster_id: str, status: str | None = None, **instances: str) -> ClusterRecord:
         """Cluster status (when given) and instance statuses (``**{instance_id: status}``)."""
         return self.update_cluster(cluster_id, lambda cl: cl.with_statuses(status, **instances))
-
-    # -- per-cluster operation lock ----------------------------------------------------------------------
-    @contextlib.contextmanager
-    def try_lock(self, name: str) -> Iterator[bool]:
-        """A named lock across processes, not waited for: yields whether it was taken (``locks/<name>.lock``)."""
-        fd = os.open(self.root / "locks" / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            yield True  # closing the descriptor releases the lock
-        finally:
-            os.close(fd)
-
-    @contextlib.contextmanager
-    def cluster_lock(self, cluster_id: str) -> Iterator[None]:
-        """Serialise mutating operations on one cluster across processes; re-entrant within a thread."""
-        held: dict[str, int] = self._local.__dict__.setdefault("held", {})
-        if held.get(cluster_id):
-            held[cluster_id] += 1
-            try:
-                yield
-            finally:
-                held[cluster_id] -= 1
-            return
-        with self._flock(self.root / "locks" / f"{cluster_id}.lock", fcntl.LOCK_EX):
-            held[cluster_id] = 1
-            try:
-                yield
-            finally:
-                held[cluster_id] = 0

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aurora_kit.backends.base import Cluster, ClusterMember, Instance, Snapshot
+from aurora_kit.backends.local.addressing import LEGACY_ADDRESS
 from aurora_kit.backends.local.state import ClusterRecord, SnapshotRecord
 from aurora_kit.specs import InstanceSpec
 
 LOCAL_AZ = "local-1a"
 ENGINE = "aurora-postgresql"
-HOST = "127.0.0.1"
+HOST = LEGACY_ADDRESS  # where clusters created before per-instance addresses listen
 DRY_RUN = "dry-run"
 
 T = TypeVar("T", Cluster, Instance, Snapshot)
@@ -47,7 +48,7 @@ def instance(cl: ClusterRecord, instance_id: str, probe: Probe) -> Instance:
         status=status,
         db_instance_class=inst.instance_class,
         is_cluster_writer=probe.is_writer,
-        endpoint_address=HOST,
+        endpoint_address=inst.address,
         endpoint_port=inst.port,
         availability_zone=inst.availability_zone,
         promotion_tier=inst.promotion_tier,
@@ -66,15 +67,15 @@ def cluster(
 ) -> Cluster:
     """``instances`` in :attr:`ClusterRecord.ordered` order (writer first); the restorable window as the archive
     supports it (:func:`.archive.restorable_window`)."""
-    ports = {i.db_instance_identifier: i.endpoint_port for i in instances}
+    at = {i.db_instance_identifier: f"{i.endpoint_address}:{i.endpoint_port}" for i in instances}
     writer, readers = cl.writer_id, cl.reader_ids
     return Cluster(
         db_cluster_identifier=cl.cluster_id,
         status=cl.status,
         engine=ENGINE,
         engine_version=cl.engine_version,
-        endpoint=",".join(f"{HOST}:{ports[i]}" for i in cl.ordered),
-        reader_endpoint=",".join(f"{HOST}:{ports[i]}" for i in (readers or ([writer] if writer else []))),
+        endpoint=",".join(at[i] for i in cl.ordered),
+        reader_endpoint=",".join(at[i] for i in (readers or ([writer] if writer else []))),
         port=cl.instances[writer].port if writer else 0,
         master_username=cl.master_username,
         database_name=cl.database_name,

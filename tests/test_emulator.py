@@ -1,0 +1,224 @@
+"""The emulated AWS (``aurora-kit emulate``) against the unchanged aws backend: what it promises about Aurora.
+
+One emulator for the module, one cluster (writer + 1 reader) for the tests that do not change its topology. Each
+test says which Aurora behaviour it holds the emulator to: endpoints shaped like RDS's, TLS that verifies the RDS
+hostname, the managed secret holding the real password, IAM database authentication honoured only with a valid token
+(failures look like Aurora's PAM failure), events with Aurora's messages, real failover / reboot / parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from plugins.aws_emulator import RunningEmulator
+
+from aurora_kit.backends.aws import AwsBackend
+from aurora_kit.checks.common import connect
+from aurora_kit.specs import ClusterSpec
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+CLUSTER = "emu"
+
+
+@pytest.fixture(scope="module")
+def cluster(aws_emulator: RunningEmulator) -> Iterator[str]:
+    """``emu``: writer emu-1 (us-east-1a), reader emu-2 (us-east-1b), IAM auth on, no deletion protection."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in aws_emulator.env}
+    os.environ.update(aws_emulator.env)
+    try:
+        backend = AwsBackend(**aws_emulator.backend_options())
+        spec = ClusterSpec.with_readers(CLUSTER, 1, availability_zones=["us-east-1a", "us-east-1b"],
+                                        deletion_protection=False)  # fmt: skip
+        backend.create_cluster(spec)
+        yield CLUSTER
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def backend(emulator_env: RunningEmulator, cluster: str) -> AwsBackend:
+    return AwsBackend(**emulator_env.backend_options())
+
+
+def _sql(backend: AwsBackend, endpoint: str, statement: str) -> Any:
+    with connect(backend.connection_info(CLUSTER, endpoint), connect_timeout=5) as conn:
+        return conn.execute(statement).fetchone()
+
+
+def test_endpoints_are_rds_hostnames_and_lead_to_the_right_instance(backend: AwsBackend) -> None:
+    described = backend.describe_cluster(CLUSTER)
+    host_id = described.endpoint.split(".")[1].removeprefix("cluster-")
+    assert re.fullmatch(rf"emu\.cluster-{host_id}\.us-east-1\.rds\.amazonaws\.com", described.endpoint)
+    assert described.reader_endpoint == f"emu.cluster-ro-{host_id}.us-east-1.rds.amazonaws.com"
+    instances = {i.db_instance_identifier: i for i in backend.describe_instances(CLUSTER)}
+    assert instances["emu-2"].endpoint_address == f"emu-2.{host_id}.us-east-1.rds.amazonaws.com"
+    assert instances["emu-2"].endpoint_port == 5432
+    writer = described.writer_id
+    assert _sql(backend, "cluster", "SELECT aurora_db_instance_identifier(), pg_is_in_recovery()") == (writer, False)
+    assert _sql(backend, "reader", "SELECT pg_is_in_recovery()") == (True,)
+    for iid in instances:
+        assert _sql(backend, iid, "SELECT aurora_db_instance_identifier()") == (iid,)
+
+
+def test_tls_verifies_the_rds_hostname_with_the_emulators_ca(
+    backend: AwsBackend, emulator_env: RunningEmulator
+) -> None:
+    info = backend.connection_info(CLUSTER)
+    assert "sslmode=verify-full" in info.conninfo
+    with connect(info, connect_timeout=5) as conn:
+        assert conn.pgconn.ssl_in_use
+    other_ca = AwsBackend(**emulator_env.backend_options(ca_bundle="/etc/ssl/certs/ca-certificates.crt"))
+    with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
+        connect(other_ca.connection_info(CLUSTER), connect_timeout=5)
+    plain = psycopg.conninfo.make_conninfo(info.conninfo, sslmode="disable")
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):  # rds.force_ssl=1, as Aurora 16 has it
+        psycopg.connect(plain, connect_timeout=5, **info.kwargs())
+
+
+def test_the_managed_secret_holds_the_master_password(backend: AwsBackend) -> None:
+    described = backend.describe_cluster(CLUSTER)
+    assert described.master_user_secret_arn
+    assert ":secret:rds!cluster-" in described.master_user_secret_arn
+    secret = json.loads(
+        backend.client("secretsmanager").get_secret_value(SecretId=described.master_user_secret_arn)["SecretString"]
+    )
+    assert secret["username"] == "postgres"
+    assert backend.connection_info(CLUSTER).password == secret["password"]
+    assert _sql(backend, "cluster", "SELECT current_user") == ("postgres",)
+
+
+@pytest.fixture
+def iam_users(backend: AwsBackend) -> None:
+    """``app_iam`` (granted rds_iam, no password) and ``app_pw`` (a password, no rds_iam)."""
+    with connect(backend.connection_info(CLUSTER), connect_timeout=5) as conn:
+        for role in ("app_iam", "app_pw"):
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute("CREATE ROLE app_iam LOGIN")
+        conn.execute("GRANT rds_iam TO app_iam")
+        conn.execute("CREATE ROLE app_pw LOGIN PASSWORD 'a-real-password'")
+
+
+def _refusal(info: Any) -> str:
+    with pytest.raises(psycopg.OperationalError) as caught:
+        connect(info, connect_timeout=5)
+    return str(caught.value).strip().splitlines()[-1]
+
+
+def test_iam_auth_as_aurora_honours_it(backend: AwsBackend, emulator_env: RunningEmulator, iam_users: None) -> None:
+    """A user with rds_iam logs in only with a token made for that user, endpoint hostname, port and Region; a token
+    is no password for a user without rds_iam; failures read as Aurora's."""
+    iam = AwsBackend(**emulator_env.backend_options(iam_auth=True, iam_user="app_iam"))
+    for endpoint in ("cluster", "reader", "emu-2"):
+        with connect(iam.connection_info(CLUSTER, endpoint), connect_timeout=5) as conn:
+            assert conn.execute("SELECT session_user, current_user").fetchone() == ("app_iam", "app_iam")
+    info = iam.connection_info(CLUSTER)
+    rds = iam.client("rds")
+    host = backend.describe_cluster(CLUSTER).endpoint
+    pam = 'FATAL:  PAM authentication failed for user "app_iam"'
+    tokens = {
+        "another user": rds.generate_db_auth_token(DBHostname=host, Port=5432, DBUsername="app_pw"),
+        "another host": iam.connection_info(CLUSTER, "reader").password,
+        "another port": rds.generate_db_auth_token(DBHostname=host, Port=5433, DBUsername="app_iam"),
+        "another region": rds.generate_db_auth_token(
+            DBHostname=host, Port=5432, DBUsername="app_iam", Region="eu-west-1"
+        ),
+        "a password": "a-real-password",
+    }
+    for why, token in tokens.items():
+        assert _refusal(dataclasses.replace(info, password=token)).endswith(pam), why
+    refused = [c for c in emulator_env.client.calls() if c["service"] == "rds-db" and not c["ok"]]
+    assert len(refused) == len(tokens)
+    assert all(c["resource"].startswith("arn:aws:rds-db:us-east-1:123456789012:dbuser:cluster-") for c in refused)
+    not_iam = AwsBackend(**emulator_env.backend_options(iam_auth=True, iam_user="app_pw"))
+    assert _refusal(not_iam.connection_info(CLUSTER)).endswith('password authentication failed for user "app_pw"')
+
+
+def test_reboot_and_static_parameters_take_effect_after_it(backend: AwsBackend) -> None:
+    result = backend.apply_parameters(CLUSTER, {"max_connections": "123", "work_mem": "8MB"})
+    assert {c.parameter_name: c.apply_method for c in result.changes} == {
+        "max_connections": "pending-reboot",
+        "work_mem": "immediate",
+    }
+    assert sorted(result.pending_reboot_instances) == ["emu-1", "emu-2"]  # read from the servers' pending_restart
+    assert _sql(backend, "emu-2", "SELECT current_setting('max_connections'), current_setting('work_mem')") == (
+        "100",
+        "8MB",
+    )
+    answer = backend.client("rds").reboot_db_instance(DBInstanceIdentifier="emu-2")["DBInstance"]
+    assert answer["DBInstanceStatus"] == "rebooting"  # moto alone answers available
+
+    def emu_2() -> tuple[str, str]:
+        member = next(
+            m for m in backend.describe_cluster(CLUSTER).db_cluster_members if m.db_instance_identifier == "emu-2"
+        )
+        return next(i.status for i in backend.describe_instances(CLUSTER) if i.db_instance_identifier == "emu-2"), (
+            member.db_cluster_parameter_group_status
+        )
+
+    seen = [emu_2()]
+    while seen[-1] != ("available", "in-sync") and len(seen) < 600:
+        time.sleep(0.05)
+        seen.append(emu_2())
+    assert seen[0] == ("rebooting", "pending-reboot")
+    assert seen[-1] == ("available", "in-sync")
+    rebooted = backend.reboot_pending(CLUSTER)
+    assert [i.db_instance_identifier for i in rebooted] == ["emu-1"]  # emu-2 already restarted by hand
+    assert all(
+        m.db_cluster_parameter_group_status == "in-sync" for m in backend.describe_cluster(CLUSTER).db_cluster_members
+    )
+    for iid in ("emu-1", "emu-2"):
+        assert _sql(backend, iid, "SELECT current_setting('max_connections')") == ("123",)
+    events = backend.client("rds").describe_events(SourceType="db-instance", Duration=10)["Events"]
+    assert {(e["SourceIdentifier"], e["Message"]) for e in events} >= {
+        ("emu-1", "DB instance restarted."),
+        ("emu-2", "DB instance restarted."),
+    }
+
+
+def test_failover_promotes_for_real_and_emits_aurora_events(backend: AwsBackend) -> None:
+    old = backend.describe_cluster(CLUSTER).writer_id
+    result = backend.failover(CLUSTER)
+    assert (result.old_writer, result.new_writer) == (old, "emu-2" if old == "emu-1" else "emu-1")
+    assert backend.describe_cluster(CLUSTER).writer_id == result.new_writer
+    assert _sql(backend, "cluster", "SELECT aurora_db_instance_identifier(), pg_is_in_recovery()") == (
+        result.new_writer,
+        False,
+    )
+    assert _sql(backend, old, "SELECT pg_is_in_recovery()") == (True,)  # the old writer is back as a reader
+    events = backend.client("rds").describe_events(SourceIdentifier=CLUSTER, SourceType="db-cluster", Duration=10)
+    messages = [e["Message"] for e in events["Events"] if e["EventCategories"] == ["failover"]]
+    assert messages[-2:] == [
+        f"Started cross AZ failover to DB instance: {result.new_writer}.",  # emu-1 and emu-2 are in two AZs
+        f"Completed failover to DB instance: {result.new_writer}.",
+    ]
+
+
+def test_a_failed_failover_is_reported_by_its_event(backend: AwsBackend, emulator_env: RunningEmulator) -> None:
+    writer = backend.describe_cluster(CLUSTER).writer_id
+    emulator_env.client.inject_fault("FailoverDBCluster", CLUSTER)
+    backend.client("rds").failover_db_cluster(DBClusterIdentifier=CLUSTER)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        events = backend.client("rds").describe_events(SourceIdentifier=CLUSTER, SourceType="db-cluster", Duration=5)
+        messages = [e["Message"] for e in events["Events"]]
+        if "Cluster failover failed, check the health of your cluster instances and try again." in messages:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"no RDS-EVENT-0069 in {messages}")
+    assert f"Promoting previous primary again: {writer}." in messages
+    assert backend.describe_cluster(CLUSTER).writer_id == writer
+    assert backend.describe_cluster(CLUSTER).status == "available"
