@@ -11,6 +11,11 @@ rule                            source
 identifiers                     RDS: 1-63 letters, digits, hyphens; a letter first; no ``--``; no trailing ``-``
 backup retention                Aurora: ``BackupRetentionPeriod`` 1-35 days (0 is RDS-only, refused)
 backup window                   ``hh:mm-hh:mm`` UTC, at least 30 minutes
+backup schedule                 one automated backup a day, in the backup window; a missed window is caught up
+backup retention (expiry)       the retention period stays restorable: automated backups taken within it are kept,
+                                plus the newest one taken before it (restores to its start replay from it); a
+                                deleted cluster's retained backups expire completely once the period has passed
+                                the deletion
 maintenance window              ``ddd:hh:mm-ddd:hh:mm`` UTC, at least 30 minutes, not overlapping the backup window
 instance class                  ``db.<family>.<size>`` or ``db.serverless``
 failover target                 promotion tier (0 first), then the largest instance, then the name (Aurora picks
@@ -33,7 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from aurora_kit.errors import FailoverNotPossibleError, InvalidParameterError, RestoreWindowError
@@ -88,6 +93,45 @@ def check_backup_window(window: str, field: str = "preferred_backup_window") -> 
     if (end - start) % _DAY < MIN_WINDOW_MINUTES:
         raise InvalidParameterError(field, window, f"the window must be at least {MIN_WINDOW_MINUTES} minutes")
     return window
+
+
+def backup_window_start(window: str, now: datetime) -> datetime:
+    """Start (UTC) of the most recent daily backup window that opened at or before ``now``."""
+    start, _ = window_minutes(window)
+    utc = now.astimezone(timezone.utc)
+    today = utc.replace(hour=start // 60, minute=start % 60, second=0, microsecond=0)
+    return today if today <= utc else today - timedelta(days=1)
+
+
+def backup_due(window: str, last_backup: datetime | None, now: datetime) -> bool:
+    """Aurora takes one automated backup a day in the backup window: one is due once the window has opened and
+    none was taken since it opened. A window that passed without one (host off, cluster stopped) is caught up at
+    the next chance, late, rather than skipped."""
+    return last_backup is None or last_backup < backup_window_start(window, now)
+
+
+def next_backup_due(window: str, last_backup: datetime | None, now: datetime) -> datetime:
+    """When the next automated backup is due: now when one is due already, else the next window's start."""
+    if backup_due(window, last_backup, now):
+        return now
+    return backup_window_start(window, now) + timedelta(days=1)
+
+
+def retention_keeps(
+    taken: Sequence[datetime], retention_days: int, now: datetime, *, logs_end: datetime | None = None
+) -> list[bool]:
+    """Which automated backups (by the time each was taken) the retention period keeps, in the given order.
+
+    Every point of the last ``retention_days`` days must stay restorable: backups taken within the period are
+    kept, and so is the newest one taken before the period began (a restore to the period's first moment replays
+    from it); older ones expire. ``logs_end``: the WAL ends there (a deleted cluster whose automated backups were
+    retained) — once the period starts after it, nothing is restorable any more and every backup expires."""
+    horizon = now - timedelta(days=check_retention(retention_days))
+    if logs_end is not None and logs_end < horizon:
+        return [False] * len(taken)
+    before = [t for t in taken if t < horizon]
+    anchor = max(before) if before else None
+    return [t >= horizon or t == anchor for t in taken]
 
 
 def weekly_window_minutes(window: str, field: str = "preferred_maintenance_window") -> tuple[int, int]:

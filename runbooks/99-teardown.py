@@ -11,12 +11,14 @@
 #
 # **Intent** — delete the cluster: instances first, then the cluster, with an **explicit** final-snapshot choice
 # (`teardown.final_snapshot_id` *or* `teardown.skip_final_snapshot: true`, never both, never neither). Deletion
-# protection stops the run before anything is deleted unless `teardown.lift_deletion_protection` is true.
+# protection stops the run before anything is deleted unless `teardown.lift_deletion_protection` is true. The
+# automated backups go with the cluster unless `teardown.delete_automated_backups: false` retains them (restorable
+# until the retention period expires, as Aurora's retained automated backups).
 #
 # | | |
 # |---|---|
 # | **Risk** | **high — irreversible** without a final snapshot: the data is gone |
-# | **Blast radius** | `cluster_id` and all its instances (snapshots are kept) |
+# | **Blast radius** | `cluster_id`, all its instances and (unless retained) its automated backups; manual snapshots are kept |
 # | **Failure type** | none injected |
 # | **Typical time** | local ≈ 2 s · aws 10–20 min |
 # | **Prerequisites** | `-p confirm=true` and `-p teardown.confirm_cluster_id=<cluster_id>` (the cluster typed again); the final-snapshot decision; no application still using the cluster |

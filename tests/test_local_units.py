@@ -19,9 +19,9 @@ import pytest
 from aurora_kit.backends.base import REDACTED
 from aurora_kit.backends.local import LocalBackend
 from aurora_kit.backends.local.config import (
-    ARCHIVE_SCRIPT,
     ClusterPaths,
     Upstream,
+    archive_script,
     render_postgresql_conf,
     slot_name,
     sync_standby_names,
@@ -128,7 +128,7 @@ def test_archive_script_refuses_to_overwrite_a_different_file(tmp_path: Path) ->
     archive = tmp_path / "archive"
     archive.mkdir()
     script = tmp_path / "archive_wal.sh"
-    script.write_text(ARCHIVE_SCRIPT.format(archive=archive))
+    script.write_text(archive_script(archive))
     script.chmod(0o755)
     seg = tmp_path / "000000010000000000000001"
     seg.write_bytes(b"one")
@@ -200,6 +200,9 @@ CLUSTER_JSON: dict[str, Any] = {
             "start_time": "2026-11-26T21:00:02+00:00",
             "end_time": "2026-11-26T21:00:03+00:00",
             "start_wal": "0/2000028 (file 000000010000000000000002)",
+            "taken_at": "2026-11-26T21:00:03+00:00",
+            "source": "c1-2",
+            "size_bytes": 31000000,
         }
     ],
     "restore": {
@@ -208,7 +211,7 @@ CLUSTER_JSON: dict[str, Any] = {
         "restore_time": "2026-11-25T10:00:00+00:00",
         "recovery": {"recovery_target_action": "promote"},
     },
-    "latest_restorable_time": "2026-11-26T21:05:00+00:00",
+    "backup_error": None,
     "sns_topic_arn": "arn:aws:sns:local:1:topic",
     "pending_slot_drops": ["aurora_c1_9"],
 }
@@ -253,7 +256,8 @@ def test_cluster_record_roles() -> None:
     assert cl.reader_ids == ["c1-0", "c1-2"]
     assert cl.ordered == ["c1-1", "c1-0", "c1-2"]  # writer first, then readers by name
     assert cl.readers_with_status("available") == ["c1-2"]
-    assert cl.earliest_restorable_time == datetime(2026, 11, 26, 21, 0, 3, tzinfo=timezone.utc)
+    assert cl.last_backup is not None
+    assert cl.last_backup.scheduled_at == datetime(2026, 11, 26, 21, 0, 3, tzinfo=timezone.utc)
     with pytest.raises(InstanceNotFoundError):
         cl.instance("c1-9")
     changed = cl.with_statuses("stopping", **{"c1-1": "stopping", "not-a-member": "x"})
@@ -265,18 +269,26 @@ def test_cluster_record_roles() -> None:
 
 
 def test_older_records_without_optional_keys_read_with_defaults() -> None:
-    old = {k: v for k, v in CLUSTER_JSON.items() if k not in ("sns_topic_arn", "pending_slot_drops")}
+    gone = ("sns_topic_arn", "pending_slot_drops", "backup_error")
+    old: dict[str, Any] = {k: v for k, v in CLUSTER_JSON.items() if k not in gone}
     old["instances"] = {
         "c1-1": {k: v for k, v in CLUSTER_JSON["instances"]["c1-1"].items() if k not in ("needs_rewind", "address")}
     }
+    new_backup_keys = ("taken_at", "source", "size_bytes")
+    old["backups"] = [{k: v for k, v in b.items() if k not in new_backup_keys} for b in CLUSTER_JSON["backups"]]
+    old["latest_restorable_time"] = "2026-11-26T21:05:00+00:00"  # written by earlier versions, derived now
     cl = ClusterRecord.from_json("c1", old)
     assert (cl.sns_topic_arn, cl.pending_slot_drops, cl.instances["c1-1"].needs_rewind) == (None, (), False)
     assert cl.instances["c1-1"].address == "127.0.0.1"  # before per-instance addresses: loopback, own port
+    assert cl.backups[0].taken_at is None
+    assert cl.backups[0].scheduled_at == cl.backups[0].end_time  # schedule and retention count from its end
     assert cl.to_json() == {
-        **old,
+        **{k: v for k, v in old.items() if k != "latest_restorable_time"},
         "sns_topic_arn": None,
         "pending_slot_drops": [],
+        "backup_error": None,
         "instances": {"c1-1": {**old["instances"]["c1-1"], "needs_rewind": False, "address": "127.0.0.1"}},
+        "backups": [{**old["backups"][0], "taken_at": None, "source": "", "size_bytes": 0}],
     }
 
 
@@ -289,7 +301,12 @@ def test_store_reads_and_edits_typed_records(tmp_path: Path) -> None:
     with store.edit() as doc:
         doc.clusters["c1"] = ClusterRecord.from_json("c1", CLUSTER_JSON)
         doc.snapshots["s1"] = SnapshotRecord.from_json("s1", SNAPSHOT_JSON)
-    assert store.read() == {"version": 1, "clusters": {"c1": CLUSTER_JSON}, "snapshots": {"s1": SNAPSHOT_JSON}}
+    assert store.read() == {
+        "version": 1,
+        "clusters": {"c1": CLUSTER_JSON},
+        "snapshots": {"s1": SNAPSHOT_JSON},
+        "retained": {},
+    }
     store.set_status("c1", "stopped", **{"c1-1": "stopped"})
     store.update_instance("c1", "c1-2", needs_rewind=False)
     cl = StateStore(tmp_path).cluster("c1")
@@ -315,6 +332,13 @@ def seeded_root() -> Iterator[Path]:
                 instances={i: r.replace(status="available", needs_rewind=False) for i, r in cluster.instances.items()}
             )
             doc.snapshots["s1"] = SnapshotRecord.from_json("s1", SNAPSHOT_JSON)
+        # the WAL archive from the backup's start segment, with its last commit time already in the commit-time
+        # cache (no pg_waldump on these dummy bytes): the restorable window is [21:00:03, 21:04:59.999999]
+        archive = root / "clusters" / "c1" / "archive"
+        archive.mkdir(parents=True)
+        (archive / "000000010000000000000002").write_bytes(b"\0" * 16)
+        index = {"000000010000000000000002": "2026-11-26T21:05:00+00:00"}
+        (root / "clusters" / "c1" / "wal-index.json").write_text(json.dumps(index))
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -92,6 +92,49 @@ def test_restore_window() -> None:
         rules.check_restore_window(now, None, None)
 
 
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def test_one_automated_backup_a_day_once_the_window_opens() -> None:
+    window = "03:00-04:00"
+    created = _utc("2030-01-01T10:00")  # the backup taken at creation
+    assert not rules.backup_due(window, created, _utc("2030-01-02T02:59"))  # window not open yet
+    assert rules.backup_due(window, created, _utc("2030-01-02T03:00"))  # open: due
+    assert rules.backup_due(window, created, _utc("2030-01-02T09:00"))  # missed: still due (caught up, late)
+    taken = _utc("2030-01-02T03:05")
+    assert not rules.backup_due(window, taken, _utc("2030-01-02T03:30"))  # one a day
+    assert not rules.backup_due(window, taken, _utc("2030-01-03T02:59"))
+    assert rules.backup_due(window, taken, _utc("2030-01-03T03:00"))
+    assert rules.backup_due(window, None, _utc("2030-01-03T01:00"))  # none at all: due now
+    assert not rules.backup_due(window, _utc("2030-01-01T03:10"), _utc("2030-01-01T03:20"))  # created in the window
+    # the next one: the next window's start, or now when due
+    assert rules.next_backup_due(window, taken, _utc("2030-01-02T12:00")) == _utc("2030-01-03T03:00")
+    assert rules.next_backup_due(window, created, _utc("2030-01-02T05:00")) == _utc("2030-01-02T05:00")
+    # a window across midnight: it opened yesterday evening
+    assert rules.backup_window_start("23:30-00:30", _utc("2030-01-02T00:10")) == _utc("2030-01-01T23:30")
+    assert rules.backup_window_start(
+        "23:30-00:30",
+        datetime(2030, 1, 2, 3, 10, tzinfo=timezone(timedelta(hours=2))),  # 01:10 UTC
+    ) == _utc("2030-01-01T23:30")
+
+
+def test_retention_keeps_the_period_restorable() -> None:
+    now = _utc("2030-01-10T04:00")
+    taken = [_utc(f"2030-01-{d:02d}T03:05") for d in (1, 5, 6, 7, 8, 9, 10)]
+    # 3 days: backups since 01-07 04:00 are kept, plus the newest before (01-07 03:05) — a restore to 01-07 04:00
+    # replays from it; 01-01..01-06 expire
+    assert rules.retention_keeps(taken, 3, now) == [False, False, False, True, True, True, True]
+    assert rules.retention_keeps(taken[:1], 1, now) == [True]  # the only (newest) one always stays
+    assert rules.retention_keeps([], 1, now) == []
+    # a deleted cluster's retained backups: kept while the period still reaches its deletion, then all expire
+    deleted = _utc("2030-01-09T12:00")
+    assert rules.retention_keeps(taken[:6], 1, now, logs_end=deleted) == [False] * 5 + [True]
+    assert rules.retention_keeps(taken[:6], 1, _utc("2030-01-10T12:01"), logs_end=deleted) == [False] * 6
+    with pytest.raises(InvalidParameterError):
+        rules.retention_keeps(taken, 0, now)
+
+
 def test_final_snapshot_choice_must_be_explicit() -> None:
     rules.check_final_snapshot_choice("final", False)
     rules.check_final_snapshot_choice(None, True)
@@ -188,6 +231,10 @@ RULE_FUNCTIONS = {
     "check_identifier",
     "check_retention",
     "check_backup_window",
+    "backup_window_start",
+    "backup_due",
+    "next_backup_due",
+    "retention_keeps",
     "check_maintenance_window",
     "window_minutes",
     "check_instance_class",

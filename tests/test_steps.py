@@ -507,7 +507,12 @@ def test_teardown_stops_before_deleting_a_protected_cluster_or_without_confirm()
     teardown.teardown(_run(backend, "dry_run=true"), backend.cluster)  # a dry run asks the backend to plan only
     assert backend.calls == [
         "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False}"
-    ]
+    ]  # the backend's default (RDS's): the automated backups go with the cluster
+    backend.calls.clear()
+    kept = _run(backend, "dry_run=true", "teardown.delete_automated_backups=false")
+    assert "automated backups kept for their retention period (1 day(s)" in teardown.plan(kept, backend.cluster).title
+    teardown.teardown(kept, backend.cluster)
+    assert "'delete_automated_backups': False" in backend.calls[0]
     backend.calls.clear()
     teardown.teardown(_run(backend, "confirm=true", typed), backend.cluster)
     assert len(backend.calls) == 1
@@ -529,11 +534,12 @@ def test_defect_08_teardown_passes_the_automated_backups_choice_and_shows_it() -
         "delete_cluster {'final_snapshot_id': None, 'skip_final_snapshot': True, 'lift_deletion_protection': False, "
         "'delete_automated_backups': False}"
     ]
-    local = FakeBackend(_cluster())
-    run = _run(local, "confirm=true", "teardown.confirm_cluster_id=ak-local", keep)
+    assert LOCAL_TRAITS.retains_automated_backups  # the local twin retains them too (issue 11)
+    cannot = FakeBackend(_cluster(), traits=dataclasses.replace(LOCAL_TRAITS, retains_automated_backups=False))
+    run = _run(cannot, "confirm=true", "teardown.confirm_cluster_id=ak-local", keep)
     with pytest.raises(InvalidParameterError, match=r"teardown\.delete_automated_backups"):
-        teardown.plan(run, local.cluster)
-    assert local.calls == []
+        teardown.plan(run, cannot.cluster)
+    assert cannot.calls == []
 
 
 def test_defect_04_a_writer_only_cluster_expects_no_replica_lag_alarm() -> None:

@@ -310,8 +310,8 @@ class BackendTraits:
     regional: bool
     #: IAM database authentication (aws: tokens from generate_db_auth_token, users granted rds_iam); local: passwords
     iam_database_auth: bool = False
-    #: automated backups can outlive a deleted cluster (aws: ``DeleteAutomatedBackups=False`` keeps them for their
-    #: retention period); local: they live in the cluster's directory and go with it
+    #: automated backups can outlive a deleted cluster (``DeleteAutomatedBackups=False`` keeps them for their
+    #: retention period: aws, and local, which moves them to ``retained/<resource id>``)
     retains_automated_backups: bool = False
 
 
@@ -392,9 +392,10 @@ class ClusterBackend(ABC):
     ) -> Snapshot | None:
         """Delete instances, then the cluster. Exactly one of ``final_snapshot_id`` / ``skip_final_snapshot``
         must be given (InvalidParameterError otherwise). DeletionProtectionError unless protection is off or
-        ``lift_deletion_protection``. ``delete_automated_backups=False`` keeps the automated backups where the
-        backend can (``traits.retains_automated_backups``; UnsupportedOperationError, before any change, where it
-        cannot). Returns the final snapshot, if one was taken."""
+        ``lift_deletion_protection``. ``delete_automated_backups`` (RDS ``DeleteAutomatedBackups``, default True
+        as in the RDS API): False keeps the automated backups as retained backups that expire with the retention
+        period, where the backend can (``traits.retains_automated_backups``; UnsupportedOperationError, before any
+        change, where it cannot). Returns the final snapshot, if one was taken."""
 
     @abstractmethod
     def stop_cluster(self, cluster_id: str, *, wait: bool = True) -> Cluster: ...

@@ -1,8 +1,10 @@
-"""``aurora-kit local up | status | down | failover | crash-writer | list | connect-info``: drive local Aurora-shaped
-clusters.
+"""``aurora-kit local up | status | down | failover | crash-writer | maintain | list | connect-info``: drive local
+Aurora-shaped clusters.
 
 The root dir is ``--root`` or ``$AURORA_KIT_HOME`` (default ``/var/lib/aurora_kit`` as root, else
-``~/.local/share/aurora_kit``).
+``~/.local/share/aurora_kit``). ``maintain`` is the automated-backup housekeeping to run from cron or a systemd
+timer (every 10-15 minutes): the backup that is due (one a day in the backup window), expiry of what the retention
+period no longer needs; ``--now`` (or ``$AURORA_KIT_CLOCK``) sets the backup clock for rehearsals and tests.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from datetime import timezone
 from typing import Any
 
 from aurora_kit.backends.base import Cluster, FailoverResult
@@ -49,6 +52,11 @@ def register(subparsers: Any) -> None:
     choice.add_argument("--final-snapshot", metavar="SNAPSHOT_ID", default=None, help="take this final snapshot")
     choice.add_argument("--skip-final-snapshot", action="store_true", help="delete without a final snapshot")
     down.add_argument("--force", action="store_true", help="lift deletion protection first")
+    down.add_argument(
+        "--keep-automated-backups",
+        action="store_true",
+        help="retain the automated backups (they expire with the retention period); default: delete them",
+    )
     down.set_defaults(func=cmd_down)
 
     fo = action("failover", "fail over to a reader (planned, or --crash the writer first)")
@@ -60,6 +68,18 @@ def register(subparsers: Any) -> None:
     crash = action("crash-writer", "SIGKILL the writer; the cluster recovers as Aurora would (crash failover)")
     crash.add_argument("cluster_id", help="the cluster whose writer to kill")
     crash.set_defaults(func=cmd_crash_writer)
+
+    maintain = action(
+        "maintain", "take the automated backups that are due, expire old ones (run it from cron / a systemd timer)"
+    )
+    maintain.add_argument("cluster_id", nargs="?", help="one cluster (default: every cluster and retained backup)")
+    maintain.add_argument(
+        "--now",
+        default=None,
+        metavar="TIME",
+        help="the backup clock: ISO time with zone or offset like +1d (default: $AURORA_KIT_CLOCK, else now)",
+    )
+    maintain.set_defaults(func=cmd_maintain)
 
     action("list", "one line per cluster").set_defaults(func=cmd_list)
 
@@ -107,7 +127,6 @@ def _print_cluster(backend: Any, cluster: Cluster) -> None:
                 ("database / user", f"{cluster.database_name} / {cluster.master_username}"),
                 ("password file", (cluster.master_user_secret_arn or "").removeprefix("file://")),
                 ("deletion protection", cluster.deletion_protection),
-                ("restorable", f"{_ts(cluster.earliest_restorable_time)} .. {_ts(cluster.latest_restorable_time)}"),
             ]
         )
     )
@@ -131,10 +150,39 @@ def _print_cluster(backend: Any, cluster: Cluster) -> None:
         )
     else:
         print("\n(no instances: create one to start the writer)")
+    _print_backups(backend, cid)
+
+
+def _print_backups(backend: Any, cluster_id: str) -> None:
+    """The automated-backup part of ``status``: schedule, last backup, next due, window, archive."""
+    b = backend.backup_status(cluster_id)
+    last = b.last_backup
+    last_text = "-"
+    if last is not None:
+        last_text = f"{last.id} (taken {_ts(last.scheduled_at)}, from {last.source or '?'}, {_size(last.size_bytes)})"
+    due = "due now (taken at the next maintain or mutating call)" if b.due_now else _ts(b.next_due)
+    chain = f"BROKEN: segment {b.missing_segment} is missing" if b.missing_segment else "unbroken"
+    rows = [
+        ("backup schedule", f"daily in {b.window} UTC, retention {b.retention_days} day(s)"),
+        ("automated backups", b.backups),
+        ("last backup", last_text),
+        ("next backup due", due),
+        ("earliest restorable", _ts(b.earliest_restorable)),
+        ("latest restorable", _ts(b.latest_restorable)),
+        ("WAL archive", f"{b.archive_files} files, {_size(b.archive_bytes)}, chain {chain}"),
+    ]
+    if b.error:
+        rows.append(("last backup error", b.error))
+    print()
+    print(pairs(rows))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
 
 
 def _ts(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -189,6 +237,7 @@ def cmd_down(args: argparse.Namespace) -> int:
             final_snapshot_id=args.final_snapshot,
             skip_final_snapshot=args.skip_final_snapshot,
             lift_deletion_protection=args.force,
+            delete_automated_backups=not args.keep_automated_backups,
         )
     except DeletionProtectionError:
         raise DeletionProtectionError(
@@ -197,8 +246,20 @@ def cmd_down(args: argparse.Namespace) -> int:
     print(
         f"cluster {args.cluster_id} deleted"
         + (f"; final snapshot {snap.db_cluster_snapshot_identifier}" if snap else "")
+        + ("; automated backups retained" if args.keep_automated_backups else "")
     )
     return 0
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    """One line per cluster; exit 1 when a due backup failed (cron / systemd then report it)."""
+    backend = _backend(args)
+    reports = backend.maintain(args.cluster_id, now=args.now)
+    if not reports:
+        print(f"no clusters under {backend.root}")
+    for report in reports:
+        print(report.line())
+    return 1 if any(r.error for r in reports) else 0
 
 
 def _print_failover(result: FailoverResult) -> None:

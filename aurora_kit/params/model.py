@@ -285,12 +285,14 @@ class MonitoringSettings(_Model):
 
 class TeardownSettings(_Model):
     """99-teardown: the final-snapshot choice is explicit — exactly one of the two. Besides ``confirm``, the
-    operator types the cluster to delete: ``confirm_cluster_id`` must equal ``cluster_id`` or nothing is deleted."""
+    operator types the cluster to delete: ``confirm_cluster_id`` must equal ``cluster_id`` or nothing is deleted.
+    ``delete_automated_backups`` (RDS ``DeleteAutomatedBackups``, true as the RDS API's default): false keeps the
+    automated backups as retained backups, restorable until the retention period expires."""
 
     final_snapshot_id: str | None
     skip_final_snapshot: bool
     lift_deletion_protection: bool
-    #: DeleteDBCluster's DeleteAutomatedBackups: false keeps them for their retention period (aws; local cannot)
+    #: DeleteDBCluster's DeleteAutomatedBackups: false keeps them for their retention period (both backends)
     delete_automated_backups: bool
     confirm_cluster_id: str | None  # must equal cluster_id to delete it (-p teardown.confirm_cluster_id=<id>)
 

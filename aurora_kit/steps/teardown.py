@@ -1,5 +1,6 @@
-"""99-teardown: what will be deleted, the explicit final-snapshot choice, deletion protection, the deletion (needs
-``confirm`` and the cluster id typed again), then proof that the cluster is gone."""
+"""99-teardown: what will be deleted, the explicit final-snapshot choice, deletion protection, whether the automated
+backups go too, the deletion (needs ``confirm`` and the cluster id typed again), then proof that the cluster is
+gone."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ def find_cluster(run: Run) -> Cluster | None:
 
 
 def plan(run: Run, cluster: Cluster | None) -> Table:
-    """What will be deleted, the final-snapshot choice and deletion protection. DeletionProtectionError now
-    (before anything is deleted) when protection is on and ``lift_deletion_protection`` is false."""
+    """What will be deleted, the final-snapshot choice, deletion protection and the automated backups' fate.
+    DeletionProtectionError now (before anything is deleted) when protection is on and
+    ``lift_deletion_protection`` is false."""
     t = run.section("teardown")
     if cluster is None:
         return Table([], "nothing to delete")
@@ -46,9 +48,14 @@ def plan(run: Run, cluster: Cluster | None) -> Table:
     )
     rows = [{"delete": m.db_instance_identifier, "kind": "instance"} for m in cluster.db_cluster_members]
     rows.append({"delete": cluster.db_cluster_identifier, "kind": "cluster"})
+    if t.delete_automated_backups:
+        rows.append({"delete": f"automated backups of {cluster.db_cluster_identifier}", "kind": "automated backups"})
+        backups = "automated backups deleted"
+    else:
+        days = cluster.backup_retention_period
+        backups = f"automated backups kept for their retention period ({days} day(s), restorable meanwhile)"
     protection = "on — will be lifted first" if cluster.deletion_protection else "off"
-    backups = "deleted with it" if t.delete_automated_backups else "automated backups kept for their retention period"
-    return Table(rows, f"{final}; deletion protection {protection}; automated backups: {backups}")
+    return Table(rows, f"{final}; {backups}; deletion protection {protection}")
 
 
 def teardown(run: Run, cluster: Cluster | None) -> Snapshot | None:

@@ -47,7 +47,12 @@ def test_snapshot_restore_round_trips_data(local_backend: Any, local_cluster: Cl
     snap = local_backend.create_snapshot(cid, f"{cid}-snap")
     assert snap.status == "available"
     assert snap.snapshot_type == "manual"
-    assert [s.db_cluster_snapshot_identifier for s in local_backend.describe_snapshots(cid)] == [f"{cid}-snap"]
+    manual = local_backend.describe_snapshots(cid, snapshot_type="manual")
+    assert [s.db_cluster_snapshot_identifier for s in manual] == [f"{cid}-snap"]
+    # as RDS lists them: manual and automated together unless a type is asked for
+    listed = {s.db_cluster_snapshot_identifier: s.snapshot_type for s in local_backend.describe_snapshots(cid)}
+    assert listed[f"{cid}-snap"] == "manual"
+    assert "automated" in listed.values()
     with pytest.raises(SnapshotAlreadyExistsError):
         local_backend.create_snapshot(cid, f"{cid}-snap")
     with _conn(local_backend, cid) as conn:
@@ -76,7 +81,7 @@ def test_snapshot_restore_round_trips_data(local_backend: Any, local_cluster: Cl
     finally:
         _delete(local_backend, f"{cid}-rs")
     local_backend.delete_snapshot(f"{cid}-snap")
-    assert local_backend.describe_snapshots(cid) == []
+    assert local_backend.describe_snapshots(cid, snapshot_type="manual") == []
     with pytest.raises(SnapshotNotFoundError):
         local_backend.delete_snapshot(f"{cid}-snap")
 

@@ -3,7 +3,8 @@
 See DESIGN.md §3. This class implements :class:`~aurora_kit.backends.base.ClusterBackend` by composing the
 modules beside it: it reads the typed records of :mod:`.state`, validates each request (the rules come from
 :mod:`aurora_kit.rules`), and hands the work to :mod:`.lifecycle`, :mod:`.backup`, :mod:`.failover`,
-:mod:`.parameters` and :mod:`.monitoring`, which act through :class:`.nodes.Nodes`.
+:mod:`.parameters` and :mod:`.monitoring`, which act through :class:`.nodes.Nodes`; the automated-backup calls
+(``maintain``, ``backup_status``, the catch-up after each mutation) come from :mod:`.backups_api`.
 
 Every mutating method validates first, then goes through :meth:`LocalBackend._mutate`, the one place that knows
 about dry runs: it records the planned calls and returns the projected result instead of running the work.
@@ -34,7 +35,8 @@ from aurora_kit.backends.base import (
     Snapshot,
     projected_cluster,
 )
-from aurora_kit.backends.local import backup, failover, lifecycle, monitoring, parameters, topology, views
+from aurora_kit.backends.local import automated, backup, failover, lifecycle, monitoring, parameters, topology, views
+from aurora_kit.backends.local.backups_api import AutomatedBackupsMixin, Call
 from aurora_kit.backends.local.binaries import check_traversable, find_binaries, run_as
 from aurora_kit.backends.local.config import UNSAFE_PATH_CHARS
 from aurora_kit.backends.local.nodes import CONNECT_TIMEOUT, Nodes
@@ -45,14 +47,11 @@ from aurora_kit.errors import (
     DeletionProtectionError,
     InvalidParameterError,
     InvalidStateError,
-    UnsupportedOperationError,
 )
 from aurora_kit.rules import check_backup_window, check_final_snapshot_choice, check_retention, reboot_order
 from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
 
 T = TypeVar("T")
-#: one call a dry run records: (operation, parameters), named as the RDS API names it
-Call = tuple[str, dict[str, Any]]
 
 
 def default_root() -> Path:
@@ -69,7 +68,7 @@ def _create_instance_call(cluster_id: str, spec: InstanceSpec) -> Call:
     return "CreateDBInstance", {"DBClusterIdentifier": cluster_id, **spec.model_dump()}
 
 
-class LocalBackend(ClusterBackend):
+class LocalBackend(AutomatedBackupsMixin, ClusterBackend):
     """Clusters of real PostgreSQL 16 + pgvector processes, shaped like Aurora (see the package docstring)."""
 
     name = "local"
@@ -81,6 +80,7 @@ class LocalBackend(ClusterBackend):
         poll_max_delay_s=2.0,
         restorable_wait_s=0.0,
         regional=False,
+        retains_automated_backups=True,
     )
 
     @classmethod
@@ -136,11 +136,15 @@ class LocalBackend(ClusterBackend):
         return [self._instance(cl, iid) for iid in cl.ordered]
 
     def describe_cluster(self, cluster_id: str) -> Cluster:
+        """The cluster now; its restorable window is what the WAL archive and the automated backups support
+        (never spanning a missing segment), read without writing anything but a cache of commit times."""
         cl = self.store.cluster(cluster_id)
+        window = automated.window(self.nodes, automated.of_cluster(self.nodes, cl))
         return views.cluster(
             cl,
             [self._instance(cl, iid) for iid in cl.ordered],
-            latest_restorable_time=backup.latest_restorable_time(self.nodes, cl),
+            earliest_restorable_time=window.earliest,
+            latest_restorable_time=window.latest,
             secret=self.nodes.paths(cluster_id).secret,
         )
 
@@ -204,6 +208,7 @@ class LocalBackend(ClusterBackend):
         def run() -> Cluster:
             with self.store.cluster_lock(cluster_id, "modify cluster"):
                 self.store.set_fields(cluster_id, **changes)
+            self._catch_up(cluster_id)  # a shorter retention period expires backups now, as on Aurora
             return self.describe_cluster(cluster_id)
 
         calls = [("ModifyDBCluster", {"DBClusterIdentifier": cluster_id, **changes})]
@@ -219,14 +224,11 @@ class LocalBackend(ClusterBackend):
         wait: bool = True,
         delete_automated_backups: bool = True,
     ) -> Snapshot | None:
+        """Delete the instances and the cluster; the final snapshot as chosen. The automated backups go with it,
+        or — ``delete_automated_backups=False`` — are retained (:func:`.automated.retain`: everything up to the
+        deletion is archived first), listed under the cluster's id and expiring with its retention period."""
         cl = self.store.cluster(cluster_id)
         check_final_snapshot_choice(final_snapshot_id, skip_final_snapshot)
-        if not delete_automated_backups:  # traits.retains_automated_backups is False
-            raise UnsupportedOperationError(
-                "the local backend keeps automated backups in the cluster's directory: they go with the cluster",
-                hint="take a final snapshot instead (final_snapshot_id)",
-                cluster_id=cluster_id,
-            )
         if final_snapshot_id is not None:
             backup.check_new_snapshot_id(self.nodes, final_snapshot_id)
         if cl.deletion_protection and not lift_deletion_protection:
@@ -240,6 +242,8 @@ class LocalBackend(ClusterBackend):
                         self.start_cluster(cluster_id)
                     final = backup.create_snapshot(self.nodes, cluster_id, final_snapshot_id, tags=cl.tags)
                 self.store.set_status(cluster_id, "deleting", **dict.fromkeys(cl.instances, "deleting"))
+                if not delete_automated_backups:
+                    automated.retain_on_delete(self.nodes, cluster_id)
                 self.nodes.destroy(cluster_id)
             return final
 
@@ -254,6 +258,7 @@ class LocalBackend(ClusterBackend):
                     "DBClusterIdentifier": cluster_id,
                     "FinalDBSnapshotIdentifier": final_snapshot_id,
                     "SkipFinalSnapshot": skip_final_snapshot,
+                    "DeleteAutomatedBackups": delete_automated_backups,
                 },
             )
         )
@@ -289,6 +294,7 @@ class LocalBackend(ClusterBackend):
             with self.store.cluster_lock(cluster_id, "start cluster"):
                 lifecycle.start_cluster(self.nodes, cluster_id)
                 self.nodes.publish(cluster_id)  # the hosts file may have been reset since (a new container)
+            self._catch_up(cluster_id)  # a window missed while stopped is caught up now
             return self.describe_cluster(cluster_id)
 
         calls = [("StartDBCluster", {"DBClusterIdentifier": cluster_id})]
@@ -308,6 +314,7 @@ class LocalBackend(ClusterBackend):
 
         def run() -> Instance:
             lifecycle.create_instance(self.nodes, cluster_id, spec)
+            self._catch_up(cluster_id)
             return self._instance(self.store.cluster(cluster_id), spec.instance_id)
 
         calls = [_create_instance_call(cluster_id, spec)]
@@ -332,6 +339,7 @@ class LocalBackend(ClusterBackend):
                     self.failover(cluster_id, mode="planned")
                 self.store.set_status(cluster_id, None, **{instance_id: "deleting"})
                 self.nodes.remove_instance(cluster_id, instance_id)
+            self._catch_up(cluster_id)
 
         self._mutate([("DeleteDBInstance", {"DBInstanceIdentifier": instance_id})], run, lambda: None)
 
@@ -344,6 +352,7 @@ class LocalBackend(ClusterBackend):
         def run() -> Instance:
             with self.store.cluster_lock(cluster_id, "reboot instance"):
                 lifecycle.reboot_instance(self.nodes, cluster_id, instance_id)
+            self._catch_up(cluster_id)
             return self._instance(self.store.cluster(cluster_id), instance_id)
 
         calls = [("RebootDBInstance", {"DBInstanceIdentifier": instance_id})]
@@ -362,6 +371,7 @@ class LocalBackend(ClusterBackend):
                 return ParameterChangeResult(cluster_id, [], pending, status="no-change")
             with self.store.cluster_lock(cluster_id, "apply parameters"):
                 pending = parameters.apply(self.nodes, cluster_id, changes)
+            self._catch_up(cluster_id)
             return ParameterChangeResult(cluster_id, changes, pending, status="applied")
 
         group = [
@@ -389,18 +399,22 @@ class LocalBackend(ClusterBackend):
 
         def run() -> Snapshot:
             with self.store.cluster_lock(cluster_id, "create snapshot"):
-                return backup.create_snapshot(self.nodes, cluster_id, snapshot_id, tags=tags)
+                snap = backup.create_snapshot(self.nodes, cluster_id, snapshot_id, tags=tags)
+            self._catch_up(cluster_id)
+            return snap
 
         calls = [
             ("CreateDBClusterSnapshot", {"DBClusterIdentifier": cluster_id, "DBClusterSnapshotIdentifier": snapshot_id})
         ]
         return self._mutate(calls, run, lambda: views.projected_snapshot(cl, snapshot_id))
 
-    def describe_snapshots(self, cluster_id: str | None = None) -> list[Snapshot]:
-        return backup.describe_snapshots(self.nodes, cluster_id)
+    def describe_snapshots(self, cluster_id: str | None = None, snapshot_type: str | None = None) -> list[Snapshot]:
+        """Manual and automated snapshots (``snapshot_type`` ``manual`` | ``automated`` picks one kind, as RDS's
+        ``SnapshotType``); a deleted cluster's retained automated backups are listed under its id."""
+        return backup.describe_snapshots(self.nodes, cluster_id, snapshot_type)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
-        self.store.snapshot(snapshot_id)  # SnapshotNotFoundError
+        backup.check_snapshot_deletable(self.nodes, snapshot_id)  # not found, or automated: refused
         calls = [("DeleteDBClusterSnapshot", {"DBClusterSnapshotIdentifier": snapshot_id})]
         self._mutate(calls, lambda: backup.delete_snapshot(self.nodes, snapshot_id), lambda: None)
 
@@ -427,7 +441,7 @@ class LocalBackend(ClusterBackend):
             ("RestoreDBClusterFromSnapshot", {"DBClusterIdentifier": new_cluster_id, "SnapshotIdentifier": snapshot_id})
         ]
         calls += [_create_instance_call(new_cluster_id, spec) for spec in instances or []]
-        return self._mutate(calls, run, lambda: views.projected_restore(new_cluster_id, snap))
+        return self._mutate(calls, run, lambda: views.projected_restore(new_cluster_id, snap.template))
 
     def restore_to_point_in_time(
         self,
@@ -464,7 +478,7 @@ class LocalBackend(ClusterBackend):
             )
         ]
         calls += [_create_instance_call(new_cluster_id, spec) for spec in instances or []]
-        return self._mutate(calls, run, lambda: views.projected_restore(new_cluster_id, request.source))
+        return self._mutate(calls, run, lambda: views.projected_restore(new_cluster_id, request.source.cluster))
 
     # == failover ==========================================================================================
     def failover(
@@ -477,7 +491,9 @@ class LocalBackend(ClusterBackend):
         def run() -> FailoverResult:
             with self.store.cluster_lock(cluster_id, "failover"):
                 phases = self.last_failover_phases = failover.Phases()
-                return failover.failover(self.nodes, cluster_id, target_instance_id, mode, phases)
+                result = failover.failover(self.nodes, cluster_id, target_instance_id, mode, phases)
+            self._catch_up(cluster_id)
+            return result
 
         def projected() -> FailoverResult:
             now = datetime.now(timezone.utc)

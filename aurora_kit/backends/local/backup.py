@@ -1,49 +1,46 @@
-"""Snapshots, automated backups (base backups + continuous WAL archive) and restores for the local backend.
+"""Snapshots and restores for the local backend (automated backups and the WAL archive: :mod:`.automated`,
+:mod:`.archive`).
 
-* Manual snapshot = ``pg_basebackup -X stream`` (plain format, with ``backup_manifest``) from a reader when one
-  is available (after it replayed everything the writer had flushed), else from the writer; checked with
-  ``pg_verifybackup``. Kept under ``<root>/snapshots/<id>`` with the master password, so it outlives its cluster.
-* Automated backups: one base backup at cluster creation (the same one seeds the readers) and one whenever a
-  restored cluster gets its writer, plus the WAL archive (``archive_command`` refuses to overwrite a different
-  file, ``archive_timeout`` 60 s). Retention, loosely: when a new automated backup is taken, older ones past
-  ``backup_retention_period`` days are removed (the newest is always kept) and archived WAL older than the oldest
-  kept backup is pruned with ``pg_archivecleanup``. No daily backup is scheduled: nothing runs in the background.
-  **The archive is unbounded**: retention and pruning run only when a new automated backup is taken (cluster
-  creation, a restored cluster's first writer), so a long-running cluster keeps every WAL segment since its
-  oldest kept backup (1 MB segments; at least one per ``archive_timeout`` minute with writes) and its
-  EarliestRestorableTime never moves. Pruning at a forced archive would free nothing (nothing older than the
-  oldest kept backup remains); bounding it needs periodic base backups, which this backend does not schedule.
-  Delete and restore (or recreate) a long-lived local cluster to reclaim the space.
-* ``EarliestRestorableTime`` = end of the oldest automated backup. ``LatestRestorableTime`` (read-only in
-  ``describe_cluster``) = the later of the moment before the last forced-archive marker commit and the writer's
-  ``pg_stat_archiver.last_archived_time``. Only PITR (and ``stop_cluster``) force an archive: marker commit,
-  ``pg_switch_wal()``, wait until archived, so "now" is restorable and recovery always finds a record after the
-  target; a time after the recorded one forces one, a time before the window or in the future is refused first.
-* Restores create a cluster with no instance; its data waits in ``seed/`` until ``create_instance`` makes the
-  writer from it. PITR: base backup older than the target + ``restore_command`` reading the WAL hard-linked
-  (copied across filesystems) from the source's archive into the new cluster's ``pitr-wal/`` at restore time +
-  ``recovery_target_time`` (always the resolved target, "latest" included) + ``recovery_target_action=promote`` +
-  ``recovery.signal``; the source may keep writing, be pruned or be deleted before the writer is created. The
-  clone archives into its own archive only. A request outside the window is rejected before anything is written.
+* **Manual snapshot** = ``pg_basebackup -X stream`` (plain format, with ``backup_manifest``) from a streaming reader
+  that replayed everything the writer had flushed, else from the writer; checked with ``pg_verifybackup``. Kept
+  under ``<root>/snapshots/<id>`` with the master password, so it outlives its cluster. ``describe_snapshots``
+  lists them with the automated backups (``snapshot_type`` ``manual`` / ``automated``, as RDS does); an automated
+  one cannot be deleted by hand (it expires with the retention period) but restores like a manual one.
+* **Restores** create a cluster with no instance; its data waits in ``seed/`` until ``create_instance`` makes the
+  writer from it. The copy into ``seed/`` is the fastest safe one the filesystem offers (:mod:`.datacopy`:
+  reflink, else a parallel ``copy_file_range`` copy; never hard links into a data directory).
+* **Point-in-time restore** checks the WAL chain before it creates anything: the target must lie in the
+  restorable window computed from the archive (:func:`.archive.restorable_window`, which never spans a missing
+  segment); a target after the archived WAL, with the source's writer running, first forces an archive (marker
+  commit + WAL switch) and is checked again. It starts from the **newest** automated backup that ended before the
+  target and replays only the WAL after it: under the source's lock, that backup's files are hard-linked into the
+  new cluster's ``backups/`` (backups are never written once taken) and the WAL chain from its start into the new
+  cluster's own archive, so the source may keep writing, expire that backup or be deleted meanwhile; then the
+  backup is copied into ``seed/`` outside the lock. ``recovery_target_time`` is always the resolved target
+  ("latest" included), ``recovery_target_action=promote``, ``recovery.signal``; recovery reads the new cluster's
+  archive (and, with ``archive_mode=on`` while it recovers, does not copy what it restores back into it). Once
+  promoted, that base + its archive are the new cluster's first automated backup (no second base backup), and WAL of
+  the source's timelines past the branch point is dropped from it. A snapshot restore's first automated backup is a
+  ``pg_basebackup`` of its new writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
 import shlex
 import shutil
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 
 from aurora_kit.backends.base import Snapshot
-from aurora_kit.backends.local import parameters, views
+from aurora_kit.backends.local import archive, automated, clock, datacopy, parameters, views
+from aurora_kit.backends.local.automated import BackupSet
 from aurora_kit.backends.local.binaries import chown, run_tool
 from aurora_kit.backends.local.config import write_file
 from aurora_kit.backends.local.nodes import Nodes
@@ -54,133 +51,25 @@ from aurora_kit.backends.local.state import (
     RestoreRecord,
     SnapshotRecord,
     spec_settings,
-    wal_file,
 )
 from aurora_kit.errors import (
     ClusterAlreadyExistsError,
     InvalidParameterError,
     InvalidStateError,
+    RestoreWindowError,
     SnapshotAlreadyExistsError,
-    WaitTimeoutError,
+    SnapshotNotFoundError,
 )
 from aurora_kit.polling import wait_for
 from aurora_kit.rules import check_identifier, check_restore_window
 from aurora_kit.specs import InstanceSpec
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+#: WAL segments (1 MB each) a point-in-time restore copies into the new writer's pg_wal before recovery starts
+PRELOAD_SEGMENTS = 2048
 
 
 def _size_gib(path: Path) -> int:
-    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return max(1, -(-total // 2**30))
-
-
-# -- archive / restorable window ---------------------------------------------------------------------------
-def writer_running(nodes: Nodes, cl: ClusterRecord) -> bool:
-    writer = cl.writer_id
-    return writer is not None and nodes.controller(cl.cluster_id, writer, cl).is_running()
-
-
-def force_archive(nodes: Nodes, cluster_id: str, *, timeout: float = 60.0) -> datetime:
-    """Make "now" restorable: marker commit, ``pg_switch_wal()``, wait until that segment is archived.
-
-    Returns the time just before the marker commit: every commit up to it is in the archive, and the archive
-    holds a commit after it (PITR needs a record after the target). Recorded as the latest restorable time.
-    """
-    cl = nodes.store.cluster(cluster_id)
-    writer = cl.writer_id
-    if writer is None or not writer_running(nodes, cl):
-        raise InvalidStateError(f"DB cluster {cluster_id!r} has no running writer to archive from")
-    with nodes.connect(cluster_id, writer, cl=cl) as conn:
-        row = conn.execute("SELECT clock_timestamp()").fetchone()
-        assert row is not None
-        before: datetime = row[0]
-        with conn.transaction():
-            # the marker needs no synchronous durability; never block on a missing standby
-            conn.execute("SET LOCAL synchronous_commit = local")
-            conn.execute("SELECT pg_current_xact_id()")
-        seg_row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
-        assert seg_row is not None
-        segment = str(seg_row[0])
-    archived = nodes.paths(cluster_id).archive / segment
-    wait_for(
-        f"WAL segment {segment} archived",
-        archived.exists,
-        bool,
-        timeout=timeout,
-        initial_delay=0.01,
-        max_delay=0.2,
-    )
-    nodes.store.set_fields(cluster_id, latest_restorable_time=before)
-    return before
-
-
-def latest_restorable_time(nodes: Nodes, cl: ClusterRecord) -> datetime | None:
-    """LatestRestorableTime from what is archived, writing nothing (a read path: no marker commit, no WAL switch,
-    no state write): the later of the time recorded by the last forced archive (PITR, stop) and the writer's
-    ``pg_stat_archiver.last_archived_time`` (``archive_timeout`` switches a segment with new WAL every 60 s, so
-    on a writing cluster it trails by about a minute). Approximate, as Aurora's is: a restore to a time after
-    the recorded one forces an archive first, so the restore itself is exact."""
-    recorded = cl.latest_restorable_time
-    writer = cl.writer_id
-    if cl.status != "available" or writer is None:
-        return recorded
-    try:
-        if not nodes.controller(cl.cluster_id, writer, cl).is_running():
-            return recorded
-        rows = nodes.query(cl.cluster_id, writer, "SELECT last_archived_time FROM pg_stat_archiver")
-    except (psycopg.Error, OSError):
-        return recorded
-    archived: datetime | None = rows[0][0] if rows else None
-    if archived is None:
-        return recorded
-    return archived if recorded is None else max(recorded, archived)
-
-
-# -- automated backups -------------------------------------------------------------------------------------
-def take_automated_backup(nodes: Nodes, cluster_id: str, *, source_id: str) -> Path:
-    """Base backup of ``source_id`` into ``backups/<id>``; recorded as an automated backup. Returns its path."""
-    backup_id = "auto-" + _now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    dest = nodes.paths(cluster_id).backups / backup_id
-    started = _now()
-    nodes.basebackup(cluster_id, source_id, dest)
-    record = BackupRecord(backup_id, dest, started, _now(), _backup_label(dest).get("START WAL LOCATION", ""))
-    nodes.store.update_cluster(cluster_id, lambda cl: cl.replace(backups=(*cl.backups, record)))
-    _enforce_retention(nodes, cluster_id)
-    return dest
-
-
-def _backup_label(data_dir: Path) -> dict[str, str]:
-    try:
-        text = (data_dir / "backup_label").read_text()
-    except FileNotFoundError:
-        return {}
-    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
-def _enforce_retention(nodes: Nodes, cluster_id: str) -> None:
-    cl = nodes.store.cluster(cluster_id)
-    backups = sorted(cl.backups, key=lambda b: b.end_time)
-    if len(backups) <= 1:
-        return
-    horizon = _now() - timedelta(days=cl.backup_retention_period)
-    keep = [b for b in backups[:-1] if b.end_time >= horizon] + [backups[-1]]
-    drop = [b for b in backups if b not in keep]
-    if not drop:
-        return
-    for b in drop:
-        nodes.discard(b.path)
-    nodes.store.set_fields(cluster_id, backups=tuple(keep))
-    # prune archived WAL the oldest kept backup no longer needs
-    oldest_segment = keep[0].start_segment
-    if oldest_segment:
-        run_tool(
-            [nodes.bins(cl).tool("pg_archivecleanup"), str(nodes.paths(cluster_id).archive), oldest_segment],
-            what="pg_archivecleanup",
-        )
+    return max(1, -(-automated.tree_bytes(path) // 2**30))
 
 
 # -- snapshots ---------------------------------------------------------------------------------------------
@@ -188,31 +77,6 @@ def check_new_snapshot_id(nodes: Nodes, snapshot_id: str) -> None:
     check_identifier("snapshot_id", snapshot_id)
     if snapshot_id in nodes.store.load().snapshots or nodes.snapshot_dir(snapshot_id).exists():
         raise SnapshotAlreadyExistsError(snapshot_id)
-
-
-def _snapshot_source(nodes: Nodes, cl: ClusterRecord) -> str:
-    """A running reader that has replayed everything the writer flushed; else the writer."""
-    cid, writer = cl.cluster_id, cl.writer_id
-    if writer is None or not writer_running(nodes, cl):
-        raise InvalidStateError(f"DB cluster {cid!r} has no running writer to snapshot", hint="start the cluster first")
-    readers = [r for r in cl.readers_with_status("available") if nodes.controller(cid, r, cl).is_running()]
-    if not readers:
-        return writer
-    (flushed,) = nodes.query(cid, writer, "SELECT pg_current_wal_flush_lsn()::text")[0]
-    reader = readers[0]
-    try:
-        wait_for(
-            f"reader {reader} replayed up to {flushed}",
-            lambda: nodes.query(cid, reader, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", flushed)[0][0],
-            bool,
-            timeout=10.0,
-            initial_delay=0.01,
-            max_delay=0.2,
-            retry_on=(psycopg.OperationalError,),
-        )
-    except WaitTimeoutError:
-        return writer
-    return reader
 
 
 def create_snapshot(
@@ -231,7 +95,7 @@ def create_snapshot(
             )
         source = None
     else:
-        source = _snapshot_source(nodes, cl)
+        source = automated.backup_source(nodes, cl)
     sdir = nodes.snapshot_dir(snapshot_id)
     sdir.mkdir(mode=0o700)
     chown(sdir)
@@ -243,11 +107,11 @@ def create_snapshot(
         engine_version=cl.engine_version,
         master_username=cl.master_username,
         database_name=cl.database_name,
-        created=_now(),
+        created=clock.wall(),
         spec=cl.spec,
         source_instance=source or "cluster storage",
         tags=dict(tags or cl.tags),
-        # the parameter group in force, so a restore replays with it (see _new_restored_cluster)
+        # the parameter group in force, so a restore replays with it (see _create_restored)
         parameters=dict(cl.parameters),
     )
     with nodes.store.edit() as doc:
@@ -275,15 +139,40 @@ def create_snapshot(
     return views.snapshot(done)
 
 
-def describe_snapshots(nodes: Nodes, cluster_id: str | None = None) -> list[Snapshot]:
-    snaps = sorted(nodes.store.load().snapshots.values(), key=lambda s: s.created)
-    return [views.snapshot(s) for s in snaps if cluster_id is None or s.cluster_id == cluster_id]
+SNAPSHOT_TYPES = ("manual", "automated")
+
+
+def describe_snapshots(nodes: Nodes, cluster_id: str | None = None, snapshot_type: str | None = None) -> list[Snapshot]:
+    """Manual and automated snapshots (RDS lists both unless ``SnapshotType`` picks one), oldest first; a deleted
+    cluster's retained automated backups are listed under its id."""
+    if snapshot_type is not None and snapshot_type not in SNAPSHOT_TYPES:
+        raise InvalidParameterError("snapshot_type", snapshot_type, f"must be one of {', '.join(SNAPSHOT_TYPES)}")
+    out: list[Snapshot] = []
+    if snapshot_type in (None, "manual"):
+        snaps = nodes.store.load().snapshots.values()
+        out += [views.snapshot(s) for s in snaps if cluster_id is None or s.cluster_id == cluster_id]
+    if snapshot_type in (None, "automated"):
+        out += automated.automated_snapshots(nodes, cluster_id)
+    return sorted(out, key=lambda s: (s.snapshot_create_time is None, s.snapshot_create_time))
 
 
 def delete_snapshot(nodes: Nodes, snapshot_id: str) -> None:
     nodes.discard(nodes.snapshot_dir(snapshot_id))
     with nodes.store.edit() as doc:
         doc.snapshots.pop(snapshot_id, None)
+
+
+def check_snapshot_deletable(nodes: Nodes, snapshot_id: str) -> None:
+    """A manual snapshot; an automated one is refused (it expires with the retention period, as on RDS)."""
+    if snapshot_id in nodes.store.load().snapshots:
+        return
+    with contextlib.suppress(SnapshotNotFoundError):
+        automated.find_automated(nodes, snapshot_id)
+        raise InvalidStateError(
+            f"{snapshot_id!r} is an automated snapshot: it expires with the cluster's backup retention period",
+            hint="copy what you need to keep by restoring it, or shorten backup_retention_period",
+        )
+    raise SnapshotNotFoundError(snapshot_id)
 
 
 # -- restores ----------------------------------------------------------------------------------------------
@@ -301,27 +190,42 @@ def check_new_cluster(nodes: Nodes, new_cluster_id: str, instances: list[Instanc
             raise InvalidParameterError("instance_id", iid, "already used by another cluster")
 
 
+@dataclass(frozen=True)
+class SnapshotSource:
+    """What a restore from a snapshot (manual, or automated: live or retained) copies and takes its settings from."""
+
+    snapshot_id: str
+    template: ClusterRecord | SnapshotRecord
+    data: Path
+    password_file: Path
+
+
 def check_snapshot_restore(
     nodes: Nodes, snapshot_id: str, new_cluster_id: str, instances: list[InstanceSpec] | None
-) -> SnapshotRecord:
-    snap = nodes.store.snapshot(snapshot_id)
-    if snap.status != "available":
-        raise InvalidStateError(f"DB cluster snapshot {snapshot_id!r} is {snap.status}")
+) -> SnapshotSource:
+    manual = nodes.store.load().snapshots.get(snapshot_id)
+    source: SnapshotSource
+    if manual is not None:
+        if manual.status != "available":
+            raise InvalidStateError(f"DB cluster snapshot {snapshot_id!r} is {manual.status}")
+        sdir = nodes.snapshot_dir(snapshot_id)
+        source = SnapshotSource(snapshot_id, manual, sdir / "data", sdir / "master-password")
+    else:
+        bs, b = automated.find_automated(nodes, snapshot_id)  # SnapshotNotFoundError
+        source = SnapshotSource(snapshot_id, bs.cluster, b.path, bs.secret)
     check_new_cluster(nodes, new_cluster_id, instances)
-    return snap
+    return source
 
 
-def _new_restored_cluster(
+def _create_restored(
     nodes: Nodes,
     new_cluster_id: str,
     *,
     template: ClusterRecord | SnapshotRecord,
     password_file: Path,
-    data: Path,
     restore: RestoreRecord,
-    prepare: Callable[[], None] | None = None,
 ) -> None:
-    """Cluster record with no instance + its dir, with ``data`` copied into ``seed/``; ``prepare`` runs after."""
+    """The new cluster's record (``creating``, no instance) and its dir, with the source's parameter group."""
     record = ClusterRecord(
         cluster_id=new_cluster_id,
         status="creating",
@@ -329,7 +233,7 @@ def _new_restored_cluster(
         engine_version=template.engine_version,
         master_username=template.master_username,
         database_name=template.database_name,
-        created=_now(),
+        created=clock.wall(),
         **spec_settings(template.spec),
         tags=dict(template.tags),
         # the source's parameter group (our aws backend passes DBClusterParameterGroupName explicitly too):
@@ -345,37 +249,48 @@ def _new_restored_cluster(
         nodes.prepare_cluster_dir(new_cluster_id, password_file.read_text().strip(), template.master_username)
         if template.parameters:
             write_file(nodes.paths(new_cluster_id).parameters, parameters.render(template.parameters), mode=0o644)
-        nodes.copy_data(data, nodes.paths(new_cluster_id).seed)
-        if prepare is not None:
-            prepare()
+    except BaseException as exc:
+        nodes.destroy_after_failure(new_cluster_id, exc)
+        raise
+
+
+def _fill_seed(nodes: Nodes, new_cluster_id: str, data: Path, wal: list[str] | None = None) -> None:
+    """Copy ``data`` into the new cluster's storage (``seed/``), and the archived WAL files ``wal`` (names in its
+    archive) into its ``pg_wal`` marked as archived; it is available then. Gone again on failure."""
+    p = nodes.paths(new_cluster_id)
+    try:
+        nodes.copy_data(data, p.seed)
+        if wal:
+            pg_wal = p.seed / "pg_wal"
+            datacopy.copy_files([(p.archive / name, pg_wal / name) for name in wal])
+            for name in wal:  # copies of archived files: never archived again, recycled like any old segment
+                write_file(pg_wal / "archive_status" / f"{name}.done", "", mode=0o600)
         nodes.store.set_status(new_cluster_id, "available")
     except BaseException as exc:
         nodes.destroy_after_failure(new_cluster_id, exc)
         raise
 
 
-def restore_from_snapshot(nodes: Nodes, snap: SnapshotRecord, new_cluster_id: str) -> None:
+def restore_from_snapshot(nodes: Nodes, snap: SnapshotSource, new_cluster_id: str) -> None:
     """A new cluster with no instance whose storage is the snapshot's data."""
-    sdir = nodes.snapshot_dir(snap.snapshot_id)
-    _new_restored_cluster(
+    _create_restored(
         nodes,
         new_cluster_id,
-        template=snap,
-        password_file=sdir / "master-password",
-        data=sdir / "data",
+        template=snap.template,
+        password_file=snap.password_file,
         restore=RestoreRecord(kind="snapshot", snapshot_id=snap.snapshot_id),
     )
+    _fill_seed(nodes, new_cluster_id, snap.data)
 
 
 @dataclass(frozen=True)
 class PitrRequest:
-    """A point-in-time restore checked against state (nothing written yet)."""
+    """A point-in-time restore checked against the archive (nothing written yet)."""
 
-    source: ClusterRecord
+    source: BackupSet
     new_cluster_id: str
     restore_time: datetime | None  # None: the latest restorable time
-    earliest: datetime
-    can_archive: bool  # the source's writer runs: "now" can be made restorable
+    can_archive: bool  # the source's writer runs and the chain is unbroken: "now" can be made restorable
 
 
 def check_pitr(
@@ -387,94 +302,98 @@ def check_pitr(
     use_latest_restorable_time: bool,
     instances: list[InstanceSpec] | None,
 ) -> PitrRequest:
-    """Validate a PITR request from state alone: the restore window is [earliest, recorded latest], or up to
-    now when the source's writer runs (the restore forces an archive then). Writes nothing."""
-    src = nodes.store.cluster(source_cluster_id)
+    """Validate a PITR request: the window is the archive's (:func:`automated.window`), extended to now when the
+    source's writer runs and its chain is unbroken (the restore forces an archive then). Writes nothing. The
+    source may be a deleted cluster whose automated backups were retained."""
+    src = automated.backup_set(nodes, source_cluster_id)
     if (restore_time is None) == (not use_latest_restorable_time):
         raise InvalidParameterError(
             "restore_time", restore_time, "give exactly one of restore_time or use_latest_restorable_time=True"
         )
     check_new_cluster(nodes, new_cluster_id, instances)
-    earliest = src.earliest_restorable_time
-    can_archive = src.status == "available" and writer_running(nodes, src)
-    latest = _now() if can_archive else src.latest_restorable_time
-    check_restore_window(restore_time or latest or _now(), earliest, latest, cluster_id=source_cluster_id)
-    assert earliest is not None  # the window check refuses a source without automated backup
-    return PitrRequest(src, new_cluster_id, restore_time, earliest, can_archive)
+    win = automated.window(nodes, src)
+    live = src.retained is None and src.cluster.status == "available"
+    can_archive = live and win.at_end and automated.writer_running(nodes, src.cluster)
+    latest = clock.wall() if can_archive else win.latest
+    check_restore_window(restore_time or latest or clock.wall(), win.earliest, latest, cluster_id=source_cluster_id)
+    return PitrRequest(src, new_cluster_id, restore_time, can_archive)
+
+
+@contextlib.contextmanager
+def _source_lock(nodes: Nodes, src: BackupSet) -> Iterator[None]:
+    if src.retained is not None:
+        yield
+        return
+    with nodes.store.cluster_lock(src.cluster.cluster_id):
+        yield
 
 
 def restore_to_point_in_time(nodes: Nodes, req: PitrRequest) -> None:
-    """Pin the target, then a new cluster with no instance whose storage is the base backup before it.
-
-    Only a valid request may force an archive on the source (marker commit + WAL switch): for "latest", or for a
-    time after the recorded LatestRestorableTime. ``recovery_target_time`` is always the resolved target, and the
-    WAL recovery needs is linked into the new cluster's own dir now, so neither later writes to the source nor its
-    deletion or pruning change what the restore returns.
-    """
-    src, source_id = req.source, req.source.cluster_id
-    latest = src.latest_restorable_time
-    if req.can_archive and (req.restore_time is None or latest is None or req.restore_time > latest):
-        latest = force_archive(nodes, source_id)
-    target = check_restore_window(req.restore_time or latest or _now(), req.earliest, latest, cluster_id=source_id)
-    base = max((b for b in src.backups if b.end_time <= target), key=lambda b: b.end_time)
-    wal_dir = pitr_wal_dir(nodes, req.new_cluster_id)
-    recovery = {
-        "restore_command": f"cp {shlex.quote(str(wal_dir))}/%f %p",
-        "recovery_target_action": "promote",
-        "recovery_target_timeline": "latest",
-        "recovery_target_time": target.isoformat(),
-        "recovery_target_inclusive": "on",
-    }
-    _new_restored_cluster(
-        nodes,
-        req.new_cluster_id,
-        template=src,
-        password_file=nodes.paths(source_id).secret,
-        data=base.path,
-        restore=RestoreRecord(kind="pitr", source=source_id, restore_time=target, recovery=recovery),
-        prepare=lambda: _link_wal(nodes.paths(source_id).archive, base.start_wal, wal_dir),
-    )
-
-
-def pitr_wal_dir(nodes: Nodes, cluster_id: str) -> Path:
-    """The WAL a point-in-time restore replays, linked from the source's archive at restore time."""
-    return nodes.paths(cluster_id).dir / "pitr-wal"
-
-
-_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
-_HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
-
-
-def _link_wal(archive: Path, start_wal: str, dest: Path) -> None:
-    """Hard-link (same filesystem; copy otherwise) every archived segment from the base backup's start segment
-    on, on any timeline, plus every ``.history`` file, into ``dest``. Segments after the target are harmless:
-    recovery stops at ``recovery_target_time``."""
-    start = wal_file(start_wal)
-    dest.mkdir(mode=0o700)
-    chown(dest)
-    for f in sorted(archive.iterdir()):
-        name = f.name
-        if _SEGMENT.match(name):
-            if start and name[8:] < start[8:]:
-                continue
-        elif not _HISTORY.match(name):
-            continue
+    """Resolve and check the target against the archive, then a new cluster with no instance whose storage is the
+    newest automated backup before the target and whose archive holds the WAL after it (module docstring)."""
+    sid = req.source.cluster.cluster_id
+    with _source_lock(nodes, req.source):
+        src = req.source if req.source.retained is not None else automated.of_cluster(nodes, nodes.store.cluster(sid))
+        win = automated.window(nodes, src)
+        if req.can_archive and (req.restore_time is None or win.latest is None or req.restore_time > win.latest):
+            automated.force_archive(nodes, sid)
+            win = automated.window(nodes, src)
+        target = req.restore_time or win.latest
+        if target is None or win.latest is None or target > win.latest:
+            missing = f" (segment {win.missing} is missing from the archive)" if win.missing else ""
+            raise RestoreWindowError(
+                f"the archive of {sid!r} cannot reach {target}{missing}; nothing was created",
+                restore_time=target,
+                earliest=win.earliest,
+                latest=win.latest,
+            )
+        check_restore_window(target, win.earliest, win.latest, cluster_id=sid)
+        base = max((b for b in win.bases if b.end_time <= target), key=lambda b: b.end_time)
+        start = archive.backup_start(base)
+        assert start is not None
+        assert win.reach is not None
+        new_id = req.new_cluster_id
+        linked = nodes.paths(new_id).backups / base.path.name
+        # the WAL to replay goes into pg_wal up front (one parallel copy, not a restore_command process per
+        # segment while recovery waits); restore_command fetches only what is not there (past PRELOAD_SEGMENTS)
+        last = min(win.reach, start[1] + PRELOAD_SEGMENTS - 1)
+        view = archive.ArchiveView.read(src.archive)
+        wal = [view.name(n) for n in range(start[1], last + 1)] + archive.history_files(src.archive)
+        clone_archive = shlex.quote(str(nodes.paths(req.new_cluster_id).archive))
+        recovery = {
+            "restore_command": f"test ! -f pg_wal/%f && cp {clone_archive}/%f %p",
+            # what recovery replays is in this cluster's archive already: not archived again while recovering
+            # (a primary archives the same with on as with always)
+            "archive_mode": "on",
+            "recovery_target_action": "promote",
+            "recovery_target_timeline": "latest",
+            "recovery_target_time": target.isoformat(),
+            "recovery_target_inclusive": "on",
+        }
+        restore = RestoreRecord(
+            kind="pitr", source=sid, restore_time=target, recovery=recovery, base=base.replace(path=linked)
+        )
+        _create_restored(nodes, new_id, template=src.cluster, password_file=src.secret, restore=restore)
         try:
-            os.link(f, dest / name)
-        except OSError:
-            shutil.copy2(f, dest / name)
-            chown(dest / name)
+            automated.copy_backup_files(base.path, linked)
+            archive.link_chain(view, start[1], win.reach, nodes.paths(new_id).archive)
+        except BaseException as exc:
+            nodes.destroy_after_failure(new_id, exc)
+            raise
+    _fill_seed(nodes, new_id, linked, wal)
 
 
 def start_writer_from_seed(nodes: Nodes, cluster_id: str, instance_id: str) -> None:
-    """Make ``instance_id`` the writer from the cluster's storage (``seed/``), replaying PITR recovery if any."""
+    """Make ``instance_id`` the writer from the cluster's storage (``seed/``), replaying PITR recovery if any; then
+    the cluster's first automated backup."""
     cl = nodes.store.cluster(cluster_id)
     p = nodes.paths(cluster_id)
     if not p.seed.exists():
         raise InvalidStateError(f"DB cluster {cluster_id!r} has no writer and no storage to start one from")
     data = p.data_dir(instance_id)
     os.rename(p.seed, data)
-    recovery = dict(cl.restore.recovery) if cl.restore is not None and cl.restore.recovery else None
+    restore = cl.restore
+    recovery = dict(restore.recovery) if restore is not None and restore.recovery else None
     ctl = nodes.controller(cluster_id, instance_id, cl)
     try:
         nodes.write_node_config(cluster_id, instance_id, cl, recovery=recovery, standby_signal=False)
@@ -498,6 +417,7 @@ def start_writer_from_seed(nodes: Nodes, cluster_id: str, instance_id: str) -> N
             retry_on=(psycopg.OperationalError,),
             progress=nodes.progress,
         )
+        promoted_at = clock.wall()
         if recovery:
             nodes.write_node_config(cluster_id, instance_id, cl, standby_signal=False)
             ctl.reload()
@@ -513,8 +433,31 @@ def start_writer_from_seed(nodes: Nodes, cluster_id: str, instance_id: str) -> N
         return rec.replace(restore=None).with_instance(instance_id, inst.replace(role=WRITER, status="available"))
 
     nodes.store.update_cluster(cluster_id, became_writer)
-    shutil.rmtree(pitr_wal_dir(nodes, cluster_id), ignore_errors=True)  # recovered: no longer needed
-    take_automated_backup(nodes, cluster_id, source_id=instance_id)
+    if restore is not None and restore.base is not None:
+        _adopt_restored_base(nodes, cluster_id, restore, restore.base, promoted_at)
+    else:
+        automated.take(nodes, cluster_id, source=instance_id)
+
+
+def _adopt_restored_base(
+    nodes: Nodes, cluster_id: str, restore: RestoreRecord, base: BackupRecord, promoted_at: datetime
+) -> None:
+    """The base a point-in-time restore started from (linked into ``backups/``) + this cluster's archive become
+    its first automated backup, restorable from the promotion on; its new timeline's first segment is archived
+    now and the source's WAL past the branch point is dropped."""
+    now = clock.now()
+    bs = automated.of_cluster(nodes, nodes.store.cluster(cluster_id))
+    backup_id, _ = automated.new_backup_id(bs, now, new_dir=False)
+    record = base.replace(
+        id=backup_id,
+        end_time=promoted_at,
+        taken_at=now,
+        source=f"{restore.source} at {restore.restore_time.isoformat() if restore.restore_time else 'latest'}",
+    )
+    automated.add_backup(nodes, cluster_id, record)
+    automated.force_archive(nodes, cluster_id)
+    view = archive.ArchiveView.read(bs.archive)
+    archive.remove(bs.archive, view.dead_branches())
 
 
 def park_writer_as_seed(nodes: Nodes, cluster_id: str, instance_id: str) -> None:

@@ -60,6 +60,8 @@ MANAGED_REASONS: dict[str, str] = {
     "wal_sender_timeout": "failover detection relies on it",
 }
 MANAGED_SETTINGS = frozenset(MANAGED_REASONS)
+#: WAL segment size of every local cluster (``initdb --wal-segsize``): small copies, quick switches and archiving
+WAL_SEGMENT_MB = 1
 #: managed settings a parameter group may still set to one of these (normalised, lower-case) values
 MANAGED_ALLOWED_VALUES: dict[str, frozenset[str]] = {
     "synchronous_commit": frozenset({"on", "true", "yes", "1", "remote_apply"}),
@@ -202,7 +204,7 @@ def render_postgresql_conf(
         "wal_receiver_timeout": quote("10s"),
         "wal_receiver_status_interval": quote("1s"),
         "wal_retrieve_retry_interval": quote("200ms"),
-        "archive_mode": "on" if archive else "off",
+        "archive_mode": "always" if archive else "off",
         "archive_command": quote(f"{shlex.quote(str(paths.archive_script))} %p %f"),
         "archive_timeout": quote("60s"),
         "restore_command": quote(restore_command),
@@ -250,31 +252,123 @@ host    all             all     127.0.0.0/8     scram-sha-256
 host    replication     all     127.0.0.0/8     scram-sha-256
 """
 
-ARCHIVE_SCRIPT = """#!/bin/sh
-# archive_command of an aurora_kit cluster: copy WAL into the archive durably, never overwrite a different file
+ARCHIVE_SCRIPT = r"""#!/bin/sh
+# archive_command of every node of an aurora_kit cluster (archive_mode=always: the writer and every reader archive
+# into the one cluster archive, so a segment the writer had not archived when it crashed is archived by a reader).
+# Copies durably and never overwrites: an identical copy is success (another node archived it first), a different
+# one is refused -- except an old timeline's segment at or after the point where that timeline ended (a later
+# timeline's history file says so): nodes hold different tails of it past the switch point, no recovery that
+# follows the later timeline reads it, so it is accepted when it matches up to the switch point (and a segment
+# wholly past the switch point, a dead branch, is not stored at all).
 # usage: archive_wal.sh <path> <file name>
 set -eu
-archive={archive}
-dest="$archive/$2"
+archive=@ARCHIVE@
+src="$1"
+name="$2"
+dest="$archive/$name"
+
+# "dead" when $name is a segment of a timeline that ended in an earlier segment, "switch <bytes>" when that
+# timeline ended inside it (<bytes>: offset of the switch point), nothing otherwise. Only a segment of a timeline
+# older than some history file's needs the histories read (no process is started for any other).
+fate() {
+    case "$name" in
+        *[!0-9A-F]*) return 0 ;;
+    esac
+    [ "${#name}" -eq 24 ] || return 0
+    seg_tli=$((0x${name%????????????????}))
+    newer=""
+    for h in "$archive"/*.history "${src%/*}"/*.history; do
+        base=${h##*/}
+        if [ -f "$h" ] && [ $((0x${base%.history})) -gt "$seg_tli" ]; then
+            newer=yes
+        fi
+    done
+    [ -n "$newer" ] || return 0
+    for h in "$archive"/*.history "${src%/*}"/*.history; do
+        if [ -f "$h" ]; then cat "$h"; fi
+    done | awk -v name="$name" -v segsize="$(wc -c < "$src")" '
+        function hex(s,   n, i) {
+            n = 0; s = toupper(s)
+            for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789ABCDEF", substr(s, i, 1)) - 1
+            return n
+        }
+        BEGIN {
+            tli = hex(substr(name, 1, 8))
+            segno = hex(substr(name, 9, 8)) * (4294967296 / segsize) + hex(substr(name, 17, 8))
+        }
+        $1 ~ /^[0-9]+$/ && $1 + 0 == tli && split($2, lsn, "/") == 2 {
+            pos = hex(lsn[1]) * 4294967296 + hex(lsn[2])
+            switch_seg = int(pos / segsize)
+            if (segno > switch_seg) { print "dead"; exit }
+            if (segno == switch_seg) { print "switch " (pos - switch_seg * segsize); exit }
+        }'
+}
+
+# $dest exists: success when it holds the same WAL (identical, or identical up to the end of its timeline)
+same_wal() {
+    if cmp -s "$src" "$dest"; then return 0; fi
+    verdict=$(fate)
+    case "$verdict" in
+        dead) return 0 ;;
+        "switch "*) cmp -s -n "${verdict#switch }" "$src" "$dest" ;;
+        *) return 1 ;;
+    esac
+}
+
 if [ -f "$dest" ]; then
-    cmp -s "$1" "$dest"   # already archived (identical, e.g. re-archived after a crash): success; else refuse
+    same_wal
     exit $?
 fi
-tmp="$archive/.$2.tmp.$$"
-trap 'rm -f "$tmp"' EXIT
-cp "$1" "$tmp"
+if [ "$(fate)" = dead ]; then
+    exit 0   # WAL of a timeline after it ended: no surviving history contains it
+fi
+# one node copies a segment, the others (each node archives every segment it has) wait for that copy and compare:
+# the claim is a directory (mkdir is atomic) holding the copier's pid; a copier that died (a crashed node) or
+# never wrote its pid within a minute loses its claim to the next node. A claim not released within a minute, or
+# an archive where no claim can be made (not writable), fails this attempt: PostgreSQL retries it later.
+claim="$archive/.$name.claim"
+waited=0
+while ! mkdir "$claim" 2>/dev/null; do
+    if [ -f "$dest" ]; then
+        same_wal
+        exit $?
+    fi
+    if [ ! -d "$claim" ]; then   # released meanwhile, or mkdir itself fails
+        mkdir "$claim" && break
+        exit 1
+    fi
+    owner=$(cat "$claim/pid" 2>/dev/null || true)
+    stale=$(find "$claim" -maxdepth 0 -mmin +1 2>/dev/null || true)
+    if [ -n "$stale" ] || { [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; }; then
+        rm -rf "$claim"
+        continue
+    fi
+    waited=$((waited + 1))
+    if [ "$waited" -gt 1200 ]; then
+        exit 1
+    fi
+    sleep 0.05
+done
+tmp="$archive/.$name.tmp.$$"
+trap 'rm -f "$tmp"; rm -rf "$claim"' EXIT
+echo $$ > "$claim/pid"
+if [ -f "$dest" ]; then   # archived while this node waited for the claim
+    same_wal
+    exit $?
+fi
+cp "$src" "$tmp"
 sync "$tmp"               # the content is on disk before the name appears
 if ln "$tmp" "$dest" 2>/dev/null; then   # link(2) fails when dest exists: never overwrites
     sync "$archive"       # and the directory entry
     exit 0
 fi
-cmp -s "$1" "$dest"       # lost a race with another archiver: success only when identical
+same_wal                  # another archiver got there first after all
 """
 
 
 def archive_script(archive: Path) -> str:
     """The archive script for ``archive`` (path shell-quoted)."""
-    return ARCHIVE_SCRIPT.format(archive=shlex.quote(str(archive)))
+    return ARCHIVE_SCRIPT.replace("@ARCHIVE@", shlex.quote(str(archive)))
 
 
 #: characters a root dir may not contain: they would need quoting in shell commands and libpq conninfo strings

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 
 from aurora_kit.backends.local.binaries import PgBinaries, run_tool
+from aurora_kit.backends.local.config import WAL_SEGMENT_MB
 from aurora_kit.errors import BackendOperationError, WaitTimeoutError
 from aurora_kit.polling import wait_for
 
@@ -207,7 +208,7 @@ class PgController:
                 str(self.data_dir),
                 "--data-checksums",
                 "--no-sync",  # speed; the OS page cache survives the process crashes we simulate
-                "--wal-segsize=1",  # 1 MB WAL segments: small copies, quick WAL switches and archiving
+                f"--wal-segsize={WAL_SEGMENT_MB}",
                 "-U",
                 superuser,
                 f"--pwfile={pwfile}",

@@ -17,7 +17,9 @@ Order matters (DESIGN §3 pitfalls):
 5. fence the old writer (standby config + ``standby.signal``, ``needs_rewind`` in state: nothing may start it as
    a primary on the old timeline), promote (``pg_promote``) and wait until it accepts writes: from here the cluster
    endpoint works again;
-6. rejoin the old writer as a reader: ``CHECKPOINT`` on the new writer, ``pg_rewind --restore-target-wal`` (crash
+6. after a crash, remove the temp copy the killed writer's archive command may have left in the archive (every
+   reader archives too — ``archive_mode=always`` — so no segment depends on the killed writer's archiver);
+7. rejoin the old writer as a reader: ``CHECKPOINT`` on the new writer, ``pg_rewind --restore-target-wal`` (crash
    recovery first when it was killed), regenerate its config (rewind copied the source's), create its slot, start
    it, add it to ``synchronous_standby_names``. If that fails it stays fenced; ``start_cluster`` / a reboot rewinds
    it first.
@@ -42,6 +44,7 @@ from datetime import datetime, timezone
 import psycopg
 
 from aurora_kit.backends.base import FailoverResult
+from aurora_kit.backends.local.archive import sweep_temp_files
 from aurora_kit.backends.local.nodes import Nodes
 from aurora_kit.backends.local.state import READER, WRITER, ClusterRecord
 from aurora_kit.errors import (
@@ -167,6 +170,8 @@ def failover(
         nodes.store.set_status(cluster_id, "available")
         raise
     nodes.drop_pending_slots(cluster_id)
+    if used == "crash":  # the killed writer's archiver may have left a half-written temp copy in the archive
+        sweep_temp_files(nodes.paths(cluster_id).archive)
     try:
         rejoin(nodes, cluster_id, writer, phases)
     except Exception as exc:

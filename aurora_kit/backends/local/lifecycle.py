@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from psycopg import sql
 
-from aurora_kit.backends.local import backup, failover
+from aurora_kit.backends.local import automated, backup, failover
 from aurora_kit.backends.local.binaries import PgBinaries
 from aurora_kit.backends.local.config import slot_name, write_file
 from aurora_kit.backends.local.nodes import Nodes
@@ -104,7 +104,7 @@ def _build(nodes: Nodes, spec: ClusterSpec) -> None:
     for r in readers:
         nodes.create_slot(cid, writer, r)
     # one pg_basebackup: it is the first automated backup (PITR window start) and the seed of every reader
-    base = backup.take_automated_backup(nodes, cid, source_id=writer)
+    base = automated.take(nodes, cid, source=writer).path
 
     def seed_reader(reader: str) -> None:
         nodes.copy_data(base, p.data_dir(reader))
@@ -187,9 +187,9 @@ def stop_cluster(nodes: Nodes, cluster_id: str) -> None:
         return
     if cl.status != "available":
         raise InvalidStateError(f"DB cluster {cluster_id!r} is {cl.status}; only an available cluster stops")
-    if backup.writer_running(nodes, cl):
+    if automated.writer_running(nodes, cl):
         # archive everything first: the restorable window of a stopped cluster ends where it stopped
-        backup.force_archive(nodes, cluster_id)
+        automated.force_archive(nodes, cluster_id)
     before = {iid: inst.status for iid, inst in cl.instances.items()}
     nodes.store.set_status(cluster_id, "stopping", **dict.fromkeys(cl.instances, "stopping"))
     try:

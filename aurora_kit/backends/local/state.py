@@ -2,15 +2,16 @@
 
 Layout under the root dir::
 
-    state.json                 clusters, instances, snapshots, alarms (written atomically: temp file + rename)
+    state.json                 clusters, instances, snapshots, retained backups, alarms (atomic: temp + rename)
     state.lock                 flock(2) taken around every read-modify-write of state.json
     locks/<cluster>.lock       one operation at a time per cluster (re-entrant within a thread)
     clusters/<cluster>/        data dirs, WAL archive, base backups, parameter group, master password
     snapshots/<snapshot>/      manual/final snapshots (kept after the cluster is deleted, as on Aurora)
+    retained/<resource id>/    automated backups + archive of a cluster deleted with delete_automated_backups=False
 
-``state.json`` is ``{"version": 1, "clusters": {id: cluster}, "snapshots": {id: snapshot}}``; the records below
-read and write that shape (a key missing in an older file reads as its default and is written back). Only this
-module looks inside it: everything else reads :class:`ClusterRecord` & co. through :class:`StateStore`.
+``state.json`` is ``{"version": 1, "clusters": {id: …}, "snapshots": {id: …}, "retained": {resource id: …}}``; the
+records below read and write that shape (a key missing in an older file reads as its default and is written back).
+Only this module looks inside it: everything else reads :class:`ClusterRecord` & co. through :class:`StateStore`.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from aurora_kit.backends.local.addressing import LEGACY_ADDRESS
+from aurora_kit.backends.local.locks import Locks
 from aurora_kit.errors import ClusterNotFoundError, InstanceNotFoundError, SnapshotNotFoundError
 
 State = dict[str, Any]
 
-_EMPTY: State = {"version": 1, "clusters": {}, "snapshots": {}}
+_EMPTY: State = {"version": 1, "clusters": {}, "snapshots": {}, "retained": {}}
 
 WRITER, READER = "writer", "reader"
 
@@ -118,17 +120,30 @@ class InstanceRecord:
 
 @dataclass(frozen=True)
 class BackupRecord:
-    """One automated backup (a base backup under ``backups/``); ``start_wal`` as in its ``backup_label``."""
+    """One automated backup (a verified base backup under ``backups/``). ``start_time``/``end_time``: wall clock (a
+    restore to a time after ``end_time`` may start from it); ``taken_at``: the backup clock's time (:mod:`.clock`),
+    what schedule and retention count with; ``start_wal`` as in its ``backup_label``; ``source``: where from."""
 
     id: str
     path: Path
     start_time: datetime
     end_time: datetime
     start_wal: str = ""
+    taken_at: datetime | None = None
+    source: str = ""
+    size_bytes: int = 0
 
     @property
     def start_segment(self) -> str:
         return wal_file(self.start_wal)
+
+    @property
+    def scheduled_at(self) -> datetime:
+        """The time the schedule and the retention period count with (records from before the clock: the end)."""
+        return self.taken_at or self.end_time
+
+    def replace(self, **changes: Any) -> BackupRecord:
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BackupRecord:
@@ -138,6 +153,9 @@ class BackupRecord:
             start_time=datetime.fromisoformat(data["start_time"]),
             end_time=datetime.fromisoformat(data["end_time"]),
             start_wal=str(data.get("start_wal", "")),
+            taken_at=_dt(data.get("taken_at")),
+            source=str(data.get("source", "")),
+            size_bytes=int(data.get("size_bytes") or 0),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -147,39 +165,43 @@ class BackupRecord:
             "start_time": self.start_time.isoformat(),
             "end_time": self.end_time.isoformat(),
             "start_wal": self.start_wal,
+            "taken_at": _iso(self.taken_at),
+            "source": self.source,
+            "size_bytes": self.size_bytes,
         }
 
 
 @dataclass(frozen=True)
 class RestoreRecord:
-    """How a restored cluster's storage (``seed/``) becomes its writer: from a snapshot, or PITR recovery."""
+    """How a restored cluster's storage (``seed/``) becomes its writer: from a snapshot, or PITR recovery (``base``:
+    the backup it started from, linked into ``backups/``: its first automated backup once recovered)."""
 
     kind: str  # snapshot | pitr
     snapshot_id: str | None = None
     source: str | None = None
     restore_time: datetime | None = None
     recovery: Mapping[str, str] | None = None
+    base: BackupRecord | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RestoreRecord:
         recovery = data.get("recovery")
+        base = data.get("base")
         return cls(
             kind=str(data["kind"]),
             snapshot_id=data.get("snapshot_id"),
             source=data.get("source"),
             restore_time=_dt(data.get("restore_time")),
             recovery=dict(recovery) if recovery is not None else None,
+            base=BackupRecord.from_json(base) if base else None,
         )
 
     def to_json(self) -> dict[str, Any]:
         if self.kind == "snapshot":
             return {"kind": self.kind, "snapshot_id": self.snapshot_id}
-        return {
-            "kind": self.kind,
-            "source": self.source,
-            "restore_time": _iso(self.restore_time),
-            "recovery": dict(self.recovery or {}),
-        }
+        out = {"kind": self.kind, "source": self.source, "restore_time": _iso(self.restore_time)}
+        base = {"base": self.base.to_json()} if self.base is not None else {}
+        return {**out, "recovery": dict(self.recovery or {}), **base}
 
 
 @dataclass(frozen=True)
@@ -207,7 +229,8 @@ class ClusterRecord:
     sns_topic_arn: str | None = None
     backups: tuple[BackupRecord, ...] = ()
     restore: RestoreRecord | None = None
-    latest_restorable_time: datetime | None = None
+    #: the last automated backup that was due but failed (shown by ``local status``), cleared by the next success
+    backup_error: str | None = None
     #: slots of removed readers that could not be dropped yet (writer down): dropped at the next start/failover
     pending_slot_drops: tuple[str, ...] = ()
 
@@ -236,9 +259,9 @@ class ClusterRecord:
         return [r for r in self.reader_ids if self.instances[r].status in statuses]
 
     @property
-    def earliest_restorable_time(self) -> datetime | None:
-        """End of the oldest automated backup."""
-        return min((b.end_time for b in self.backups), default=None)
+    def last_backup(self) -> BackupRecord | None:
+        """The newest automated backup (by the backup clock)."""
+        return max(self.backups, key=lambda b: b.scheduled_at, default=None)
 
     # -- changes (new records) ---------------------------------------------------------------------------
     def replace(self, **changes: Any) -> ClusterRecord:
@@ -284,7 +307,7 @@ class ClusterRecord:
             sns_topic_arn=data.get("sns_topic_arn"),
             backups=tuple(BackupRecord.from_json(b) for b in data.get("backups") or []),
             restore=RestoreRecord.from_json(restore) if restore else None,
-            latest_restorable_time=_dt(data.get("latest_restorable_time")),
+            backup_error=data.get("backup_error"),
             pending_slot_drops=tuple(data.get("pending_slot_drops") or ()),
         )
 
@@ -308,7 +331,7 @@ class ClusterRecord:
             "alarms": [dict(a) for a in self.alarms],
             "backups": [b.to_json() for b in self.backups],
             "restore": self.restore.to_json() if self.restore else None,
-            "latest_restorable_time": _iso(self.latest_restorable_time),
+            "backup_error": self.backup_error,
             "sns_topic_arn": self.sns_topic_arn,
             "pending_slot_drops": list(self.pending_slot_drops),
         }
@@ -373,18 +396,47 @@ class SnapshotRecord:
         }
 
 
+@dataclass(frozen=True)
+class RetainedRecord:
+    """Automated backups retained after their cluster's deletion (``delete_automated_backups=False``): the cluster
+    as it was, its archive and master password under ``dir``; they expire with its retention period."""
+
+    resource_id: str
+    cluster: ClusterRecord
+    deleted: datetime
+    dir: Path
+
+    def replace(self, **changes: Any) -> RetainedRecord:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_json(cls, resource_id: str, data: Mapping[str, Any]) -> RetainedRecord:
+        return cls(
+            resource_id=resource_id,
+            cluster=ClusterRecord.from_json(str(data["cluster_id"]), data["cluster"]),
+            deleted=datetime.fromisoformat(data["deleted"]),
+            dir=Path(data["dir"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        cluster, deleted = self.cluster.to_json(), self.deleted.isoformat()
+        return {"cluster_id": self.cluster.cluster_id, "cluster": cluster, "deleted": deleted, "dir": str(self.dir)}
+
+
 @dataclass
 class StateDoc:
     """The whole state, typed: what :meth:`StateStore.edit` yields (change the dicts; records are frozen)."""
 
     clusters: dict[str, ClusterRecord]
     snapshots: dict[str, SnapshotRecord]
+    retained: dict[str, RetainedRecord] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StateDoc:
         return cls(
             clusters={cid: ClusterRecord.from_json(cid, c) for cid, c in (data.get("clusters") or {}).items()},
             snapshots={sid: SnapshotRecord.from_json(sid, s) for sid, s in (data.get("snapshots") or {}).items()},
+            retained={rid: RetainedRecord.from_json(rid, r) for rid, r in (data.get("retained") or {}).items()},
         )
 
     def cluster(self, cluster_id: str) -> ClusterRecord:
@@ -403,9 +455,10 @@ class StateDoc:
         return {iid for cl in self.clusters.values() for iid in cl.instances}
 
 
-class StateStore:
+class StateStore(Locks):
     """JSON state with a file lock. Typed: :meth:`load`, :meth:`cluster`, :meth:`snapshot` (snapshots of the state),
-    :meth:`edit` and the ``update_*`` helpers (locked read-modify-write). Raw: :meth:`read` / :meth:`update`."""
+    :meth:`edit` and the ``update_*`` helpers (locked read-modify-write). Raw: :meth:`read` / :meth:`update`. The
+    per-cluster operation lock and named locks: :class:`.locks.Locks`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -413,16 +466,6 @@ class StateStore:
         self.lock_path = root / "state.lock"
         (root / "locks").mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-
-    @contextlib.contextmanager
-    def _flock(self, path: Path, mode: int) -> Iterator[None]:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, mode)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _load(self) -> State:
         try:
@@ -497,6 +540,7 @@ class StateStore:
             yield doc
             raw["clusters"] = {cid: cl.to_json() for cid, cl in doc.clusters.items()}
             raw["snapshots"] = {sid: s.to_json() for sid, s in doc.snapshots.items()}
+            raw["retained"] = {rid: r.to_json() for rid, r in doc.retained.items()}
 
     def update_cluster(self, cluster_id: str, change: Callable[[ClusterRecord], ClusterRecord]) -> ClusterRecord:
         """Replace the cluster's record by ``change(record)`` under the lock; returns the new record."""
@@ -516,53 +560,3 @@ class StateStore:
     def set_status(self, cluster_id: str, status: str | None = None, **instances: str) -> ClusterRecord:
         """Cluster status (when given) and instance statuses (``**{instance_id: status}``)."""
         return self.update_cluster(cluster_id, lambda cl: cl.with_statuses(status, **instances))
-
-    # -- per-cluster operation lock ----------------------------------------------------------------------
-    @contextlib.contextmanager
-    def cluster_lock(self, cluster_id: str, operation: str = "an operation") -> Iterator[None]:
-        """Serialise mutating operations on one cluster across processes; re-entrant within a thread. While held,
-        ``locks/<cluster>.holder`` says who holds it (operation, pid, run id, operator, since when), so a request
-        refused meanwhile can name what it waits for (:meth:`holder`)."""
-        held: dict[str, int] = self._local.__dict__.setdefault("held", {})
-        if held.get(cluster_id):
-            held[cluster_id] += 1
-            try:
-                yield
-            finally:
-                held[cluster_id] -= 1
-            return
-        holder = self.root / "locks" / f"{cluster_id}.holder"
-        with self._flock(self.root / "locks" / f"{cluster_id}.lock", fcntl.LOCK_EX):
-            held[cluster_id] = 1
-            record = {
-                "operation": operation,
-                "pid": os.getpid(),
-                "run_id": os.environ.get("AURORA_KIT_RUN_ID"),
-                "operator": os.environ.get("AURORA_KIT_OPERATOR") or os.environ.get("USER"),
-                "since": datetime.now().astimezone().isoformat(timespec="seconds"),
-            }
-            holder.write_text(json.dumps(record))
-            try:
-                yield
-            finally:
-                held[cluster_id] = 0
-                holder.unlink(missing_ok=True)
-
-    def holder(self, cluster_id: str) -> str | None:
-        """Who holds the cluster's operation lock now, in one phrase ("failover by pid 4242 (run …), since …"),
-        or None when nobody does (a holder file left by a process that is gone does not count)."""
-        try:
-            record = json.loads((self.root / "locks" / f"{cluster_id}.holder").read_text())
-            os.kill(int(record["pid"]), 0)
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        run = f", run {record['run_id']}" if record.get("run_id") else ""
-        who = f" by {record['operator']}" if record.get("operator") else ""
-        return f"{record['operation']} (pid {record['pid']}{run}{who}, since {record['since']})"
-
-    def busy_hint(self, cluster_id: str, status: str) -> str:
-        """What to do about a cluster that is ``status`` instead of available: name what holds it, if anything."""
-        holder = self.holder(cluster_id)
-        if holder:
-            return f"{holder} holds the cluster; wait for it to finish (aurora-kit local status {cluster_id})"
-        return f"wait until it is available (aurora-kit local status {cluster_id})"

@@ -58,9 +58,15 @@ def instance(cl: ClusterRecord, instance_id: str, probe: Probe) -> Instance:
 
 
 def cluster(
-    cl: ClusterRecord, instances: list[Instance], *, latest_restorable_time: datetime | None, secret: Path
+    cl: ClusterRecord,
+    instances: list[Instance],
+    *,
+    earliest_restorable_time: datetime | None,
+    latest_restorable_time: datetime | None,
+    secret: Path,
 ) -> Cluster:
-    """``instances`` in :attr:`ClusterRecord.ordered` order (writer first)."""
+    """``instances`` in :attr:`ClusterRecord.ordered` order (writer first); the restorable window as the archive
+    supports it (:func:`.archive.restorable_window`)."""
     at = {i.db_instance_identifier: f"{i.endpoint_address}:{i.endpoint_port}" for i in instances}
     writer, readers = cl.writer_id, cl.reader_ids
     return Cluster(
@@ -86,7 +92,7 @@ def cluster(
         iam_database_authentication_enabled=cl.iam_database_authentication,
         db_cluster_parameter_group=f"{cl.cluster_id}-params",
         availability_zones=[LOCAL_AZ],
-        earliest_restorable_time=cl.earliest_restorable_time,
+        earliest_restorable_time=earliest_restorable_time,
         latest_restorable_time=latest_restorable_time,
         cluster_create_time=cl.created,
         master_user_secret_arn=f"file://{secret}",
