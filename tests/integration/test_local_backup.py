@@ -250,3 +250,21 @@ def test_describe_cluster_derives_the_latest_restorable_time_without_writing(
     second = local_backend.describe_cluster(cid)
     assert second.latest_restorable_time is not None
     assert second.latest_restorable_time > first.latest_restorable_time
+
+
+def test_a_fresh_idle_cluster_is_restorable_at_once(local_backend: Any, local_cluster_factory: Any) -> None:
+    """Issue 10: right after creation, with nothing written, the window is a window (earliest <= latest, as Aurora
+    reports both from creation) and a restore to the latest restorable time succeeds without waiting."""
+    cid = local_cluster_factory(0, prefix="fi").db_cluster_identifier
+    cluster = local_backend.describe_cluster(cid)
+    assert cluster.earliest_restorable_time is not None
+    assert cluster.latest_restorable_time is not None
+    assert cluster.earliest_restorable_time <= cluster.latest_restorable_time
+    restored = f"{cid}-r"
+    try:
+        local_backend.restore_to_point_in_time(
+            cid, restored, use_latest_restorable_time=True, instances=[InstanceSpec(instance_id=f"{restored}-1")]
+        )
+        assert local_backend.describe_cluster(restored).status == "available"
+    finally:
+        _delete(local_backend, *[r for r in [restored] if r in local_backend.store.read()["clusters"]])
