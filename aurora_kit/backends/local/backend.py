@@ -25,7 +25,6 @@ from aurora_kit.backends.base import (
     BackendSettings,
     BackendTraits,
     Cluster,
-    ClusterBackend,
     ConnectionInfo,
     FailoverMode,
     FailoverResult,
@@ -38,6 +37,7 @@ from aurora_kit.backends.local import backup, failover, lifecycle, monitoring, p
 from aurora_kit.backends.local.binaries import check_traversable, find_binaries, run_as
 from aurora_kit.backends.local.config import UNSAFE_PATH_CHARS
 from aurora_kit.backends.local.nodes import CONNECT_TIMEOUT, Nodes
+from aurora_kit.backends.local.scale_ops import ScaleOps
 from aurora_kit.backends.local.state import ClusterRecord, StateStore
 from aurora_kit.errors import (
     ClusterAlreadyExistsError,
@@ -69,7 +69,7 @@ def _create_instance_call(cluster_id: str, spec: InstanceSpec) -> Call:
     return "CreateDBInstance", {"DBClusterIdentifier": cluster_id, **spec.model_dump()}
 
 
-class LocalBackend(ClusterBackend):
+class LocalBackend(ScaleOps):
     """Clusters of real PostgreSQL 16 + pgvector processes, shaped like Aurora (see the package docstring)."""
 
     name = "local"
@@ -81,6 +81,9 @@ class LocalBackend(ClusterBackend):
         poll_max_delay_s=2.0,
         restorable_wait_s=0.0,
         regional=False,
+        scaling_evaluated_on_demand=True,
+        proxy_pins_sessions=False,
+        reader_endpoint_dns_ttl_s=0.0,
     )
 
     @classmethod
