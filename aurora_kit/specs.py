@@ -251,8 +251,10 @@ def validated(model: type[M], **values: Any) -> M:
         return model(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or model.__name__
         cause = err.get("ctx", {}).get("error")
+        # a model-level check names no location: the rule's own field says which one
+        own = cause.field if isinstance(cause, InvalidParameterError) else model.__name__
+        loc = ".".join(str(p) for p in err["loc"]) or own
         if isinstance(cause, InvalidParameterError):  # a rule's own error: keep its reason, name the full path
             raise InvalidParameterError(loc, cause.value, cause.reason, hint=cause.hint) from exc
         value = err.get("input")
