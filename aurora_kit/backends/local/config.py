@@ -161,7 +161,7 @@ def class_settings(instance_class: str, cluster_classes: list[str], max_acu: flo
     others = [m for m in (memory_settings(c, max_acu=max_acu) for c in cluster_classes) if m is not None]
     connections = max([aurora.max_connections, *(m.max_connections for m in others)])
     low, high = LOCAL_BUFFERS_KB
-    buffers = max(low, min(high, aurora.shared_buffers_kb // LOCAL_BUFFER_SCALE))
+    buffers = max(low, min(high, aurora.shared_buffers_kb // LOCAL_BUFFER_SCALE)) // 8 * 8  # whole 8 kB pages
     notes = [f"shared_buffers 1/{LOCAL_BUFFER_SCALE} of Aurora's {aurora.shared_buffers_kb // 1024} MB"]
     if connections != aurora.max_connections:
         notes.append(
