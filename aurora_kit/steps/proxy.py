@@ -193,12 +193,14 @@ def _wait_all_available(run: Run) -> None:
 
 
 def delete(run: Run, proxy: Proxy) -> str:
-    """Delete the proxy (its endpoints, the role it created) when ``proxy.delete_proxy``; else keep it."""
+    """Delete the proxy (its endpoints, the role it created) when ``proxy.delete_proxy`` (needs ``confirm``); else
+    keep it."""
     p = run.section("proxy")
     if not p.delete_proxy:
         return f"kept {proxy.db_proxy_name}"
     if proxy.status == "dry-run":
         return "dry run: nothing to delete"
+    confirm(run, f"deleting proxy {proxy.db_proxy_name} (its clients lose their endpoint)")
     run.backend.delete_proxy(proxy.db_proxy_name)
     return f"deleted {proxy.db_proxy_name}"
 

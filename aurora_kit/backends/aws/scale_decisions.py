@@ -107,7 +107,9 @@ def to_scaling_activity(row: Mapping[str, Any]) -> ScalingActivity:
 # -- RDS Proxy ----------------------------------------------------------------------------------------------------
 def proxy_role_name(proxy_name: str) -> str:
     """The role created for a proxy when none is given (IAM role names: 64 characters at most)."""
-    return f"aurora-kit-proxy-{proxy_name}"[:64]
+    from aurora_kit.iam import PROXY_ROLE_PREFIX  # the policy scopes the role's IAM actions to this prefix
+
+    return f"{PROXY_ROLE_PREFIX}{proxy_name}"[:64]
 
 
 def proxy_trust_policy() -> str:
