@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup rehearse emulate test lint unit bench clean
+.PHONY: setup tools rehearse emulate test lint unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# PgBouncer stands in for RDS Proxy on the local backend (09-proxy, its tests): a system package, not a Python one
+PGBOUNCER := $(or $(AURORA_KIT_PGBOUNCER),$(shell command -v pgbouncer 2>/dev/null),$(wildcard /usr/sbin/pgbouncer))
+tools:
+	@test -n "$(PGBOUNCER)" || { echo "pgbouncer is missing: the local backend runs it as RDS Proxy (09-proxy)." \
+	  "Install it: sudo apt-get install pgbouncer (Debian/Ubuntu), brew install pgbouncer (macOS)," \
+	  "conda install -c conda-forge pgbouncer (environment.yml); or set AURORA_KIT_PGBOUNCER to its path" >&2; exit 1; }
+
 # Rehearse every runbook on the local backend; executed notebooks + records land in audit/.
 # The parameters files default to confirm: false; the rehearsal confirms its destructive steps explicitly.
-rehearse: $(STAMP)
+rehearse: $(STAMP) tools
 	$(BIN)/aurora-kit run --all -f parameters/local.yaml -p confirm=true -p teardown.confirm_cluster_id=ak-local
 
 # An emulated AWS whose clusters are real local ones, to try the aws runbooks without an account (README):
@@ -36,7 +43,7 @@ FAST := not integration and not notebooks
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "$(FAST)" $(PYTEST_ARGS)
 
-test: lint
+test: lint tools
 	$(BIN)/python -m pytest -ra -m "$(FAST)" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -ra -m "not ($(FAST))" $(PYTEST_ARGS)
 
