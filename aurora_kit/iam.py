@@ -166,7 +166,7 @@ def policy(runbook: str | None = None, params: RunbookParameters | None = None) 
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-#: the role name 09-proxy gives the role it creates for a proxy (aurora_kit.backends.aws.scale_decisions)
+#: the role name 09-proxy gives the role it creates for a proxy starts so (aurora_kit.backends.aws.scale_decisions's)
 PROXY_ROLE_PREFIX = "aurora-kit-proxy-"
 _SERVICE_LINKED = {
     "CreateDBCluster": (

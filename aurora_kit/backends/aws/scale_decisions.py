@@ -105,10 +105,13 @@ def to_scaling_activity(row: Mapping[str, Any]) -> ScalingActivity:
 
 
 # -- RDS Proxy ----------------------------------------------------------------------------------------------------
+#: the name of the role created for a proxy starts so; ``aurora-kit iam-policy`` scopes the role's IAM actions to it
+#: (aurora_kit.iam.PROXY_ROLE_PREFIX, the same: tests/test_iam_policy.py)
+PROXY_ROLE_PREFIX = "aurora-kit-proxy-"
+
+
 def proxy_role_name(proxy_name: str) -> str:
     """The role created for a proxy when none is given (IAM role names: 64 characters at most)."""
-    from aurora_kit.iam import PROXY_ROLE_PREFIX  # the policy scopes the role's IAM actions to this prefix
-
     return f"{PROXY_ROLE_PREFIX}{proxy_name}"[:64]
 
 
