@@ -30,6 +30,23 @@ def _endpoints(backend: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
+_ORIGINAL = "__aurora_kit_original__"
+
+
+def _original(method: Any) -> Any:
+    """moto's own ``method``, also when a patch of this module is installed already (a session's moto server and a
+    test's ``mock_aws`` both fill the gaps: a wrapper must not wrap itself, or alarms and targets come twice)."""
+    return getattr(method, _ORIGINAL, method)
+
+
+def _wraps(original: Any) -> Any:
+    def mark(wrapper: Any) -> Any:
+        setattr(wrapper, _ORIGINAL, original)
+        return wrapper
+
+    return mark
+
+
 def fill_moto_capacity_gaps(patch: Any) -> None:
     """Apply the patches of the module docstring with ``patch`` (a Patcher or pytest's MonkeyPatch)."""
     from moto.applicationautoscaling import models as aas
@@ -38,8 +55,9 @@ def fill_moto_capacity_gaps(patch: Any) -> None:
     from moto.rds import exceptions as exc
     from moto.rds import models, responses
 
-    describe_groups = models.RDSBackend.describe_db_subnet_groups
+    describe_groups = _original(models.RDSBackend.describe_db_subnet_groups)
 
+    @_wraps(describe_groups)
     def describe_db_subnet_groups(self: Any, subnet_group_name: str) -> Any:
         if subnet_group_name == "default" and "default" not in self.subnet_groups:
             ec2 = ec2_backends[self.account_id][self.region_name]
@@ -48,8 +66,9 @@ def fill_moto_capacity_gaps(patch: Any) -> None:
             self.create_subnet_group("default", "default", subnets, [])
         return describe_groups(self, subnet_group_name)
 
-    describe_targets = models.RDSBackend.describe_db_proxy_targets
+    describe_targets = _original(models.RDSBackend.describe_db_proxy_targets)
 
+    @_wraps(describe_targets)
     def describe_db_proxy_targets(self: Any, proxy_name: str) -> list[Any]:
         targets = list(describe_targets(self, proxy_name))
         out = []
@@ -117,16 +136,18 @@ def fill_moto_capacity_gaps(patch: Any) -> None:
             raise exc.RDSClientError("DBProxyEndpointNotFoundFault", f"{endpoint_name} not found")
         return ActionResult({"DBProxyEndpoint": {**row, "Status": "deleting"}})
 
-    delete_proxy = models.RDSBackend.delete_db_proxy
+    delete_proxy = _original(models.RDSBackend.delete_db_proxy)
 
+    @_wraps(delete_proxy)
     def delete_db_proxy(self: Any, proxy_name: str) -> Any:
         endpoints = _endpoints(self)
         for key in [k for k, r in endpoints.items() if r["DBProxyName"] == proxy_name]:
             del endpoints[key]
         return delete_proxy(self, proxy_name)
 
-    create_alarms = aas.FakeApplicationAutoscalingPolicy.create_alarms
+    create_alarms = _original(aas.FakeApplicationAutoscalingPolicy.create_alarms)
 
+    @_wraps(create_alarms)
     def create_rds_alarms(self: Any) -> None:
         create_alarms(self)
         if self.policy_type != "TargetTrackingScaling" or self.service_namespace != "rds":
