@@ -51,6 +51,7 @@ REFUSED = "refused"
 INDEX = "index.jsonl"
 SUMMARY = "summary.json"
 GENESIS = "0" * 64
+FLEETS_DIR = "fleets"  # fleet summaries (aurora_kit.fleet.summary), beside the records: not a record
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -505,7 +506,11 @@ def unsealed(root: Path) -> list[str]:
     sealed = {str(e.get("dir")) for e in read_index(root)}
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in sealed and not p.name.startswith("."))
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and p.name not in sealed and not p.name.startswith(".") and p.name != FLEETS_DIR
+    )
 
 
 def find(root: Path, which: str) -> dict[str, Any]:

@@ -87,6 +87,10 @@ def banner_html(summary: Mapping[str, Any]) -> str:
         ", ".join(f for f, on in (("dry run", p.get("dry_run")), ("confirmed", p.get("confirm"))) if on)
         or "no dry run, not confirmed"
     )
+    if summary.get("mode") == "interactive":  # confirm is not a parameter there: a person answers each gate
+        answers = [f"{c.get('action')}: {c.get('decision')}" for c in summary.get("confirmations") or []]
+        asked = "; ".join(answers) or "no confirmation asked"
+        flags = ("dry run; " if p.get("dry_run") else "") + f"in JupyterLab: {asked}"
     source = " ".join(
         str(x) for x in [summary.get("parameters_file") or "", *(f"-p {o}" for o in summary.get("overrides") or [])]
     )

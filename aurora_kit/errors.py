@@ -17,7 +17,9 @@ and says what to do next. Driver and SDK errors are wrapped with ``raise ... fro
     │   ├── DeletionProtectionError
     │   ├── FailoverNotPossibleError
     │   ├── FailoverFailedError        a started failover the platform reports failed (RDS-EVENT-0069/0070)
-    │   └── ConfirmationRequiredError  a destructive step without confirm: true (or the typed cluster id)
+    │   ├── ConfirmationRequiredError  a destructive step without confirm: true (or the typed cluster id)
+    │   │   └── ConfirmationDeclinedError  in JupyterLab: Cancel pressed, or nobody confirmed in time
+    │   └── RunSealedError             the run ended and its record is sealed: start a new run
     ├── RestoreWindowError             requested restore time outside the restorable window
     ├── PendingRebootError             a change is waiting for a reboot the caller did not allow
     ├── WaitTimeoutError               a wait ran past its deadline
@@ -133,11 +135,34 @@ class DeletionProtectionError(InvalidStateError):
         super().__init__(f"DB cluster {cluster_id!r} has deletion protection enabled", hint=hint, cluster_id=cluster_id)
 
 
-class ConfirmationRequiredError(InvalidStateError):
+class OneLineInNotebooks:
+    """Mixin for errors that are an expected stop, not a bug: a notebook shows them as one line (their class and
+    message, which says what to do), not as a traceback through aurora_kit's internals. IPython asks an exception
+    for ``_render_traceback_()`` before formatting a traceback; the error output keeps ``ename``/``evalue``."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class ConfirmationRequiredError(OneLineInNotebooks, InvalidStateError):
     """A destructive step (failover, reboot, teardown) refused before any mutating call: ``confirm`` is false,
     or the per-action confirmation (``teardown.confirm_cluster_id``) does not name the cluster."""
 
     hint = "rerun with -p confirm=true once you have read the plan (or -p dry_run=true to see it)"
+
+
+class ConfirmationDeclinedError(ConfirmationRequiredError):
+    """In JupyterLab, the operator pressed Cancel at a destructive step's confirmation, or nobody confirmed before
+    the confirmation timed out: nothing was changed."""
+
+    hint = "nothing was changed; run the runbook again from its opening cell to be asked again"
+
+
+class RunSealedError(OneLineInNotebooks, InvalidStateError):
+    """The run ended (its last cell ran, a cell failed, or the kernel was interrupted) and its audit record is
+    sealed: the run's backend is closed to further calls, so nothing happens outside a record."""
+
+    hint = "run the runbook's opening cell (run, dp = wf.start(...)) again to start a new run with its own record"
 
 
 class FailoverNotPossibleError(InvalidStateError):

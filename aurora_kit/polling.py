@@ -7,9 +7,12 @@ Progress (``progress=True``) is one line per wait — what is awaited, the last 
 deadline and, when the caller passes ``events``, the most recent events (RDS events on the aws backend) — shown
 only once a wait has lasted :data:`SHOW_AFTER_S`, so quick waits leave no trace:
 
-- in a notebook kernel, a display updated in place (the record keeps its final state, e.g. ``waited 12 min 31 s
-  for cluster ak-prod available: available``); its payload (mimetype :data:`PROGRESS_MIME`) is what the runner's
-  engine forwards to the terminal as the live line of ``aurora-kit run``;
+- in JupyterLab (a live frontend and ipywidgets: :mod:`aurora_kit.interactive`), a progress widget — status,
+  elapsed against the deadline, recent events — whose display output also holds the static line, final when the
+  wait ends (:mod:`aurora_kit.interactive.progress`);
+- in any other notebook kernel (papermill, nbval), a display updated in place (the record keeps its final state,
+  e.g. ``waited 12 min 31 s for cluster ak-prod available: available``); its payload (mimetype
+  :data:`PROGRESS_MIME`) is what the runner's engine forwards to the terminal as the live line of ``aurora-kit run``;
 - in a terminal, one line rewritten in place on stderr;
 - elsewhere (a pipe, a log file), nothing until the final line.
 """
@@ -120,6 +123,7 @@ class Progress:
         self._last_events = float("-inf")
         self._shown = False
         self._handle: Any = None
+        self._widget: Any = None
         self._tty = False
 
     # -- what is shown ---------------------------------------------------------------------------------------------
@@ -176,7 +180,15 @@ class Progress:
         data = {PROGRESS_MIME: payload, "text/plain": text}
         if not self._shown:
             self._shown = True
-            self._handle = _kernel_display(data)
+            self._widget = _widget(payload, text)
+            if self._widget is None:
+                self._handle = _kernel_display(data)
+        if self._widget is not None:
+            if final:
+                self._widget.close(payload, text)
+            else:
+                self._widget.update(payload)
+            return
             self._tty = self._handle is None and sys.stderr.isatty()
         elif self._handle is not None:
             self._handle.update(data, raw=True)
@@ -185,6 +197,17 @@ class Progress:
             sys.stderr.flush()
         elif self._handle is None and final:
             print(text, file=sys.stderr)
+
+
+def _widget(payload: dict[str, Any], text: str) -> Any:
+    """A progress widget when a person watches in JupyterLab (:mod:`aurora_kit.interactive`); None elsewhere."""
+    from aurora_kit.interactive import kernel
+
+    if not (kernel.widgets_available() and kernel.frontend_is_live()):
+        return None
+    from aurora_kit.interactive.progress import ProgressWidget
+
+    return ProgressWidget(payload, text, PROGRESS_MIME)
 
 
 def _kernel_display(data: dict[str, Any]) -> Any:

@@ -168,6 +168,8 @@ class Run:
     host: str
     started_at: datetime
     _backend: ClusterBackend | None = dataclasses.field(default=None, repr=False)
+    #: an interactive run whose record is sealed: its record folder (:mod:`aurora_kit.interactive.session`)
+    sealed: str | None = None
 
     @property
     def spec(self) -> ClusterSpec:
@@ -175,6 +177,10 @@ class Run:
 
     @property
     def backend(self) -> ClusterBackend:
+        if self.sealed is not None:
+            from aurora_kit.errors import RunSealedError
+
+            raise RunSealedError(f"run {self.run_id} has ended; its record is sealed in {self.sealed}")
         if self._backend is None:
             from aurora_kit.backends import from_parameters
 
@@ -194,10 +200,15 @@ class Run:
         if self._backend is not None and self._backend.dry_run:
             record_plan(planned_calls(self._backend))
 
-    def header(self) -> str:
+    def header(self, *, interactive: bool = False) -> str:
+        """The run's header; ``interactive``: run by hand in JupyterLab, where a person confirms each destructive
+        step (:mod:`aurora_kit.interactive`) whatever ``confirm`` says."""
         from aurora_kit.backends import backend_class
 
         p = self.params
+        confirm = "yes" if p.confirm else "no — destructive steps will stop"
+        if interactive:
+            confirm = "asked here at each destructive step (the plan, a Confirm button)"
         rows = [
             ("runbook", self.runbook),
             ("run id", self.run_id),
@@ -205,7 +216,7 @@ class Run:
             ("backend", p.backend + (f" ({p.region})" if backend_class(p.backend).traits.regional else "")),
             ("cluster", f"{p.cluster_id}: 1 writer + {p.readers} readers, {p.instance_class}, {p.engine_version}"),
             ("dry run", "yes — no mutating call will be made" if p.dry_run else "no"),
-            ("confirm", "yes" if p.confirm else "no — destructive steps will stop"),
+            ("confirm", confirm),
             ("started", self.started_at.isoformat(timespec="seconds")),
         ]
         return "\n".join(f"{k:>9}: {v}" for k, v in rows)
@@ -221,7 +232,12 @@ def planned_calls(backend: ClusterBackend) -> list[dict[str, Any]]:
 
 
 def start(
-    runbook: str, namespace: Mapping[str, Any], *, sections: Iterable[str] | None = None, show: bool = True
+    runbook: str,
+    namespace: Mapping[str, Any],
+    *,
+    sections: Iterable[str] | None = None,
+    show: bool = True,
+    interactive: bool = False,
 ) -> Run:
     """Validate the runbook's parameters and open the run (see the module docstring)."""
     params = params_mod.for_runbook(runbook, namespace, sections=sections)
@@ -234,5 +250,5 @@ def start(
         started_at=datetime.now(timezone.utc),
     )
     if show:
-        _display({"text/plain": run.header()})
+        _display({"text/plain": run.header(interactive=interactive)})
     return run

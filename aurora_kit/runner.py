@@ -21,6 +21,7 @@ backend is opened once (:func:`preflight`: a local root the PostgreSQL user cann
 from __future__ import annotations
 
 import ast
+import contextlib
 import pprint
 import secrets
 import traceback
@@ -28,9 +29,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aurora_kit import audit, banner
+from aurora_kit.confirmation import confirmations_in
 from aurora_kit.engine import ENGINE_NAME, RedactingEngine, redactor_for, temporary_environ
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.figures import key_figures
@@ -38,6 +40,9 @@ from aurora_kit.outcome import NOT_RUN, RunOutcome, checks_in, decide
 from aurora_kit.params import RUNBOOKS, injected_for
 from aurora_kit.report import RunResult, Terminal
 from aurora_kit.runbook import OPERATOR_ENV, PARAMETERS_FILE_ENV, PLAN_MIME, RUN_ID_ENV, new_run_id, operator
+
+if TYPE_CHECKING:
+    from aurora_kit.deadline import Deadline
 
 RUNBOOKS_DIR = audit.PROJECT_ROOT / "runbooks"
 
@@ -311,12 +316,14 @@ def _finish(run: _Executed) -> RunResult:
 
     def summarize(outcome: RunOutcome, error: str | None) -> dict[str, Any]:
         failure = audit.failure_of(run.nb)  # cell indices of the record as sealed (banner included)
-        return audit.build_summary(
+        summary = audit.build_summary(
             record,
             outcome=audit.Outcome(outcome, failure, results, figures),
             error=run.redactor.text(error) if error else None,
             **fields,
         )
+        summary["confirmations"] = run.redactor.obj(confirmations_in(run.nb))  # who confirmed what (the gate)
+        return summary
 
     banner.dress(run.nb, summarize(outcome, error))
     wrote = record.notebook.exists() or bool(run.nb.cells)
@@ -360,24 +367,31 @@ def run_notebook(
     parameters_file: str | None = None,
     overrides: Sequence[str] = (),
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> RunResult:
     """Execute one notebook with ``parameters`` injected; always leaves a sealed record (even on failure). The
     result's ``outcome`` says passed / failed / not verified / dry run (``allow_unverified`` accepts skipped
-    checks: the record says so)."""
-    executed = _execute(
-        notebook,
-        parameters,
-        audit_dir=audit_dir,
-        batch_id=batch_id,
-        kernel_name=kernel_name,
-        progress_bar=progress_bar,
-        execution_timeout=execution_timeout,
-        cwd=cwd,
-        allow_unverified=allow_unverified,
-        parameters_file=parameters_file,
-        overrides=overrides,
-        on_progress=on_progress,
-    )
+    checks: the record says so).
+
+    ``deadline`` (:class:`aurora_kit.deadline.Deadline`, used by fleets and the Airflow operator) bounds the whole
+    run: past it, the kernel is interrupted and the record is sealed failed, its error saying why."""
+    with deadline if deadline is not None else contextlib.nullcontext():
+        executed = _execute(
+            notebook,
+            parameters,
+            audit_dir=audit_dir,
+            batch_id=batch_id,
+            kernel_name=kernel_name,
+            progress_bar=progress_bar,
+            execution_timeout=execution_timeout,
+            cwd=cwd,
+            allow_unverified=allow_unverified,
+            parameters_file=parameters_file,
+            overrides=overrides,
+            on_progress=on_progress,
+        )
+    if deadline is not None:
+        executed.error = deadline.note(executed.error)
     return _finish(executed)
 
 

@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bench_wrapper.py": (["--planned", "10", "--crash", "10"], ["--planned", "2", "--crash", "2"]),
     "bench_hnsw.py": (["--rows", "100000", "--dim", "128"], ["--rows", "10000", "--dim", "32", "--queries", "50"]),
     "bench_pitr.py": (["--size-gib", "1.0"], ["--size-gib", "0.05", "--chunk-rows", "50000"]),
+    "bench_fleet.py": (["--clusters", "8", "--parallel", "2", "4", "8"], ["--clusters", "2"]),
 }
 
 

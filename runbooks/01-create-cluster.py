@@ -27,8 +27,8 @@
 # prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key):
 # `iam:CreateServiceLinkedRole`, `kms:DescribeKey`, `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBCluster`,
 # `rds:CreateDBClusterParameterGroup`, `rds:CreateDBInstance`, `rds:DescribeDBClusterParameterGroups`,
-# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `secretsmanager:CreateSecret`, `secretsmanager:GetSecretValue`,
-# `secretsmanager:TagResource`.
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`, `rds:DescribeOrderableDBInstanceOptions`,
+# `secretsmanager:CreateSecret`, `secretsmanager:GetSecretValue`, `secretsmanager:TagResource`.
 #
 # **Steps** — 1. plan · 2. create (dry run: record the calls) · 3. check against the parameters ·
 # 4. endpoints and members · 5. the IAM database user (data plane) · 6. who answers on each endpoint (data plane) ·
@@ -63,6 +63,9 @@ aws = {'profile': None,
 # %%
 from aurora_kit.steps import create as wf
 
+wf.parameters_form("01-create-cluster", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("01-create-cluster", globals())
 
 # %% [markdown]
@@ -102,7 +105,7 @@ wf.members_table(run, cluster)
 
 # %%
 dp = wf.data_plane(run)
-iam = wf.when(dp, wf.iam_user, run, writes=True)
+iam = wf.iam_user(run, dp)
 wf.verify(iam)
 
 # %% [markdown]

@@ -26,7 +26,8 @@
 # **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 02`
 # prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `rds-db:connect`,
 # `rds:DescribeDBClusterParameters`, `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
-# `rds:DescribeEngineDefaultClusterParameters`, `rds:ModifyDBClusterParameterGroup`, `rds:RebootDBInstance`.
+# `rds:DescribeEngineDefaultClusterParameters`, `rds:DescribeEvents`, `rds:ModifyDBClusterParameterGroup`,
+# `rds:RebootDBInstance`.
 #
 # **Steps** — 1. diff · 2. apply · 3. pending reboot · 4. rolling reboot · 5. `SHOW` on every instance · 6. summary.
 
@@ -63,6 +64,9 @@ parameter_group = {'parameters': {'log_min_duration_statement': '250',
 # %%
 from aurora_kit.steps import parameters as wf
 
+wf.parameters_form("02-configure-parameters", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("02-configure-parameters", globals())
 
 # %% [markdown]

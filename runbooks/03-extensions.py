@@ -67,6 +67,9 @@ pgvector = {'rows': 2000,
 # %%
 from aurora_kit.steps import extensions as wf
 
+wf.parameters_form("03-extensions", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("03-extensions", globals())
 
 # %% [markdown]

@@ -61,6 +61,9 @@ probe = {'interval_s': 0.01, 'duration_s': 0.5, 'rows': 50, 'max_replica_lag_s':
 # %%
 from aurora_kit.steps import readwrite as wf
 
+wf.parameters_form("04-verify-read-write", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("04-verify-read-write", globals())
 
 # %% [markdown]

@@ -28,8 +28,9 @@
 # prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `kms:DescribeKey`,
 # `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBClusterSnapshot`, `rds:CreateDBInstance`,
 # `rds:DeleteDBCluster`, `rds:DeleteDBClusterSnapshot`, `rds:DeleteDBInstance`, `rds:DescribeDBClusterSnapshots`,
-# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:ModifyDBCluster`, `rds:RestoreDBClusterFromSnapshot`,
-# `rds:RestoreDBClusterToPointInTime`, `secretsmanager:CreateSecret`, `secretsmanager:TagResource`.
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`, `rds:ModifyDBCluster`,
+# `rds:RestoreDBClusterFromSnapshot`, `rds:RestoreDBClusterToPointInTime`, `secretsmanager:CreateSecret`,
+# `secretsmanager:TagResource`.
 #
 # **Steps** — 1. retention · 2. seed data around T · 3. snapshot · 4. restore the snapshot · 5. restore to T ·
 # 6. verify both · 7. clean up · 8. summary.
@@ -69,6 +70,9 @@ backup_restore = {'snapshot_id': None,
 # %%
 from aurora_kit.steps import backup as wf
 
+wf.parameters_form("05-backup-restore", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("05-backup-restore", globals())
 
 # %% [markdown]

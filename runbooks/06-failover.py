@@ -63,6 +63,9 @@ failover = {'mode': 'planned', 'target_instance_id': None, 'max_rto_s': 15.0, 'm
 # %%
 from aurora_kit.steps import failover as wf
 
+wf.parameters_form("06-failover", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("06-failover", globals())
 
 # %% [markdown]

@@ -65,6 +65,9 @@ monitoring = {'replica_lag_ms': 1000.0,
 # %%
 from aurora_kit.steps import monitoring as wf
 
+wf.parameters_form("07-monitoring", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("07-monitoring", globals())
 
 # %% [markdown]

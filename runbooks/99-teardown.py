@@ -25,7 +25,7 @@
 # **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 99`
 # prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key):
 # `rds:CreateDBClusterSnapshot`, `rds:DeleteDBCluster`, `rds:DeleteDBInstance`, `rds:DescribeDBClusterSnapshots`,
-# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:ModifyDBCluster`.
+# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`, `rds:ModifyDBCluster`.
 #
 # **Steps** — 1. what will be deleted · 2. delete · 3. check it is gone · 4. snapshots kept · 5. summary.
 
@@ -63,6 +63,9 @@ teardown = {'final_snapshot_id': None,
 # %%
 from aurora_kit.steps import teardown as wf
 
+wf.parameters_form("99-teardown", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("99-teardown", globals())
 
 # %% [markdown]

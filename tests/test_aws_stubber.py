@@ -388,6 +388,12 @@ def test_create_waits_for_instances_after_the_cluster_is_available(
     spec = ClusterSpec.with_readers("orders", 1)
     stub.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "DBCluster orders not found.", 404,
                           expected_params=ONE)  # fmt: skip
+    stub.add_response(  # the class must be orderable for the engine version here, checked before anything is made
+        "describe_orderable_db_instance_options",
+        {"OrderableDBInstanceOptions": [{"DBInstanceClass": "db.r6g.large", "Engine": "aurora-postgresql",
+                                         "EngineVersion": "16.4", "AvailabilityZones": [{"Name": "us-east-1a"}]}]},
+        {"Engine": "aurora-postgresql", "EngineVersion": "16.4", "DBInstanceClass": "db.r6g.large"},
+    )  # fmt: skip
     stub.add_client_error(
         "describe_db_cluster_parameter_groups", "DBParameterGroupNotFound", "not found", 404,
         expected_params={"DBClusterParameterGroupName": "orders-cluster-params"},
@@ -748,3 +754,28 @@ def test_failover_target_failing_stops_the_wait_at_once(backend: AwsBackend, rds
     stub.add_response("describe_events", {"Events": []}, EVENTS)
     with pytest.raises(InvalidStateError, match="instance orders-2 is failed"):
         backend.failover("orders", target_instance_id="orders-2")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ([], "not orderable for aurora-postgresql 16.4 in us-east-1"),
+        ([{"DBInstanceClass": "db.r6g.large", "AvailabilityZones": [{"Name": "us-east-1b"}]}], "not offered there"),
+    ],
+    ids=["class", "zone"],
+)
+def test_an_instance_class_aws_does_not_offer_is_refused_before_anything_is_created(
+    backend: AwsBackend, rds: tuple[Any, Stubber], options: list[dict[str, Any]], match: str
+) -> None:
+    """A class that passes the pattern (db.r6g.large in a Region or version without it) is refused from
+    DescribeOrderableDBInstanceOptions' answer; the Stubber would fail on any further (mutating) call."""
+    _, stub = rds
+    stub.add_client_error("describe_db_clusters", "DBClusterNotFoundFault", "not found", 404, expected_params=ONE)
+    stub.add_response(
+        "describe_orderable_db_instance_options",
+        {"OrderableDBInstanceOptions": options},
+        {"Engine": "aurora-postgresql", "EngineVersion": "16.4", "DBInstanceClass": "db.r6g.large"},
+    )
+    spec = ClusterSpec.with_readers("orders", 0, availability_zones=["us-east-1a"])
+    with pytest.raises(InvalidParameterError, match=match):
+        backend.create_cluster(spec)

@@ -19,7 +19,7 @@ def _run(name: str, parameters: dict[str, Any], audit_dir: Path) -> runner.RunRe
 
 
 def _ok(result: runner.RunResult) -> dict[str, Any]:
-    assert result.status == "succeeded", f"{result.runbook}: {result.failure or result.error}"
+    assert result.status == "passed", f"{result.runbook}: {result.failure or result.error}"
     return result.results or {}
 
 

@@ -31,8 +31,9 @@ def _split(req: str) -> tuple[str, str]:
 def _pyproject() -> dict[str, str]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     reqs = list(data["project"]["dependencies"])
-    for extra in data["project"]["optional-dependencies"].values():  # test, emulate: one mirror for all
-        reqs += extra
+    for name, extra in data["project"]["optional-dependencies"].items():  # test, emulate: one mirror for all
+        if name != "airflow":  # Airflow has its own environment (environment-airflow.yml, checked below)
+            reqs += extra
     out: dict[str, str] = {}
     for name, spec in (_split(r) for r in reqs):
         assert out.setdefault(name, spec) == spec, f"{name} has two different floors in pyproject.toml"
@@ -78,3 +79,16 @@ def test_the_system_programs_are_installed_by_ci_and_named_by_make() -> None:
     for program in SYSTEM_ONLY:
         assert program in ci, f".ci/run must install {program}"
         assert f"{program} is missing" in makefile, f"make must say how to install {program}"
+
+
+def test_the_airflow_extra_is_mirrored_for_conda() -> None:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extra = dict(_split(r) for r in data["project"]["optional-dependencies"]["airflow"])
+    env = yaml.safe_load((ROOT / "environment-airflow.yml").read_text())
+    pip = dict(_split(p) for dep in env["dependencies"] if isinstance(dep, dict) for p in dep["pip"])
+    assert pip == extra
+    pinned = dict(line.split("==", 1) for line in (ROOT / "constraints" / "airflow.txt").read_text().splitlines()
+                  if "==" in line and not line.startswith("#"))  # fmt: skip
+    from packaging.specifiers import SpecifierSet
+
+    assert SpecifierSet(extra["apache-airflow"]).contains(pinned["apache-airflow"])  # what the Airflow tests install

@@ -227,3 +227,19 @@ def test_the_wrapper_recipe_names_the_writer_without_session_attributes(tmp_path
     legacy = _record("old", ("127.0.0.1", "127.0.0.1"))
     with pytest.raises(InvalidStateError):
         topology.wrapper_recipe(tmp_path, legacy, dbname="app", user="postgres", connect_timeout=2, password=None)
+
+
+def test_roots_allocate_from_blocks_of_their_own() -> None:
+    """A root records addresses it has not bound yet (a restored cluster's future writer): another root allocating
+    at the same time must not start from the same address."""
+    from itertools import islice
+    from pathlib import Path
+
+    from aurora_kit.backends.local.addressing import RESERVED, candidate_addresses
+
+    a = list(islice(candidate_addresses(Path("/tmp/root-a")), 300))
+    b = list(islice(candidate_addresses(Path("/tmp/root-b")), 300))
+    assert not set(a) & set(b)
+    assert len(set(a)) == 300
+    assert all(x.startswith("127.") and x not in RESERVED for x in a)
+    assert list(islice(candidate_addresses(Path("/tmp/root-a")), 3)) == a[:3]  # the same root, the same order

@@ -100,7 +100,7 @@ def test_nbval_over_every_runbook_in_order(rehearsal_root: Path, tmp_path: Path)
 
 #: the checks each runbook owns, by name (a run that cannot reach the data plane names the same ones)
 CHECKS = {
-    "01-create-cluster": ["cluster matches the parameters", "who answers on each endpoint"],
+    "01-create-cluster": ["cluster matches the parameters", "IAM database user", "who answers on each endpoint"],
     "02-configure-parameters": ["parameters on every instance"],
     "03-extensions": ["pgvector extension", "pgvector index proof"],
     "04-verify-read-write": [
@@ -129,6 +129,8 @@ CHECKS = {
     ],
     "99-teardown": ["ak-local deleted"],
 }
+#: checks local.yaml does not ask for (iam_auth: false)
+NOT_REQUESTED = {"IAM database user"}
 
 
 def _assert_banner(record: Path, runbook: str) -> None:
@@ -144,8 +146,9 @@ def _assert_banner(record: Path, runbook: str) -> None:
     summary = json.loads((record / "summary.json").read_text())
     assert summary["outcome"] == "passed", (runbook, summary["outcome_reason"])
     assert (summary["unverified"], summary["allowed_unverified"], summary["exit_code"]) == ([], False, 0)
-    assert [(c["name"], c["status"]) for c in summary["checks"]] == [(n, "passed") for n in CHECKS[runbook]]
-    assert all(c["detail"].startswith("PASS ") for c in summary["checks"])
+    expected = [(n, "not requested" if n in NOT_REQUESTED else "passed") for n in CHECKS[runbook]]
+    assert [(c["name"], c["status"]) for c in summary["checks"]] == expected
+    assert all(c["detail"].startswith("PASS ") for c in summary["checks"] if c["name"] not in NOT_REQUESTED)
     expected = {f.key for f in KEY_FIGURES[runbook]}
     assert set(summary["key_figures"]) == expected, runbook  # every figure measured
     html = (record / f"{runbook}.html").read_text()
@@ -222,6 +225,15 @@ def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> No
     assert by_name["99-teardown"]["gone"]["exists"] is False
     assert by_name["99-teardown"]["final_snapshot"] is None
     assert not postmasters_under(rehearsal_root)  # 99 stopped everything it created
+
+    # every destructive step's confirmation is in its record: headless, the confirm parameter (no plan shown)
+    confirmed = {e["runbook"]: audit.find(audit_dir, e["run_id"])["summary"]["confirmations"] for e in entries}
+    assert [c["action"] for c in confirmed["06-failover"]] == ["planned failover"]
+    [teardown] = confirmed["99-teardown"]
+    assert teardown["how"] == "parameter confirm: true and teardown.confirm_cluster_id"
+    assert teardown["typed_cluster_id"] == "ak-local"
+    assert teardown["plan"] is None
+    assert confirmed["01-create-cluster"] == []
 
 
 @pytest.mark.timeout(180)

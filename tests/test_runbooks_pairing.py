@@ -106,10 +106,12 @@ def test_cells_are_thin_and_let_errors_escape(base: Path) -> None:
 def test_runbook_starts_its_run_and_ends_with_a_recorded_summary(base: Path) -> None:
     nb = nbformat.read(str(base.with_suffix(".ipynb")), as_version=4)
     code = _code(nb)
-    opening = code[1].source.splitlines()
-    assert opening[0].startswith("from aurora_kit.steps import "), opening
-    assert opening[0].endswith(" as wf"), opening
-    assert opening[-1] == f'run, dp = wf.start("{base.name}", globals())', "one opening cell in every runbook"
+    form = code[1].source.splitlines()  # the import, and the parameters form (JupyterLab; nothing headless)
+    assert form[0].startswith("from aurora_kit.steps import "), form
+    assert form[0].endswith(" as wf"), form
+    assert form[-1].startswith(f'wf.parameters_form("{base.name}", globals())'), form
+    opening = code[2].source.splitlines()
+    assert opening == [f'run, dp = wf.start("{base.name}", globals())'], "one opening cell in every runbook"
     assert code[-1].source.startswith("run.record_all(")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aurora_kit import audit, params, report, runner
+from aurora_kit.commands import run_fleet
 from aurora_kit.engine import temporary_environ
 from aurora_kit.errors import AuroraKitError
 from aurora_kit.runbook import operator
@@ -35,7 +36,9 @@ def register(subparsers: Any) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("runbook", nargs="?", help="06, 06-failover, or a path to a notebook")
     target.add_argument("--all", action="store_true", help="every runbook, in order")
-    parser.add_argument("-f", "--parameters", required=True, metavar="FILE", help="parameters/<env>.yaml")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-f", "--parameters", metavar="FILE", help="parameters/<env>.yaml")
+    run_fleet.add_arguments(parser, source)
     parser.add_argument(
         "-p",
         "--param",
@@ -96,7 +99,8 @@ def _record_refusal(args: argparse.Namespace, exc: AuroraKitError) -> None:
         return
     request = {
         "runbook": "--all" if args.all else args.runbook,
-        "parameters_file": str(args.parameters),
+        "parameters_file": None if args.parameters is None else str(args.parameters),
+        "fleet": None if getattr(args, "fleet", None) is None else str(args.fleet),
         "overrides": list(args.param),
     }
     runbook = None if args.all else Path(str(args.runbook)).stem
@@ -105,6 +109,8 @@ def _record_refusal(args: argparse.Namespace, exc: AuroraKitError) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.fleet:
+        return run_fleet.run(args)
     loaded = params.load(args.parameters, args.param)  # before any kernel starts
     if args.print_parameters_cell:
         name = Path(args.runbook or "").stem

@@ -163,6 +163,32 @@ def fill_moto_rds_gaps(patch: Any, *, member_status: Callable[[Any, list[dict[st
             alarm.state_value = "INSUFFICIENT_DATA"
         return alarm
 
+    def describe_orderable_db_instance_options(self: Any, engine: str, engine_version: str) -> list[dict[str, Any]]:
+        """moto's catalogue stops at aurora-postgresql 11 and ignores the class filter: answer the class asked for
+        (when it is a DB instance class at all) with the Region's zones, as AWS does for an orderable class."""
+        from aurora_kit.rules import check_instance_class
+
+        if engine != "aurora-postgresql":
+            return []
+        wanted = getattr(self, "_aurora_kit_orderable_class", None)
+        try:
+            check_instance_class(str(wanted))
+        except ValueError:
+            return []
+        zones = [{"Name": f"{self.region_name}{z}"} for z in "abcdef"]
+        return [
+            {"Engine": engine, "EngineVersion": engine_version or "16.4", "DBInstanceClass": wanted,
+             "AvailabilityZones": zones, "SupportsIAMDatabaseAuthentication": True}
+        ]  # fmt: skip
+
+    def describe_orderable_response(self: Any) -> Any:
+        backend = self.backend
+        backend._aurora_kit_orderable_class = self._get_param("DBInstanceClass")
+        return describe_response(self)
+
+    describe_response = responses.RDSResponse.describe_orderable_db_instance_options
+    patch.setattr(models.RDSBackend, "describe_orderable_db_instance_options", describe_orderable_db_instance_options)
+    patch.setattr(responses.RDSResponse, "describe_orderable_db_instance_options", describe_orderable_response)
     patch.setattr(cw.CloudWatchBackend, "put_metric_alarm", put_metric_alarm)
     patch.setattr(
         responses.RDSResponse,

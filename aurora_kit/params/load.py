@@ -192,24 +192,26 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[key]
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: Path, *, field: str = "parameters file") -> Any:
     """The parsed file, or InvalidParameterError saying in one sentence why not (missing, a directory, not
-    UTF-8, too large, not YAML, a duplicate key, alias expansion past :data:`MAX_EXPANDED_NODES`)."""
-    field, shown = "parameters file", str(path)
+    UTF-8, too large, not YAML, a duplicate key, alias expansion past :data:`MAX_EXPANDED_NODES`). ``field`` names
+    the file in the error (a fleet file reads through here too)."""
+    shown = str(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise InvalidParameterError(field, shown, "no such file") from exc
     except IsADirectoryError as exc:
         raise InvalidParameterError(
-            field, shown, "is a directory; give the YAML file (-f parameters/<env>.yaml)"
+            field,
+            shown,
+            "is a directory; give the YAML file"
+            + (" (-f parameters/<env>.yaml)" if field == "parameters file" else ""),
         ) from exc
     except PermissionError as exc:
         raise InvalidParameterError(field, shown, "cannot be read (permission denied)") from exc
     if len(raw) > MAX_FILE_BYTES:
-        raise InvalidParameterError(
-            field, shown, f"is {len(raw):,} bytes; a parameters file is at most {MAX_FILE_BYTES:,}"
-        )
+        raise InvalidParameterError(field, shown, f"is {len(raw):,} bytes; a {field} is at most {MAX_FILE_BYTES:,}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -11,15 +11,16 @@ run) the step is not run and a :class:`Skipped` stands in for its result — sho
 (reason)``, never as a pass. :func:`verify` shows a check's result and ends in its verdict line; a failed check
 raises its typed error, so papermill marks the cell and the run fails.
 
-Every mutating step passes :func:`confirm` first: the one gate that decides, from ``dry_run`` and ``confirm``
-(and for teardown the typed cluster id), whether a destructive action may run.
+Every destructive step passes :func:`confirm` first: the one gate that decides whether it may run — headless from
+``dry_run`` and ``confirm`` (and for teardown the typed cluster id), in JupyterLab by a person pressing Confirm
+after seeing the step's plan of mutating calls.
 """
 
 from __future__ import annotations
 
 import html
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,8 +57,11 @@ CREATES_CLUSTER = frozenset({"01-create-cluster"})
 def start(runbook: str, namespace: Mapping[str, Any]) -> tuple[Run, DataPlane]:
     """Validate the parameters, open the run, and find out whether the data plane answers (module docstring)."""
     from aurora_kit import runbook as runbook_mod
+    from aurora_kit.interactive import session
 
-    run = runbook_mod.start(runbook, namespace)
+    interactive = session.install() is not None  # JupyterLab: recorded like a headless run, from this cell on
+    run = runbook_mod.start(runbook, namespace, interactive=interactive)
+    session.attach(run)
     enable_progress(run)
     if runbook in CREATES_CLUSTER:  # nothing to reach before the cluster exists: the runbook probes after creating
         dp = DataPlane(False, "not probed yet: the cluster is created first", run.params.dry_run)
@@ -66,6 +70,15 @@ def start(runbook: str, namespace: Mapping[str, Any]) -> tuple[Run, DataPlane]:
     dp = data_plane(run, required=runbook in NEEDS_CLUSTER)
     show(dp)
     return run, dp
+
+
+def parameters_form(runbook: str, namespace: MutableMapping[str, Any]) -> None:
+    """In JupyterLab, the runbook's parameters in a form validated as you type; Apply writes them into the
+    notebook for the opening cell (:mod:`aurora_kit.interactive.form`). Headless: nothing."""
+    from aurora_kit.interactive import form, session
+
+    session.install()  # in JupyterLab: record the run from this cell on (else nothing)
+    form.show(runbook, namespace)
 
 
 def enable_progress(run: Run) -> None:
@@ -325,12 +338,43 @@ def summary(**results: Any) -> dict[str, Any]:
 
 
 # == the confirmation gate ======================================================================================
-def confirm(run: Run, action: str, *, typed_cluster_id: str | bool | None = False) -> None:
-    """The one gate before a destructive ``action``: a dry run passes (it changes nothing); otherwise ``confirm``
-    must be true and, when ``typed_cluster_id`` is given (teardown), it must name the run's cluster.
-    ConfirmationRequiredError, before any mutating call, when not."""
+def confirm(
+    run: Run,
+    action: str,
+    *,
+    typed_cluster_id: str | bool | None = False,
+    plan: Callable[[ClusterBackend], Any] | None = None,
+) -> None:
+    """The one gate before a destructive ``action``, headless and in JupyterLab alike.
+
+    A dry run passes (it changes nothing). In JupyterLab (:mod:`aurora_kit.interactive`: a live frontend, no
+    runner) a person decides: a widget shows the plan of mutating calls — ``plan(backend)`` is the step's own
+    control-plane call, run here on a dry-run twin of the run's backend — and, when ``typed_cluster_id`` is
+    given (teardown), asks for the cluster id to be typed; Cancel or no answer in time raises
+    :class:`~aurora_kit.errors.ConfirmationDeclinedError`. Headless, ``confirm`` must be true and, when
+    ``typed_cluster_id`` is given, it must name the run's cluster; ConfirmationRequiredError otherwise. Either
+    way before any mutating call, and the decision leaves its trace (:mod:`aurora_kit.confirmation`: who, when,
+    how, the plan shown) that the record keeps."""
+    from aurora_kit.confirmation import CONFIRMED, Confirmation, record
+    from aurora_kit.interactive import session
+
     p = run.params
     if p.dry_run:
+        return
+    who = f"{run.operator}@{run.host}"
+    if session.can_ask(run):
+        from aurora_kit.errors import ConfirmationDeclinedError
+        from aurora_kit.interactive import gate
+
+        calls = gate.planned_calls(run, plan)
+        decision = gate.ask(run, action, calls, typed=typed_cluster_id is not False)
+        record(decision)
+        if not decision.confirmed:
+            raise ConfirmationDeclinedError(
+                f"{action} on {p.cluster_id!r} {decision.decision}",
+                cluster_id=p.cluster_id,
+                action=action,
+            )
         return
     if not p.confirm:
         raise ConfirmationRequiredError(
@@ -345,6 +389,9 @@ def confirm(run: Run, action: str, *, typed_cluster_id: str | bool | None = Fals
             cluster_id=p.cluster_id,
             confirm_cluster_id=typed_cluster_id,
         )
+    how = "parameter confirm: true" + (" and teardown.confirm_cluster_id" if typed_cluster_id is not False else "")
+    typed = typed_cluster_id if isinstance(typed_cluster_id, str) else None
+    record(Confirmation(action, p.cluster_id, CONFIRMED, how, who, typed_cluster_id=typed))
 
 
 # == tables every runbook shows =================================================================================
@@ -417,6 +464,7 @@ __all__ = [
     "data_plane",
     "endpoint_plane",
     "members_table",
+    "parameters_form",
     "plan_table",
     "plot",
     "start",

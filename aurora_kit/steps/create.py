@@ -9,7 +9,7 @@ from aurora_kit.checks.result import Findings
 from aurora_kit.display import Table, fmt
 from aurora_kit.errors import ClusterNotFoundError
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
-from aurora_kit.steps.common import Skipped, check_step, connect_timeout
+from aurora_kit.steps.common import DataPlane, Skipped, check_step, connect_timeout, when
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
@@ -70,21 +70,24 @@ def check(run: Run, cluster: Cluster) -> ClusterMatchReport | Skipped:
     return ClusterMatchReport(cluster, run.spec)
 
 
-@check_step("IAM database user")
-def iam_user(run: Run) -> CheckResult:
+def iam_user(run: Run, dp: DataPlane) -> CheckResult | Skipped:
     """With ``iam_auth``: create ``aws.iam_db_user`` (as the master user, with its managed secret), grant it
-    ``rds_iam`` and what the runbooks need, and prove a token login (:mod:`aurora_kit.checks.iam`). Without: the
+    ``rds_iam`` and what the runbooks need, and prove a token login (:mod:`aurora_kit.checks.iam`) — a data-plane
+    step, skipped (not verified) when the endpoints cannot be reached. Without ``iam_auth`` nothing is asked for: the
     runbooks log in as the master user with its password, and this says so."""
+    if not run.params.iam_auth or not run.params.aws.iam_db_user:
+        reason = "iam_auth is false: the runbooks log in as the master user with its password"
+        return Skipped.not_requested("IAM database user", reason)
+    result: CheckResult | Skipped = when(dp, _create_iam_user, run, writes=True)
+    return result
+
+
+@check_step("IAM database user")
+def _create_iam_user(run: Run) -> CheckResult:
     from aurora_kit.checks.iam import ensure_iam_user
-    from aurora_kit.checks.result import Findings
 
     user, cid = run.params.aws.iam_db_user, run.params.cluster_id
-    if not run.params.iam_auth or not user:
-        return Findings(
-            "IAM database user",
-            {"iam_auth": False},
-            judged_against="iam_auth is false: the runbooks log in as the master user with its password",
-        )
+    assert user is not None
     return ensure_iam_user(run.backend.master_connection_info(cid), run.backend.connection_info(cid), user)
 
 

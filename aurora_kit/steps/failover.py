@@ -13,7 +13,7 @@ from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
-    from aurora_kit.backends.base import Cluster, FailoverResult
+    from aurora_kit.backends.base import Cluster, ClusterBackend, FailoverResult
     from aurora_kit.checks.write_probe import WriteProbeReport
     from aurora_kit.runbook import Run
 
@@ -75,14 +75,18 @@ def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, WriteProbeReport 
 
     fo = run.section("failover")
     cid = run.params.cluster_id
-    confirm(run, f"{fo.mode} failover")
-    promote = target(run)  # the plan's pick, asked for explicitly: the backend does not choose by its own rule
+    chosen = target(run)  # the plan's pick, asked for explicitly: the backend does not choose by its own rule
+
+    def promote(backend: ClusterBackend) -> FailoverResult:
+        return backend.failover(cid, target_instance_id=chosen, mode=fo.mode)
+
+    confirm(run, f"{fo.mode} failover", plan=promote)
     if dp.available and not run.params.dry_run:
         return probe_failover(
             run.backend,
             cid,
             mode=fo.mode,
-            target_instance_id=promote,
+            target_instance_id=chosen,
             rate=1.0 / run.section("probe").interval_s,
             max_rto_s=fo.max_rto_s,
             max_lost=fo.max_lost_commits,
@@ -90,7 +94,7 @@ def failover(run: Run, dp: DataPlane) -> tuple[FailoverResult, WriteProbeReport 
     why = "dry run" if run.params.dry_run else f"data plane not reachable: {dp.reason}"
     skipped = Skipped("write probe", f"{why} (RTO and lost commits not measured)")
     print(skipped)
-    return run.backend.failover(cid, target_instance_id=promote, mode=fo.mode), skipped
+    return promote(run.backend), skipped
 
 
 def failover_table(result: FailoverResult | Skipped) -> Table | Skipped:
@@ -183,8 +187,12 @@ def failback(run: Run, result: FailoverResult, dp: DataPlane) -> FailoverResult 
         return Skipped("failback", "failover.failback: false")
     if result.status == "dry-run":
         return Skipped("failback", "dry run")
-    confirm(run, f"failback to {result.old_writer}")
     cid = run.params.cluster_id
+
+    def promote_old_writer(backend: ClusterBackend) -> FailoverResult:
+        return backend.failover(cid, target_instance_id=result.old_writer, mode="planned")
+
+    confirm(run, f"failback to {result.old_writer}", plan=promote_old_writer)
     if dp.available:
         back, report = probe_failover(
             run.backend,
@@ -198,7 +206,7 @@ def failback(run: Run, result: FailoverResult, dp: DataPlane) -> FailoverResult 
         verify(report, name="failback write probe")
     else:
         verify(Skipped("failback write probe", f"data plane not reachable: {dp.reason}"))
-        back = run.backend.failover(cid, target_instance_id=result.old_writer, mode="planned")
+        back = promote_old_writer(run.backend)
     wait_old_writer_reader(run, back)
     return back
 

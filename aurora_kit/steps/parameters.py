@@ -86,8 +86,9 @@ def rolling_reboot(run: Run, result: ParameterChangeResult) -> RebootOutcome:
             "their next reboot"
         )
         return RebootOutcome([], pending, static)
-    confirm(run, "rolling reboot of " + ", ".join(pending))
-    rebooted = [i.db_instance_identifier for i in run.backend.reboot_pending(run.params.cluster_id)]
+    cid = run.params.cluster_id
+    confirm(run, "rolling reboot of " + ", ".join(pending), plan=lambda backend: backend.reboot_pending(cid))
+    rebooted = [i.db_instance_identifier for i in run.backend.reboot_pending(cid)]
     if run.params.dry_run:
         print("dry run: no reboot made")
         return RebootOutcome([], pending, static)

@@ -13,7 +13,7 @@ from aurora_kit.steps.common import __all__ as _common
 from aurora_kit.steps.common import confirm
 
 if TYPE_CHECKING:
-    from aurora_kit.backends.base import Cluster, Snapshot
+    from aurora_kit.backends.base import Cluster, ClusterBackend, Snapshot
     from aurora_kit.runbook import Run
 
 
@@ -57,16 +57,21 @@ def teardown(run: Run, cluster: Cluster | None) -> Snapshot | None:
     if cluster is None:
         return None
     t = run.section("teardown")
-    confirm(run, "deleting the cluster", typed_cluster_id=t.confirm_cluster_id)
+    cid = cluster.db_cluster_identifier
     choice: dict[str, bool] = {} if t.delete_automated_backups else {"delete_automated_backups": False}
+
+    def delete(backend: ClusterBackend) -> Snapshot | None:
+        return backend.delete_cluster(
+            cid,
+            final_snapshot_id=t.final_snapshot_id,
+            skip_final_snapshot=t.skip_final_snapshot,
+            lift_deletion_protection=t.lift_deletion_protection,
+            **choice,
+        )
+
     plan(run, cluster)  # every refusal again, before anything is deleted
-    return run.backend.delete_cluster(
-        cluster.db_cluster_identifier,
-        final_snapshot_id=t.final_snapshot_id,
-        skip_final_snapshot=t.skip_final_snapshot,
-        lift_deletion_protection=t.lift_deletion_protection,
-        **choice,
-    )
+    confirm(run, "deleting the cluster", typed_cluster_id=t.confirm_cluster_id, plan=delete)
+    return delete(run.backend)
 
 
 def gone(run: Run) -> Findings:

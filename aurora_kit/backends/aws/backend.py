@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import boto3
@@ -209,6 +209,7 @@ class AwsBackend(ParameterGroupOps, SnapshotOps, FailoverOps, MonitoringOps, Sca
                 existing = self._wait_cluster_ready(spec.cluster_id, [i.instance_id for i in spec.instances])
             return to_cluster(existing)
 
+        self._check_orderable(spec.instances, spec.engine_version)
         self._ensure_parameter_group(group, d.parameter_group_family(spec.engine_version), spec.cluster_id)
         created = self._call(RDS, "CreateDBCluster", **d.create_cluster_params(spec, group)).get("DBCluster")
         if not self.dry_run:
@@ -222,6 +223,25 @@ class AwsBackend(ParameterGroupOps, SnapshotOps, FailoverOps, MonitoringOps, Sca
             return to_cluster(created or self._cluster(spec.cluster_id))
         self._wait_cluster_ready(spec.cluster_id, [i.instance_id for i in spec.instances])
         return to_cluster(self._wait_secret_active(spec.cluster_id))
+
+    def _check_orderable(self, instances: Sequence[InstanceSpec], engine_version: str) -> None:
+        """InvalidParameterError before anything is created when a class cannot be ordered for this engine version
+        in this Region (or in the requested zone)."""
+        options = {
+            cls: self._pages(
+                RDS,
+                "DescribeOrderableDBInstanceOptions",
+                "OrderableDBInstanceOptions",
+                Engine=d.ENGINE,
+                EngineVersion=engine_version,
+                DBInstanceClass=cls,
+            )
+            for cls in sorted({i.instance_class for i in instances})
+        }
+        region = self.region or self.client(RDS).meta.region_name
+        problem = d.orderable_problems(instances, engine_version, str(region), options)
+        if problem is not None:
+            raise problem
 
     def _ensure_parameter_group(self, name: str, family: str, cluster_id: str) -> None:
         if name.startswith("default."):

@@ -12,7 +12,8 @@ Locally:
   ``127.0.x.y`` (Linux routes all of ``127.0.0.0/8`` to the loopback interface: nothing to configure, no root
   needed). The port is the spec's ``port``, else 5432 as on Aurora when that port is free on the addresses picked,
   else a free port. An address is taken when a cluster of this root records it, when any line of the hosts file
-  names it (the blocks of other roots included) or when something already listens on it at that port.
+  names it (the blocks of other roots included) or when something already listens on it at that port; each root
+  starts from a /24 of its own (:func:`candidate_addresses`), so roots allocating at once do not collide.
   Clusters created before this scheme keep ``127.0.0.1`` with one port per instance (:data:`LEGACY_ADDRESS`).
 * **Names.** :func:`domain` gives each root dir a suffix, ``c<11 hex>.aurora-kit.internal`` (``.internal`` is
   reserved for private use, so it never shadows a real name): ``<instance-id>.<domain>`` per instance,
@@ -56,11 +57,17 @@ _BUSY_LIMIT = 16
 _BLOCK = re.compile(r"^# >>> aurora_kit root=(?P<root>\S+) cluster=(?P<cluster>\S+)")
 
 
-def candidate_addresses() -> Iterator[str]:
-    """127.0.0.2, 127.0.0.3 ... 127.0.255.254, without :data:`RESERVED`."""
-    for third in range(256):
+def candidate_addresses(root: Path | None = None) -> Iterator[str]:
+    """Loopback addresses ``127.a.b.c`` (c 1-254, without :data:`RESERVED`), starting in a /24 of ``root``'s own
+    (from a hash of its path) and wrapping round the whole 127/8: roots that allocate at the same moment (the
+    CLI, a test session, an emulator, each with its own root) start 65,536 /24s apart instead of racing for
+    127.0.0.2 — an address a root has recorded but not bound yet (a restored cluster's future writer, a stopped
+    instance) looks free to every other root."""
+    start = int(hashlib.sha256(str(root).encode()).hexdigest()[:8], 16) % 65536 if root is not None else 0
+    for n in range(65536):
+        block = (start + n) % 65536
         for fourth in range(1, 255):
-            address = f"127.0.{third}.{fourth}"
+            address = f"127.{block >> 8}.{block & 255}.{fourth}"
             if address not in RESERVED:
                 yield address
 
@@ -76,12 +83,12 @@ def bindable(address: str, port: int) -> bool:
     return True
 
 
-def pick_addresses(count: int, port: int, taken: Iterable[str]) -> list[str] | None:
+def pick_addresses(count: int, port: int, taken: Iterable[str], root: Path | None = None) -> list[str] | None:
     """``count`` addresses not in ``taken`` on which ``port`` is free, or None when the port is busy everywhere."""
     skip = set(taken)
     out: list[str] = []
     busy = 0
-    for address in candidate_addresses():
+    for address in candidate_addresses(root):
         if len(out) == count:
             break
         if address in skip:
@@ -96,23 +103,23 @@ def pick_addresses(count: int, port: int, taken: Iterable[str]) -> list[str] | N
     return out if len(out) == count else None
 
 
-def allocate(count: int, *, port: int | None, taken: Iterable[str]) -> tuple[int, list[str]]:
-    """The cluster port and ``count`` fresh addresses: ``port`` when given (InvalidParameterError if nothing can
-    listen on it), else 5432, else a free port."""
+def allocate(count: int, *, port: int | None, taken: Iterable[str], root: Path | None = None) -> tuple[int, list[str]]:
+    """The cluster port and ``count`` fresh addresses (from ``root``'s part of 127/8 first): ``port`` when given
+    (InvalidParameterError if nothing can listen on it), else 5432, else a free port."""
     taken = set(taken)
     if port is not None:
-        picked = pick_addresses(count, port, taken)
+        picked = pick_addresses(count, port, taken, root)
         if picked is None:
             raise InvalidParameterError("port", port, "something listens on that port on every loopback address")
         return port, picked
-    picked = pick_addresses(count, DEFAULT_PORT, taken)
+    picked = pick_addresses(count, DEFAULT_PORT, taken, root)
     if picked is not None:
         return DEFAULT_PORT, picked
-    first = next(a for a in candidate_addresses() if a not in taken)
+    first = next(a for a in candidate_addresses(root) if a not in taken)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sk:
         sk.bind((first, 0))
         free = int(sk.getsockname()[1])
-    picked = pick_addresses(count, free, taken)
+    picked = pick_addresses(count, free, taken, root)
     if picked is None:  # pragma: no cover - the port was just free on the first address
         raise InvalidParameterError("port", free, "could not find loopback addresses free on a free port")
     return free, picked

@@ -153,7 +153,7 @@ class Nodes:
             port = existing[0].port
         taken = doc.used_addresses() | self.hosts.addresses()
         with self._port_lock:
-            chosen, addresses = addressing.allocate(count, port=port, taken=taken)
+            chosen, addresses = addressing.allocate(count, port=port, taken=taken, root=self.root)
         return [(a, chosen) for a in addresses]
 
     @staticmethod
