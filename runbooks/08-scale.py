@@ -87,6 +87,9 @@ scale = {'instance_class_to': 'db.r6g.xlarge',
 # %%
 from aurora_kit.steps import scale as wf
 
+wf.parameters_form("08-scale", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("08-scale", globals())
 
 # %% [markdown]

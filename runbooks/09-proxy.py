@@ -82,6 +82,9 @@ proxy = {'proxy_name': 'ak-local-proxy',
 # %%
 from aurora_kit.steps import proxy as wf
 
+wf.parameters_form("09-proxy", globals())  # in JupyterLab: a form, checked as you type
+
+# %%
 run, dp = wf.start("09-proxy", globals())
 
 # %% [markdown]
