@@ -5,6 +5,7 @@ cluster endpoint (a write outage: needs ``confirm``). Deleted at the end when ``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit.display import Table
@@ -13,6 +14,7 @@ from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm, con
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
+    from aurora_kit.backends.base import ClusterBackend, FailoverMode
     from aurora_kit.backends.capacity import Proxy
     from aurora_kit.checks.proxy import (
         MultiplexingReport,
@@ -152,7 +154,11 @@ def failovers(run: Run, proxy: Proxy, pdp: DataPlane) -> list[ProxyFailoverRepor
             out.append(Skipped(name, f"{why}; no failover made"))
             print(out[-1])
             continue
-        confirm(run, f"{mode} failover measured through the proxy")
+        confirm(
+            run,
+            f"{mode} failover measured through the proxy",
+            plan=_failover_plan(run.params.cluster_id, mode),
+        )
         _result, report = compare_failover(
             run.backend,
             run.params.cluster_id,
@@ -167,6 +173,11 @@ def failovers(run: Run, proxy: Proxy, pdp: DataPlane) -> list[ProxyFailoverRepor
     if not p.failover_modes:
         out.append(Skipped.not_requested("failover through the proxy", "proxy.failover_modes is empty"))
     return out
+
+
+def _failover_plan(cluster_id: str, mode: FailoverMode) -> Callable[[ClusterBackend], object]:
+    """The failover as the confirmation widget's plan shows it (made on a dry-run twin)."""
+    return lambda backend: backend.failover(cluster_id, mode=mode)
 
 
 def verify_failovers(reports: list[ProxyFailoverReport | Skipped]) -> None:
@@ -200,7 +211,11 @@ def delete(run: Run, proxy: Proxy) -> str:
         return f"kept {proxy.db_proxy_name}"
     if proxy.status == "dry-run":
         return "dry run: nothing to delete"
-    confirm(run, f"deleting proxy {proxy.db_proxy_name} (its clients lose their endpoint)")
+    confirm(
+        run,
+        f"deleting proxy {proxy.db_proxy_name} (its clients lose their endpoint)",
+        plan=lambda backend: backend.delete_proxy(proxy.db_proxy_name),
+    )
     run.backend.delete_proxy(proxy.db_proxy_name)
     return f"deleted {proxy.db_proxy_name}"
 

@@ -26,7 +26,7 @@ from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm, con
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
-    from aurora_kit.backends.base import Cluster, Instance
+    from aurora_kit.backends.base import Cluster, ClusterBackend, Instance
     from aurora_kit.backends.capacity import ScalingPolicy
     from aurora_kit.checks.scale import InstanceSettingsReport, ReaderBalanceReport, ScalingRehearsalReport
     from aurora_kit.checks.write_probe import WriteProbeReport
@@ -125,10 +125,22 @@ def change_class(run: Run, dp: DataPlane) -> ClassChange:
     if not steps:
         print(f"every instance is {target} already")
         return ClassChange(target, status="nothing to change")
-    confirm(run, f"rolling class change to {target} of {', '.join(to_change)}")
+
+    def rolling(backend: ClusterBackend) -> None:  # the plan the confirmation widget shows (a dry-run twin)
+        for step in steps:
+            if step.action == "modify":
+                backend.modify_instance(cid, step.instance_id, instance_class=target)
+            else:
+                backend.failover(cid, target_instance_id=step.instance_id, mode="planned")
+
+    confirm(run, f"rolling class change to {target} of {', '.join(to_change)}", plan=rolling)
     failover_to = next((s.instance_id for s in steps if s.action == "failover"), None)
     if failover_to is not None:
-        confirm(run, f"planned failover to {failover_to} inside the class change")
+        confirm(
+            run,
+            f"planned failover to {failover_to} inside the class change",
+            plan=lambda backend: backend.failover(cid, target_instance_id=failover_to, mode="planned"),
+        )
     result = ClassChange(target, started_at=datetime.now(timezone.utc), changed=to_change)
     probing = dp.available and not run.params.dry_run
     probe = None
@@ -307,7 +319,11 @@ def serverless(run: Run, added: list[str]) -> Cluster:
     target = _resolve(scale.serverless.instance_id, added)
     if target is None:
         return cluster
-    confirm(run, f"switching {target} to db.serverless (it restarts)")
+    confirm(
+        run,
+        f"switching {target} to db.serverless (it restarts)",
+        plan=lambda backend: backend.modify_instance(cid, target, instance_class="db.serverless"),
+    )
     run.backend.modify_instance(cid, target, instance_class="db.serverless")
     return run.backend.describe_cluster(cid)
 
@@ -431,7 +447,7 @@ def remove_reader(run: Run, added: list[str]) -> list[str]:
         return []
     cluster = run.backend.describe_cluster(cid)
     check_reader_removal(cid, cluster.db_cluster_members, target, min_readers=scale.min_readers)
-    confirm(run, f"removing reader {target}")
+    confirm(run, f"removing reader {target}", plan=lambda backend: backend.delete_instance(cid, target))
     run.backend.delete_instance(cid, target)
     return [target]
 
