@@ -475,6 +475,11 @@ def start_writer_from_seed(nodes: Nodes, cluster_id: str, instance_id: str) -> N
     data = p.data_dir(instance_id)
     os.rename(p.seed, data)
     recovery = dict(cl.restore.recovery) if cl.restore is not None and cl.restore.recovery else None
+    if recovery:
+        # replay without hot standby: PostgreSQL then does not require max_connections (and the other sizes) at least
+        # the source's values recorded in the WAL, which the instance class (08-scale) or the group may set lower
+        # than the source ran with when the base backup began; Aurora's restore has no such condition
+        recovery["hot_standby"] = "off"
     ctl = nodes.controller(cluster_id, instance_id, cl)
     try:
         nodes.write_node_config(cluster_id, instance_id, cl, recovery=recovery, standby_signal=False)
