@@ -6,9 +6,9 @@ keeping the hash chain valid."""
 from __future__ import annotations
 
 import ast
-import re
 import json
 import multiprocessing
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
