@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
-.PHONY: setup rehearse test lint unit bench clean setup-airflow emulate test-airflow
+.PHONY: setup tools rehearse test lint unit bench clean setup-airflow emulate test-airflow
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# PgBouncer stands in for RDS Proxy on the local backend (09-proxy, its tests): a system package, not a Python one
+PGBOUNCER := $(or $(AURORA_KIT_PGBOUNCER),$(shell command -v pgbouncer 2>/dev/null),$(wildcard /usr/sbin/pgbouncer))
+tools:
+	@test -n "$(PGBOUNCER)" || { echo "pgbouncer is missing: the local backend runs it as RDS Proxy (09-proxy)." \
+	  "Install it: sudo apt-get install pgbouncer (Debian/Ubuntu), brew install pgbouncer (macOS)," \
+	  "conda install -c conda-forge pgbouncer (environment.yml); or set AURORA_KIT_PGBOUNCER to its path" >&2; exit 1; }
 
 # Apache Airflow's tests get an environment of their own (pins: constraints/airflow.txt), so the core's tests prove
 # the core needs no Airflow and Airflow's import-time configuration never reaches them. uv (from PyPI, pinned) installs
@@ -33,7 +40,7 @@ setup-airflow: $(AIRFLOW_STAMP)
 
 # Rehearse every runbook on the local backend; executed notebooks + records land in audit/.
 # The parameters files default to confirm: false; the rehearsal confirms its destructive steps explicitly.
-rehearse: $(STAMP)
+rehearse: $(STAMP) tools
 	$(BIN)/aurora-kit run --all -f parameters/local.yaml -p confirm=true -p teardown.confirm_cluster_id=ak-local
 
 # An emulated AWS whose clusters are real local ones, to try the aws runbooks without an account (README):
@@ -53,7 +60,7 @@ FAST := not integration and not notebooks and not browser
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "$(FAST)" $(PYTEST_ARGS)
 
-test: lint
+test: lint tools
 	$(BIN)/python -m pytest -ra -m "$(FAST)" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -ra -m "not ($(FAST)) and not browser" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -ra -m browser $(PYTEST_ARGS)

@@ -12,6 +12,7 @@ and says what to do next. Driver and SDK errors are wrapped with ``raise ... fro
     ├── InstanceNotFoundError
     ├── SnapshotNotFoundError
     ├── SnapshotAlreadyExistsError
+    ├── ProxyNotFoundError
     ├── InvalidStateError              the resource exists but is in the wrong state for the request
     │   ├── DeletionProtectionError
     │   ├── FailoverNotPossibleError
@@ -107,6 +108,14 @@ class SnapshotAlreadyExistsError(AuroraKitError):
     def __init__(self, snapshot_id: str) -> None:
         self.snapshot_id = snapshot_id
         super().__init__(f"DB cluster snapshot {snapshot_id!r} already exists", snapshot_id=snapshot_id)
+
+
+class ProxyNotFoundError(AuroraKitError, LookupError):
+    hint = "check the proxy name (09-proxy creates it; the local backend lists it in `aurora-kit local status`)"
+
+    def __init__(self, proxy_name: str) -> None:
+        self.proxy_name = proxy_name
+        super().__init__(f"DB proxy {proxy_name!r} not found", proxy_name=proxy_name)
 
 
 class InvalidStateError(AuroraKitError):

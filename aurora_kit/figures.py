@@ -123,6 +123,17 @@ KEY_FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("alarms", "alarms", _alarm_count, "count"),
         Figure("firing", "firing", _firing, "count"),
     ),
+    "08-scale": (
+        Figure("class_change_gap_s", "class change write gap", at("scale.class_change_gap_s"), "s"),
+        Figure("class_change_lost_commits", "lost commits", at("scale.class_change_lost_commits"), "count"),
+        Figure("readers_added", "readers added", at("scale.added")),
+        Figure("autoscaling_added", "auto scaling added", at("scale.autoscaling_added")),
+    ),
+    "09-proxy": (
+        Figure("proxy_gap_s", "write gap via proxy", at("proxy.planned.proxy_gap_s"), "s"),
+        Figure("cluster_endpoint_gap_s", "via cluster endpoint", at("proxy.planned.cluster_endpoint_gap_s"), "s"),
+        Figure("multiplexing", "multiplexing", at("proxy.multiplexing_ratio"), "x"),
+    ),
     "99-teardown": (
         Figure("deleted", "cluster deleted", _deleted),
         Figure("final_snapshot", "final snapshot", _final_snapshot),

@@ -1,6 +1,8 @@
 """Least privilege from real calls: the IAM policy each runbook needs on the aws backend, generated from the AWS calls
 it made on the emulated AWS (``aurora-kit emulate`` records every call; ``data/iam_calls.json`` holds them per runbook,
 written by the rehearsal test ``tests/test_runbooks_aws.py``, which fails when a runbook's calls change without it).
+``08-scale`` and ``09-proxy``, which the emulator does not run yet, are recorded on a plain moto server (their control
+plane) plus the few calls they make only once the data plane answers, declared in that test (``DATA_PLANE_ONLY``).
 
 An action is ``<service>:<Operation>`` of each recorded call, plus what AWS checks on the caller's behalf for some of
 its parameters (:data:`IMPLIED`), plus ``rds-db:connect`` for every IAM token login (recorded by the emulator's front
@@ -54,6 +56,13 @@ IMPLIED: tuple[Implied, ...] = (
     Implied("rds", "DeleteDBCluster", "FinalDBSnapshotIdentifier", ("rds:CreateDBClusterSnapshot",),
             "a final snapshot is a cluster snapshot the caller takes"),
     Implied("cloudwatch", "PutMetricAlarm", "Tags", ("cloudwatch:TagResource",), "tags given with the alarm"),
+    Implied("rds", "CreateDBProxy", None, ("iam:PassRole",), "the proxy's role is passed to RDS Proxy"),
+    Implied("application-autoscaling", "RegisterScalableTarget", None, ("iam:CreateServiceLinkedRole",),
+            "the first Aurora scalable target creates AWSServiceRoleForApplicationAutoScaling_RDSCluster"),
+    Implied("application-autoscaling", "PutScalingPolicy", None, ("cloudwatch:DescribeAlarms",
+            "cloudwatch:PutMetricAlarm"), "target tracking creates its CloudWatch alarms as the caller"),
+    Implied("application-autoscaling", "DeleteScalingPolicy", None, ("cloudwatch:DeleteAlarms",
+            "cloudwatch:DescribeAlarms"), "deleting the policy deletes its alarms as the caller"),
     Implied("cloudwatch", "PutMetricAlarm", None, ("cloudwatch:DeleteAlarms",),
             "aurora_kit's put_alarms deletes the cluster's alarms the new set no longer has (an instance gone): a call "
             "a fresh rehearsal never makes"),
@@ -135,21 +144,55 @@ def policy(runbook: str | None = None, params: RunbookParameters | None = None) 
             resource = f"arn:aws:rds-db:{region}:*:dbuser:*/{user}"
         elif service == "kms" and params and params.aws.kms_key_id:
             resource = params.aws.kms_key_id
-        elif action == "iam:CreateServiceLinkedRole":
-            resource = "arn:aws:iam::*:role/aws-service-role/rds.amazonaws.com/AWSServiceRoleForRDS"
-            conditions[resource] = {"StringLike": {"iam:AWSServiceName": "rds.amazonaws.com"}}
+        elif action == "iam:CreateServiceLinkedRole":  # one statement per role, each for its own service
+            for resource, service_name in _service_linked_roles(calls):
+                conditions[resource] = {"StringLike": {"iam:AWSServiceName": service_name}}
+                by_resource.setdefault(resource, []).append(action)
+            continue
+        elif service == "iam":  # the role 09-proxy creates for its proxy (or the one given to it)
+            given = params.proxy.role_arn if params and params.proxy and action == "iam:PassRole" else None
+            resource = given or f"arn:aws:iam::*:role/{PROXY_ROLE_PREFIX}*"
         else:
             resource = "*"  # Describe* need "*"; scope further by tag conditions (aws:ResourceTag) if wanted
         by_resource.setdefault(resource, []).append(action)
     statements = []
     for resource, acts in sorted(by_resource.items(), key=lambda kv: (kv[0] != "*", kv[0])):
-        sid = "".join(ch for ch in resource.split(":")[2].title() if ch.isalnum()) if resource != "*" else "Calls"
+        sid = "Calls" if resource == "*" else _sid(resource)
         statement: dict[str, Any] = {"Sid": f"AuroraKit{sid}", "Effect": "Allow", "Action": sorted(acts)}
         statement["Resource"] = resource
         if resource in conditions:
             statement["Condition"] = conditions[resource]
         statements.append(statement)
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+#: the role name 09-proxy gives the role it creates for a proxy starts so (aurora_kit.backends.aws.scale_decisions's)
+PROXY_ROLE_PREFIX = "aurora-kit-proxy-"
+_SERVICE_LINKED = {
+    "CreateDBCluster": (
+        "rds.amazonaws.com",
+        "arn:aws:iam::*:role/aws-service-role/rds.amazonaws.com/AWSServiceRoleForRDS",
+    ),
+    "RegisterScalableTarget": (
+        "rds.application-autoscaling.amazonaws.com",
+        "arn:aws:iam::*:role/aws-service-role/rds.application-autoscaling.amazonaws.com/"
+        "AWSServiceRoleForApplicationAutoScaling_RDSCluster",
+    ),
+}
+
+
+def _sid(resource: str) -> str:
+    """A statement id from its resource: the service, and for IAM roles the role's name (Sids are unique)."""
+    service = resource.split(":")[2]
+    name = resource.rsplit("/", 1)[-1] if service == "iam" else ""
+    return "".join(ch for ch in service.title() + name.title() if ch.isalnum())
+
+
+def _service_linked_roles(calls: Sequence[Call]) -> list[tuple[str, str]]:
+    """The service-linked roles ``calls`` may create (RDS's; Application Auto Scaling's for Aurora): (ARN, service)."""
+    return sorted(
+        {(arn, name) for c in calls if c.operation in _SERVICE_LINKED for name, arn in [_SERVICE_LINKED[c.operation]]}
+    )
 
 
 def header_line(runbook: str) -> str:

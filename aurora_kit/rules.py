@@ -30,11 +30,24 @@ alarm metrics                   replica lag: per reader, or the writer role's ma
                                 a connections threshold must be below max_connections to be able to fire
 secret keys                     a key whose value is a secret: password, passwd, pwd, secret, token, credential —
                                 not an identifier of one (``…Arn``) nor a switch (``Manage…``)
+Serverless v2 capacity          ACUs in 0.5 steps; max 1-256; min 0.5-256 (0 = auto-pause: Aurora PostgreSQL
+                                13.15 / 14.12 / 15.7 / 16.3 and later); min ≤ max; db.serverless needs the range set
+instance memory                 Aurora's defaults from DBInstanceClassMemory: ``max_connections`` =
+                                LEAST(mem/9531392, 5000), ``shared_buffers`` = SUM(mem/12038, -50003) × 8 kB
+readers on demand               never remove the writer; never go below the configured minimum of readers
+class change order              readers first (by name), then a planned failover to a changed reader, then the
+                                old writer (a reader by then)
+Aurora Auto Scaling             ``rds:cluster:ReadReplicaCount`` 0-15, min ≤ max; target tracking: desired =
+                                ceil(readers × metric / target), scale-in only below 90 % of the target
+RDS Proxy                       IdleClientTimeout 1-28800 s; MaxConnectionsPercent 1-100; MaxIdleConnectionsPercent
+                                0-MaxConnectionsPercent; ConnectionBorrowTimeout 0-3600 s; pool = max_connections ×
+                                MaxConnectionsPercent
 ==============================  =============================================================================
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -366,3 +379,305 @@ def is_secret_key(key: str) -> bool:
     switch (``ManageMasterUserPassword``)."""
     lowered = str(key).lower()
     return bool(_SECRET_KEY.search(lowered)) and not lowered.startswith("manage") and not lowered.endswith("arn")
+
+
+# == Serverless v2 capacity =====================================================================================
+ACU_STEP = 0.5
+ACU_MAX = 256.0  # Aurora Serverless v2's ceiling (was 128 before platform version 3)
+ACU_MIN_MAX_CAPACITY = 1.0  # the maximum capacity may not be below 1 ACU
+#: the first version of each Aurora PostgreSQL major whose Serverless v2 may scale to 0 ACUs (automatic pause)
+AUTO_PAUSE_SINCE = {13: (13, 15), 14: (14, 12), 15: (15, 7), 16: (16, 3)}
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+
+
+def supports_auto_pause(engine_version: str) -> bool:
+    """Whether an Aurora PostgreSQL version may use a minimum capacity of 0 ACUs (automatic pause and resume)."""
+    version = _version_tuple(engine_version)
+    if not version:
+        return False
+    since = AUTO_PAUSE_SINCE.get(version[0])
+    return version[0] > max(AUTO_PAUSE_SINCE) if since is None else version >= since
+
+
+def check_acu_capacity(
+    min_capacity: object, max_capacity: object, *, engine_version: str | None = None, field: str = "serverless"
+) -> tuple[float, float]:
+    """A Serverless v2 capacity range: half-ACU steps, max 1-256, min 0.5-256 (0 only where the engine supports
+    automatic pause), min ≤ max. Returns the pair as floats."""
+    values: dict[str, float] = {}
+    for name, value in (("min_capacity", min_capacity), ("max_capacity", max_capacity)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(float(value)):
+            raise InvalidParameterError(f"{field}.{name}", value, "must be a number of ACUs, e.g. 0.5 or 4")
+        number = float(value)
+        if number * 2 != int(number * 2):
+            raise InvalidParameterError(
+                f"{field}.{name}", value, f"ACUs come in steps of {ACU_STEP:g} (0.5, 1, 1.5...)"
+            )
+        values[name] = number
+    low, high = values["min_capacity"], values["max_capacity"]
+    if not ACU_MIN_MAX_CAPACITY <= high <= ACU_MAX:
+        raise InvalidParameterError(f"{field}.max_capacity", max_capacity, f"must be from 1 to {ACU_MAX:g} ACUs")
+    if not 0 <= low <= ACU_MAX:
+        raise InvalidParameterError(f"{field}.min_capacity", min_capacity, f"must be from 0 to {ACU_MAX:g} ACUs")
+    if low == 0 and engine_version is not None and not supports_auto_pause(engine_version):
+        raise InvalidParameterError(
+            f"{field}.min_capacity",
+            min_capacity,
+            f"0 ACUs (automatic pause) needs Aurora PostgreSQL 13.15, 14.12, 15.7, 16.3 or later; {engine_version} "
+            "starts at 0.5",
+        )
+    if low > high:
+        raise InvalidParameterError(f"{field}.min_capacity", min_capacity, f"must not exceed max_capacity ({high:g})")
+    return low, high
+
+
+def check_serverless_class(instance_class: str, scaling: object | None, *, field: str = "instance_class") -> None:
+    """``db.serverless`` needs the cluster's Serverless v2 capacity range first (RDS: InvalidParameterCombination)."""
+    if instance_class == SERVERLESS and scaling is None:
+        raise InvalidParameterError(
+            field,
+            instance_class,
+            "db.serverless needs the cluster's Serverless v2 capacity range (min/max ACUs) set first",
+        )
+
+
+# == instance memory ============================================================================================
+#: memory of each Aurora PostgreSQL instance class, GiB (AWS "Hardware specifications for DB instance classes")
+_MEMORY_BY_SIZE = {
+    "large": 16,
+    "xlarge": 32,
+    "2xlarge": 64,
+    "4xlarge": 128,
+    "8xlarge": 256,
+    "12xlarge": 384,
+    "16xlarge": 512,
+    "24xlarge": 768,
+}
+_MEMORY_OPTIMIZED = ("r5", "r6g", "r6i", "r7g", "r7i", "r8g", "r6gd", "r6id")
+INSTANCE_CLASS_MEMORY_GIB: dict[str, float] = {
+    **{f"db.{family}.{size}": gib for family in _MEMORY_OPTIMIZED for size, gib in _MEMORY_BY_SIZE.items()},
+    **{f"db.x2g.{size}": gib * 2 for size, gib in _MEMORY_BY_SIZE.items() if size != "24xlarge"},
+    "db.t3.medium": 4,
+    "db.t3.large": 8,
+    "db.t4g.medium": 4,
+    "db.t4g.large": 8,
+}
+#: Aurora PostgreSQL's documented default ``max_connections`` where it is below the 5000 cap
+#: (AuroraUserGuide "Maximum connections to an Aurora PostgreSQL DB instance")
+DOCUMENTED_MAX_CONNECTIONS: dict[str, int] = {
+    "db.x2g.large": 3479,
+    "db.r6g.xlarge": 3479,
+    "db.r6g.large": 1722,
+    "db.r5.xlarge": 3300,
+    "db.r5.large": 1600,
+    "db.t4g.large": 844,
+    "db.t4g.medium": 405,
+    "db.t3.large": 844,
+    "db.t3.medium": 420,
+}
+MAX_CONNECTIONS_DIVISOR = 9531392  # LEAST({DBInstanceClassMemory/9531392},5000)
+MAX_CONNECTIONS_CAP = 5000
+SHARED_BUFFERS_DIVISOR = 12038  # SUM({DBInstanceClassMemory/12038},-50003), in 8 kB pages
+SHARED_BUFFERS_OFFSET_PAGES = 50003
+#: share of the class memory taken as DBInstanceClassMemory where AWS publishes no figure (RDS keeps some memory
+#: for the OS and its agents: 4-10 % in the published ones)
+CLASS_MEMORY_SHARE = 0.96
+ACU_MEMORY_GIB = 2.0  # one Aurora capacity unit ≈ 2 GiB of memory
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """Aurora's default memory settings of one instance class (what its default parameter group computes)."""
+
+    instance_class: str
+    memory_gib: float  # the class's memory (db.serverless: at its maximum capacity)
+    db_instance_class_memory: int  # bytes, what {DBInstanceClassMemory} stands for
+    max_connections: int
+    shared_buffers_kb: int  # shared_buffers and effective_cache_size, kB
+    source: str  # "documented" (AWS's max_connections table) or "estimated" (formula on the class memory)
+
+
+def memory_settings(instance_class: str, *, max_acu: float | None = None) -> MemorySettings | None:
+    """Aurora's default ``max_connections`` and ``shared_buffers`` for ``instance_class`` (``db.serverless``: at
+    ``max_acu`` ACUs, as Aurora sizes a Serverless v2 instance's connections by its maximum capacity); None for a
+    class not in :data:`INSTANCE_CLASS_MEMORY_GIB`."""
+    if instance_class == SERVERLESS:
+        if max_acu is None:
+            return None
+        gib = max_acu * ACU_MEMORY_GIB
+    else:
+        found = INSTANCE_CLASS_MEMORY_GIB.get(instance_class)
+        if found is None:
+            return None
+        gib = found
+    documented = DOCUMENTED_MAX_CONNECTIONS.get(instance_class)
+    if documented is not None:
+        class_memory = documented * MAX_CONNECTIONS_DIVISOR
+        source = "documented"
+    else:
+        class_memory = int(gib * 2**30 * CLASS_MEMORY_SHARE)
+        source = "estimated"
+    connections = min(class_memory // MAX_CONNECTIONS_DIVISOR, MAX_CONNECTIONS_CAP)
+    pages = max(class_memory // SHARED_BUFFERS_DIVISOR - SHARED_BUFFERS_OFFSET_PAGES, 16)
+    return MemorySettings(instance_class, gib, class_memory, int(connections), int(pages * 8), source)
+
+
+# == readers on demand ==========================================================================================
+class MemberRole(Protocol):
+    @property
+    def db_instance_identifier(self) -> str: ...
+    @property
+    def is_cluster_writer(self) -> bool: ...
+
+
+def check_reader_removal(cluster_id: str, members: Iterable[MemberRole], instance_id: str, *, min_readers: int) -> None:
+    """Removing ``instance_id``: it must be a reader of the cluster (never the writer), and at least
+    ``min_readers`` readers must remain."""
+    members = list(members)
+    wanted = instance_id.lower()
+    match = next((m for m in members if m.db_instance_identifier.lower() == wanted), None)
+    if match is None:
+        raise InvalidParameterError("instance_id", instance_id, f"not a member of cluster {cluster_id!r}")
+    if match.is_cluster_writer:
+        raise InvalidParameterError(
+            "instance_id",
+            instance_id,
+            "is the writer: removing it would fail the cluster over; fail over first, then remove it as a reader",
+        )
+    readers = sum(1 for m in members if not m.is_cluster_writer)
+    if readers - 1 < min_readers:
+        raise InvalidParameterError(
+            "instance_id",
+            instance_id,
+            f"removing it leaves {readers - 1} reader(s), below the configured minimum of {min_readers}",
+        )
+
+
+def check_reader_additions(readers_now: int, adding: int, *, max_readers: int = 15) -> int:
+    """Aurora allows up to 15 readers per cluster."""
+    if isinstance(adding, bool) or not isinstance(adding, int) or adding < 0:
+        raise InvalidParameterError("add_readers", adding, "must be a whole number ≥ 0")
+    if readers_now + adding > max_readers:
+        raise InvalidParameterError(
+            "add_readers", adding, f"the cluster has {readers_now} reader(s); Aurora allows at most {max_readers}"
+        )
+    return adding
+
+
+@dataclass(frozen=True)
+class ClassChangeStep:
+    """One step of a rolling instance-class change: ``modify`` an instance or ``failover`` to one."""
+
+    action: str  # modify | failover
+    instance_id: str
+
+
+def class_change_order(members: Sequence[FailoverCandidate], to_change: Iterable[str]) -> list[ClassChangeStep]:
+    """The least disruptive order to change the class of ``to_change``: the readers first (by name), then — if the
+    writer changes too — a planned failover to a changed reader (the failover rule picks among them: promotion tier,
+    then name), then the old writer, a reader by then. Only the failover interrupts writes."""
+    wanted = {i.lower() for i in to_change}
+    known = {m.instance_id.lower(): m for m in members}
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        raise InvalidParameterError("instance_id", unknown[0], "not a member of the cluster")
+    writer = next((m for m in members if m.is_writer), None)
+    readers = sorted(m.instance_id for m in members if not m.is_writer and m.instance_id.lower() in wanted)
+    steps = [ClassChangeStep("modify", r) for r in readers]
+    if writer is not None and writer.instance_id.lower() in wanted:
+        changed = [m for m in members if m.instance_id in readers and m.available]
+        if not changed:
+            raise InvalidParameterError(
+                "instance_id",
+                writer.instance_id,
+                "changing the writer's class without a failover needs a changed, available reader to fail over to",
+            )
+        target = min(changed, key=lambda m: (m.promotion_tier, m.instance_id))
+        steps += [ClassChangeStep("failover", target.instance_id), ClassChangeStep("modify", writer.instance_id)]
+    return steps
+
+
+# == Aurora Auto Scaling ========================================================================================
+REPLICA_COUNT_LIMITS = (0, 15)
+SCALING_METRICS = ("RDSReaderAverageCPUUtilization", "RDSReaderAverageDatabaseConnections")
+#: target tracking scales in only when the metric is below this share of the target (its low alarm)
+SCALE_IN_SHARE = 0.9
+DEFAULT_COOLDOWN_S = 300
+
+
+def check_replica_capacity(min_capacity: object, max_capacity: object, field: str = "autoscaling") -> tuple[int, int]:
+    """``rds:cluster:ReadReplicaCount`` limits: whole numbers 0-15, min ≤ max."""
+    low, high = REPLICA_COUNT_LIMITS
+    for name, value in (("min_capacity", min_capacity), ("max_capacity", max_capacity)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidParameterError(
+                f"{field}.{name}", value, f"must be a whole number of readers from {low} to {high}"
+            )
+    assert isinstance(min_capacity, int)
+    assert isinstance(max_capacity, int)
+    if min_capacity > max_capacity:
+        raise InvalidParameterError(
+            f"{field}.min_capacity", min_capacity, f"must not exceed max_capacity ({max_capacity})"
+        )
+    return min_capacity, max_capacity
+
+
+def target_tracking_capacity(
+    current: int, metric: float, target: float, *, min_capacity: int, max_capacity: int, scale_in: bool = True
+) -> int:
+    """The reader count a target-tracking policy asks for: ``ceil(current × metric / target)`` when the metric is
+    above the target, the same (at least one reader less) when it is below 90 % of the target and scale-in is
+    enabled, else ``current``; always within [min, max]."""
+    if target <= 0:
+        raise InvalidParameterError("target_value", target, "must be positive")
+    base = max(current, 1)
+    if metric > target:
+        desired = max(math.ceil(base * metric / target), current + 1)
+    elif scale_in and metric < target * SCALE_IN_SHARE and current > 0:
+        desired = min(math.ceil(base * metric / target), current - 1)
+    else:
+        desired = current
+    return max(min_capacity, min(max_capacity, desired))
+
+
+# == RDS Proxy ==================================================================================================
+IDLE_CLIENT_TIMEOUT_S = (1, 28800)
+BORROW_TIMEOUT_S = (0, 3600)
+
+
+def check_proxy_pool(
+    max_connections_percent: object, max_idle_connections_percent: object, field: str = "proxy"
+) -> tuple[int, int]:
+    """``MaxConnectionsPercent`` 1-100 and ``MaxIdleConnectionsPercent`` 0..MaxConnectionsPercent."""
+    if isinstance(max_connections_percent, bool) or not isinstance(max_connections_percent, int):
+        raise InvalidParameterError(f"{field}.max_connections_percent", max_connections_percent, "must be 1-100")
+    if not 1 <= max_connections_percent <= 100:
+        raise InvalidParameterError(f"{field}.max_connections_percent", max_connections_percent, "must be 1-100")
+    idle = max_idle_connections_percent
+    if isinstance(idle, bool) or not isinstance(idle, int) or not 0 <= idle <= max_connections_percent:
+        raise InvalidParameterError(
+            f"{field}.max_idle_connections_percent",
+            idle,
+            f"must be 0-{max_connections_percent} (max_connections_percent)",
+        )
+    return max_connections_percent, idle
+
+
+def check_proxy_timeouts(idle_client_timeout_s: object, borrow_timeout_s: object, field: str = "proxy") -> None:
+    """``IdleClientTimeout`` 1-28800 s, ``ConnectionBorrowTimeout`` 0-3600 s."""
+    for name, value, (low, high) in (
+        ("idle_client_timeout_s", idle_client_timeout_s, IDLE_CLIENT_TIMEOUT_S),
+        ("connection_borrow_timeout_s", borrow_timeout_s, BORROW_TIMEOUT_S),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidParameterError(
+                f"{field}.{name}", value, f"must be a whole number of seconds from {low} to {high}"
+            )
+
+
+def proxy_pool_size(max_connections: int, max_connections_percent: int) -> int:
+    """Server connections a proxy may open: ``max_connections × MaxConnectionsPercent / 100`` (at least one)."""
+    return max(1, max_connections * max_connections_percent // 100)

@@ -63,7 +63,7 @@ def resolve(name: str, runbooks_dir: Path = RUNBOOKS_DIR) -> Path:
 
 
 def resolve_all(runbooks_dir: Path = RUNBOOKS_DIR) -> list[Path]:
-    """The eight runbooks, in order; every one must exist."""
+    """Every runbook (:data:`aurora_kit.params.RUNBOOKS`), in order; every one must exist."""
     missing = [r for r in RUNBOOKS if not (runbooks_dir / f"{r}.ipynb").exists()]
     if missing:
         raise InvalidParameterError("runbooks", missing, f"missing from {runbooks_dir}")

@@ -14,11 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.rules import (
+    check_acu_capacity,
     check_alarm_period,
     check_backup_window,
     check_identifier,
     check_instance_class,
     check_maintenance_window,
+    check_proxy_pool,
+    check_proxy_timeouts,
+    check_replica_capacity,
     check_retention,
 )
 
@@ -49,13 +53,14 @@ class InstanceSpec(_Spec):
 
 
 class ServerlessV2Scaling(_Spec):
-    min_capacity: float = Field(default=0.5, ge=0, le=256)
-    max_capacity: float = Field(default=4, ge=1, le=256)
+    """The cluster's Serverless v2 capacity range (ACUs, :func:`aurora_kit.rules.check_acu_capacity`)."""
+
+    min_capacity: float = 0.5
+    max_capacity: float = 4
 
     @model_validator(mode="after")
-    def _order(self) -> ServerlessV2Scaling:
-        if self.min_capacity > self.max_capacity:
-            raise ValueError("min_capacity must not exceed max_capacity")
+    def _range(self) -> ServerlessV2Scaling:
+        check_acu_capacity(self.min_capacity, self.max_capacity, field="serverless_v2_scaling")
         return self
 
 
@@ -175,14 +180,81 @@ class AlarmSpec(_Spec):
         }[self.comparison]
 
 
+class ReaderScalingPolicy(_Spec):
+    """Aurora Auto Scaling of the readers: a target-tracking policy on ``rds:cluster:ReadReplicaCount``."""
+
+    policy_name: str
+    metric: Literal["RDSReaderAverageCPUUtilization", "RDSReaderAverageDatabaseConnections"]
+    target_value: float = Field(gt=0)
+    min_capacity: int
+    max_capacity: int
+    scale_in_cooldown_s: int = Field(default=300, ge=0, le=86400)
+    scale_out_cooldown_s: int = Field(default=300, ge=0, le=86400)
+    disable_scale_in: bool = False
+
+    @field_validator("policy_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.:/-]{1,256}$", v) or not v.strip():
+            raise ValueError("must be 1-256 letters, digits or _ . : / -")
+        return v
+
+    @model_validator(mode="after")
+    def _capacity(self) -> ReaderScalingPolicy:
+        check_replica_capacity(self.min_capacity, self.max_capacity)
+        if self.metric == "RDSReaderAverageCPUUtilization" and self.target_value > 100:
+            raise ValueError(f"a CPU target is a percentage (≤ 100), got {self.target_value:g}")
+        return self
+
+
+class ProxySpec(_Spec):
+    """An RDS Proxy for a cluster (local: PgBouncer configured from the same settings)."""
+
+    proxy_name: str
+    require_tls: bool = True
+    idle_client_timeout_s: int = 1800
+    max_connections_percent: int = 100
+    max_idle_connections_percent: int = 50
+    connection_borrow_timeout_s: int = 120
+    iam_auth: bool = False
+    #: an existing role RDS Proxy assumes to read the secret; None: one is created for the proxy
+    role_arn: str | None = None
+    #: name of a READ_ONLY proxy endpoint for the readers; None: none
+    read_only_endpoint: str | None = None
+    vpc_subnet_ids: list[str] = Field(default_factory=list)  # aws: [] = the cluster's DB subnet group
+    vpc_security_group_ids: list[str] = Field(default_factory=list)  # aws: [] = the cluster's
+
+    @field_validator("proxy_name", "read_only_endpoint")
+    @classmethod
+    def _names(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier("proxy_name", v)
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$", v):
+            raise ValueError("must be an IAM role ARN such as 'arn:aws:iam::123456789012:role/aurora-proxy'")
+        return v
+
+    @model_validator(mode="after")
+    def _limits(self) -> ProxySpec:
+        check_proxy_pool(self.max_connections_percent, self.max_idle_connections_percent)
+        check_proxy_timeouts(self.idle_client_timeout_s, self.connection_borrow_timeout_s)
+        if self.read_only_endpoint == self.proxy_name:
+            raise ValueError("read_only_endpoint must differ from proxy_name")
+        return self
+
+
 def validated(model: type[M], **values: Any) -> M:
     """Build ``model`` from ``values``; raise :class:`InvalidParameterError` naming the first bad field."""
     try:
         return model(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or model.__name__
         cause = err.get("ctx", {}).get("error")
+        # a model-level check names no location: the rule's own field says which one
+        own = cause.field if isinstance(cause, InvalidParameterError) else model.__name__
+        loc = ".".join(str(p) for p in err["loc"]) or own
         if isinstance(cause, InvalidParameterError):  # a rule's own error: keep its reason, name the full path
             raise InvalidParameterError(loc, cause.value, cause.reason, hint=cause.hint) from exc
         value = err.get("input")

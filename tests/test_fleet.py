@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import multiprocessing
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,7 @@ def test_destructive_runbooks_are_those_behind_the_confirmation_gate() -> None:
                    for a in n.names]  # fmt: skip
         for module in modules:
             source = (ROOT / "aurora_kit" / "steps" / f"{module}.py").read_text()
-            if "confirm(run" in source:
+            if re.search(r"\bconfirm\(\s*run\b", source):
                 gated.add(twin.stem)
     assert gated == set(DESTRUCTIVE_RUNBOOKS)
 

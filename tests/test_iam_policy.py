@@ -76,3 +76,12 @@ def test_the_readme_shows_the_generated_policy() -> None:
     readme = (ROOT / "README.md").read_text()
     block = readme.split("Every runbook together (`aurora-kit iam-policy`):", 1)[1].split("```json\n", 1)[1]
     assert json.loads(block.split("\n```", 1)[0]) == iam.policy(), "README's policy: paste `aurora-kit iam-policy`"
+
+
+def test_the_proxy_role_is_created_where_the_policy_allows() -> None:
+    from aurora_kit.backends.aws import scale_decisions
+
+    assert scale_decisions.PROXY_ROLE_PREFIX == iam.PROXY_ROLE_PREFIX
+    assert scale_decisions.proxy_role_name("ak-proxy").startswith(iam.PROXY_ROLE_PREFIX)
+    statement = next(s for s in iam.policy("09")["Statement"] if "iam:PassRole" in s["Action"])
+    assert statement["Resource"] == f"arn:aws:iam::*:role/{iam.PROXY_ROLE_PREFIX}*"

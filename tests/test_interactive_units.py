@@ -194,6 +194,25 @@ def test_the_parameters_form_offers_the_runbook_sections_and_checks_like_the_cli
     assert "exactly one of final_snapshot_id or skip_final_snapshot" in next(iter(errors.values()))
 
 
+def test_the_parameters_form_offers_08_and_09_and_names_the_field_holding_a_nested_key() -> None:
+    assert {"scale.instance_class_to", "scale.serverless", "scale.autoscaling", "probe.interval_s"} <= {
+        k for k, _ in form.fields_of("08-scale")
+    }
+    assert {"proxy.proxy_name", "proxy.max_connections_percent", "proxy.failover_modes"} <= {
+        k for k, _ in form.fields_of("09-proxy")
+    }
+    values = _values("08-scale")
+    assert form.check("08-scale", values, {"scale.add_readers": "2"})[1] == {}
+    _, errors = form.check(
+        "08-scale", values, {"scale.serverless": '{"min_capacity": 0.7, "max_capacity": 4, "instance_id": "added"}'}
+    )
+    assert list(errors) == ["scale.serverless"]
+    assert "min_capacity: " in errors["scale.serverless"]
+    assert "0.5" in errors["scale.serverless"]
+    _, errors = form.check("09-proxy", _values("09-proxy"), {"proxy.max_connections_percent": "0"})
+    assert list(errors) == ["proxy.max_connections_percent"]
+
+
 def test_a_progress_widget_static_line_says_how_the_wait_ended() -> None:
     from aurora_kit.interactive.progress import static_html
 

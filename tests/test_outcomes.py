@@ -195,6 +195,20 @@ RESULTS = {
     "99-teardown": {"gone": {"exists": False}, "final_snapshot": None},
     "01-create-cluster": {"cluster": {"writer": "ak-local-1", "readers": ["ak-local-2"], "status": "available"}},
     "02-configure-parameters": {"changes": [{}, {}], "reboot": {"rebooted": ["ak-local-2"], "still_pending": []}},
+    "08-scale": {
+        "scale": {
+            "class_change_gap_s": 0.2318,
+            "class_change_lost_commits": 0,
+            "added": ["ak-local-4"],
+            "autoscaling_added": ["application-autoscaling-1a2b3c4d"],
+        }
+    },
+    "09-proxy": {
+        "proxy": {
+            "planned": {"proxy_gap_s": 0.4104, "cluster_endpoint_gap_s": 0.4251, "reduction": 0.035},
+            "multiplexing_ratio": 4.0,
+        }
+    },
 }
 
 
@@ -210,6 +224,10 @@ def test_key_figures_of_every_runbook_raw_in_the_record_rounded_for_people() -> 
     assert got["05-backup-restore"] == {"pitr_exact": True, "snapshot_tables_identical": "5/5"}
     assert got["07-monitoring"] == {"alarms": 9, "firing": 1}
     assert got["99-teardown"] == {"deleted": True, "final_snapshot": "none"}
+    assert figures.one_line("08-scale", got["08-scale"], limit=2) == "class change write gap 0.232 s · lost commits 0"
+    assert figures.one_line("09-proxy", got["09-proxy"]) == (
+        "write gap via proxy 0.410 s · via cluster endpoint 0.425 s · multiplexing 4.0×"
+    )
     assert figures.one_line("02-configure-parameters", got["02-configure-parameters"]).endswith(
         "still pending reboot none"
     )

@@ -10,12 +10,12 @@ import pytest
 from aurora_kit.params import RUNBOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
-# the expected eight, not a glob: a tree without its runbooks fails the parametrized tests instead of skipping them
+# the expected ten, not a glob: a tree without its runbooks fails the parametrized tests instead of skipping them
 NOTEBOOKS = [ROOT / "runbooks" / f"{name}.ipynb" for name in RUNBOOKS]
 
 
-def test_the_eight_runbooks_exist() -> None:
-    assert len(NOTEBOOKS) == 8
+def test_the_ten_runbooks_exist() -> None:
+    assert len(NOTEBOOKS) == 10
     assert sorted(p.stem for p in (ROOT / "runbooks").glob("*.ipynb")) == sorted(RUNBOOKS)
 
 

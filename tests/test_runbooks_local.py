@@ -113,6 +113,20 @@ CHECKS = {
     "05-backup-restore": ["automated backups", "restore verification", "point-in-time restore exactness"],
     "06-failover": ["write probe", "every instance's role, from the instance itself"],
     "07-monitoring": ["alarms"],
+    "08-scale": [
+        "class change write probe",
+        "instance class settings",
+        "reader endpoint balance",
+        "auto scaling rehearsal",
+        "reader endpoint after the removal",
+    ],
+    "09-proxy": [
+        "proxy targets available",
+        "connection multiplexing",
+        "session pinning",
+        "read-only proxy endpoint",
+        "failover through the proxy (planned)",
+    ],
     "99-teardown": ["ak-local deleted"],
 }
 #: checks local.yaml does not ask for (iam_auth: false)
@@ -190,6 +204,23 @@ def test_runner_rehearsal_end_to_end(rehearsal_root: Path, tmp_path: Path) -> No
     assert failover["rto_s"] <= loaded.failover.max_rto_s  # type: ignore[union-attr]
     assert by_name["06-failover"]["writer"] == failover["new_writer"] != "ak-local-1"
     assert by_name["07-monitoring"]["alarms"]["states"] == {"OK": 9}
+    scale = by_name["08-scale"]["scale"]
+    assert scale["class_change_lost_commits"] == 0
+    assert scale["class_change_gap_s"] <= loaded.scale.max_class_change_gap_s  # type: ignore[union-attr]
+    assert [s["step"] for s in scale["class_change"]["steps"]] == ["modify", "modify", "failover", "modify"]
+    assert (scale["added"], scale["removed"]) == (["ak-local-4"], ["ak-local-4"])
+    assert len(scale["autoscaling_added"]) == 1
+    assert scale["autoscaling_removed"] == scale["autoscaling_added"]  # scale-in removed what scale-out added
+    settings = by_name["08-scale"]["settings"]["instances"]
+    assert {i: s["class"] for i, s in settings.items()} == dict.fromkeys(settings, "db.r6g.xlarge")
+    assert by_name["08-scale"]["policy"] == "deleted ak-local-readers"
+    proxy = by_name["09-proxy"]
+    assert proxy["pinning"]["pinned"] is False  # PgBouncer cannot pin (documented), and nothing leaked:
+    assert proxy["pinning"]["leaked"] == 0
+    assert proxy["multiplexing"]["server_sessions"] < proxy["multiplexing"]["clients"]
+    assert proxy["read_only"]["in_recovery"] == proxy["read_only"]["connections"]
+    assert proxy["proxy"]["planned"]["proxy_gap_s"] > 0
+    assert proxy["deleted"] == "deleted ak-local-proxy"
     assert by_name["99-teardown"]["existed"] is True
     assert by_name["99-teardown"]["gone"]["exists"] is False
     assert by_name["99-teardown"]["final_snapshot"] is None

@@ -12,8 +12,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "aurora_kit"
 MAX_LINES = 600
-#: modules allowed past MAX_LINES, each with the reason (none today)
-LONG_MODULES: dict[str, str] = {}
+#: modules allowed past MAX_LINES, each with the reason
+LONG_MODULES: dict[str, str] = {
+    "aurora_kit.rules": "one home per Aurora rule (a test forbids defining one elsewhere): they stay together",
+}
 
 
 def _module_name(path: Path) -> str:

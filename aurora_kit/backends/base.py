@@ -12,42 +12,27 @@ would make to ``backend.plan`` (operation + parameters, secrets redacted) and re
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from aurora_kit.rules import is_secret_key
-from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec
+from aurora_kit.backends.capacity import (
+    Proxy,
+    ScalingActivity,
+    ScalingPolicy,
+    ServerlessScalingConfiguration,
+)
+from aurora_kit.backends.shaped import RdsShaped
+from aurora_kit.errors import UnsupportedOperationError
+from aurora_kit.rules import is_secret_key, memory_settings
+from aurora_kit.specs import AlarmSpec, ClusterSpec, InstanceSpec, ProxySpec, ReaderScalingPolicy
 
 EndpointKind = Literal["cluster", "reader"]
 FailoverMode = Literal["planned", "crash"]
 
 REDACTED = "***redacted***"
-
-
-def _pascal(name: str) -> str:
-    special = {"db": "DB", "arn": "Arn", "id": "Id", "az": "AZ", "iam": "IAM", "kms": "Kms"}
-    return "".join(special.get(part, part.capitalize()) for part in name.split("_"))
-
-
-class RdsShaped:
-    """Mixin: ``as_rds()`` renders a dataclass with RDS API names (db_cluster_identifier → DBClusterIdentifier)."""
-
-    def as_rds(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if isinstance(value, RdsShaped):
-                value = value.as_rds()
-            elif isinstance(value, list):
-                value = [v.as_rds() if isinstance(v, RdsShaped) else v for v in value]
-            elif isinstance(value, datetime):
-                value = value.isoformat()
-            out[_pascal(f.name)] = value
-        return out
 
 
 @dataclass(frozen=True)
@@ -97,6 +82,7 @@ class Cluster(RdsShaped):
     cluster_create_time: datetime | None = None
     master_user_secret_arn: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    serverless_v2_scaling_configuration: ServerlessScalingConfiguration | None = None
 
     @property
     def writer_id(self) -> str | None:
@@ -313,6 +299,15 @@ class BackendTraits:
     #: automated backups can outlive a deleted cluster (``DeleteAutomatedBackups=False`` keeps them for their
     #: retention period: aws, and local, which moves them to ``retained/<resource id>``)
     retains_automated_backups: bool = False
+    #: a reader scaling policy is evaluated when asked (local: :meth:`ClusterBackend.evaluate_scaling_policy` samples
+    #: the readers now); False: CloudWatch alarms evaluate it and Application Auto Scaling acts, by itself
+    scaling_evaluated_on_demand: bool = False
+    #: the connection proxy pins a session to its server connection after session state changes (RDS Proxy: a
+    #: session-level SET pins); False (local PgBouncer): the state lasts for its transaction only, then is discarded
+    proxy_pins_sessions: bool = True
+    #: how long the reader endpoint's DNS answer lives (Aurora: 1 s, so new connections balance over the readers one
+    #: second apart); 0: the client picks a reader per connection (local: libpq's load_balance_hosts=random)
+    reader_endpoint_dns_ttl_s: float = 1.0
 
 
 class ClusterBackend(ABC):
@@ -504,6 +499,81 @@ class ClusterBackend(ABC):
     @abstractmethod
     def describe_alarms(self, cluster_id: str) -> list[AlarmState]:
         """Current state of the cluster's alarms (local: thresholds evaluated now from the instances)."""
+
+    # -- scaling (08-scale) ---------------------------------------------------------------------------------
+    def _unsupported(self, operation: str) -> UnsupportedOperationError:
+        return UnsupportedOperationError(f"the {self.name} backend has no {operation}", operation=operation)
+
+    def modify_instance(
+        self, cluster_id: str, instance_id: str, *, instance_class: str | None = None, wait: bool = True
+    ) -> Instance:
+        """ModifyDBInstance with ApplyImmediately: a new instance class restarts the instance with that class's
+        memory settings (:func:`aurora_kit.rules.memory_settings`); ``db.serverless`` needs the cluster's capacity
+        range first. Returns once the instance is available again."""
+        raise self._unsupported("modify_instance")
+
+    def class_memory_settings(self, cluster_id: str, instance_id: str) -> tuple[dict[str, int], float, str]:
+        """What ``instance_id`` runs with by its class alone (no parameter group): ``max_connections`` and
+        ``shared_buffers`` in kB, the relative tolerance they are known to, and where they come from. Here: Aurora's
+        default formulas where AWS documents the class's memory ({} where it does not)."""
+        cluster = self.describe_cluster(cluster_id)
+        inst = next(i for i in self.describe_instances(cluster_id) if i.db_instance_identifier == instance_id)
+        scaling = cluster.serverless_v2_scaling_configuration
+        found = memory_settings(inst.db_instance_class, max_acu=scaling.max_capacity if scaling else None)
+        if found is None or found.source != "documented":
+            return {}, 0.0, f"{inst.db_instance_class}: not documented by AWS, not judged"
+        # DBInstanceClassMemory is known to ±9531392 bytes from the documented max_connections: ~0.1 %
+        wanted = {"max_connections": found.max_connections, "shared_buffers": found.shared_buffers_kb}
+        return wanted, 0.01, f"Aurora's default formulas ({inst.db_instance_class})"
+
+    def set_serverless_scaling(self, cluster_id: str, min_capacity: float, max_capacity: float) -> Cluster:
+        """ModifyDBCluster ``ServerlessV2ScalingConfiguration`` (ACUs; :func:`aurora_kit.rules.check_acu_capacity`)."""
+        raise self._unsupported("set_serverless_scaling")
+
+    def put_scaling_policy(self, cluster_id: str, policy: ReaderScalingPolicy) -> ScalingPolicy:
+        """Register the cluster's readers as a scalable target (min/max capacity) and put a target-tracking policy
+        on them (Application Auto Scaling). Returns the policy with its alarms."""
+        raise self._unsupported("put_scaling_policy")
+
+    def describe_scaling_policies(self, cluster_id: str) -> list[ScalingPolicy]:
+        """The cluster's reader scaling policies with their capacity and alarms (none: [])."""
+        raise self._unsupported("describe_scaling_policies")
+
+    def delete_scaling_policy(self, cluster_id: str, policy_name: str) -> None:
+        """Delete the policy and deregister the scalable target (the readers it added stay, as on AWS)."""
+        raise self._unsupported("delete_scaling_policy")
+
+    def describe_scaling_activities(self, cluster_id: str) -> list[ScalingActivity]:
+        """What the scaling policy did, newest first."""
+        raise self._unsupported("describe_scaling_activities")
+
+    def evaluate_scaling_policy(self, cluster_id: str) -> ScalingActivity | None:
+        """Evaluate the policy now and act (add or remove readers); None when it asks for no change. Only where
+        ``traits.scaling_evaluated_on_demand`` (elsewhere the platform evaluates it by itself)."""
+        raise self._unsupported("evaluate_scaling_policy")
+
+    # -- connection proxy (09-proxy) -------------------------------------------------------------------------
+    def create_proxy(self, cluster_id: str, spec: ProxySpec, *, wait: bool = True) -> Proxy:
+        """A proxy for the cluster (RDS Proxy; local: PgBouncer): the cluster registered as its target, the pool
+        limits set, a read-only endpoint when ``spec.read_only_endpoint``; returns once every target is
+        AVAILABLE. An identical proxy that exists is returned unchanged."""
+        raise self._unsupported("create_proxy")
+
+    def describe_proxy(self, proxy_name: str) -> Proxy:
+        """The proxy with its targets (and their health) and endpoints; ProxyNotFoundError when there is none."""
+        raise self._unsupported("describe_proxy")
+
+    def delete_proxy(self, proxy_name: str, *, wait: bool = True) -> None:
+        """Delete the proxy, its endpoints (and the IAM role it created for itself)."""
+        raise self._unsupported("delete_proxy")
+
+    def proxy_connection_info(self, proxy_name: str, endpoint: str | None = None) -> ConnectionInfo:
+        """How to reach the proxy's ``endpoint`` (None: the default, read/write one), password declared secret as
+        with :meth:`connection_info`."""
+        return self._declare(self._proxy_endpoint_info(proxy_name, endpoint))
+
+    def _proxy_endpoint_info(self, proxy_name: str, endpoint: str | None) -> ConnectionInfo:
+        raise self._unsupported("proxy_connection_info")
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release clients/locks held by this backend object (not the cluster)."""

@@ -15,6 +15,12 @@ pre-ping survives failover    ``check_pre_ping_recovery(info, act)``   :class:`P
 a restore has the data        ``verify_restore(src, restored)``        :class:`RestoreReport`
 PITR is exact at T            ``seed_pitr_dataset`` → ``verify_pitr``  :class:`PitrReport`
 pgvector index is used, good  ``prove_pgvector(info)``                 :class:`VectorProofReport`
+instances run their class     ``scale.check_instance_settings(...)``   :class:`~.scale.InstanceSettingsReport`
+reader endpoint balances      ``scale.check_reader_balance(...)``      :class:`~.scale.ReaderBalanceReport`
+proxy shortens a failover     ``proxy.compare_failover(b, cid, px)``   :class:`~.proxy.ProxyFailoverReport`
+proxy multiplexes             ``proxy.check_multiplexing(info, ...)``  :class:`~.proxy.MultiplexingReport`
+a session SET pins / stays    ``proxy.check_pinning(info, ...)``       :class:`~.proxy.PinningReport`
+read-only endpoint → readers  ``proxy.check_read_only_endpoint(...)``  :class:`~.proxy.ReadOnlyEndpointReport`
 ============================  =======================================  ==========================================
 """
 

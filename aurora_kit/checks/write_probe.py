@@ -108,6 +108,8 @@ class WriteProbeReport(CheckResult):
     max_rto_s: float | None = None
     expected_writer: str | None = None
     max_lost: int = 0
+    #: client connections the probe opened (1: its first connection outlived the event, as through a proxy)
+    connections: int = 1
 
     # -- derived figures --------------------------------------------------------------------------------
     @property
@@ -243,6 +245,7 @@ class WriteProbeReport(CheckResult):
             "unverified": len(self.unverified_ids),
             "unverified_ids": self.unverified_ids[:100],
             "writer_stuck": self.writer_stuck,
+            "connections": self.connections,
             "acked_with_sync_warning": self.acked_with_sync_warning,
             "old_writer": self.old_writer,
             "new_writer": self.new_writer,
@@ -315,6 +318,7 @@ class WriteProbe:
         verify_timeout_s: float = 60.0,
         stop_timeout_s: float | None = None,
         run_id: str | None = None,
+        prepared: bool = True,
     ) -> None:
         if rate <= 0:
             raise InvalidParameterError("rate", rate, "writes per second must be positive")
@@ -328,11 +332,15 @@ class WriteProbe:
         #: how long stop() waits for the writer thread to finish its current call
         self.stop_timeout_s = connect_timeout + 15 if stop_timeout_s is None else stop_timeout_s
         self.run_id = run_id or f"wp-{uuid.uuid4().hex[:12]}"
+        #: server-side prepared statements (psycopg's); off for a transaction-pooling proxy (PgBouncer) that cannot
+        #: keep them between transactions
+        self.prepared = prepared
         self.report: WriteProbeReport | None = None
         self._acks: list[Ack] = []
         self._failures: list[Failure] = []
         self._marks: list[tuple[float, str]] = []
         self._attempted = 0
+        self._connections = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
@@ -420,44 +428,45 @@ class WriteProbe:
 
         return done
 
-    def _connect(self) -> tuple[psycopg.Connection[Any], str, int | None, list[str]]:
+    def _connect(self) -> tuple[psycopg.Connection[Any], list[str]]:
+        """A connection that reached a writer (``_ReadOnlyNodeError`` otherwise), with its notices collected."""
         conn = connect(
             self.info,
             connect_timeout=self.connect_timeout,
             application_name="aurora_kit_write_probe",
             **DEAD_SOCKET_OPTIONS,
         )
+        if not self.prepared:
+            conn.prepare_threshold = None
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         ident, read_only = instance_identity(conn)
         if read_only:
             conn.close()
             raise _ReadOnlyNodeError(ident)
-        timeline: int | None
-        try:
-            row = conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()
-            timeline = int(str(row[0])[:8], 16) if row else None
-        except psycopg.Error:
-            timeline = None
-        return conn, ident, timeline, notices
+        with self._lock:
+            self._connections += 1
+        return conn, notices
 
     def _run(self) -> None:
         period = 1.0 / self.rate
         conn: psycopg.Connection[Any] | None = None
-        ident = ""
-        timeline: int | None = None
         notices: list[str] = []
         next_id = 1
         next_t = time.monotonic()
+        # the row names the instance and timeline that stored it: through a proxy one client connection outlives the
+        # writer it first reached, so what the connection saw at connect time is not enough
         insert = (
             f"INSERT INTO {SCHEMA}.write_probe (run_id, id, instance_id, timeline) "
-            "VALUES (%s, %s, aurora_db_instance_identifier(), %s) RETURNING written_at"
+            "VALUES (%s, %s, aurora_db_instance_identifier(), "
+            "('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int) "
+            "RETURNING written_at, instance_id, timeline"
         )
         try:
             while not self._stop.is_set():
                 if conn is None:
                     try:
-                        conn, ident, timeline, notices = self._connect()
+                        conn, notices = self._connect()
                     except _ReadOnlyNodeError as exc:
                         self._fail("connect", "connected to read-only node", f"reached {exc.instance_id}")
                     except psycopg.Error as exc:
@@ -472,11 +481,11 @@ class WriteProbe:
                     self._attempted += 1
                 notices.clear()
                 try:
-                    row = conn.execute(insert, [self.run_id, attempt, timeline], prepare=True).fetchone()
+                    row = conn.execute(insert, [self.run_id, attempt], prepare=self.prepared).fetchone()
                     assert row is not None
                     warned = any(_SYNC_CANCEL in n for n in notices)
                     with self._lock:
-                        self._acks.append(Ack(attempt, self.now(), row[0], ident, timeline, warned))
+                        self._acks.append(Ack(attempt, self.now(), row[0], str(row[1]), row[2], warned))
                 except psycopg.Error as exc:
                     self._fail("write", sqlstate_of(exc), str(exc).strip().splitlines()[0] if str(exc) else "", attempt)
                     if conn.broken or conn.closed or getattr(exc, "sqlstate", None) in ("25006", "57P01", "57P02"):
@@ -557,6 +566,7 @@ class WriteProbe:
             marks=list(self._marks),
             unverified_ids=unverified,
             writer_stuck=writer_stuck,
+            connections=self._connections,
         )
 
 

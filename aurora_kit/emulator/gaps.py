@@ -18,6 +18,8 @@ emulator); the aws backend itself carries no moto workaround. Each patch names w
   settings with ``get_cfg``, which expects a plain master password and raises KeyError (HTTP 500). Fixed: a managed
   source has none to copy.
 
+And those of the scaling and proxy calls, in :mod:`.gaps_capacity`.
+
 The emulator (:mod:`aurora_kit.emulator.hooks`) layers real behaviour on top of these (statuses from the local
 clusters, real reboots, real parameter status).
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from typing import Any
+
+from aurora_kit.emulator.gaps_capacity import fill_moto_capacity_gaps
 
 #: the moto minor version these patches were written against (pyproject pins moto[server]>=5.2,<5.3)
 MOTO_SERIES = (5, 2)
@@ -196,3 +200,4 @@ def fill_moto_rds_gaps(patch: Any, *, member_status: Callable[[Any, list[dict[st
     patch.setattr(models.DBCluster, "db_cluster_members", property(db_cluster_members))
     patch.setattr(models.RDSBackend, "reboot_db_instance", reboot_db_instance)
     patch.setattr(models.DBCluster, "get_cfg", safe_get_cfg)
+    fill_moto_capacity_gaps(patch)  # 08-scale / 09-proxy: proxies, their endpoints, scaling alarms

@@ -43,9 +43,16 @@ from aurora_kit.errors import InvalidParameterError
 from aurora_kit.params import RunbookParameters, apply_override, validate
 from aurora_kit.params.load import read_yaml
 
-#: runbooks that pass the confirmation gate (rolling reboot, failover, delete): over a fleet they run on a canary
-#: first, then one cluster at a time unless told otherwise, and stop at the first run not accepted
-DESTRUCTIVE_RUNBOOKS: tuple[str, ...] = ("02-configure-parameters", "06-failover", "99-teardown")
+#: runbooks that pass the confirmation gate (rolling reboot, failover, rolling class change and reader removal,
+#: failovers through the proxy, delete): over a fleet they run on a canary first, then one cluster at a time unless
+#: told otherwise, and stop at the first run not accepted
+DESTRUCTIVE_RUNBOOKS: tuple[str, ...] = (
+    "02-configure-parameters",
+    "06-failover",
+    "08-scale",
+    "09-proxy",
+    "99-teardown",
+)
 
 DEFAULT_MAX_PARALLEL = 4
 DEFAULT_RUN_TIMEOUT_S = 7200.0

@@ -96,8 +96,10 @@ def check(runbook: str, values: Mapping[str, Any], texts: Mapping[str, Any]) -> 
         try:
             data = {**data, **for_runbook(runbook, data).injected(runbook)}  # typed by the model: 30 -> 30.0
         except InvalidParameterError as exc:
-            field = exc.field if exc.field in texts else ""
-            errors[field] = exc.reason if field else str(exc.message)
+            # a nested key (scale.serverless.min_capacity) belongs to the field that holds it (scale.serverless)
+            field = next((k for k in texts if exc.field == k or str(exc.field).startswith(k + ".")), "")
+            inner = str(exc.field)[len(field) + 1 :] if field and exc.field != field else ""
+            errors[field] = (f"{inner}: " if inner else "") + exc.reason if field else str(exc.message)
     return data, errors
 
 

@@ -142,7 +142,9 @@ def validate(data: Mapping[str, Any], *, source: str = "", require: Iterable[str
         if isinstance(cause, InvalidParameterError):
             if loc:  # a rule checked one field: name it by its place in the file
                 where = f" ({source})" if source else ""
-                raise _refuse(".".join(loc), cause.value, cause.reason + where) from exc
+                place = ".".join(loc)  # a section's own check may name the key inside it (proxy.max_connections_…)
+                name = cause.field if cause.field.startswith(place + ".") else place
+                raise _refuse(name, cause.value, cause.reason + where) from exc
             _translate_inner(cause, source)  # a ClusterSpec check: name the parameter it comes from
         _raise(exc, source, data)
     where = f" in {source}" if source else ""

@@ -28,6 +28,8 @@ Layout of ``parameters/<env>.yaml`` (every key is required; unknown keys are err
     backup_restore: {...}          # 05-backup-restore
     failover: {...}                # 06-failover
     monitoring: {...}              # 07-monitoring
+    scale: {...}                   # 08-scale (aurora_kit.params.scaling)
+    proxy: {...}                   # 09-proxy (aurora_kit.params.scaling)
     teardown: {...}                # 99-teardown
 
 A runbook receives the common keys and its own sections only (:func:`injected_for`; plain papermill with
@@ -58,7 +60,9 @@ from pydantic import (
 )
 
 from aurora_kit.errors import InvalidParameterError
+from aurora_kit.params.scaling import ProxySettings, ScaleSettings
 from aurora_kit.rules import (
+    check_acu_capacity,
     check_alarm_can_fire,
     check_alarm_period,
     check_backup_window,
@@ -78,6 +82,8 @@ RUNBOOKS: tuple[str, ...] = (
     "05-backup-restore",
     "06-failover",
     "07-monitoring",
+    "08-scale",
+    "09-proxy",
     "99-teardown",
 )
 
@@ -90,6 +96,8 @@ RUNBOOK_SECTIONS: dict[str, tuple[str, ...]] = {
     "05-backup-restore": ("backup_restore",),
     "06-failover": ("failover", "probe"),
     "07-monitoring": ("monitoring",),
+    "08-scale": ("scale", "probe"),
+    "09-proxy": ("proxy", "probe"),
     "99-teardown": ("teardown",),
 }
 
@@ -100,6 +108,8 @@ SECTIONS: tuple[str, ...] = (
     "backup_restore",
     "failover",
     "monitoring",
+    "scale",
+    "proxy",
     "teardown",
 )
 
@@ -337,6 +347,8 @@ class RunbookParameters(_Model):
     backup_restore: BackupRestoreSettings | None = None
     failover: FailoverSettings | None = None
     monitoring: MonitoringSettings | None = None
+    scale: ScaleSettings | None = None
+    proxy: ProxySettings | None = None
     teardown: TeardownSettings | None = None
 
     @field_validator("cluster_id")
@@ -412,10 +424,31 @@ class RunbookParameters(_Model):
             if self.backup_restore.restore_mode == "both":  # the second restore goes to <id>-pitr
                 check_identifier("backup_restore.restore_cluster_id", f"{restore}-pitr")
         self.to_cluster_spec()  # surfaces ClusterSpec's own checks (window length, instance class...)
+        self._scale_and_proxy(cls)
         wanted = (self.parameter_group.parameters if self.parameter_group else {}).get("max_connections", "")
         if self.monitoring is not None and wanted.isdigit():
             check_alarm_can_fire(self.monitoring.max_connections, int(wanted))
         return self
+
+    def _scale_and_proxy(self, cls: Any) -> None:
+        """08/09 settings that depend on the rest: readers left after a removal, 0 ACUs needs a recent engine,
+        IAM through the proxy needs a backend with IAM authentication."""
+        if self.scale is not None:
+            if self.scale.min_readers > self.readers + self.scale.add_readers:
+                raise InvalidParameterError(
+                    "scale.min_readers",
+                    self.scale.min_readers,
+                    f"more than the cluster will have ({self.readers} + {self.scale.add_readers} added)",
+                )
+            if self.scale.serverless is not None:
+                check_acu_capacity(
+                    self.scale.serverless.min_capacity,
+                    self.scale.serverless.max_capacity,
+                    engine_version=self.engine_version,
+                    field="scale.serverless",
+                )
+        if self.proxy is not None and self.proxy.iam_auth and not cls.traits.iam_database_auth:
+            raise InvalidParameterError("proxy.iam_auth", True, f"the {cls.name} backend has no IAM authentication")
 
     # -- derived objects --------------------------------------------------------------------------------------
     def to_cluster_spec(self) -> ClusterSpec:

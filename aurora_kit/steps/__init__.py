@@ -14,6 +14,8 @@ runbook                   module                      what it does
 05-backup-restore         :mod:`.backup`              backups, snapshot, restores, exactness, clean-up
 06-failover               :mod:`.failover`            plan, failover under a write probe, RTO, roles, failback
 07-monitoring             :mod:`.monitoring`          alarms put and judged
+08-scale                  :mod:`.scale`               class change, readers, Serverless v2, Aurora Auto Scaling
+09-proxy                  :mod:`.proxy`               RDS Proxy / PgBouncer: pool, pinning, read-only, failovers
 99-teardown               :mod:`.teardown`            plan, delete with the final-snapshot choice, gone
 ========================  ==========================  ===========================================================
 

@@ -29,7 +29,7 @@ from aurora_kit.errors import AuroraKitError, ClusterNotFoundError, Confirmation
 from aurora_kit.outcome import Check, CheckStatus
 
 if TYPE_CHECKING:
-    from aurora_kit.backends.base import Cluster, ClusterBackend, Instance
+    from aurora_kit.backends.base import Cluster, ClusterBackend, ConnectionInfo, Instance
     from aurora_kit.runbook import Run
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,6 +43,8 @@ NEEDS_CLUSTER = frozenset(
         "05-backup-restore",
         "06-failover",
         "07-monitoring",
+        "08-scale",
+        "09-proxy",
     }
 )
 
@@ -168,6 +170,19 @@ def data_plane(run: Run, cluster_id: str | None = None, *, required: bool = Fals
         failures.append(why)
     hint = run.backend.unreachable_hint()
     return DataPlane(False, "; ".join(failures) + (f" — {hint}" if hint else ""), dry, shown)
+
+
+def endpoint_plane(info: ConnectionInfo, *, dry_run: bool, hint: str = "", timeout: float = 3.0) -> DataPlane:
+    """Whether any host of ``info`` accepts a TCP connection (for endpoints besides the cluster's, e.g. a proxy)."""
+    targets = _endpoints_of(info.conninfo)
+    shown = tuple(f"{h}:{p}" for h, p in targets)
+    failures: list[str] = []
+    for host, port in targets:
+        why = probe_tcp(host, port, timeout)
+        if why is None:
+            return DataPlane(True, f"{host}:{port} accepts connections", dry_run, shown)
+        failures.append(why)
+    return DataPlane(False, "; ".join(failures) + (f" — {hint}" if hint else ""), dry_run, shown)
 
 
 def missing_cluster_hint(run: Run) -> str:
@@ -447,6 +462,7 @@ __all__ = [
     "confirm",
     "connect_timeout",
     "data_plane",
+    "endpoint_plane",
     "members_table",
     "parameters_form",
     "plan_table",

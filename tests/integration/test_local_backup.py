@@ -166,9 +166,10 @@ def test_restore_requests_outside_the_window_change_nothing(local_backend: Any, 
 
 
 def test_restores_replay_with_the_source_parameter_group(local_backend: Any, local_cluster_factory: Any) -> None:
-    """A source running with a raised static setting (max_connections) must restore: PostgreSQL stops replay for
-    good when the restored server has a lower max_connections than the WAL records, so restores start from the
-    source's parameter group (as our aws backend passes DBClusterParameterGroupName explicitly)."""
+    """Restores start from the source's parameter group (as our aws backend passes DBClusterParameterGroupName
+    explicitly), and replay whatever max_connections the WAL records: here the group lowers it (150) below the
+    class default the base backup began with (db.r6g.large: 1722), which PostgreSQL refuses to replay in hot
+    standby ("insufficient parameter settings"); Aurora's restores have no such condition."""
     cid = local_cluster_factory(0, prefix="pg").db_cluster_identifier
     local_backend.apply_parameters(cid, {"max_connections": "150"})
     local_backend.reboot_pending(cid)

@@ -34,6 +34,8 @@ from aurora_kit.backends.aws.endpoints import endpoint_override, host_address, s
 from aurora_kit.backends.aws.failover import FailoverOps
 from aurora_kit.backends.aws.monitoring import MonitoringOps
 from aurora_kit.backends.aws.parameters import ParameterGroupOps
+from aurora_kit.backends.aws.proxy import ProxyOps
+from aurora_kit.backends.aws.scaling import ScalingOps
 from aurora_kit.backends.aws.snapshots import SnapshotOps
 from aurora_kit.backends.aws.translate import (
     to_cluster,
@@ -60,7 +62,7 @@ from aurora_kit.rules import check_final_snapshot_choice
 from aurora_kit.specs import ClusterSpec, InstanceSpec
 
 
-class AwsBackend(ParameterGroupOps, SnapshotOps, FailoverOps, MonitoringOps):
+class AwsBackend(ParameterGroupOps, SnapshotOps, FailoverOps, MonitoringOps, ScalingOps, ProxyOps):
     """Aurora PostgreSQL through boto3.
 
     :param region: AWS region (else the profile's / ``AWS_DEFAULT_REGION``).

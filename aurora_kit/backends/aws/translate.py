@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from aurora_kit.backends.aws.decisions import tag_dict
 from aurora_kit.backends.base import AlarmState, Cluster, ClusterMember, Instance, Snapshot
+from aurora_kit.backends.capacity import ServerlessScalingConfiguration
 from aurora_kit.errors import (
     AuroraKitError,
     BackendOperationError,
@@ -124,7 +125,14 @@ def to_cluster(cluster: Mapping[str, Any]) -> Cluster:
         cluster_create_time=cluster.get("ClusterCreateTime"),
         master_user_secret_arn=secret.get("SecretArn"),
         tags=tag_dict(cluster.get("TagList")),
+        serverless_v2_scaling_configuration=_serverless(cluster.get("ServerlessV2ScalingConfiguration")),
     )
+
+
+def _serverless(config: Mapping[str, Any] | None) -> ServerlessScalingConfiguration | None:
+    if not config or "MaxCapacity" not in config:
+        return None
+    return ServerlessScalingConfiguration(float(config.get("MinCapacity", 0.5)), float(config["MaxCapacity"]))
 
 
 def to_instance(instance: Mapping[str, Any], cluster: Mapping[str, Any] | None) -> Instance:

@@ -26,7 +26,6 @@ from aurora_kit.backends.base import (
     BackendSettings,
     BackendTraits,
     Cluster,
-    ClusterBackend,
     ConnectionInfo,
     FailoverMode,
     FailoverResult,
@@ -40,6 +39,7 @@ from aurora_kit.backends.local.backups_api import AutomatedBackupsMixin, Call
 from aurora_kit.backends.local.binaries import check_traversable, find_binaries, run_as
 from aurora_kit.backends.local.config import UNSAFE_PATH_CHARS
 from aurora_kit.backends.local.nodes import CONNECT_TIMEOUT, Nodes
+from aurora_kit.backends.local.scale_ops import ScaleOps
 from aurora_kit.backends.local.state import ClusterRecord, StateStore
 from aurora_kit.errors import (
     ClusterAlreadyExistsError,
@@ -68,7 +68,7 @@ def _create_instance_call(cluster_id: str, spec: InstanceSpec) -> Call:
     return "CreateDBInstance", {"DBClusterIdentifier": cluster_id, **spec.model_dump()}
 
 
-class LocalBackend(AutomatedBackupsMixin, ClusterBackend):
+class LocalBackend(AutomatedBackupsMixin, ScaleOps):
     """Clusters of real PostgreSQL 16 + pgvector processes, shaped like Aurora (see the package docstring)."""
 
     name = "local"
@@ -81,6 +81,9 @@ class LocalBackend(AutomatedBackupsMixin, ClusterBackend):
         restorable_wait_s=0.0,
         regional=False,
         retains_automated_backups=True,
+        scaling_evaluated_on_demand=True,
+        proxy_pins_sessions=False,
+        reader_endpoint_dns_ttl_s=0.0,
     )
 
     @classmethod

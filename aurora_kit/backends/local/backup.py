@@ -394,6 +394,11 @@ def start_writer_from_seed(nodes: Nodes, cluster_id: str, instance_id: str) -> N
     os.rename(p.seed, data)
     restore = cl.restore
     recovery = dict(restore.recovery) if restore is not None and restore.recovery else None
+    if recovery:
+        # replay without hot standby: PostgreSQL then does not require max_connections (and the other sizes) at least
+        # the source's values recorded in the WAL, which the instance class (08-scale) or the group may set lower
+        # than the source ran with when the base backup began; Aurora's restore has no such condition
+        recovery["hot_standby"] = "off"
     ctl = nodes.controller(cluster_id, instance_id, cl)
     try:
         nodes.write_node_config(cluster_id, instance_id, cl, recovery=recovery, standby_signal=False)

@@ -172,6 +172,8 @@ def failover(
     nodes.drop_pending_slots(cluster_id)
     if used == "crash":  # the killed writer's archiver may have left a half-written temp copy in the archive
         sweep_temp_files(nodes.paths(cluster_id).archive)
+    if nodes.settle_standbys(cluster_id):  # the new writer allows more connections than some reader ran with
+        phases.mark("readers restarted with the new writer's max_connections")
     try:
         rejoin(nodes, cluster_id, writer, phases)
     except Exception as exc:
@@ -375,8 +377,10 @@ def rejoin(nodes: Nodes, cluster_id: str, old: str, phases: Phases | None = None
         nodes.write_node_config(cluster_id, old, cl, upstream_id=new, standby_signal=False)
         ctl.rewind(source_conninfo=source, passfile=nodes.paths(cluster_id).pgpass)
     finally:
-        # rewind copied the new writer's config: regenerate it, with the signal, whether or not rewind worked
-        nodes.write_node_config(cluster_id, old, cl, upstream_id=new, standby_signal=True)
+        # rewind copied the new writer's config: regenerate it, with the signal, whether or not rewind worked; never
+        # below the new writer's max_connections (a standby allowing fewer stops replaying)
+        floor = nodes.standby_floor(cluster_id, new)
+        nodes.write_node_config(cluster_id, old, cl, upstream_id=new, standby_signal=True, connections_floor=floor)
     if phases:
         phases.mark("old writer rewound")
     nodes.store.update_instance(cluster_id, old, needs_rewind=False)

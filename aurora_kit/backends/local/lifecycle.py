@@ -148,7 +148,8 @@ def _add_reader(nodes: Nodes, cluster_id: str, writer: str, reader: str) -> None
     cl = nodes.store.cluster(cluster_id)
     nodes.create_slot(cluster_id, writer, reader)
     nodes.basebackup(cluster_id, writer, nodes.paths(cluster_id).data_dir(reader), slot=slot_name(reader))
-    nodes.write_node_config(cluster_id, reader, cl, upstream_id=writer)
+    floor = nodes.standby_floor(cluster_id, writer)  # a reader of a smaller class still replays the writer
+    nodes.write_node_config(cluster_id, reader, cl, upstream_id=writer, connections_floor=floor)
     nodes.controller(cluster_id, reader, cl).start(timeout=nodes.ready_timeout)
     nodes.store.set_status(cluster_id, None, **{reader: "available"})
     nodes.reconfigure_writer(cluster_id)
@@ -168,15 +169,51 @@ def reboot_instance(nodes: Nodes, cluster_id: str, instance_id: str) -> None:
             nodes.store.set_status(cluster_id, None, **{instance_id: "failed"})
             raise
         return
+    writer = cl.writer_id
+    if writer and writer != instance_id:
+        # a reader restarts with the group's values, but never below what its writer runs: a parameter change that
+        # lowers max_connections reaches it once the writer restarted (settle_standbys), as PostgreSQL requires
+        floor = nodes.standby_floor(cluster_id, writer)
+        nodes.write_node_config(cluster_id, instance_id, cl, upstream_id=writer, connections_floor=floor)
     nodes.ensure_standby_signal(cluster_id, instance_id, cl)
     ctl.start(timeout=nodes.ready_timeout)
-    writer = cl.writer_id
     if writer and writer != instance_id:
         nodes.wait_streaming(cluster_id, writer, [instance_id])
     elif writer:
         others = [r for r in cl.reader_ids if r != instance_id and cl.instances[r].status != "failed"]
         nodes.wait_streaming(cluster_id, writer, others)
+        nodes.settle_standbys(cluster_id)
     nodes.store.set_status(cluster_id, None, **{instance_id: "available"})
+
+
+def modify_instance_class(nodes: Nodes, cluster_id: str, instance_id: str, instance_class: str) -> None:
+    """ModifyDBInstance's new class, applied now (caller holds the lock): record it, regenerate the node's
+    configuration (the class's memory settings, :func:`.config.class_settings`) and restart it in its role, as a
+    reboot does; the instance is ``modifying`` meanwhile. A writer restarts in place (a write outage): the rolling
+    change of the steps fails over to a changed reader first."""
+    cl = nodes.store.update_instance(cluster_id, instance_id, instance_class=instance_class, status="modifying")
+    ctl = nodes.controller(cluster_id, instance_id, cl)
+    try:
+        ctl.stop(mode="fast")
+        writer = cl.writer_id
+        if instance_id == writer:
+            readers = [r for r in cl.reader_ids if cl.instances[r].status not in ("deleting", "failed")]
+            nodes.write_node_config(cluster_id, instance_id, cl, standby_readers=readers, standby_signal=False)
+        else:
+            floor = nodes.standby_floor(cluster_id, writer) if writer else None
+            nodes.write_node_config(cluster_id, instance_id, cl, upstream_id=writer, connections_floor=floor)
+        ctl.start(timeout=nodes.ready_timeout)
+        if writer and writer != instance_id:
+            nodes.wait_streaming(cluster_id, writer, [instance_id])
+        elif writer:
+            others = [r for r in cl.reader_ids if cl.instances[r].status not in ("failed", "deleting")]
+            nodes.wait_streaming(cluster_id, writer, others)
+            nodes.settle_standbys(cluster_id)
+    except BaseException:
+        nodes.store.set_status(cluster_id, None, **{instance_id: "failed" if not ctl.is_running() else "available"})
+        raise
+    nodes.store.set_status(cluster_id, None, **{instance_id: "available"})
+    nodes.publish(cluster_id)
 
 
 # -- stop / start ----------------------------------------------------------------------------------------------

@@ -97,6 +97,29 @@ def _instance_metric(nodes: Nodes, cluster_id: str, iid: str, metric: str) -> fl
     return None if row[0] is None else float(row[0])
 
 
+#: Aurora Auto Scaling's predefined metrics → the per-instance CloudWatch metric they average over the readers
+READER_METRICS = {
+    "RDSReaderAverageCPUUtilization": "CPUUtilization",
+    "RDSReaderAverageDatabaseConnections": "DatabaseConnections",
+}
+
+
+def reader_average(nodes: Nodes, cl: ClusterRecord, predefined: str) -> tuple[float | None, dict[str, float]]:
+    """A reader scaling policy's metric sampled now: the average over the running readers of ``CPUUtilization``
+    (0.2 s of CPU, % of the host) or ``DatabaseConnections`` (client backends, the sampling one included), and
+    each reader's value. (None, {}) when no reader answers."""
+    metric = READER_METRICS[predefined]
+    readers = [r for r in nodes.running(cl.cluster_id, cl) if r in cl.reader_ids]
+    if metric == "CPUUtilization":
+        values = _cpu_percent(nodes, cl, readers)
+    else:
+        found = {r: _instance_metric(nodes, cl.cluster_id, r, metric) for r in readers}
+        values = {r: v for r, v in found.items() if v is not None}
+    if not values:
+        return None, {}
+    return sum(values.values()) / len(values), values
+
+
 def _aggregate(values: list[float], statistic: str) -> float:
     if statistic == "Sum":
         return sum(values)

@@ -22,14 +22,16 @@ from typing import Any
 
 import psycopg
 
-from aurora_kit.backends.local import addressing, topology
+from aurora_kit.backends.local import addressing, pgbouncer, topology
 from aurora_kit.backends.local.binaries import PgBinaries, chown, find_binaries, run_tool
 from aurora_kit.backends.local.config import (
     HBA,
     TOPOLOGY_FROM_DATA_DIR,
+    ClassSettings,
     ClusterPaths,
     Upstream,
     archive_script,
+    class_settings,
     render_postgresql_conf,
     slot_name,
     sync_standby_names,
@@ -197,8 +199,10 @@ class Nodes:
         standby_readers: list[str] | None = None,
         recovery: dict[str, str] | None = None,
         standby_signal: bool | None = None,
+        connections_floor: int | None = None,
     ) -> None:
-        """(Re)generate one node's postgresql.conf, empty postgresql.auto.conf, set or clear standby.signal."""
+        """(Re)generate one node's postgresql.conf, empty postgresql.auto.conf, set or clear standby.signal.
+        ``connections_floor``: see :meth:`standby_floor`."""
         p = self.paths(cluster_id)
         data = p.data_dir(instance_id)
         upstream = None
@@ -215,6 +219,8 @@ class Nodes:
             recovery=recovery,
             address=cl.instance(instance_id).address,
             rds_extensions=rds_extensions(self.bins(cl).extensions()),
+            class_defaults=self.class_settings(cl, instance_id).settings,
+            connections_floor=self._floor_needed(cl, instance_id, connections_floor),
         )
         write_file(data / "postgresql.conf", text, mode=0o600)
         write_file(data / "postgresql.auto.conf", "# managed by aurora_kit: ALTER SYSTEM is not used\n", mode=0o600)
@@ -226,6 +232,66 @@ class Nodes:
             write_file(signal_file, "", mode=0o600)
         else:
             signal_file.unlink(missing_ok=True)
+
+    @staticmethod
+    def class_settings(cl: ClusterRecord, instance_id: str) -> ClassSettings:
+        """The memory settings of ``instance_id``'s class in ``cl`` (see :func:`.config.class_settings`)."""
+        scaling = cl.capacity.get("serverless") or {}
+        max_acu = float(scaling["max_capacity"]) if "max_capacity" in scaling else None
+        classes = [i.instance_class for i in cl.instances.values() if i.status != "deleting"]
+        return class_settings(cl.instance(instance_id).instance_class, classes, max_acu)
+
+    def configured_connections(self, cl: ClusterRecord, instance_id: str) -> int | None:
+        """The ``max_connections`` the node's configuration gives it without a floor: the parameter group's value,
+        else its class's (None: PostgreSQL's default)."""
+        group = str(cl.parameters.get("max_connections") or "").strip("'")
+        if group.isdigit():
+            return int(group)
+        found = self.class_settings(cl, instance_id).settings.get("max_connections")
+        return int(found) if found else None
+
+    def _floor_needed(self, cl: ClusterRecord, instance_id: str, floor: int | None) -> int | None:
+        if floor is None:
+            return None
+        configured = self.configured_connections(cl, instance_id) or 100
+        return floor if floor > configured else None
+
+    def standby_floor(self, cluster_id: str, writer: str) -> int | None:
+        """The writer's running ``max_connections``: a standby configured below it would stop replaying (PostgreSQL:
+        "hot standby is not possible because of insufficient parameter settings"; Aurora's storage-level replication
+        has no such rule). None when it cannot be asked."""
+        try:
+            return int(self.query(cluster_id, writer, "SELECT current_setting('max_connections')::int")[0][0])
+        except (psycopg.Error, IndexError):
+            return None
+
+    def settle_standbys(self, cluster_id: str) -> list[str]:
+        """Restart (one at a time) every running reader whose ``max_connections`` differs from what it should run:
+        its configured value, raised to the writer's when lower. After a failover to an instance of a larger class
+        or with another value, or after the writer restarted with a new value (a parameter change that lowered
+        it restarts the readers first at the writer's old value, then here at the new one). Returns the readers
+        restarted (none in a cluster where every node runs one value)."""
+        cl = self.store.cluster(cluster_id)
+        writer = cl.writer_id
+        floor = self.standby_floor(cluster_id, writer) if writer else None
+        if writer is None or floor is None:
+            return []
+        restarted = []
+        for reader in cl.readers_with_status("available"):
+            want = max(self.configured_connections(cl, reader) or 100, floor)
+            try:
+                have = int(self.query(cluster_id, reader, "SELECT current_setting('max_connections')::int")[0][0])
+            except (psycopg.Error, IndexError):
+                continue
+            if have == want:
+                continue
+            ctl = self.controller(cluster_id, reader, cl)
+            self.write_node_config(cluster_id, reader, cl, upstream_id=writer, connections_floor=floor)
+            ctl.stop(mode="fast")
+            ctl.start(timeout=self.ready_timeout)
+            self.wait_streaming(cluster_id, writer, [reader])
+            restarted.append(reader)
+        return restarted
 
     def ensure_standby_signal(self, cluster_id: str, instance_id: str, cl: ClusterRecord) -> None:
         """An instance recorded as a reader only ever starts in recovery: re-add a missing standby.signal."""
@@ -327,6 +393,7 @@ class Nodes:
         (:mod:`.topology`). Call after members or roles changed."""
         cl = self.store.cluster(cluster_id)
         topology.publish(self.root, self.paths(cluster_id), cl, self.hosts)
+        pgbouncer.follow(self.paths(cluster_id), cl)  # the proxies route to the new writer and readers
 
     def create_slot(self, cluster_id: str, writer: str, reader: str) -> None:
         name = slot_name(reader)
@@ -421,6 +488,11 @@ class Nodes:
         and deleting the cluster again retries."""
         cl = self.store.find_cluster(cluster_id)
         failures: list[tuple[str, Exception]] = []
+        if cl is not None:
+            try:
+                pgbouncer.stop_all(self.paths(cluster_id), cl)
+            except Exception as exc:  # keep stopping the instances
+                failures.append(("proxy", exc))
         for iid in cl.instances if cl is not None else ():
             try:
                 self.controller(cluster_id, iid, cl).stop(mode="immediate", timeout=10)

@@ -33,6 +33,7 @@ from typing import Any
 from aurora_kit.backends.local.addressing import LEGACY_ADDRESS
 from aurora_kit.backends.local.locks import Locks
 from aurora_kit.errors import ClusterNotFoundError, InstanceNotFoundError, SnapshotNotFoundError
+from aurora_kit.specs import ProxySpec
 
 State = dict[str, Any]
 
@@ -205,6 +206,29 @@ class RestoreRecord:
 
 
 @dataclass(frozen=True)
+class ProxyRecord:
+    """A proxy (:mod:`.proxy`): its spec, an address per endpoint role (rw, ro) on the cluster's port, its pool."""
+
+    spec: ProxySpec
+    addresses: Mapping[str, str]
+    port: int
+    pool_size: int
+    status: str
+    created: datetime
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ProxyRecord:
+        return cls(ProxySpec(**d["spec"]), dict(d["addresses"]), int(d["port"]), int(d["pool_size"]), str(d["status"]),
+                   datetime.fromisoformat(d["created"]))  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {
+            "spec": self.spec.model_dump(mode="json"),
+            "created": self.created.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
 class ClusterRecord:
     """One cluster as recorded. ``instances`` maps instance id → record; the writer is the one whose role is
     ``writer`` (at most one)."""
@@ -233,6 +257,9 @@ class ClusterRecord:
     backup_error: str | None = None
     #: slots of removed readers that could not be dropped yet (writer down): dropped at the next start/failover
     pending_slot_drops: tuple[str, ...] = ()
+    #: 08/09: {"serverless": capacity range, "policies"/"activities": Aurora Auto Scaling (:mod:`.scaling`)}; proxies
+    capacity: Mapping[str, Any] = field(default_factory=dict)
+    proxies: Mapping[str, ProxyRecord] = field(default_factory=dict)
 
     # -- roles -------------------------------------------------------------------------------------------
     @property
@@ -309,6 +336,8 @@ class ClusterRecord:
             restore=RestoreRecord.from_json(restore) if restore else None,
             backup_error=data.get("backup_error"),
             pending_slot_drops=tuple(data.get("pending_slot_drops") or ()),
+            capacity=copy.deepcopy(dict(data.get("capacity") or {})),
+            proxies={name: ProxyRecord.from_json(x) for name, x in (data.get("proxies") or {}).items()},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -334,7 +363,8 @@ class ClusterRecord:
             "backup_error": self.backup_error,
             "sns_topic_arn": self.sns_topic_arn,
             "pending_slot_drops": list(self.pending_slot_drops),
-        }
+        } | {k: v for k, v in (("capacity", copy.deepcopy(dict(self.capacity))),  # 08/09 keys: only when set
+                               ("proxies", {n: x.to_json() for n, x in self.proxies.items()})) if v}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -449,7 +479,8 @@ class StateDoc:
         return {i.port for cl in self.clusters.values() for i in cl.instances.values()}
 
     def used_addresses(self) -> set[str]:
-        return {i.address for cl in self.clusters.values() for i in cl.instances.values()}
+        proxies = [a for cl in self.clusters.values() for px in cl.proxies.values() for a in px.addresses.values()]
+        return {i.address for cl in self.clusters.values() for i in cl.instances.values()} | set(proxies)
 
     def instance_ids(self) -> set[str]:
         return {iid for cl in self.clusters.values() for iid in cl.instances}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aurora_kit.backends.base import Cluster, ClusterMember, Instance, Snapshot
+from aurora_kit.backends.capacity import ServerlessScalingConfiguration
 from aurora_kit.backends.local.addressing import LEGACY_ADDRESS
 from aurora_kit.backends.local.state import ClusterRecord, SnapshotRecord
 from aurora_kit.specs import InstanceSpec
@@ -97,7 +98,14 @@ def cluster(
         cluster_create_time=cl.created,
         master_user_secret_arn=f"file://{secret}",
         tags=dict(cl.tags),
+        serverless_v2_scaling_configuration=_serverless(cl.capacity.get("serverless")),
     )
+
+
+def _serverless(scaling: Any) -> ServerlessScalingConfiguration | None:
+    if not scaling:
+        return None
+    return ServerlessScalingConfiguration(float(scaling["min_capacity"]), float(scaling["max_capacity"]))
 
 
 def snapshot(rec: SnapshotRecord) -> Snapshot:
