@@ -123,6 +123,8 @@ CASES = [
     ("06-failover", {"failover__target_instance_id": "ak-moto-1"}, errors.FailoverNotPossibleError),  # the writer
     ("06-failover", {"failover__target_instance_id": "ak-nobody"}, errors.FailoverNotPossibleError),
     ("07-monitoring", {"monitoring__max_connections": 100_000}, errors.InvalidParameterError),  # can never fire
+    ("08-scale", {"scale__remove_instance_id": "ak-moto-1"}, errors.InvalidParameterError),  # the writer
+    ("08-scale", {"scale__remove_instance_id": "ak-nobody"}, errors.InvalidParameterError),
     ("99-teardown", {"teardown__confirm_cluster_id": "ak-other"}, errors.ConfirmationRequiredError),
     (
         "99-teardown",

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit.display import Table, quantity
+from aurora_kit.errors import InvalidParameterError
 from aurora_kit.params.scaling import ADDED
 from aurora_kit.rules import (
     FailoverCandidate,
@@ -37,10 +38,63 @@ def _instances(run: Run) -> dict[str, Instance]:
     return {i.db_instance_identifier: i for i in run.backend.describe_instances(run.params.cluster_id)}
 
 
+@dataclass(frozen=True)
+class _Member:
+    db_instance_identifier: str
+    is_cluster_writer: bool
+
+
+def preflight(run: Run, cluster: Cluster, instances: dict[str, Instance]) -> None:
+    """Everything this run will ask for, checked against the cluster as it will be when each step comes —
+    before the first mutating call (an invalid removal found only at the end would leave a class change, new
+    readers and a Serverless switch made): the class change's order, the readers added (Aurora's limit), the
+    reader switched to ``db.serverless`` and the reader removed (a member then, never the writer the class change
+    leaves, never below ``scale.min_readers``). InvalidParameterError naming the ``scale.`` key otherwise."""
+    scale = run.section("scale")
+    cid = cluster.db_cluster_identifier
+    writer = cluster.writer_id
+    if scale.instance_class_to is not None:
+        candidates = [
+            FailoverCandidate(
+                m.db_instance_identifier,
+                m.is_cluster_writer,
+                instances[m.db_instance_identifier].status == "available",
+                m.promotion_tier,
+                instances[m.db_instance_identifier].db_instance_class,
+            )
+            for m in cluster.db_cluster_members
+        ]
+        to_change = [c.instance_id for c in candidates if c.instance_class != scale.instance_class_to]
+        steps = class_change_order(candidates, to_change)
+        writer = next((st.instance_id for st in steps if st.action == "failover"), writer)
+    try:
+        check_reader_additions(len(cluster.reader_ids), scale.add_readers)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError("scale.add_readers", exc.value, exc.reason) from None
+    added = _next_ids(cid, set(instances), scale.add_readers) if scale.add_readers else []
+    members = [
+        _Member(i, i == writer) for i in [*(m.db_instance_identifier for m in cluster.db_cluster_members), *added]
+    ]
+    ids = {m.db_instance_identifier for m in members}
+    switched = _resolve(scale.serverless.instance_id, added) if scale.serverless else None
+    if switched is not None and switched not in ids:
+        raise InvalidParameterError(
+            "scale.serverless.instance_id", switched, f"not a member of cluster {cid!r} (members: {sorted(ids)})"
+        )
+    removed = _resolve(scale.remove_instance_id, added)
+    if removed is not None:
+        try:
+            check_reader_removal(cid, members, removed, min_readers=scale.min_readers)
+        except InvalidParameterError as exc:
+            raise InvalidParameterError("scale.remove_instance_id", exc.value, exc.reason) from None
+
+
 def plan(run: Run) -> Table:
-    """Members with their class and Aurora's memory defaults for it, and what this run will do."""
+    """Members with their class and Aurora's memory defaults for it, and what this run will do — after
+    :func:`preflight` found all of it possible."""
     scale = run.section("scale")
     cluster = run.backend.describe_cluster(run.params.cluster_id)
+    preflight(run, cluster, _instances(run))
     scaling = cluster.serverless_v2_scaling_configuration
     rows = []
     for m in cluster.db_cluster_members:
