@@ -155,6 +155,17 @@ def test_a_restore_into_a_taken_cluster_id_is_refused_before_the_snapshot(moto_c
     assert moto_cluster.mutating == []
 
 
+def test_a_proxy_whose_failovers_have_no_reader_is_refused_before_it_is_created(moto_cluster: Requests) -> None:
+    AwsBackend(region="us-east-1", poll=FAST, ca_bundle="/ca").create_cluster(
+        ClusterSpec.with_readers("ak-alone", 0, deletion_protection=False)
+    )
+    moto_cluster.operations.clear()
+    with pytest.raises(errors.InvalidParameterError, match="no reader to fail over to") as info:
+        _run_cells("09-proxy", _parameters(cluster_id="ak-alone", readers=0, scale__min_readers=0))
+    assert info.value.field == "proxy.failover_modes"
+    assert moto_cluster.mutating == []
+
+
 def test_a_rerun_of_01_on_the_cluster_it_created_says_unchanged_and_makes_no_call(
     moto_cluster: Requests, capsys: pytest.CaptureFixture[str]
 ) -> None:

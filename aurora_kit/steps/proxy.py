@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aurora_kit.display import Table
+from aurora_kit.errors import InvalidParameterError
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
 from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm, connect_timeout, endpoint_plane, verify
 from aurora_kit.steps.common import __all__ as _common
@@ -26,8 +27,18 @@ if TYPE_CHECKING:
 
 
 def plan(run: Run) -> Table:
-    """The proxy this run creates: its settings as RDS Proxy names them, and what the local backend maps them to."""
+    """The proxy this run creates: its settings as RDS Proxy names them, and what the local backend maps them to.
+    Refuses before anything is created what the run could only fail at later: failovers to measure on a cluster
+    without a reader."""
     p = run.section("proxy")
+    cluster = run.backend.describe_cluster(run.params.cluster_id)
+    if p.failover_modes and not cluster.reader_ids:
+        raise InvalidParameterError(
+            "proxy.failover_modes",
+            list(p.failover_modes),
+            f"cluster {cluster.db_cluster_identifier!r} has no reader to fail over to: add one (08-scale) or set "
+            "proxy.failover_modes: []",
+        )
     rows = [
         {"setting": "DBProxyName", "value": p.proxy_name},
         {"setting": "EngineFamily", "value": "POSTGRESQL"},
