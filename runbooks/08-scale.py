@@ -32,9 +32,9 @@
 # `application-autoscaling:DescribeScalableTargets`, `application-autoscaling:DescribeScalingPolicies`,
 # `application-autoscaling:PutScalingPolicy`, `application-autoscaling:RegisterScalableTarget`,
 # `cloudwatch:DeleteAlarms`, `cloudwatch:DescribeAlarms`, `cloudwatch:PutMetricAlarm`, `iam:CreateServiceLinkedRole`,
-# `rds:AddTagsToResource`, `rds:CreateDBInstance`, `rds:DeleteDBInstance`, `rds:DescribeDBClusterParameters`,
-# `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`, `rds:FailoverDBCluster`,
-# `rds:ModifyDBCluster`, `rds:ModifyDBInstance`, `secretsmanager:GetSecretValue`.
+# `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBInstance`, `rds:DeleteDBInstance`,
+# `rds:DescribeDBClusterParameters`, `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeEvents`,
+# `rds:FailoverDBCluster`, `rds:ModifyDBCluster`, `rds:ModifyDBInstance`.
 #
 # **Steps** — 1. plan · 2. rolling class change under a write probe · 3. the write gap · 4. memory settings on every
 # instance · 5. add readers, reader endpoint balance · 6. Serverless v2 · 7. Aurora Auto Scaling (rehearsed locally) ·

@@ -73,14 +73,14 @@ def _assert_data_plane_skipped(result: runner.RunResult, key: str = "data_plane"
     assert result.status == "not verified", f"{result.runbook}: {result.status}"  # a skipped check is no pass
 
 
-#: runbooks the emulated AWS does not run yet: it emulates neither instance class memory, Aurora Auto Scaling nor RDS
-#: Proxy (whose session pinning PgBouncer could not stand in for). Their aws path runs on plain moto (below), where
-#: their calls are recorded too.
-NOT_EMULATED = ("08-scale", "09-proxy")
+#: runbooks the emulated AWS does not run yet: it has no RDS Proxy (no proxy endpoint is routed by its front door, and
+#: PgBouncer in transaction mode cannot stand in for RDS Proxy's session pinning). Their aws path runs on plain moto
+#: (below), where their calls are recorded too.
+NOT_EMULATED = ("09-proxy",)
 RECORDED_WITH = {
     "emulator": "tests/test_runbooks_aws.py: parameters/aws-emulated.yaml, confirmed, with failback, "
     "on aurora-kit emulate",
-    "moto": "tests/test_runbooks_aws.py: 08-scale and 09-proxy on a plain moto server (control plane), confirmed",
+    "moto": "tests/test_runbooks_aws.py: 09-proxy on a plain moto server (control plane), confirmed",
 }
 
 
@@ -154,9 +154,10 @@ def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: An
 
     configured = results["02-configure-parameters"]
     assert configured["reboot"] == {"rebooted": ["ak-emulated-2", "ak-emulated-3", "ak-emulated-1"],
-                                    "still_pending": [], "static": ["max_connections"]}  # fmt: skip
+                                    "still_pending": [], "static": ["max_connections", "shared_buffers"]}  # fmt: skip
     shown = configured["settings"]["show"]
     assert {i: s["max_connections"] for i, s in shown.items()} == dict.fromkeys(shown, "200")  # static: after reboot
+    assert {i: s["shared_buffers"] for i, s in shown.items()} == dict.fromkeys(shown, "64MB")
     assert len(shown) == 3
 
     proof = results["03-extensions"]["pgvector_proof"]
@@ -184,6 +185,31 @@ def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: An
     alarms = results["07-monitoring"]["alarms"]
     assert alarms["states"] == {"OK": 8}  # evaluated from the instances' metrics: every alarm has data, none fires
 
+    scaled = results["08-scale"]
+    scale = scaled["scale"]  # the rolling class change: readers, a planned failover to a changed reader, the old writer
+    assert [(s["step"], s["instance"]) for s in scale["class_change"]["steps"]] == [
+        ("modify", "ak-emulated-2"),
+        ("modify", "ak-emulated-3"),
+        ("failover", "ak-emulated-2"),
+        ("modify", "ak-emulated-1"),
+    ]
+    probe = scale["class_change"]["write_probe"]  # measured on the cluster endpoint through the front door
+    assert (probe["old_writer"], probe["new_writer"]) == ("ak-emulated-1", "ak-emulated-2")
+    assert scale["class_change_lost_commits"] == 0
+    assert 0 < scale["class_change_gap_s"] <= 60
+    shown_after = scaled["settings"]["instances"]  # each instance restarted for its class; the group's values run
+    assert set(shown_after) == {"ak-emulated-1", "ak-emulated-2", "ak-emulated-3"}
+    for row in shown_after.values():
+        assert row["class"] == "db.r6g.xlarge"
+        assert row["restarted"] is True
+        assert row["actual"] == row["expected"] == {"max_connections": 200, "shared_buffers": 65536}
+    assert (scale["added"], scale["removed"]) == (["ak-emulated-4"], ["ak-emulated-4"])
+    assert set(scaled["balance"]["answers"]) == {"ak-emulated-1", "ak-emulated-3", "ak-emulated-4"}
+    assert "ak-emulated-4" not in scaled["after_removal"]["answers"]
+    assert scaled["after_removal"]["absent"] == ["ak-emulated-4"]
+    assert scaled["rehearsal"].startswith("not requested (AWS evaluates the policy itself")
+    assert scaled["policy"] == "deleted ak-emulated-readers"
+
     gone = results["99-teardown"]
     assert gone["gone"]["exists"] is False
     assert gone["final_snapshot"]["Status"] == "available"
@@ -198,7 +224,12 @@ def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: An
         "Completed failover to DB instance: ak-emulated-2.",
         "Started cross AZ failover to DB instance: ak-emulated-1.",
         "Completed failover to DB instance: ak-emulated-1.",
+        "Started cross AZ failover to DB instance: ak-emulated-2.",  # 08's class change
+        "Completed failover to DB instance: ak-emulated-2.",
     ]
+    changed = rds.describe_events(SourceType="db-instance", EventCategories=["configuration change"], Duration=60)
+    shapes = [e["SourceIdentifier"] for e in changed["Events"] if e["Message"] == "DB instance shape changed."]
+    assert shapes == ["ak-emulated-2", "ak-emulated-3", "ak-emulated-1", "ak-emulated-4"]  # 4: to db.serverless
 
 
 def test_without_a_reachable_data_plane_every_data_plane_step_is_reported_skipped(
@@ -275,12 +306,10 @@ def test_destructive_runbooks_without_confirm_stop_before_any_mutating_call(
     assert members() == pending
 
 
-# -- 08-scale and 09-proxy on plain moto: their control plane, calls recorded ------------------------------------
-#: calls 08 and 09 make only once their data plane answers, which plain moto's cannot: declared here (not recorded)
-#: so that their policies cover them — 08 reads the parameter group to judge each instance's memory settings, 09
-#: fails over through the proxy (and its wait reads the cluster's events)
+# -- 09-proxy on plain moto: its control plane, calls recorded ----------------------------------------------------
+#: calls 09 makes only once its data plane answers, which plain moto's cannot: declared here (not recorded) so that
+#: its policy covers them — it fails over through the proxy (and its wait reads the cluster's events)
 DATA_PLANE_ONLY: dict[str, list[dict[str, Any]]] = {
-    "08-scale": [{"service": "rds", "operation": "DescribeDBClusterParameters", "flags": []}],
     "09-proxy": [
         {"service": "rds", "operation": "FailoverDBCluster", "flags": []},
         {"service": "rds", "operation": "DescribeEvents", "flags": []},
@@ -320,12 +349,11 @@ def moto_calls(moto_server_env: Any, monkeypatch: pytest.MonkeyPatch) -> list[di
     return recorded
 
 
-def test_scale_and_proxy_run_their_control_plane_on_aws(moto_calls: list[dict[str, Any]], tmp_path: Path) -> None:
-    """08: the rolling class change (readers, a planned failover, the old writer), a reader added and switched to
-    db.serverless, the scaling policy with its alarms, the reader removed; 09: the proxy with its role, targets
-    AVAILABLE, the read-only endpoint, then deleted with its role. The data plane (moto's endpoints answer nobody)
-    is reported skipped; the calls each made are the source of their least-privilege policies."""
-    p = _aws_parameters(tmp_path, scale={"min_readers": 1})
+def test_proxy_runs_its_control_plane_on_aws(moto_calls: list[dict[str, Any]], tmp_path: Path) -> None:
+    """09: the proxy with its role, targets AVAILABLE, the read-only endpoint, then deleted with its role. The data
+    plane (moto's endpoints answer nobody) is reported skipped; the calls it made are the source of its
+    least-privilege policy. (08 runs on the emulated AWS, above.)"""
+    p = _aws_parameters(tmp_path)
     audit_dir = tmp_path / "audit"
     _assert_ok(_run("01", p, audit_dir))
     recorded: dict[str, list[dict[str, Any]]] = {}
@@ -338,16 +366,6 @@ def test_scale_and_proxy_run_their_control_plane_on_aws(moto_calls: list[dict[st
         recorded[name] = iam.normalise([*moto_calls, *DATA_PLANE_ONLY[name]])
     _the_iam_source_is_what_the_runbooks_called(recorded, "moto")
 
-    scale = results["08-scale"]["scale"]
-    assert [(s["step"], s["instance"]) for s in scale["class_change"]["steps"]] == [
-        ("modify", "ak-moto-2"),
-        ("failover", "ak-moto-2"),
-        ("modify", "ak-moto-1"),
-    ]
-    assert scale["class_change"]["write_probe"].startswith("skipped (data plane not reachable")
-    assert (scale["added"], scale["removed"]) == (["ak-moto-3"], ["ak-moto-3"])
-    assert results["08-scale"]["rehearsal"].startswith("skipped (")
-    assert results["08-scale"]["policy"] == "deleted ak-local-readers"
     proxy = results["09-proxy"]
     assert proxy["proxy_plane"].startswith("skipped (")
     assert proxy["deleted"] == "deleted ak-local-proxy"
@@ -356,15 +374,5 @@ def test_scale_and_proxy_run_their_control_plane_on_aws(moto_calls: list[dict[st
     import boto3
 
     rds = boto3.client("rds", region_name="us-east-1")
-    classes = {i["DBInstanceIdentifier"]: i["DBInstanceClass"] for i in rds.describe_db_instances()["DBInstances"]}
-    assert classes == {"ak-moto-1": "db.r6g.xlarge", "ak-moto-2": "db.r6g.xlarge"}
-    cluster = rds.describe_db_clusters(DBClusterIdentifier="ak-moto")["DBClusters"][0]
-    assert cluster["ServerlessV2ScalingConfiguration"] == {"MinCapacity": 0.5, "MaxCapacity": 4.0}
     assert rds.describe_db_proxies()["DBProxies"] == []
     assert boto3.client("iam").list_roles()["Roles"] == []  # the role created for the proxy went with it
-    assert (
-        boto3.client("application-autoscaling", region_name="us-east-1").describe_scalable_targets(
-            ServiceNamespace="rds"
-        )["ScalableTargets"]
-        == []
-    )

@@ -349,6 +349,37 @@ class Bridge:
 
         self._submit(cid, f"RebootDBInstance {iid}", job)
 
+    def modify_instance_class(self, instance: Any, old_class: str, new_class: str) -> None:
+        """ModifyDBInstance(DBInstanceClass, ApplyImmediately): ``modifying`` at once, the old class described (the
+        new one pending) until the local instance has restarted with the new class's memory settings
+        (:meth:`LocalBackend.modify_instance`); then the new class, ``available`` and RDS-EVENT-0014."""
+        cid, iid = instance.db_cluster_identifier, instance.db_instance_identifier
+        instance.db_instance_class = old_class
+        instance.status = "modifying"
+
+        def job() -> None:
+            try:
+                self.local.modify_instance(cid, iid, instance_class=new_class)
+                with self.moto_lock:
+                    instance.db_instance_class = new_class
+                self.refresh(cid)
+            finally:
+                self._set_status(iid, "available")
+            self.event("RDS-EVENT-0014", iid, instance.arn)
+
+        self._submit(cid, f"ModifyDBInstance {iid} {new_class}", job)
+
+    def serverless_scaling_changed(self, cid: str, scaling: Mapping[str, Any]) -> None:
+        """ModifyDBCluster(ServerlessV2ScalingConfiguration): recorded on the local cluster (in call order, so that
+        a ``db.serverless`` instance asked for next finds it)."""
+        low = float(scaling.get("MinCapacity", scaling.get("min_capacity", 0)))
+        high = float(scaling.get("MaxCapacity", scaling.get("max_capacity", 0)))
+
+        def job() -> None:
+            self.local.set_serverless_scaling(cid, low, high)
+
+        self._submit(cid, "ModifyDBCluster ServerlessV2ScalingConfiguration", job)
+
     def choose_target(self, cluster: Any, requested: str | None) -> tuple[str, str]:
         """(writer, target) by the rule both backends use (promotion tier, size, name)."""
         view = self.views[cluster.db_cluster_identifier]

@@ -51,6 +51,7 @@ CATALOGUE: dict[str, EventType] = {
             "Database instance put into {state}. {message}.",
         ),
         EventType("RDS-EVENT-0092", "db-instance", "configuration change", "Finished updating DB parameter group."),
+        EventType("RDS-EVENT-0014", "db-instance", "configuration change", "DB instance shape changed."),
     )
 }
 

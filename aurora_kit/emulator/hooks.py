@@ -137,6 +137,25 @@ def install(bridge: Bridge, patch: Any) -> None:
                 bridge.sync_secret(cid)
             if backups and view.local:
                 bridge.local.modify_cluster(cid, **backups)
+            scaling = kwargs.get("serverless_v2_scaling_configuration")
+            if scaling and view.local:
+                bridge.serverless_scaling_changed(cid, scaling)
+        return answer
+
+    modify_instance = backend_cls.modify_db_instance
+
+    def modify_db_instance(self: Any, db_instance_identifier: str, db_kwargs: dict[str, Any]) -> Any:
+        instance = self.databases.get(db_instance_identifier)
+        if instance is None or not tracked(self, getattr(instance, "db_cluster_identifier", None)):
+            return modify_instance(self, db_instance_identifier, db_kwargs)
+        old_class, new_class = str(instance.db_instance_class), db_kwargs.get("db_instance_class")
+        if new_class and new_class != old_class and instance.status != "available":
+            raise exc.InvalidDBInstanceStateFault(
+                f"DB instance {db_instance_identifier} is {instance.status}; modifying its class needs it available."
+            )
+        answer = modify_instance(self, db_instance_identifier, db_kwargs)
+        if new_class and new_class != old_class:
+            bridge.modify_instance_class(instance, old_class, str(new_class))
         return answer
 
     # -- reboot, failover, parameter groups ------------------------------------------------------------------
@@ -342,6 +361,7 @@ def install(bridge: Bridge, patch: Any) -> None:
         (backend_cls, "delete_db_instance", delete_db_instance),
         (backend_cls, "delete_db_cluster", delete_db_cluster),
         (backend_cls, "modify_db_cluster", modify_db_cluster),
+        (backend_cls, "modify_db_instance", modify_db_instance),
         (backend_cls, "reboot_db_instance", reboot_db_instance),
         (backend_cls, "failover_db_cluster", failover_db_cluster),
         (backend_cls, "modify_db_cluster_parameter_group", modify_db_cluster_parameter_group),
