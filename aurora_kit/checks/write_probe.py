@@ -488,7 +488,11 @@ class WriteProbe:
                         self._acks.append(Ack(attempt, self.now(), row[0], str(row[1]), row[2], warned))
                 except psycopg.Error as exc:
                     self._fail("write", sqlstate_of(exc), str(exc).strip().splitlines()[0] if str(exc) else "", attempt)
-                    if conn.broken or conn.closed or getattr(exc, "sqlstate", None) in ("25006", "57P01", "57P02"):
+                    sqlstate = getattr(exc, "sqlstate", None)
+                    # no SQLSTATE on an OperationalError: the connection failed, whatever conn.broken says (psycopg
+                    # does not always mark it after the server was killed mid-query) — reconnect, as a client would
+                    lost = isinstance(exc, psycopg.OperationalError) and not sqlstate
+                    if lost or conn.broken or conn.closed or sqlstate in ("25006", "57P01", "57P02"):
                         conn.close()
                         conn = None
                 next_t = self._pace(next_t, period)

@@ -72,11 +72,11 @@ def test_a_reader_added_then_removed(local_backend: Any, local_cluster_factory: 
 def test_class_changes_restart_with_the_class_memory_and_a_rolling_change_costs_one_failover(
     local_backend: Any, local_cluster_factory: Callable[..., Cluster]
 ) -> None:
-    """Each instance starts with its class's settings (shared_buffers 1/256 of Aurora's, max_connections Aurora's);
+    """Each instance starts with its class's settings (shared_buffers 1/128 of Aurora's, max_connections Aurora's);
     the rolling change (readers, failover, old writer) under a write probe loses nothing, its gap one failover's."""
     cid = local_cluster_factory(readers=1, prefix="cls").db_cluster_identifier
     before = {i: _show(local_backend, cid, i, "shared_buffers") for i in (f"{cid}-1", f"{cid}-2")}
-    assert before == {f"{cid}-1": "41040kB", f"{cid}-2": "41040kB"}  # db.r6g.large: 10.0 GiB / 256
+    assert before == {f"{cid}-1": "82088kB", f"{cid}-2": "82088kB"}  # db.r6g.large: 10.0 GiB / 128
     assert _show(local_backend, cid, f"{cid}-1", "max_connections") == "1722"
 
     cluster = local_backend.describe_cluster(cid)
@@ -100,9 +100,9 @@ def test_class_changes_restart_with_the_class_memory_and_a_rolling_change_costs_
     assert report.rto_s < 10
     assert [s.action for s in steps] == ["modify", "failover", "modify"]
     for iid in (f"{cid}-1", f"{cid}-2"):
-        assert _show(local_backend, cid, iid, "shared_buffers") == "84512kB"  # db.r6g.xlarge: 20.6 GiB / 256
+        assert _show(local_backend, cid, iid, "shared_buffers") == "169032kB"  # db.r6g.xlarge: 20.6 GiB / 128
         assert _show(local_backend, cid, iid, "max_connections") == "3479"
-        assert local_backend.class_memory_settings(cid, iid)[0] == {"max_connections": 3479, "shared_buffers": 84512}
+        assert local_backend.class_memory_settings(cid, iid)[0] == {"max_connections": 3479, "shared_buffers": 169032}
     assert _streaming(local_backend, cid) == {f"{cid}-1"}  # the old writer replays as a reader
 
 
@@ -144,9 +144,9 @@ def test_serverless_v2_is_recorded_and_sizes_its_instances_by_the_maximum_capaci
     assert cluster.serverless_v2_scaling_configuration.max_capacity == 4.0
     inst = local_backend.modify_instance(cid, f"{cid}-2", instance_class="db.serverless")
     assert inst.db_instance_class == "db.serverless"
-    # 4 ACUs ≈ 8 GiB: Aurora's formulas give 865 connections, ~5 GB of buffers (here / 256); the cluster's
+    # 4 ACUs ≈ 8 GiB: Aurora's formulas give 865 connections, ~5 GB of buffers (here / 128); the cluster's
     # largest class (db.r6g.large, 1722) sets max_connections for every instance
-    assert _show(local_backend, cid, f"{cid}-2", "shared_buffers") == "19840kB"
+    assert _show(local_backend, cid, f"{cid}-2", "shared_buffers") == "39688kB"
     assert _show(local_backend, cid, f"{cid}-2", "max_connections") == "1722"
 
 

@@ -133,9 +133,11 @@ class ClusterPaths:
         return self.instance_dir(instance_id) / "postgresql.log"
 
 
-#: local instances run 1/256 of the shared_buffers their class gets on Aurora (a laptop holds several clusters), at
-#: least 16 MB and at most 256 MB; max_connections is Aurora's value itself (a count clients size their pools by)
-LOCAL_BUFFER_SCALE = 256
+#: local instances run 1/128 of the shared_buffers their class gets on Aurora (a laptop holds several clusters), at
+#: least 16 MB and at most 256 MB — db.r6g.large 80 MB; at 1/256 (41 MB) a 100k x 128 HNSW index no longer stayed in
+#: the buffers and its search ran 3x slower than with PostgreSQL's default 128 MB; max_connections is Aurora's
+#: value itself (a count clients size their pools by)
+LOCAL_BUFFER_SCALE = 128
 LOCAL_BUFFERS_KB = (16 * 1024, 256 * 1024)
 
 
