@@ -4,7 +4,7 @@
 
 1. load and validate the parameters file and ``-p`` overrides (:func:`aurora_kit.params.load`) — before any
    kernel starts;
-2. resolve the runbooks (``06``, ``06-failover``, a path; ``--all`` = 01…07, 99) and check that each one's
+2. resolve the runbooks (``06``, ``06-failover``, a path; ``--all`` = 01…09, 99) and check that each one's
    ``parameters`` cell assigns every key that will be injected (papermill itself only warns);
 3. execute each with ``papermill.execute_notebook`` and the redacting engine (:mod:`aurora_kit.engine`),
    writing the executed notebook straight into its record folder (redacted at every save);

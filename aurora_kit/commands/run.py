@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
             "Validate the parameters, then execute the runbook(s) with papermill. Each run leaves a record "
             "(executed notebook with its outcome banner, HTML, summary.json) in the audit folder and ends in one "
             "outcome: passed, failed, not verified (a check was skipped, e.g. the endpoints are not reachable from "
-            "here) or dry run. --all runs 01…07, 99 in order and stops at the first run that failed or was not "
+            "here) or dry run. --all runs 01…09, 99 in order and stops at the first run that failed or was not "
             "verified."
         ),
         epilog="exit codes: 0 passed / dry run / unverified accepted · 1 failed · 2 refused before running · "
