@@ -4,8 +4,7 @@ Every attempt gets a new id; a write counts as *acknowledged* only when the INSE
 client (autocommit), which with synchronous replication means the standby confirmed it. After the event, all
 acknowledged ids are read back from the (new) writer: any missing id is a lost commit. RTO is the longest gap
 between two consecutive acknowledged writes (client clock; the server's ``clock_timestamp()`` gap is reported
-beside it). Writes that failed are "in doubt" — the commit may or may not have happened — and are reported, not
-counted as lost.
+beside it). Writes that failed are "in doubt" (the commit may or may not have happened): reported, not lost.
 
 No ``statement_timeout`` is set: a commit waiting for synchronous replication is not bounded by it, and a
 cancelled wait returns *success* with a WARNING although the standby never confirmed — such acknowledgements are
@@ -488,10 +487,8 @@ class WriteProbe:
                         self._acks.append(Ack(attempt, self.now(), row[0], str(row[1]), row[2], warned))
                 except psycopg.Error as exc:
                     self._fail("write", sqlstate_of(exc), str(exc).strip().splitlines()[0] if str(exc) else "", attempt)
-                    sqlstate = getattr(exc, "sqlstate", None)
-                    # no SQLSTATE on an OperationalError: the connection failed, whatever conn.broken says (psycopg
-                    # does not always mark it after the server was killed mid-query) — reconnect, as a client would
-                    lost = isinstance(exc, psycopg.OperationalError) and not sqlstate
+                    sqlstate = getattr(exc, "sqlstate", None)  # none on an OperationalError: the connection failed,
+                    lost = isinstance(exc, psycopg.OperationalError) and not sqlstate  # even if not marked broken
                     if lost or conn.broken or conn.closed or sqlstate in ("25006", "57P01", "57P02"):
                         conn.close()
                         conn = None
