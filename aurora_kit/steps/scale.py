@@ -38,6 +38,20 @@ def _instances(run: Run) -> dict[str, Instance]:
     return {i.db_instance_identifier: i for i in run.backend.describe_instances(run.params.cluster_id)}
 
 
+def _candidates(cluster: Cluster, instances: dict[str, Instance]) -> list[FailoverCandidate]:
+    """The members as the class-change order sees them: writer or not, available, tier, class."""
+    return [
+        FailoverCandidate(
+            m.db_instance_identifier,
+            m.is_cluster_writer,
+            instances[m.db_instance_identifier].status == "available",
+            m.promotion_tier,
+            instances[m.db_instance_identifier].db_instance_class,
+        )
+        for m in cluster.db_cluster_members
+    ]
+
+
 @dataclass(frozen=True)
 class _Member:
     db_instance_identifier: str
@@ -54,16 +68,7 @@ def preflight(run: Run, cluster: Cluster, instances: dict[str, Instance]) -> Non
     cid = cluster.db_cluster_identifier
     writer = cluster.writer_id
     if scale.instance_class_to is not None:
-        candidates = [
-            FailoverCandidate(
-                m.db_instance_identifier,
-                m.is_cluster_writer,
-                instances[m.db_instance_identifier].status == "available",
-                m.promotion_tier,
-                instances[m.db_instance_identifier].db_instance_class,
-            )
-            for m in cluster.db_cluster_members
-        ]
+        candidates = _candidates(cluster, instances)
         to_change = [c.instance_id for c in candidates if c.instance_class != scale.instance_class_to]
         steps = class_change_order(candidates, to_change)
         writer = next((st.instance_id for st in steps if st.action == "failover"), writer)
@@ -164,16 +169,7 @@ def change_class(run: Run, dp: DataPlane) -> ClassChange:
         return ClassChange(None, status="not requested")
     cluster = run.backend.describe_cluster(cid)
     instances = _instances(run)
-    members = [
-        FailoverCandidate(
-            m.db_instance_identifier,
-            m.is_cluster_writer,
-            instances[m.db_instance_identifier].status == "available",
-            m.promotion_tier,
-            instances[m.db_instance_identifier].db_instance_class,
-        )
-        for m in cluster.db_cluster_members
-    ]
+    members = _candidates(cluster, instances)
     to_change = [m.instance_id for m in members if m.instance_class != target]
     steps = class_change_order(members, to_change)  # refuses (no changed reader to fail over to) before any call
     if not steps:
