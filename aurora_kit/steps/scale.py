@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from aurora_kit.backends.base import ClusterMember
 from aurora_kit.display import Table, quantity
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.params.scaling import ADDED
@@ -52,12 +53,6 @@ def _candidates(cluster: Cluster, instances: dict[str, Instance]) -> list[Failov
     ]
 
 
-@dataclass(frozen=True)
-class _Member:
-    db_instance_identifier: str
-    is_cluster_writer: bool
-
-
 def preflight(run: Run, cluster: Cluster, instances: dict[str, Instance]) -> None:
     """Everything this run will ask for, checked against the cluster as it will be when each step comes —
     before the first mutating call (an invalid removal found only at the end would leave a class change, new
@@ -78,7 +73,7 @@ def preflight(run: Run, cluster: Cluster, instances: dict[str, Instance]) -> Non
         raise InvalidParameterError("scale.add_readers", exc.value, exc.reason) from None
     added = _next_ids(cid, set(instances), scale.add_readers) if scale.add_readers else []
     members = [
-        _Member(i, i == writer) for i in [*(m.db_instance_identifier for m in cluster.db_cluster_members), *added]
+        ClusterMember(i, i == writer) for i in [*(m.db_instance_identifier for m in cluster.db_cluster_members), *added]
     ]
     ids = {m.db_instance_identifier for m in members}
     switched = _resolve(scale.serverless.instance_id, added) if scale.serverless else None
@@ -99,11 +94,12 @@ def plan(run: Run) -> Table:
     :func:`preflight` found all of it possible."""
     scale = run.section("scale")
     cluster = run.backend.describe_cluster(run.params.cluster_id)
-    preflight(run, cluster, _instances(run))
+    instances = _instances(run)
+    preflight(run, cluster, instances)
     scaling = cluster.serverless_v2_scaling_configuration
     rows = []
     for m in cluster.db_cluster_members:
-        inst = _instances(run).get(m.db_instance_identifier)
+        inst = instances.get(m.db_instance_identifier)
         cls = inst.db_instance_class if inst else "?"
         aurora = memory_settings(cls, max_acu=scaling.max_capacity if scaling else None)
         rows.append(
