@@ -29,7 +29,7 @@
 # **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 09`
 # prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `iam:CreateRole`,
 # `iam:DeleteRole`, `iam:DeleteRolePolicy`, `iam:GetRole`, `iam:ListRoleTags`, `iam:PassRole`, `iam:PutRolePolicy`,
-# `rds:AddTagsToResource`, `rds:CreateDBProxy`, `rds:CreateDBProxyEndpoint`, `rds:DeleteDBProxy`,
+# `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBProxy`, `rds:CreateDBProxyEndpoint`, `rds:DeleteDBProxy`,
 # `rds:DeleteDBProxyEndpoint`, `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeDBProxies`,
 # `rds:DescribeDBProxyEndpoints`, `rds:DescribeDBProxyTargetGroups`, `rds:DescribeDBProxyTargets`,
 # `rds:DescribeDBSubnetGroups`, `rds:DescribeEvents`, `rds:FailoverDBCluster`, `rds:ModifyDBProxyTargetGroup`,

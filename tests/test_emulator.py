@@ -147,6 +147,59 @@ def test_iam_auth_as_aurora_honours_it(backend: AwsBackend, emulator_env: Runnin
     assert _refusal(not_iam.connection_info(CLUSTER)).endswith('password authentication failed for user "app_pw"')
 
 
+def test_rds_proxy_routes_pins_multiplexes_and_goes(backend: AwsBackend, emulator_env: RunningEmulator) -> None:
+    """A proxy of an emulated cluster is real: its endpoints have RDS Proxy's hostnames and verify with TLS, the
+    default one reaches the writer and the READ_ONLY one a reader, a session-level SET pins the session (as RDS Proxy
+    does, where PgBouncer alone would not) while other clients share few server sessions; a wrong password is
+    refused; with IAMAuth REQUIRED only a token for the proxy's hostname logs in; DeleteDBProxy removes it all."""
+    from aurora_kit.checks.proxy import check_multiplexing, check_pinning
+    from aurora_kit.specs import ProxySpec
+
+    host_id = backend.describe_cluster(CLUSTER).endpoint.split(".")[1].removeprefix("cluster-")
+    writer = backend.describe_cluster(CLUSTER).writer_id
+    spec = ProxySpec(proxy_name="emu-proxy", read_only_endpoint="emu-proxy-ro", max_connections_percent=20,
+                     max_idle_connections_percent=10)  # fmt: skip
+    proxy = backend.create_proxy(CLUSTER, spec)
+    try:
+        assert proxy.endpoint.split(":")[0] == f"emu-proxy.proxy-{host_id}.us-east-1.rds.amazonaws.com"
+        instance_targets = [t for t in proxy.targets if t.type == "RDS_INSTANCE"]
+        assert {t.rds_resource_id for t in instance_targets} == {"emu-1", "emu-2"}
+        assert {t.target_health for t in proxy.targets} == {"AVAILABLE"}
+        info = backend.proxy_connection_info("emu-proxy")
+        assert "sslmode=verify-full" in info.conninfo
+        with connect(info, connect_timeout=5) as conn:
+            assert conn.pgconn.ssl_in_use
+            assert conn.execute("SELECT aurora_db_instance_identifier(), pg_is_in_recovery()").fetchone() == (
+                writer,
+                False,
+            )
+        ro = backend.proxy_connection_info("emu-proxy", "emu-proxy-ro")
+        assert f"emu-proxy-ro.endpoint.proxy-{host_id}.us-east-1.rds.amazonaws.com" in ro.conninfo
+        with connect(ro, connect_timeout=5) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        pinning = check_pinning(info, pins_expected=True)
+        assert not pinning.problems(), pinning.problems()
+        multiplexed = check_multiplexing(info, clients=20, transactions=3)
+        assert not multiplexed.problems(), multiplexed.problems()
+        assert multiplexed.server_sessions < 20
+        # refused by PgBouncer's SCRAM check against the secret's password (its own wording, not RDS Proxy's)
+        assert _refusal(dataclasses.replace(info, password="not-the-secret")).endswith("SASL authentication failed")
+        iam = backend.create_proxy(CLUSTER, ProxySpec(proxy_name="emu-proxy-iam", iam_auth=True))
+        iam_info = backend.proxy_connection_info(iam.db_proxy_name)  # a token for the proxy's hostname
+        with connect(iam_info, connect_timeout=5) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+        secret = backend.proxy_connection_info("emu-proxy").password
+        assert _refusal(dataclasses.replace(iam_info, password=secret)).endswith(
+            'PAM authentication failed for user "postgres"'
+        )
+        backend.delete_proxy(iam.db_proxy_name)
+    finally:
+        backend.delete_proxy("emu-proxy")
+    with pytest.raises(Exception, match="emu-proxy"):
+        backend.describe_proxy("emu-proxy")
+    assert "no DB endpoint" in _refusal(info)
+
+
 def test_reboot_and_static_parameters_take_effect_after_it(backend: AwsBackend) -> None:
     result = backend.apply_parameters(CLUSTER, {"max_connections": "123", "work_mem": "8MB"})
     assert {c.parameter_name: c.apply_method for c in result.changes} == {

@@ -15,6 +15,7 @@ from cryptography import x509
 from aurora_kit.emulator.events import CATALOGUE, make_event
 from aurora_kit.emulator.gaps import Patcher, check_moto_version
 from aurora_kit.emulator.iam import TokenRejectedError, verify_token
+from aurora_kit.emulator.pinning import EXCLUDE_VARIABLE_SETS, pin_reason, query_text
 from aurora_kit.emulator.server import host_id
 from aurora_kit.emulator.tls import generate, rds_hostnames
 
@@ -86,6 +87,8 @@ def test_the_ca_signs_a_certificate_for_every_endpoint_name(tmp_path: Path) -> N
         "*.cabcdef12345.eu-west-1.rds.amazonaws.com",
         "*.cluster-cabcdef12345.eu-west-1.rds.amazonaws.com",
         "*.cluster-ro-cabcdef12345.eu-west-1.rds.amazonaws.com",
+        "*.proxy-cabcdef12345.eu-west-1.rds.amazonaws.com",
+        "*.endpoint.proxy-cabcdef12345.eu-west-1.rds.amazonaws.com",
     ]
     assert files.server_key.stat().st_mode & 0o777 == 0o600
 
@@ -124,3 +127,59 @@ def test_the_patcher_undoes_in_reverse() -> None:
     assert not hasattr(Target, "added")
     with pytest.raises(AttributeError):
         patch.setattr(Target, "missing", 1)
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("SET search_path = app", "a SET statement"),
+        ("  set aurora_kit.pin_probe = 'x'", "a SET statement"),
+        ("SET SESSION work_mem = '64MB'", "a SET statement"),
+        ("RESET ALL", "a SET statement"),
+        ("/* why */ SET statement_timeout = 0", "a SET statement"),
+        ("SELECT 1; SET TIME ZONE 'UTC'", "a SET statement"),
+        ("SELECT set_config('app.user', 'x', false)", "set_config(..., false)"),
+        ("PREPARE q AS SELECT 1", "a prepared statement"),
+        ("DEALLOCATE ALL", "a prepared statement"),
+        ("DISCARD ALL", "DISCARD"),
+        ("CREATE TEMP TABLE t (i int)", "a temporary object"),
+        ("create temporary sequence s", "a temporary object"),
+        ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", "a cursor"),
+        ("LISTEN jobs", "LISTEN"),
+        ("LOAD 'auto_explain'", "LOAD"),
+        ("SELECT pg_advisory_lock(42)", "a session-level advisory lock"),
+        ("SELECT pg_try_advisory_lock(42)", "a session-level advisory lock"),
+    ],
+)
+def test_what_pins_a_proxy_session(sql: str, reason: str) -> None:
+    assert pin_reason(sql) == reason
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1",
+        "SET LOCAL work_mem = '64MB'",
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "UPDATE t SET a = 1",
+        "INSERT INTO t VALUES ('SET x = 1')",
+        "SELECT set_config('app.user', 'x', true)",
+        "SELECT pg_advisory_xact_lock(42)",
+        "-- SET search_path = app\nSELECT 1",
+        "CREATE TABLE tempo (i int)",
+    ],
+)
+def test_what_does_not_pin(sql: str) -> None:
+    assert pin_reason(sql) is None
+
+
+def test_exclude_variable_sets_keeps_sets_from_pinning_only() -> None:
+    assert pin_reason("SET search_path = app", (EXCLUDE_VARIABLE_SETS,)) is None
+    assert pin_reason("SELECT set_config('a.b', 'x', false)", (EXCLUDE_VARIABLE_SETS,)) is None
+    assert pin_reason("LISTEN jobs", (EXCLUDE_VARIABLE_SETS,)) == "LISTEN"
+
+
+def test_the_sql_of_query_and_parse_messages() -> None:
+    assert query_text(b"Q", b"SET a.b = 1\0") == "SET a.b = 1"
+    assert query_text(b"P", b"stmt\0SELECT $1\0\0\0") == "SELECT $1"
+    assert query_text(b"B", b"\0\0") is None

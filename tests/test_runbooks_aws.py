@@ -73,14 +73,9 @@ def _assert_data_plane_skipped(result: runner.RunResult, key: str = "data_plane"
     assert result.status == "not verified", f"{result.runbook}: {result.status}"  # a skipped check is no pass
 
 
-#: runbooks the emulated AWS does not run yet: it has no RDS Proxy (no proxy endpoint is routed by its front door, and
-#: PgBouncer in transaction mode cannot stand in for RDS Proxy's session pinning). Their aws path runs on plain moto
-#: (below), where their calls are recorded too.
-NOT_EMULATED = ("09-proxy",)
 RECORDED_WITH = {
     "emulator": "tests/test_runbooks_aws.py: parameters/aws-emulated.yaml, confirmed, with failback, "
     "on aurora-kit emulate",
-    "moto": "tests/test_runbooks_aws.py: 09-proxy on a plain moto server (control plane), confirmed",
 }
 
 
@@ -141,7 +136,7 @@ def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: An
     audit_dir = tmp_path / "audit"
     results: dict[str, dict[str, Any]] = {}
     recorded: dict[str, list[dict[str, Any]]] = {}
-    for name in (r for r in params.RUNBOOKS if r not in NOT_EMULATED):
+    for name in params.RUNBOOKS:
         emulator_env.client.reset_calls()
         results[name] = _not_skipped(_run(name, p, audit_dir))
         recorded[name] = iam.normalise(emulator_env.client.calls())
@@ -210,6 +205,16 @@ def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: An
     assert scaled["rehearsal"].startswith("not requested (AWS evaluates the policy itself")
     assert scaled["policy"] == "deleted ak-emulated-readers"
 
+    proxy = results["09-proxy"]  # through the emulated RDS Proxy: TLS, the secret, PgBouncer + the front door's pinning
+    assert proxy["pinning"]["pinned"] is True  # RDS Proxy pins a session-level SET (the aws backend expects it)
+    assert proxy["pinning"]["leaked"] == 0
+    assert proxy["multiplexing"]["server_sessions"] < proxy["multiplexing"]["clients"]
+    assert proxy["read_only"]["in_recovery"] == proxy["read_only"]["connections"]
+    planned = proxy["proxy"]["planned"]  # a real failover, measured through the proxy and on the cluster endpoint
+    assert planned["proxy_gap_s"] > 0  # with 0 lost commits on both sides: judged by the check, which passed
+    assert planned["cluster_endpoint_gap_s"] > 0
+    assert proxy["deleted"] == "deleted ak-emulated-proxy"
+
     gone = results["99-teardown"]
     assert gone["gone"]["exists"] is False
     assert gone["final_snapshot"]["Status"] == "available"
@@ -226,6 +231,8 @@ def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: An
         "Completed failover to DB instance: ak-emulated-1.",
         "Started cross AZ failover to DB instance: ak-emulated-2.",  # 08's class change
         "Completed failover to DB instance: ak-emulated-2.",
+        "Started cross AZ failover to DB instance: ak-emulated-1.",  # 09's, measured through the proxy
+        "Completed failover to DB instance: ak-emulated-1.",
     ]
     changed = rds.describe_events(SourceType="db-instance", EventCategories=["configuration change"], Duration=60)
     shapes = [e["SourceIdentifier"] for e in changed["Events"] if e["Message"] == "DB instance shape changed."]
@@ -306,18 +313,7 @@ def test_destructive_runbooks_without_confirm_stop_before_any_mutating_call(
     assert members() == pending
 
 
-# -- 09-proxy on plain moto: its control plane, calls recorded ----------------------------------------------------
-#: calls 09 makes only once its data plane answers, which plain moto's cannot: declared here (not recorded) so that
-#: its policy covers them — it fails over through the proxy (and its wait reads the cluster's events)
-DATA_PLANE_ONLY: dict[str, list[dict[str, Any]]] = {
-    "09-proxy": [
-        {"service": "rds", "operation": "FailoverDBCluster", "flags": []},
-        {"service": "rds", "operation": "DescribeEvents", "flags": []},
-        {"service": "rds", "operation": "DescribeDBInstances", "flags": []},
-    ],
-}
-
-
+# -- 09-proxy on plain moto: its control plane alone -------------------------------------------------------------
 @pytest.fixture
 def moto_calls(moto_server_env: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Every AWS call the moto server answers (it runs in this process), as the emulator records them."""
@@ -350,23 +346,20 @@ def moto_calls(moto_server_env: Any, monkeypatch: pytest.MonkeyPatch) -> list[di
 
 
 def test_proxy_runs_its_control_plane_on_aws(moto_calls: list[dict[str, Any]], tmp_path: Path) -> None:
-    """09: the proxy with its role, targets AVAILABLE, the read-only endpoint, then deleted with its role. The data
-    plane (moto's endpoints answer nobody) is reported skipped; the calls it made are the source of its
-    least-privilege policy. (08 runs on the emulated AWS, above.)"""
+    """09 on plain moto: the proxy with its role, targets AVAILABLE, the read-only endpoint, then deleted with its
+    role. The data plane (moto's endpoints answer nobody) is reported skipped, and the run is not verified; every
+    call it made is in the runbook's least-privilege policy (recorded on the emulated AWS, above)."""
     p = _aws_parameters(tmp_path)
     audit_dir = tmp_path / "audit"
     _assert_ok(_run("01", p, audit_dir))
-    recorded: dict[str, list[dict[str, Any]]] = {}
-    results = {}
-    for name in NOT_EMULATED:
-        moto_calls.clear()
-        result = _run(name, p, audit_dir)
-        results[name] = _assert_ok(result)
-        _assert_data_plane_skipped(result)
-        recorded[name] = iam.normalise([*moto_calls, *DATA_PLANE_ONLY[name]])
-    _the_iam_source_is_what_the_runbooks_called(recorded, "moto")
+    moto_calls.clear()
+    result = _run("09-proxy", p, audit_dir)
+    proxy = _assert_ok(result)
+    _assert_data_plane_skipped(result)
+    made = {(c["service"], c["operation"]) for c in iam.normalise(moto_calls)}
+    allowed = {(c["service"], c["operation"]) for c in json.loads(iam.CALLS_FILE.read_text())["runbooks"]["09-proxy"]}
+    assert made <= allowed, made - allowed
 
-    proxy = results["09-proxy"]
     assert proxy["proxy_plane"].startswith("skipped (")
     assert proxy["deleted"] == "deleted ak-local-proxy"
     assert proxy["proxy"]["failover through the proxy (planned)"].startswith("skipped (proxy not reachable")

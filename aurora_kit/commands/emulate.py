@@ -79,9 +79,8 @@ def run(args: argparse.Namespace) -> int:
         f"{info['data_plane']} (TLS; CA {info['ca_bundle']})\n"
         f"  export AWS_ENDPOINT_URL={info['aws_endpoint_url']} AWS_ACCESS_KEY_ID=testing "
         f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={info['region']}\n"
-        "  aurora-kit run --all --keep-going -f parameters/aws-emulated.yaml -p confirm=true "
+        "  aurora-kit run --all -f parameters/aws-emulated.yaml -p confirm=true "
         "-p teardown.confirm_cluster_id=ak-emulated\n"
-        "(09-proxy is not emulated yet and fails; --keep-going still runs 99-teardown)\n"
         "Ctrl-C stops it and deletes its clusters.",
         flush=True,
     )

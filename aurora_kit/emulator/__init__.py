@@ -8,6 +8,8 @@ the managed secret, IAM auth tokens, ``sslmode=verify-full``, psycopg connection
 - :mod:`.hooks`      the patches on moto that call the bridge, and the recording of every AWS call
 - :mod:`.frontdoor`  the TLS listener behind every endpoint hostname: routing by SNI, Aurora's IAM check
 - :mod:`.routing`    where each endpoint hostname leads; who is an IAM user
+- :mod:`.proxies`    RDS Proxy: a proxy of an emulated cluster is a local PgBouncer proxy (targets, endpoints, health)
+- :mod:`.pinning`    RDS Proxy's session pinning, added by the front door on proxy sessions
 - :mod:`.iam`        auth-token verification (SigV4 presigned ``rds-db:connect``)
 - :mod:`.pgwire`     the PostgreSQL protocol pieces the front door needs (startup, errors, SCRAM client)
 - :mod:`.tls`        the emulator's CA and server certificate

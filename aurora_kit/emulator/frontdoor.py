@@ -7,7 +7,9 @@ routes by that name:
 
 - ``<instance>.<id>.<region>.rds.amazonaws.com``      → that instance's PostgreSQL process;
 - ``<cluster>.cluster-<id>...``                       → the current writer (it follows failovers, as the DNS does);
-- ``<cluster>.cluster-ro-<id>...``                    → a random reader (the writer when there is none).
+- ``<cluster>.cluster-ro-<id>...``                    → a random reader (the writer when there is none);
+- ``<proxy>.proxy-<id>...``, ``<endpoint>.endpoint.proxy-<id>...`` → an RDS Proxy endpoint (:mod:`.proxies`): its
+  local PgBouncer, with RDS Proxy's session pinning added here (:mod:`.pinning`).
 
 TLS ends here, because Aurora's IAM authentication needs the password message: a user who is a member of
 ``rds_iam`` is asked for a cleartext password (as Aurora's PAM does), which must be an auth token valid for that
@@ -17,8 +19,13 @@ SCRAM and a password only the emulator knows. Every other user is relayed as is:
 exchange with the client (wrong password → PostgreSQL's own ``password authentication failed``). A connection
 without TLS is refused as Aurora refuses it with ``rds.force_ssl=1`` (the default from PostgreSQL 15 on).
 
-After the login the bytes are relayed both ways unchanged; when the backend goes away (reboot, failover), the client
-connection ends too. Cancel requests reach the instance that issued the key.
+A proxy endpoint authenticates as RDS Proxy does: with ``IAMAuth`` ``REQUIRED`` every login needs a token for the
+proxy's hostname (checked here, then the session logs in to PgBouncer with the secret's password); otherwise the
+client's password is checked against the secret's (PgBouncer runs the SCRAM exchange with the client).
+
+After the login the bytes are relayed both ways unchanged (a proxy session's messages are read, for pinning); when
+the backend goes away (reboot, failover), the client connection ends too. Cancel requests reach the instance that
+issued the key (a pinned proxy session's: its own connection).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
+from aurora_kit.emulator import pinning
 from aurora_kit.emulator.iam import TokenRejectedError, verify_token
 from aurora_kit.emulator.pgwire import (
     AUTH_CLEARTEXT,
@@ -40,23 +48,21 @@ from aurora_kit.emulator.pgwire import (
     AUTH_OK,
     AUTH_SASL,
     AUTH_SASL_CONTINUE,
-    AUTH_SASL_FINAL,
     CANCEL_REQUEST,
     GSSENC_REQUEST,
     PROTOCOL_3,
     SSL_REQUEST,
+    BackendLoginError,
     FirstPacket,
     ProtocolError,
-    ScramClient,
     auth_code,
     auth_request,
-    error_fields,
     error_response,
     message,
     password_of,
     read_first,
     read_message,
-    startup_message,
+    scram_login,
 )
 from aurora_kit.emulator.tls import TlsFiles
 
@@ -73,8 +79,9 @@ class Route:
     address: tuple[str, int] | None  # its PostgreSQL process; None: not accepting connections
     port: int  # the endpoint's RDS port (what IAM tokens are signed for)
     resource_id: str = ""  # DbClusterResourceId (for the rds-db:connect ARN)
-    iam_enabled: bool = False  # EnableIAMDatabaseAuthentication on the cluster
+    iam_enabled: bool = False  # EnableIAMDatabaseAuthentication on the cluster; IAMAuth REQUIRED on a proxy
     down_reason: str = ""
+    proxy: pinning.ProxyRoute | None = None  # a proxy endpoint: how its sessions are pinned
 
 
 class Router(Protocol):
@@ -92,6 +99,8 @@ class Router(Protocol):
 
     def record_connect(self, route: Route, user: str, *, ok: bool, reason: str = "") -> None: ...
 
+    def proxy_password(self, route: Route) -> str: ...
+
 
 class FrontDoor:
     """The TLS listener (see the module docstring); runs its own event loop in a daemon thread."""
@@ -107,7 +116,8 @@ class FrontDoor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
-        self._cancel_keys: dict[bytes, tuple[str, int]] = {}
+        #: a client's cancel key → where its session runs and that backend's own key
+        self._cancel_keys: dict[bytes, tuple[tuple[str, int], bytes]] = {}
         self.connections = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -212,9 +222,8 @@ class FrontDoor:
         if route is None:
             return await self._refused(writer, "08001", f"no DB endpoint {sni} in this emulated account and Region")
         if route.address is None:
-            return await self._refused(
-                writer, "57P03", f"DB instance {route.instance_id} is not accepting connections ({route.down_reason})"
-            )
+            what = f"proxy endpoint {sni}" if route.endpoint.startswith("proxy") else f"DB instance {route.instance_id}"
+            return await self._refused(writer, "57P03", f"{what} is not accepting connections ({route.down_reason})")
         try:
             iam = await asyncio.to_thread(self.router.is_iam_user, route, user)
         except Exception as exc:  # the instance went away between routing and the check
@@ -243,6 +252,7 @@ class FrontDoor:
             return await self._refused(writer, "57P03", f"DB instance {route.instance_id} refused: {exc}")
         b_writer.write(first.raw)
         await b_writer.drain()
+        key = b""
         while True:
             kind, payload = await read_message(b_reader)
             writer.write(message(kind, payload))
@@ -252,13 +262,12 @@ class FrontDoor:
                 b_writer.write(message(c_kind, c_payload))
                 await b_writer.drain()
             elif kind == b"K":
-                self._remember_key(payload, route)
+                key = self._remember_key(payload, route)
             elif kind == b"E":
                 return b_writer
             elif kind == b"Z":
                 break
-        await self._pipe_both(reader, writer, b_reader, b_writer)
-        return b_writer
+        return await self._relay(reader, writer, b_reader, b_writer, route, first, key)
 
     async def _iam_login(
         self,
@@ -298,48 +307,50 @@ class FrontDoor:
             b_reader, b_writer = await self._backend(route)
         except (OSError, asyncio.TimeoutError) as exc:
             return await self._refused(writer, "57P03", f"DB instance {route.instance_id} refused: {exc}")
-        b_writer.write(startup_message(first.params))
-        await b_writer.drain()
-        scram = ScramClient(password)
-        while True:
-            kind, payload = await read_message(b_reader)
-            if kind == b"E":
-                fields = error_fields(payload)
-                log.warning("backend login of IAM user %s failed: %s", user, fields.get("M"))
-                await self._refused(writer, "28P01", f'PAM authentication failed for user "{user}"')
-                return b_writer
-            if kind == b"v":
-                continue
-            if kind != b"R":
-                raise ProtocolError(f"unexpected {kind!r} during the backend login")
-            code = auth_code(payload)
-            if code == AUTH_SASL:
-                b_writer.write(scram.initial_response())
-            elif code == AUTH_SASL_CONTINUE:
-                b_writer.write(scram.final_response(payload[4:]))
-            elif code == AUTH_SASL_FINAL:
-                scram.check_server_final(payload[4:])
-                continue
-            elif code == AUTH_OK:
-                break
-            else:
-                raise ProtocolError(f"backend asked for authentication method {code}")
-            await b_writer.drain()
+        try:
+            after = await scram_login(b_reader, b_writer, dict(first.params), password)
+        except BackendLoginError as exc:
+            log.warning("backend login of IAM user %s failed: %s", user, exc)
+            await self._refused(writer, "28P01", f'PAM authentication failed for user "{user}"')
+            return b_writer
         writer.write(auth_request(AUTH_OK))
-        while True:
-            kind, payload = await read_message(b_reader)
+        key = b""
+        for kind, payload in after:
             writer.write(message(kind, payload))
             if kind == b"K":
-                self._remember_key(payload, route)
-            if kind in (b"Z", b"E"):
-                break
+                key = self._remember_key(payload, route)
         await writer.drain()
-        if kind == b"E":
+        if after[-1][0] == b"E":
             return b_writer
-        await self._pipe_both(reader, writer, b_reader, b_writer)
-        return b_writer
+        return await self._relay(reader, writer, b_reader, b_writer, route, first, key)
 
     # -- relaying ------------------------------------------------------------------------------------------
+    async def _relay(
+        self,
+        c_reader: asyncio.StreamReader,
+        c_writer: asyncio.StreamWriter,
+        b_reader: asyncio.StreamReader,
+        b_writer: asyncio.StreamWriter,
+        route: Route,
+        first: FirstPacket,
+        client_key: bytes,
+    ) -> asyncio.StreamWriter:
+        """Relay a logged-in session; a proxy session through :func:`.pinning.relay`. Returns the backend writer
+        to close at the end."""
+        if route.proxy is None:
+            await self._pipe_both(c_reader, c_writer, b_reader, b_writer)
+            return b_writer
+        password = await asyncio.to_thread(self.router.proxy_password, route)
+
+        def pinned(address: tuple[str, int], backend_key: bytes) -> None:
+            if client_key:
+                self._cancel_keys[client_key] = (address, backend_key)
+
+        return await pinning.relay(
+            c_reader, c_writer, b_reader, b_writer,
+            route=route.proxy, startup=first.params, password=password, on_pinned=pinned,
+        )  # fmt: skip
+
     async def _pipe_both(
         self,
         c_reader: asyncio.StreamReader,
@@ -359,21 +370,25 @@ class FrontDoor:
 
         await asyncio.gather(pipe(c_reader, b_writer), pipe(b_reader, c_writer))
 
-    def _remember_key(self, payload: bytes, route: Route) -> None:
+    def _remember_key(self, payload: bytes, route: Route) -> bytes:
+        """Where the session of this BackendKeyData runs (for cancel requests); returns the key."""
+        key = bytes(payload)
         if route.address is not None:
-            self._cancel_keys[bytes(payload)] = route.address
+            self._cancel_keys[key] = (route.address, key)
             if len(self._cancel_keys) > 10_000:  # keys of long-gone sessions
                 self._cancel_keys.pop(next(iter(self._cancel_keys)))
+        return key
 
     async def _cancel(self, first: FirstPacket) -> None:
-        address = self._cancel_keys.get(first.raw[8:16])
-        if address is None:
+        found = self._cancel_keys.get(first.raw[8:16])
+        if found is None:
             return
+        address, key = found
         try:
             _, w = await asyncio.wait_for(asyncio.open_connection(*address), timeout=5)
         except (OSError, asyncio.TimeoutError):
             return
-        w.write(first.raw)
+        w.write(first.raw[:8] + key)
         await w.drain()
         w.close()
 

@@ -30,6 +30,11 @@ def _endpoints(backend: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
+def proxy_endpoint_rows(backend: Any) -> list[dict[str, Any]]:
+    """The proxy endpoints (not the default ones) of an RDS backend: the rows DescribeDBProxyEndpoints answers with."""
+    return list(_endpoints(backend).values())
+
+
 _ORIGINAL = "__aurora_kit_original__"
 
 

@@ -143,3 +143,49 @@ class ScramClient:
         attrs = dict(item.split("=", 1) for item in server_final.decode().split(","))
         if base64.b64decode(attrs.get("v", "")) != self._server_signature:
             raise ProtocolError("SCRAM: the server's signature does not verify")
+
+
+class BackendLoginError(Exception):
+    """The backend refused the login (its ErrorResponse's fields)."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(fields.get("M", "login refused"))
+        self.fields = fields
+
+
+async def scram_login(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, params: dict[str, str], password: str
+) -> list[tuple[bytes, bytes]]:
+    """Log in to a backend as ``params["user"]`` with SCRAM-SHA-256 and ``password``; returns the messages after
+    AuthenticationOk up to ReadyForQuery or an ErrorResponse (ParameterStatus, BackendKeyData, ...).
+    BackendLoginError when the authentication itself is refused."""
+    writer.write(startup_message(params))
+    await writer.drain()
+    scram = ScramClient(password)
+    while True:
+        kind, payload = await read_message(reader)
+        if kind == b"E":
+            raise BackendLoginError(error_fields(payload))
+        if kind == b"v":
+            continue
+        if kind != b"R":
+            raise ProtocolError(f"unexpected {kind!r} during the backend login")
+        code = auth_code(payload)
+        if code == AUTH_SASL:
+            writer.write(scram.initial_response())
+        elif code == AUTH_SASL_CONTINUE:
+            writer.write(scram.final_response(payload[4:]))
+        elif code == AUTH_SASL_FINAL:
+            scram.check_server_final(payload[4:])
+            continue
+        elif code == AUTH_OK:
+            break
+        else:
+            raise ProtocolError(f"backend asked for authentication method {code}")
+        await writer.drain()
+    after: list[tuple[bytes, bytes]] = []
+    while True:  # an ErrorResponse now (no such database...) is the session's first answer, for the client to see
+        kind, payload = await read_message(reader)
+        after.append((kind, payload))
+        if kind in (b"Z", b"E"):
+            return after

@@ -4,7 +4,9 @@
 - ``<instance>.<id>.<region>.rds.amazonaws.com``  → that instance (while it is ``available`` or ``rebooting``);
 - ``<cluster>.cluster-<id>...``                   → the writer the bridge reports (it flips when the target of a
   failover accepts writes, as Aurora's DNS record does);
-- ``<cluster>.cluster-ro-<id>...``                → a random available reader, the writer when there is none.
+- ``<cluster>.cluster-ro-<id>...``                → a random available reader, the writer when there is none;
+- ``<proxy>.proxy-<id>...`` and ``<endpoint>.endpoint.proxy-<id>...`` → that proxy endpoint's local PgBouncer
+  (:mod:`.proxies`), once its targets are registered.
 
 A user is an IAM user when it was granted ``rds_iam`` (directly or through a role; a superuser is no member by
 default, as on Aurora where the master user is ``rds_superuser``, not a superuser). The front door logs an IAM user in
@@ -24,21 +26,29 @@ from typing import TYPE_CHECKING
 from psycopg import sql
 
 from aurora_kit.emulator.frontdoor import Route
+from aurora_kit.emulator.pinning import ProxyRoute
+from aurora_kit.emulator.proxies import PROXY_PORT
 
 if TYPE_CHECKING:
     from aurora_kit.emulator.bridge import Bridge
+    from aurora_kit.emulator.proxies import ProxyBridge
 
 
 class EndpointRouter:
     """The :class:`~aurora_kit.emulator.frontdoor.Router` of an emulator (module docstring)."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, proxies: ProxyBridge) -> None:
         self.bridge = bridge
+        self.proxies = proxies
         self.region = bridge.region
         self._key = secrets.token_bytes(32)
 
     def route(self, hostname: str) -> Route | None:
         name = hostname.lower()
+        with self.bridge.moto_lock:
+            proxied = self.proxies.route(name)
+        if proxied is not None:
+            return self._proxy_route(*proxied)
         suffix = f".{self.bridge.host_id}.{self.bridge.region}.rds.amazonaws.com"
         head, cluster_suffix = name.partition(".")[0], name.partition(".")[2]
         with self.bridge.moto_lock:
@@ -83,10 +93,31 @@ class EndpointRouter:
             down_reason=down,
         )
 
+    def _proxy_route(self, cid: str, proxy: ProxyRoute | None, down: str) -> Route:
+        cluster = self.bridge._cluster(cid)
+        address = self.proxies.local_address(proxy) if proxy is not None else None
+        return Route(
+            cluster_id=cid,
+            endpoint=f"proxy:{proxy.proxy_name}" if proxy is not None else "proxy",
+            instance_id=proxy.pin_instance if proxy is not None else None,
+            address=address,
+            port=PROXY_PORT,
+            resource_id=str(self.bridge.rds().db_proxies[proxy.proxy_name].unique_id) if proxy is not None else "",
+            iam_enabled=proxy is not None and proxy.iam_required,
+            down_reason=down or ("" if cluster is not None else "its cluster is gone"),
+            proxy=proxy,
+        )
+
+    def proxy_password(self, route: Route) -> str:
+        assert route.proxy is not None
+        return self.proxies.password(route.proxy)
+
     def credentials(self) -> Mapping[str, str]:
         return self.bridge.credentials()
 
     def is_iam_user(self, route: Route, user: str) -> bool:
+        if route.proxy is not None:  # RDS Proxy: IAMAuth REQUIRED asks every client for a token
+            return route.proxy.iam_required
         assert route.instance_id is not None
         with self.bridge.master(route.cluster_id, route.instance_id) as conn:
             row = conn.execute(  # granted membership (pg_has_role is true for any superuser)
@@ -100,6 +131,8 @@ class EndpointRouter:
     def iam_backend_password(self, route: Route, user: str) -> str:
         """The password the front door logs an IAM user in with: known to the emulator only, set on the writer
         (replicated to the readers) the first time that user logs in to this cluster."""
+        if route.proxy is not None:  # the proxy logs in to its targets with the secret (the master user's)
+            return self.proxies.password(route.proxy)
         password = hmac.new(self._key, user.encode(), hashlib.sha256).hexdigest()
         view = self.bridge.views[route.cluster_id]
         if user in view.iam_passwords or view.writer is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aurora_kit.emulator import hooks
+from aurora_kit.emulator import hooks, proxies
 from aurora_kit.emulator.bridge import Bridge
 from aurora_kit.emulator.frontdoor import FrontDoor
 from aurora_kit.emulator.gaps import Patcher, check_moto_version
@@ -99,7 +99,9 @@ class Emulator:
             self.bridge.delete_all()
         self.tls = generate(self.home / "tls", region=self.config.region, host_id=self.host_id)
         hooks.install(self.bridge, self._patch)
-        router = EndpointRouter(self.bridge)
+        self.proxies = proxies.ProxyBridge(self.bridge)
+        proxies.install(self.proxies, self._patch)
+        router = EndpointRouter(self.bridge, self.proxies)
         self.frontdoor = FrontDoor(router, self.tls, host=self.config.host, port=self.config.db_port)
         self.config.db_port = self.frontdoor.start()
         app = _Control(DomainDispatcherApplication(create_backend_app), self)

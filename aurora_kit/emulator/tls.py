@@ -4,7 +4,9 @@ it does against Aurora (whose CA is the RDS global bundle).
 
 Aurora's server certificate names the instance, cluster and reader endpoints of its account and Region; the
 emulator's names them by wildcard (``*.<id>.<region>.rds.amazonaws.com``, ``*.cluster-<id>...``,
-``*.cluster-ro-<id>...``), which libpq matches exactly like a listed name (one label, left-most).
+``*.cluster-ro-<id>...``, and the proxies' ``*.proxy-<id>...``, ``*.endpoint.proxy-<id>...``), which libpq matches
+exactly like a listed name (one label, left-most). (RDS Proxy presents an ACM certificate that clients check against
+their system trust store; the emulator's comes from its own CA, which ``aws.ca_bundle`` names.)
 """
 
 from __future__ import annotations
@@ -50,9 +52,11 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def rds_hostnames(region: str, host_id: str) -> list[str]:
-    """The wildcard names every endpoint of this account and Region matches (instance, cluster, reader)."""
+    """The wildcard names every endpoint of this account and Region matches (instance, cluster, reader, a proxy's
+    default endpoint and its other endpoints)."""
     suffix = f"{host_id}.{region}.rds.amazonaws.com"
-    return [f"*.{suffix}", f"*.cluster-{suffix}", f"*.cluster-ro-{suffix}"]
+    return [f"*.{suffix}", f"*.cluster-{suffix}", f"*.cluster-ro-{suffix}", f"*.proxy-{suffix}",
+            f"*.endpoint.proxy-{suffix}"]  # fmt: skip
 
 
 def generate(directory: Path, *, region: str, host_id: str, days: int = 30) -> TlsFiles:
