@@ -280,3 +280,51 @@ def test_a_failed_failover_is_reported_by_its_event(backend: AwsBackend, emulato
     assert f"Promoting previous primary again: {writer}." in messages
     assert backend.describe_cluster(CLUSTER).writer_id == writer
     assert backend.describe_cluster(CLUSTER).status == "available"
+
+
+def test_rds_proxy_sessions_survive_what_clients_do(backend: AwsBackend) -> None:
+    """(Last: it fails over.) Through the emulated proxy: a session opened before a failover pins, after it, to the
+    *new* writer; psycopg's automatic prepared statements work (a named statement pins here); a COPY leaves the
+    session able to pin; a cancel request is dropped, as RDS Proxy for PostgreSQL does not support CancelRequest, and
+    harms nothing."""
+    from aurora_kit.specs import ProxySpec
+
+    backend.create_proxy(CLUSTER, ProxySpec(proxy_name="emu-proxy-2"))
+    try:
+        info = backend.proxy_connection_info("emu-proxy-2")
+        with connect(info, connect_timeout=5) as early:
+            early.execute("SELECT 1")
+            result = backend.failover(CLUSTER)
+            for _ in range(100):  # the proxy follows the promotion; the client's connection to it stays
+                try:
+                    early.execute("SELECT 1")
+                    break
+                except psycopg.OperationalError:
+                    time.sleep(0.05)
+            early.execute("SET application_name = 'pinned-after-failover'")
+            assert early.execute("SELECT aurora_db_instance_identifier(), pg_is_in_recovery()").fetchone() == (
+                result.new_writer,
+                False,
+            )
+        with connect(info, connect_timeout=5) as conn:  # prepare_threshold 5: the 6th run uses a named statement
+            assert [conn.execute("SELECT %s::int", (i,)).fetchone() for i in range(8)] == [(i,) for i in range(8)]
+        with connect(info, connect_timeout=5) as conn:
+            conn.autocommit = True
+            conn.execute("CREATE TEMP TABLE t (i int)")  # pins
+            with conn.cursor().copy("COPY t FROM STDIN") as copy:
+                copy.write_row((1,))
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        with connect(info, connect_timeout=5) as conn:
+            conn.autocommit = True
+            with conn.cursor().copy("COPY (SELECT 1) TO STDOUT") as copy:
+                list(copy.rows())
+            conn.execute("SET aurora_kit.after_copy = 'kept'")
+            pids = {conn.execute("SELECT current_setting('aurora_kit.after_copy', true)").fetchone() for _ in range(5)}
+            assert pids == {("kept",)}
+        with connect(info, connect_timeout=5) as conn:
+            conn.cancel()  # dropped (PgBouncer 1.18 could even crash on a cancel whose sender leaves at once)
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with connect(info, connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        backend.delete_proxy("emu-proxy-2")

@@ -15,7 +15,7 @@ from cryptography import x509
 from aurora_kit.emulator.events import CATALOGUE, make_event
 from aurora_kit.emulator.gaps import Patcher, check_moto_version
 from aurora_kit.emulator.iam import TokenRejectedError, verify_token
-from aurora_kit.emulator.pinning import EXCLUDE_VARIABLE_SETS, pin_reason, query_text
+from aurora_kit.emulator.pinning import message_pin_reason, pin_reason, query_text
 from aurora_kit.emulator.server import host_id
 from aurora_kit.emulator.tls import generate, rds_hostnames
 
@@ -135,23 +135,30 @@ def test_the_patcher_undoes_in_reverse() -> None:
         ("SET search_path = app", "a SET statement"),
         ("  set aurora_kit.pin_probe = 'x'", "a SET statement"),
         ("SET SESSION work_mem = '64MB'", "a SET statement"),
+        ("SET LOCAL work_mem = '64MB'", "a SET statement"),  # the PostgreSQL list names no exception
         ("RESET ALL", "a SET statement"),
         ("/* why */ SET statement_timeout = 0", "a SET statement"),
         ("SELECT 1; SET TIME ZONE 'UTC'", "a SET statement"),
         ("SELECT set_config('app.user', 'x', false)", "set_config(..., false)"),
+        ("SELECT set_config('a', lower('X'), false)", "set_config(..., false)"),
         ("PREPARE q AS SELECT 1", "a prepared statement"),
         ("DEALLOCATE ALL", "a prepared statement"),
         ("DISCARD ALL", "DISCARD"),
         ("CREATE TEMP TABLE t (i int)", "a temporary object"),
         ("create temporary sequence s", "a temporary object"),
+        ("SELECT 1 AS i INTO TEMP t", "a temporary object"),
         ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", "a cursor"),
         ("LISTEN jobs", "LISTEN"),
         ("LOAD 'auto_explain'", "LOAD"),
         ("SELECT pg_advisory_lock(42)", "a session-level advisory lock"),
         ("SELECT pg_try_advisory_lock(42)", "a session-level advisory lock"),
+        ("SELECT nextval('s')", "a sequence function"),
+        ("SELECT setval('s', 10)", "a sequence function"),
+        ("SELECT '" + "x" * 17_000 + "'", "a statement over 16 KB"),
     ],
 )
 def test_what_pins_a_proxy_session(sql: str, reason: str) -> None:
+    """RDS Proxy's conditions for PostgreSQL (Aurora User Guide, "Avoiding pinning an RDS Proxy")."""
     assert pin_reason(sql) == reason
 
 
@@ -159,24 +166,28 @@ def test_what_pins_a_proxy_session(sql: str, reason: str) -> None:
     "sql",
     [
         "SELECT 1",
-        "SET LOCAL work_mem = '64MB'",
-        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
         "UPDATE t SET a = 1",
         "INSERT INTO t VALUES ('SET x = 1')",
+        "SELECT 'a;SET x = 1'",
+        "SELECT $$;RESET ALL$$",
+        "SELECT $fn$ pg_advisory_lock(1) $fn$",
+        "SELECT E'it\\'s; SET x = 1'",
         "SELECT set_config('app.user', 'x', true)",
         "SELECT pg_advisory_xact_lock(42)",
         "-- SET search_path = app\nSELECT 1",
         "CREATE TABLE tempo (i int)",
+        "PREPARE TRANSACTION 'tx1'",
     ],
 )
 def test_what_does_not_pin(sql: str) -> None:
     assert pin_reason(sql) is None
 
 
-def test_exclude_variable_sets_keeps_sets_from_pinning_only() -> None:
-    assert pin_reason("SET search_path = app", (EXCLUDE_VARIABLE_SETS,)) is None
-    assert pin_reason("SELECT set_config('a.b', 'x', false)", (EXCLUDE_VARIABLE_SETS,)) is None
-    assert pin_reason("LISTEN jobs", (EXCLUDE_VARIABLE_SETS,)) == "LISTEN"
+def test_a_named_prepared_statement_pins_here_an_unnamed_one_does_not() -> None:
+    assert message_pin_reason(b"P", b"_pg3_0\0SELECT $1\0\0\0") == "a named prepared statement (extended protocol)"
+    assert message_pin_reason(b"P", b"\0SELECT $1\0\0\0") is None
+    assert message_pin_reason(b"P", b"\0SET a.b = $1\0\0\0") == "a SET statement"
+    assert message_pin_reason(b"B", b"\0\0") is None
 
 
 def test_the_sql_of_query_and_parse_messages() -> None:

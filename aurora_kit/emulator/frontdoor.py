@@ -25,12 +25,13 @@ client's password is checked against the secret's (PgBouncer runs the SCRAM exch
 
 After the login the bytes are relayed both ways unchanged (a proxy session's messages are read, for pinning); when
 the backend goes away (reboot, failover), the client connection ends too. Cancel requests reach the instance that
-issued the key (a pinned proxy session's: its own connection).
+issued the key (not on a proxy endpoint: RDS Proxy for PostgreSQL does not support them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import struct
@@ -101,6 +102,8 @@ class Router(Protocol):
 
     def proxy_password(self, route: Route) -> str: ...
 
+    def proxy_pin_target(self, route: Route) -> tuple[str, tuple[str, int]] | None: ...
+
 
 class FrontDoor:
     """The TLS listener (see the module docstring); runs its own event loop in a daemon thread."""
@@ -117,7 +120,7 @@ class FrontDoor:
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         #: a client's cancel key → where its session runs and that backend's own key
-        self._cancel_keys: dict[bytes, tuple[tuple[str, int], bytes]] = {}
+        self._cancel_keys: dict[bytes, tuple[str, int]] = {}
         self.connections = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -218,12 +221,13 @@ class FrontDoor:
                 "connect with the RDS endpoint hostname as host (hostaddr for the address): the emulator routes "
                 "by the TLS server name, and this client sent none",
             )
-        route = self.router.route(sni)
+        route = await asyncio.to_thread(self.router.route, sni)
         if route is None:
             return await self._refused(writer, "08001", f"no DB endpoint {sni} in this emulated account and Region")
         if route.address is None:
-            what = f"proxy endpoint {sni}" if route.endpoint.startswith("proxy") else f"DB instance {route.instance_id}"
-            return await self._refused(writer, "57P03", f"{what} is not accepting connections ({route.down_reason})")
+            return await self._refused(
+                writer, "57P03", f"{_what(route)} is not accepting connections ({route.down_reason})"
+            )
         try:
             iam = await asyncio.to_thread(self.router.is_iam_user, route, user)
         except Exception as exc:  # the instance went away between routing and the check
@@ -249,10 +253,9 @@ class FrontDoor:
         try:
             b_reader, b_writer = await self._backend(route)
         except (OSError, asyncio.TimeoutError) as exc:
-            return await self._refused(writer, "57P03", f"DB instance {route.instance_id} refused: {exc}")
+            return await self._refused(writer, "57P03", f"{_what(route)} refused: {exc}")
         b_writer.write(first.raw)
         await b_writer.drain()
-        key = b""
         while True:
             kind, payload = await read_message(b_reader)
             writer.write(message(kind, payload))
@@ -262,12 +265,12 @@ class FrontDoor:
                 b_writer.write(message(c_kind, c_payload))
                 await b_writer.drain()
             elif kind == b"K":
-                key = self._remember_key(payload, route)
+                self._remember_key(payload, route)
             elif kind == b"E":
                 return b_writer
             elif kind == b"Z":
                 break
-        return await self._relay(reader, writer, b_reader, b_writer, route, first, key)
+        return await self._relay(reader, writer, b_reader, b_writer, route, first)
 
     async def _iam_login(
         self,
@@ -306,7 +309,7 @@ class FrontDoor:
         try:
             b_reader, b_writer = await self._backend(route)
         except (OSError, asyncio.TimeoutError) as exc:
-            return await self._refused(writer, "57P03", f"DB instance {route.instance_id} refused: {exc}")
+            return await self._refused(writer, "57P03", f"{_what(route)} refused: {exc}")
         try:
             after = await scram_login(b_reader, b_writer, dict(first.params), password)
         except BackendLoginError as exc:
@@ -314,15 +317,14 @@ class FrontDoor:
             await self._refused(writer, "28P01", f'PAM authentication failed for user "{user}"')
             return b_writer
         writer.write(auth_request(AUTH_OK))
-        key = b""
         for kind, payload in after:
             writer.write(message(kind, payload))
             if kind == b"K":
-                key = self._remember_key(payload, route)
+                self._remember_key(payload, route)
         await writer.drain()
         if after[-1][0] == b"E":
             return b_writer
-        return await self._relay(reader, writer, b_reader, b_writer, route, first, key)
+        return await self._relay(reader, writer, b_reader, b_writer, route, first)
 
     # -- relaying ------------------------------------------------------------------------------------------
     async def _relay(
@@ -333,7 +335,6 @@ class FrontDoor:
         b_writer: asyncio.StreamWriter,
         route: Route,
         first: FirstPacket,
-        client_key: bytes,
     ) -> asyncio.StreamWriter:
         """Relay a logged-in session; a proxy session through :func:`.pinning.relay`. Returns the backend writer
         to close at the end."""
@@ -342,13 +343,12 @@ class FrontDoor:
             return b_writer
         password = await asyncio.to_thread(self.router.proxy_password, route)
 
-        def pinned(address: tuple[str, int], backend_key: bytes) -> None:
-            if client_key:
-                self._cancel_keys[client_key] = (address, backend_key)
+        async def pin_target() -> tuple[str, tuple[str, int]] | None:
+            return await asyncio.to_thread(self.router.proxy_pin_target, route)
 
         return await pinning.relay(
             c_reader, c_writer, b_reader, b_writer,
-            route=route.proxy, startup=first.params, password=password, on_pinned=pinned,
+            proxy_name=route.proxy.proxy_name, startup=first.params, password=password, pin_target=pin_target,
         )  # fmt: skip
 
     async def _pipe_both(
@@ -370,29 +370,36 @@ class FrontDoor:
 
         await asyncio.gather(pipe(c_reader, b_writer), pipe(b_reader, c_writer))
 
-    def _remember_key(self, payload: bytes, route: Route) -> bytes:
-        """Where the session of this BackendKeyData runs (for cancel requests); returns the key."""
-        key = bytes(payload)
-        if route.address is not None:
-            self._cancel_keys[key] = (route.address, key)
+    def _remember_key(self, payload: bytes, route: Route) -> None:
+        """Where the session of this BackendKeyData runs (for cancel requests). Not for a proxy
+        session: RDS Proxy for PostgreSQL does not support CancelRequest (Aurora User Guide, RDS Proxy limitations
+        for PostgreSQL), so the emulator drops such requests as it ignores any unknown key."""
+        if route.address is not None and route.proxy is None:
+            self._cancel_keys[bytes(payload)] = route.address
             if len(self._cancel_keys) > 10_000:  # keys of long-gone sessions
                 self._cancel_keys.pop(next(iter(self._cancel_keys)))
-        return key
 
     async def _cancel(self, first: FirstPacket) -> None:
-        found = self._cancel_keys.get(first.raw[8:16])
-        if found is None:
+        address = self._cancel_keys.get(first.raw[8:16])
+        if address is None:
             return
-        address, key = found
         try:
-            _, w = await asyncio.wait_for(asyncio.open_connection(*address), timeout=5)
+            r, w = await asyncio.wait_for(asyncio.open_connection(*address), timeout=5)
         except (OSError, asyncio.TimeoutError):
             return
-        w.write(first.raw[:8] + key)
+        w.write(first.raw)
         await w.drain()
+        with contextlib.suppress(OSError, asyncio.TimeoutError):  # as libpq does: the server closes first
+            await asyncio.wait_for(r.read(), timeout=5)
         w.close()
 
 
 def _remember_sni(ssl_object: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
     """TLS SNI callback: keep the server name the client asked for on its SSL object."""
     ssl_object.aurora_kit_sni = name  # type: ignore[attr-defined]
+
+
+def _what(route: Route) -> str:
+    """How a refusal names what refused: the proxy (``proxy:<name>``), or the DB instance."""
+    proxy = route.endpoint.removeprefix("proxy:")
+    return f"DB proxy {proxy}" if proxy != route.endpoint else f"DB instance {route.instance_id}"

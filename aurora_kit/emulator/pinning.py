@@ -5,17 +5,19 @@ a client session that changes session state to one database connection for the r
 Guide, "Avoiding pinning an RDS Proxy"), PgBouncer hands the next transaction to any server connection. So the front
 door reads the client's messages on a proxy connection, and when a statement changes session state (:func:`pin_reason`)
 while the session is idle, it moves the session — before that statement — onto a connection of its own to the
-instance the endpoint routes to (logged in with the secret's password, as RDS Proxy logs in to its targets), and
-relays it there until the client disconnects. Later transactions then run in one database session that no other
-client shares: what RDS Proxy's pinning guarantees.
+instance the endpoint routes to *now* (the writer; a reader for a READ_ONLY endpoint), logged in with the secret's
+password as RDS Proxy logs in to its targets, and relays it there until the client disconnects. Later transactions
+then run in one database session that no other client shares: what RDS Proxy's pinning guarantees.
 
-Recognised as session state changes (RDS Proxy's documented conditions for PostgreSQL): ``SET`` and ``RESET`` (not
-``SET LOCAL`` / ``SET TRANSACTION``; none of them with the target group's ``EXCLUDE_VARIABLE_SETS`` filter),
-``set_config(..., false)``, ``PREPARE`` / ``EXECUTE`` / ``DEALLOCATE``, ``DISCARD``, temporary tables, sequences and
-views, ``DECLARE`` (cursors), ``LISTEN``, ``LOAD``, and session-level advisory locks. Differences, documented in the
-README: a statement sent inside an explicit transaction or while earlier ones still await their answer (pipelining)
-does not pin (the session cannot move then); PgBouncer resets such a session's state after the transaction, so it
-is lost rather than leaked; cancel requests of a pinned session reach its own connection.
+Recognised as session state changes — the documented conditions for PostgreSQL: ``SET`` and ``RESET`` (every form:
+the PostgreSQL list names no exception; RDS Proxy supports no session pinning filters for PostgreSQL), ``set_config``
+with ``is_local`` false, ``PREPARE`` / ``EXECUTE`` / ``DEALLOCATE``, ``DISCARD``, temporary tables, sequences and
+views (``SELECT … INTO TEMP`` too), ``DECLARE`` (cursors), ``LISTEN``, ``LOAD``, ``nextval`` / ``setval``,
+session-level advisory locks, and any statement over 16 KB. String literals and comments are ignored. Differences,
+documented in the README: a protocol-level *named* prepared statement pins here (PgBouncer 1.18 cannot carry it
+across transactions; RDS Proxy multiplexes them since 2023); a statement sent inside an explicit transaction or
+while earlier ones still await their answer (pipelining) does not pin (the session cannot move then: PgBouncer
+resets its state after the transaction, so it is lost rather than leaked).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import asyncio
 import logging
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aurora_kit.emulator.pgwire import BackendLoginError, ProtocolError, message, read_message, scram_login
@@ -39,16 +41,21 @@ class ProxyRoute:
     proxy_name: str
     role: str  # READ_WRITE | READ_ONLY
     iam_required: bool
-    #: the instance a pinned session moves to (the writer; a reader for READ_ONLY) and its PostgreSQL address
-    pin_instance: str | None
-    pin_address: tuple[str, int] | None
-    #: the target group's SessionPinningFilters (EXCLUDE_VARIABLE_SETS: a SET does not pin)
-    pinning_filters: tuple[str, ...] = ()
+    resource_id: str  # the proxy's prx-... id (the rds-db:connect ARN names it)
+    local_address: tuple[str, int]  # the endpoint's PgBouncer
 
 
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
-_SET = re.compile(r"^(SET|RESET)\b(?!\s+(LOCAL|TRANSACTION|CONSTRAINTS)\b)", re.I)
+#: where a pinned session goes, asked when it pins: (instance id, its PostgreSQL address), or None
+PinTarget = Callable[[], Awaitable[tuple[str, tuple[str, int]] | None]]
+
+
+#: comments and literals ('…' with '' inside, E'…' with escapes, $tag$…$tag$): what they contain is no statement
+_IGNORED = re.compile(r"--[^\n]*|/\*.*?\*/|[eE]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|(\$[A-Za-z_]*\$).*?\1", re.S)
+#: RDS Proxy pins any statement longer than this (Aurora User Guide, "Avoiding pinning an RDS Proxy")
+MAX_UNPINNED_STATEMENT = 16 * 1024
+_SET = re.compile(r"^(SET|RESET)\b", re.I)
 _STATEMENTS = (
+    (re.compile(r"^PREPARE\s+TRANSACTION\b", re.I), None),  # two-phase commit: no session state
     (re.compile(r"^(PREPARE|EXECUTE|DEALLOCATE)\b", re.I), "a prepared statement"),
     (re.compile(r"^DISCARD\b", re.I), "DISCARD"),
     (re.compile(r"^CREATE\s+(GLOBAL\s+|LOCAL\s+)?(TEMP|TEMPORARY)\b", re.I), "a temporary object"),
@@ -58,25 +65,29 @@ _STATEMENTS = (
     (re.compile(r"^LOAD\b", re.I), "LOAD"),
 )
 _ANYWHERE = (
-    (re.compile(r"\bset_config\s*\([^)]*,\s*false\s*\)", re.I), "set_config(..., false)"),
+    (re.compile(r"\bset_config\s*\((?:[^()]|\([^()]*\))*,\s*false\s*\)", re.I), "set_config(..., false)"),
     (re.compile(r"\bpg_(try_)?advisory_lock(_shared)?\s*\(", re.I), "a session-level advisory lock"),
+    (re.compile(r"\b(nextval|setval)\s*\(", re.I), "a sequence function"),
+    (re.compile(r"\bINTO\s+(TEMP|TEMPORARY)\b", re.I), "a temporary object"),
 )
-EXCLUDE_VARIABLE_SETS = "EXCLUDE_VARIABLE_SETS"
 
 
-def pin_reason(sql: str, filters: tuple[str, ...] = ()) -> str | None:
+def pin_reason(sql: str) -> str | None:
     """Why RDS Proxy would pin a session that runs ``sql`` (None: it would not)."""
-    text = _COMMENTS.sub(" ", sql)
-    sets_pin = EXCLUDE_VARIABLE_SETS not in filters
+    if len(sql.encode()) > MAX_UNPINNED_STATEMENT:
+        return "a statement over 16 KB"
+    text = _IGNORED.sub(" ", sql)
     for statement in (s.strip() for s in text.split(";")):
-        if sets_pin and _SET.match(statement):
+        if _SET.match(statement):
             return "a SET statement"
         for pattern, reason in _STATEMENTS:
             if pattern.match(statement):
-                return reason
-    for pattern, reason in _ANYWHERE:
-        if pattern.search(text) and (sets_pin or reason != "set_config(..., false)"):
-            return reason
+                if reason is not None:
+                    return reason
+                break
+    for pattern, found in _ANYWHERE:
+        if pattern.search(text):
+            return found
     return None
 
 
@@ -90,13 +101,25 @@ def query_text(kind: bytes, payload: bytes) -> str | None:
     return None
 
 
+def message_pin_reason(kind: bytes, payload: bytes) -> str | None:
+    """Why this client message would pin its session here (see the module docstring), None if it would not."""
+    sql = query_text(kind, payload)
+    if sql is None:
+        return None
+    if kind == b"P" and not payload.startswith(b"\0"):
+        return "a named prepared statement (extended protocol)"
+    return pin_reason(sql)
+
+
 class _Session:
     """One client's proxy session: the backend it is relayed to now, and where the protocol stands."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.status = b"I"  # the last ReadyForQuery's transaction status
-        self.awaiting = 0  # Query/Sync messages sent whose ReadyForQuery has not come back
+        #: Query/Sync/FunctionCall messages sent whose ReadyForQuery has not come back
+        self.awaiting = 0
+        self.extended = False  # the last statement came by the extended protocol (Execute, not Query)
         self.pinned = False
 
 
@@ -106,13 +129,12 @@ async def relay(
     b_reader: asyncio.StreamReader,
     b_writer: asyncio.StreamWriter,
     *,
-    route: ProxyRoute,
+    proxy_name: str,
     startup: Mapping[str, str],
     password: str,
-    on_pinned: Callable[[tuple[str, int], bytes], None],
+    pin_target: PinTarget,
 ) -> asyncio.StreamWriter:
-    """Relay a logged-in proxy session until either side ends; returns the backend writer in use at the end.
-    ``on_pinned(address, backend_key)``: the session moved (its cancel requests go there now)."""
+    """Relay a logged-in proxy session until either side ends; returns the backend writer in use at the end."""
     session = _Session(b_reader, b_writer)
 
     async def to_client() -> None:
@@ -128,6 +150,10 @@ async def relay(
                 if kind == b"Z":
                     session.status = payload[:1]
                     session.awaiting = max(0, session.awaiting - 1)
+                elif kind == b"G" and session.extended:
+                    # COPY FROM STDIN by Execute: the server ignores the Sync sent after it (the client sends
+                    # another after CopyDone), so one ReadyForQuery answers two Syncs
+                    session.awaiting = max(0, session.awaiting - 1)
                 c_writer.write(message(kind, payload))
                 await c_writer.drain()
         finally:
@@ -137,13 +163,14 @@ async def relay(
         try:
             while True:
                 kind, payload = await read_message(c_reader)
-                sql = None if session.pinned else query_text(kind, payload)
-                if sql is not None and session.status == b"I" and session.awaiting == 0:
-                    reason = pin_reason(sql, route.pinning_filters)
+                if not session.pinned and session.status == b"I" and session.awaiting == 0:
+                    reason = message_pin_reason(kind, payload)
                     if reason is not None:
-                        await _pin(session, route, startup, password, reason, on_pinned)
-                if kind in (b"Q", b"S"):
+                        await _pin(session, proxy_name, startup, password, reason, pin_target)
+                if kind in (b"Q", b"S", b"F"):
                     session.awaiting += 1
+                if kind in (b"Q", b"E"):
+                    session.extended = kind == b"E"
                 session.writer.write(message(kind, payload))
                 await session.writer.drain()
                 if kind == b"X":
@@ -157,38 +184,39 @@ async def relay(
     return session.writer
 
 
+#: how long moving a session may take (connect and log in) before it stays where it is
+PIN_TIMEOUT_S = 10.0
+
+
 async def _pin(
-    session: _Session,
-    route: ProxyRoute,
-    startup: Mapping[str, str],
-    password: str,
-    reason: str,
-    on_pinned: Callable[[tuple[str, int], bytes], None],
+    session: _Session, proxy_name: str, startup: Mapping[str, str], password: str, reason: str, target: PinTarget
 ) -> None:
-    """Move the idle session onto a connection of its own to the route's instance; on failure it stays where it is
-    (and is reported as not pinned by whoever checks)."""
-    if route.pin_address is None:
-        log.warning("proxy %s: no instance to pin a session to (%s)", route.proxy_name, reason)
+    """Move the idle session onto a connection of its own to the instance the endpoint routes to now; on failure
+    it stays where it is (and is reported as not pinned by whoever checks)."""
+    found = await target()
+    if found is None:
+        log.warning("proxy %s: no instance to pin a session to (%s)", proxy_name, reason)
         return
+    instance, address = found
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*route.pin_address), timeout=10)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), timeout=PIN_TIMEOUT_S)
     except (OSError, asyncio.TimeoutError) as exc:
-        log.warning("proxy %s: pinning to %s failed: %s", route.proxy_name, route.pin_instance, exc)
+        log.warning("proxy %s: pinning to %s failed: %s", proxy_name, instance, exc)
         return
     try:
-        after = await scram_login(reader, writer, dict(startup), password)
-    except (BackendLoginError, ProtocolError, asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
-        log.warning("proxy %s: pinned login to %s failed: %s", route.proxy_name, route.pin_instance, exc)
+        after = await asyncio.wait_for(scram_login(reader, writer, dict(startup), password), timeout=PIN_TIMEOUT_S)
+        if after[-1][0] != b"Z":
+            raise ProtocolError(f"the pinned session was refused: {after[-1][0]!r}")
+    except (BackendLoginError, ProtocolError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError,
+            ValueError) as exc:  # fmt: skip
+        log.warning("proxy %s: pinning to %s failed: %s", proxy_name, instance, exc)
         writer.close()
         return
-    if after[-1][0] != b"Z":
-        log.warning("proxy %s: pinned session to %s refused: %s", route.proxy_name, route.pin_instance, after[-1])
+    except BaseException:
         writer.close()
-        return
-    key = next((payload for kind, payload in after if kind == b"K"), b"")
+        raise
     old = session.writer
     session.reader, session.writer, session.pinned = reader, writer, True
     old.write(message(b"X"))  # PgBouncer returns its server connection to the pool
     old.close()
-    on_pinned(route.pin_address, key)
-    log.info("proxy %s: session pinned to %s (%s)", route.proxy_name, route.pin_instance, reason)
+    log.info("proxy %s: session pinned to %s (%s)", proxy_name, instance, reason)

@@ -45,6 +45,7 @@ class ProxyView:
 
     name: str
     cluster_id: str
+    local_read_only: str  # the local proxy's read-only endpoint (READ_ONLY endpoints route to it)
     ready: bool = False  # the local proxy answers
     deleting: bool = False
     endpoints: dict[str, str] = field(default_factory=dict)  # AWS endpoint name → TargetRole
@@ -81,7 +82,7 @@ class ProxyBridge:
             iam_auth=iam,
             read_only_endpoint=LOCAL_READ_ONLY if proxy_name != LOCAL_READ_ONLY else "ro-endpoint",
         )
-        view = self.views[proxy_name] = ProxyView(proxy_name, cluster_id)
+        view = self.views[proxy_name] = ProxyView(proxy_name, cluster_id, str(spec.read_only_endpoint))
 
         def job() -> None:
             self.bridge.local.create_proxy(cluster_id, spec)
@@ -147,9 +148,9 @@ class ProxyBridge:
         rows = proxy_endpoint_rows(self.bridge.rds())
         return [r for r in rows if proxy_name is None or r.get("DBProxyName") == proxy_name]
 
-    def route(self, hostname: str) -> tuple[str, ProxyRoute | None, str] | None:
-        """``(cluster_id, route or None, why not)`` for a proxy endpoint hostname of this account and Region; None
-        when the name is no proxy's."""
+    def route(self, hostname: str) -> tuple[str, str, ProxyRoute | None, str] | None:
+        """``(cluster_id, proxy name, route or None, why not)`` for a proxy endpoint hostname of this account and
+        Region; None when the name is no proxy's. Call it holding the bridge's ``moto_lock``."""
         suffix = f"proxy-{self.bridge.host_id}.{self.bridge.region}.rds.amazonaws.com"
         head, _, rest = hostname.lower().partition(".")
         if rest == suffix:
@@ -166,52 +167,59 @@ class ProxyBridge:
         if view is None or proxy is None:
             return None
         if view.deleting:
-            return view.cluster_id, None, "the proxy is being deleted"
+            return view.cluster_id, name, None, "the proxy is being deleted"
         if not view.ready:
-            return view.cluster_id, None, "the proxy's targets are still registering"
-        cview = self.bridge.views.get(view.cluster_id)
-        if cview is None or cview.writer is None:
-            return view.cluster_id, None, "the proxy's cluster has no writer"
-        if role == "READ_ONLY":
-            readers = [i for i in cview.addresses if i != cview.writer and self._available(i)]
-            pin = random.choice(readers) if readers else cview.writer
-        else:
-            pin = cview.writer
-        group = proxy.proxy_target_groups["default"]
+            return view.cluster_id, name, None, "the proxy's targets are still registering"
+        try:
+            address = self._local_address(name, None if role == "READ_WRITE" else view.local_read_only)
+        except AuroraKitError as exc:
+            return view.cluster_id, name, None, f"the proxy is not running ({exc})"
         return (
             view.cluster_id,
+            name,
             ProxyRoute(
                 proxy_name=name,
                 role=role,
                 iam_required=any(str(a.get("IAMAuth", "")).upper() == "REQUIRED" for a in proxy.auth or []),
-                pin_instance=pin,
-                pin_address=cview.addresses.get(pin),
-                pinning_filters=tuple(str(f) for f in group.session_pinning_filters or []),
+                resource_id=str(proxy.unique_id),
+                local_address=address,
             ),
             "",
         )
+
+    def pin_target(self, proxy_name: str, role: str) -> tuple[str, tuple[str, int]] | None:
+        """Where a session of this proxy endpoint pins now: the current writer; for READ_ONLY a random available
+        reader (the writer when none). None when the proxy or its cluster has gone."""
+        with self.bridge.moto_lock:
+            view = self.views.get(proxy_name)
+            cview = self.bridge.views.get(view.cluster_id) if view is not None else None
+            if cview is None or cview.writer is None:
+                return None
+            pin = cview.writer
+            if role == "READ_ONLY":
+                readers = [i for i in cview.addresses if i != cview.writer and self._available(i)]
+                pin = random.choice(readers) if readers else cview.writer
+            address = cview.addresses.get(pin)
+            return (pin, address) if address is not None else None
 
     def _available(self, instance_id: str) -> bool:
         inst = self.bridge._instance(instance_id)
         return inst is not None and str(inst.status) == "available"
 
-    def local_address(self, route: ProxyRoute) -> tuple[str, int]:
-        """The local PgBouncer of the route's role."""
+    def _local_address(self, proxy_name: str, endpoint: str | None) -> tuple[str, int]:
+        """The local PgBouncer of an endpoint (None: the default one)."""
         from psycopg.conninfo import conninfo_to_dict
 
-        endpoint = None if route.role == "READ_WRITE" else LOCAL_READ_ONLY
-        info = self.bridge.local.proxy_connection_info(route.proxy_name, endpoint)
+        info = self.bridge.local.proxy_connection_info(proxy_name, endpoint)
         params = conninfo_to_dict(info.conninfo)
         return str(params.get("hostaddr") or params.get("host")), int(str(params.get("port")))
 
-    def password(self, route: ProxyRoute) -> str:
-        """The secret's password (the cluster's master password): what the proxy logs in to its targets with."""
-        password = self.bridge.local.proxy_connection_info(route.proxy_name).password
+    def password(self, proxy_name: str) -> str:
+        """The password the proxy logs in to its targets with: the master user's, from the cluster's managed secret
+        (the local proxy's only user; the proxy's ``Auth`` list is not consulted — README)."""
+        password = self.bridge.local.proxy_connection_info(proxy_name).password
         assert password is not None
         return password
-
-    def master_user(self, cluster_id: str) -> str:
-        return str(self.bridge._cluster(cluster_id).master_username)
 
 
 def install(proxies: ProxyBridge, patch: Any) -> None:

@@ -47,8 +47,8 @@ class EndpointRouter:
         name = hostname.lower()
         with self.bridge.moto_lock:
             proxied = self.proxies.route(name)
-        if proxied is not None:
-            return self._proxy_route(*proxied)
+            if proxied is not None:
+                return self._proxy_route(*proxied)
         suffix = f".{self.bridge.host_id}.{self.bridge.region}.rds.amazonaws.com"
         head, cluster_suffix = name.partition(".")[0], name.partition(".")[2]
         with self.bridge.moto_lock:
@@ -93,24 +93,26 @@ class EndpointRouter:
             down_reason=down,
         )
 
-    def _proxy_route(self, cid: str, proxy: ProxyRoute | None, down: str) -> Route:
-        cluster = self.bridge._cluster(cid)
-        address = self.proxies.local_address(proxy) if proxy is not None else None
+    def _proxy_route(self, cid: str, name: str, proxy: ProxyRoute | None, down: str) -> Route:
         return Route(
             cluster_id=cid,
-            endpoint=f"proxy:{proxy.proxy_name}" if proxy is not None else "proxy",
-            instance_id=proxy.pin_instance if proxy is not None else None,
-            address=address,
+            endpoint=f"proxy:{name}",
+            instance_id=None,
+            address=proxy.local_address if proxy is not None else None,
             port=PROXY_PORT,
-            resource_id=str(self.bridge.rds().db_proxies[proxy.proxy_name].unique_id) if proxy is not None else "",
+            resource_id=proxy.resource_id if proxy is not None else "",
             iam_enabled=proxy is not None and proxy.iam_required,
-            down_reason=down or ("" if cluster is not None else "its cluster is gone"),
+            down_reason=down,
             proxy=proxy,
         )
 
     def proxy_password(self, route: Route) -> str:
         assert route.proxy is not None
-        return self.proxies.password(route.proxy)
+        return self.proxies.password(route.proxy.proxy_name)
+
+    def proxy_pin_target(self, route: Route) -> tuple[str, tuple[str, int]] | None:
+        assert route.proxy is not None
+        return self.proxies.pin_target(route.proxy.proxy_name, route.proxy.role)
 
     def credentials(self) -> Mapping[str, str]:
         return self.bridge.credentials()
@@ -132,7 +134,7 @@ class EndpointRouter:
         """The password the front door logs an IAM user in with: known to the emulator only, set on the writer
         (replicated to the readers) the first time that user logs in to this cluster."""
         if route.proxy is not None:  # the proxy logs in to its targets with the secret (the master user's)
-            return self.proxies.password(route.proxy)
+            return self.proxies.password(route.proxy.proxy_name)
         password = hmac.new(self._key, user.encode(), hashlib.sha256).hexdigest()
         view = self.bridge.views[route.cluster_id]
         if user in view.iam_passwords or view.writer is None:
