@@ -23,9 +23,11 @@ kernel's stdout/stderr forwarded redacted, no SIGINT before shutdown), the same 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -88,6 +90,48 @@ class StartedKernel:
             shutil.rmtree(self.ipc_dir, ignore_errors=True)
 
 
+@functools.lru_cache(maxsize=1)
+def _client_class() -> type:
+    """jupyter_client's async kernel client whose ``wait_for_ready`` does the same handshake — ``kernel_info`` until
+    a reply comes on shell *and* a message on IOPub proves IOPub connected (else it asks again), failing if the
+    kernel dies or the timeout passes — but drains what is left on IOPub without waiting for 0.2 s of silence
+    (jupyter_client's last step, on every kernel: ~2 s of a rehearsal). nbclient matches every message to the
+    request it sent, so a status message of the handshake that arrives later is ignored, as it is today."""
+    from queue import Empty
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    class AheadKernelClient(AsyncKernelClient):
+        async def wait_for_ready(self, timeout: float | None = None) -> None:
+            deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+            while True:
+                self.kernel_info()
+                try:
+                    msg = await self.shell_channel.get_msg(timeout=1)
+                except Empty:
+                    pass
+                else:
+                    if msg["msg_type"] == "kernel_info_reply":
+                        try:
+                            await self.iopub_channel.get_msg(timeout=0.2)
+                        except Empty:
+                            pass
+                        else:
+                            self._handle_kernel_info_reply(msg)
+                            break
+                if not await self._async_is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+            while True:  # what is queued now, not 0.2 s of silence
+                try:
+                    await self.iopub_channel.get_msg(timeout=0)
+                except Empty:
+                    break
+
+    return AheadKernelClient
+
+
 def launch(
     *,
     kernel_name: str,
@@ -106,12 +150,15 @@ def launch(
     base = kernel_manager_class(redactor)
 
     class AheadKernelManager(base):  # type: ignore[misc,valid-type]
-        """Keeps the clients it hands out, for :meth:`StartedKernel.retire` to close."""
+        """Keeps the clients it hands out, for :meth:`StartedKernel.retire` to close; they are
+        :func:`_client_class`'s."""
 
         def client(self, **kwargs: Any) -> Any:
             kc = super().client(**kwargs)
             started.clients.append(kc)
             return kc
+
+    AheadKernelManager.client_factory = _client_class()
 
     ipc_dir = tempfile.mkdtemp(prefix="aurora-kit-kernel-")
     try:
