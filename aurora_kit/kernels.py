@@ -2,7 +2,8 @@
 
 A Jupyter kernel takes ~0.5 s to boot (a Python process importing ipykernel) and ~0.2-0.5 s to exit after its
 shutdown request; on a 10-runbook rehearsal that was ~8 s of the ~35 s it took. :func:`aurora_kit.runner.run_many`
-therefore, while runbook N runs, has runbook N+1's kernel boot (:func:`launch`), and once runbook N's last cell
+therefore, once runbook N's kernel is ready (nbclient's ``on_notebook_start``), has runbook N+1's kernel boot
+while N runs (:func:`launch`; never two kernels booting at once), and once runbook N's last cell
 has finished, asks N's kernel to shut down and goes on at once (:meth:`StartedKernel.retire`); the shutdown is
 completed (a kernel that lingers is terminated, then killed, as before) at the next runbook boundary or at the end
 of the batch (:meth:`StartedKernel.reap`).
@@ -132,7 +133,7 @@ def _client_class() -> type:
     return AheadKernelClient
 
 
-def launch(
+async def launch(
     *,
     kernel_name: str,
     cwd: str,
@@ -142,9 +143,9 @@ def launch(
 ) -> StartedKernel:
     """Start a kernel for the run ``run_id`` (the process is spawned; this does not wait for it to be ready:
     nbclient's ``wait_for_ready`` does, when the run begins). ``environ`` is added to this process's environment
-    (the run id, the operator, the parameters file, the redaction key)."""
-    from jupyter_core.utils import run_sync
-
+    (the run id, the operator, the parameters file, the redaction key). A coroutine, awaited on the event loop
+    nbclient runs on in this thread (the runner awaits it from nbclient's ``on_notebook_start`` hook), so the
+    kernel manager's sockets belong to the loop that later uses them."""
     from aurora_kit.engine import kernel_config, kernel_manager_class
 
     base = kernel_manager_class(redactor)
@@ -164,7 +165,7 @@ def launch(
     try:
         km = AheadKernelManager(kernel_name=kernel_name, config=kernel_config(ipc_dir))
         started = StartedKernel(km, run_id, redactor, datetime.now(timezone.utc), ipc_dir)
-        run_sync(km.start_kernel)(extra_arguments=list(HISTORY_ARGUMENTS), cwd=cwd, env={**os.environ, **environ})
+        await km.start_kernel(extra_arguments=list(HISTORY_ARGUMENTS), cwd=cwd, env={**os.environ, **environ})
     except BaseException:
         shutil.rmtree(ipc_dir, ignore_errors=True)
         raise

@@ -25,7 +25,7 @@ import contextlib
 import pprint
 import secrets
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -212,6 +212,7 @@ def _execute(
     overrides: Sequence[str] = (),
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     kernel: StartedKernel | None = None,
+    on_kernel_ready: Callable[..., Awaitable[None]] | None = None,
 ) -> _Executed:
     """Execute one notebook with ``parameters`` injected into its (already created) record folder; on ``kernel``
     (launched ahead for this run by :func:`_launch_ahead`: its run id and redactor are this run's) if given."""
@@ -233,7 +234,9 @@ def _execute(
     # one keyed redactor for the engine's saves and for this record's summary: the engine collects the secrets
     # the kernel registers into it, so an error text below is redacted of them too
     redactor = kernel.redactor if kernel is not None else _redactor(parameters)
-    ahead = {"km": kernel.km} if kernel is not None else {}
+    ahead: dict[str, Any] = {"km": kernel.km} if kernel is not None else {}
+    if on_kernel_ready is not None:
+        ahead["on_notebook_start"] = on_kernel_ready  # nbclient awaits it once the kernel answered, before cell 1
     environ = {RUN_ID_ENV: run_id, OPERATOR_ENV: who}
     if parameters_file:
         environ[PARAMETERS_FILE_ENV] = parameters_file
@@ -286,7 +289,7 @@ def _redactor(parameters: Mapping[str, Any]) -> Any:
     return redactor_for({"metadata": {"papermill": {"parameters": dict(parameters)}}}, key=secrets.token_bytes(32))
 
 
-def _launch_ahead(
+async def _launch_ahead(
     notebook: Path,
     parameters: Mapping[str, Any],
     *,
@@ -313,7 +316,7 @@ def _launch_ahead(
         if parameters_file:
             environ[PARAMETERS_FILE_ENV] = parameters_file
         name = kernel_name or str(nb_kernel_name(nbformat.read(str(notebook), as_version=4), None))
-        return kernels.launch(
+        return await kernels.launch(
             kernel_name=name, cwd=str(cwd or notebook.parent), environ=environ, run_id=run_id, redactor=redactor
         )
     except Exception:
@@ -538,12 +541,22 @@ def run_many(
             if kernel is not None and not kernel.alive():  # it died booting: this run starts its own
                 retiring.append(kernel)
                 kernel = None
-            if position < len(notebooks):  # the next runbook's kernel boots while this one runs
-                ahead[position + 1] = _launch_ahead(notebooks[position], parameters, **options)
+            boot_next = None
+            if position < len(notebooks):  # the next runbook's kernel boots while this one runs, once it is ready
+
+                async def boot_next(notebook: Any = None, following: int = position + 1) -> None:
+                    ahead[following] = await _launch_ahead(notebooks[following - 1], parameters, **options)
+
             previous, retiring[:] = list(retiring), []
             try:
                 executed = _execute(
-                    notebook, parameters, audit_dir=audit_dir, batch_id=batch_id, kernel=kernel, **options
+                    notebook,
+                    parameters,
+                    audit_dir=audit_dir,
+                    batch_id=batch_id,
+                    kernel=kernel,
+                    on_kernel_ready=boot_next,
+                    **options,
                 )
             finally:
                 if kernel is not None:
