@@ -188,16 +188,26 @@ def _private_ipc(kwargs: dict[str, Any], redactor: Redactor | None = None) -> It
         yield kwargs  # the caller configured the kernel transport itself
         return
     kwargs = {"kernel_manager_class": _kernel_manager_class(redactor), **kwargs}
+    with tempfile.TemporaryDirectory(prefix="aurora-kit-kernel-") as tmp:
+        yield {**kwargs, "config": kernel_config(tmp)}
+
+
+def kernel_config(ipc_dir: str) -> Any:
+    """The kernel manager's configuration: Unix sockets in ``ipc_dir`` (private, 0700), a short shutdown wait."""
     from traitlets.config import Config
 
-    with tempfile.TemporaryDirectory(prefix="aurora-kit-kernel-") as tmp:
-        # shutdown: every cell has run and every output is in by then. ipykernel exits ~0.2 s after the shutdown
-        # request, but now and then (~1 in 12 runs here) it lingers and jupyter_client's default (5 s: SIGTERM
-        # after 2.5 s) costs ~3 s: give it 1 s, then SIGTERM (1 s more before SIGKILL)
-        config = Config(
-            {"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel"), "shutdown_wait_time": 2.0}}
-        )
-        yield {**kwargs, "config": config}
+    # shutdown: every cell has run and every output is in by then. ipykernel exits ~0.2 s after the shutdown
+    # request, but now and then (~1 in 12 runs here) it lingers and jupyter_client's default (5 s: SIGTERM
+    # after 2.5 s) costs ~3 s: give it 1 s, then SIGTERM (1 s more before SIGKILL)
+    return Config(
+        {"KernelManager": {"transport": "ipc", "ip": os.path.join(ipc_dir, "kernel"), "shutdown_wait_time": 2.0}}
+    )
+
+
+def kernel_manager_class(redactor: Redactor | None = None) -> type:
+    """The kernel manager every aurora-kit run uses (see :func:`_kernel_manager_class`), for a caller that starts
+    the kernel itself (:mod:`aurora_kit.kernels`)."""
+    return _kernel_manager_class(redactor)
 
 
 def redactor_for(nb: Any, env: Mapping[str, str] | None = None, key: bytes | None = None) -> Redactor:

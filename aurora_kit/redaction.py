@@ -153,19 +153,25 @@ class Redactor:
         self.known: set[str] = set()
         self.key = key
         self.digests: dict[int, set[str]] = {}
-        self._cache: dict[str, str] = {}
+        self._cache: dict[str, str] = {}  # text() results
+        self._values_cache: dict[str, str] = {}  # values() results: sources are redacted again at every save
         self.add(known)
 
     def add(self, values: Iterable[str]) -> None:
         new = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH and v != REDACTED}
         if new - self.known:
             self.known |= new
-            self._cache.clear()
+            self._forget()
 
     def add_digest(self, length: int, digest: str) -> None:
         if length >= MIN_SECRET_LENGTH and digest not in self.digests.get(length, set()):
             self.digests.setdefault(length, set()).add(digest)
-            self._cache.clear()
+            self._forget()
+
+    def _forget(self) -> None:
+        """A new known value or digest: every cached result may now redact more."""
+        self._cache.clear()
+        self._values_cache.clear()
 
     # -- text ------------------------------------------------------------------------------------------------
     def _hashed(self, text: str) -> str:
@@ -194,11 +200,21 @@ class Redactor:
         return text
 
     def values(self, text: str) -> str:
-        """Known and registered values only (used on code cells, where patterns would mangle source)."""
+        """Known and registered values only (used on code cells, where patterns would mangle source).
+
+        Cached like :meth:`text` (a registered digest makes this one HMAC per position of ``text``, and papermill
+        saves, so redacts, every cell's source twice per code cell run); the cache is emptied whenever a value or a
+        digest is added."""
+        cached = self._values_cache.get(text)
+        if cached is not None:
+            return cached
+        original = text
         for value in sorted(self.known, key=len, reverse=True):
             if value in text:
                 text = text.replace(value, REDACTED)
-        return self._hashed(text)
+        text = self._hashed(text)
+        self._values_cache[original] = text
+        return text
 
     def text(self, text: str) -> str:
         """Known values, registered values, then patterns."""

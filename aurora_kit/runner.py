@@ -25,7 +25,7 @@ import contextlib
 import pprint
 import secrets
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +43,7 @@ from aurora_kit.runbook import OPERATOR_ENV, PARAMETERS_FILE_ENV, PLAN_MIME, RUN
 
 if TYPE_CHECKING:
     from aurora_kit.deadline import Deadline
+    from aurora_kit.kernels import StartedKernel
 
 RUNBOOKS_DIR = audit.PROJECT_ROOT / "runbooks"
 
@@ -176,6 +177,7 @@ class _Executed:
     allow_unverified: bool = False
     parameters_file: str | None = None
     overrides: Sequence[str] = field(default_factory=tuple)
+    kernel_started: datetime | None = None  # a kernel launched ahead (aurora_kit.kernels): when
 
     @property
     def outcome(self) -> RunOutcome:
@@ -209,8 +211,11 @@ def _execute(
     parameters_file: str | None = None,
     overrides: Sequence[str] = (),
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    kernel: StartedKernel | None = None,
+    on_kernel_ready: Callable[..., Awaitable[None]] | None = None,
 ) -> _Executed:
-    """Execute one notebook with ``parameters`` injected into its (already created) record folder."""
+    """Execute one notebook with ``parameters`` injected into its (already created) record folder; on ``kernel``
+    (launched ahead for this run by :func:`_launch_ahead`: its run id and redactor are this run's) if given."""
     import papermill as pm
     from papermill.engines import papermill_engines
     from papermill.exceptions import PapermillExecutionError
@@ -222,13 +227,16 @@ def _execute(
     parameters = injected_for(runbook, parameters)  # a runbook receives only the sections it uses
     check_parameters_cell(notebook, list(parameters))
     started = datetime.now(timezone.utc)
-    run_id = new_run_id(runbook, started)
+    run_id = kernel.run_id if kernel is not None else new_run_id(runbook, started)
     record = audit.RunRecord(audit_dir, run_id, runbook).create()
     who = operator()
     error: str | None = None
     # one keyed redactor for the engine's saves and for this record's summary: the engine collects the secrets
     # the kernel registers into it, so an error text below is redacted of them too
-    redactor = redactor_for({"metadata": {"papermill": {"parameters": dict(parameters)}}}, key=secrets.token_bytes(32))
+    redactor = kernel.redactor if kernel is not None else _redactor(parameters)
+    ahead: dict[str, Any] = {"km": kernel.km} if kernel is not None else {}
+    if on_kernel_ready is not None:
+        ahead["on_notebook_start"] = on_kernel_ready  # nbclient awaits it once the kernel answered, before cell 1
     environ = {RUN_ID_ENV: run_id, OPERATOR_ENV: who}
     if parameters_file:
         environ[PARAMETERS_FILE_ENV] = parameters_file
@@ -246,6 +254,7 @@ def _execute(
                 execution_timeout=execution_timeout,
                 redactor=redactor,
                 on_progress=on_progress,
+                **ahead,
             )
         except PapermillExecutionError:
             pass  # the failing cell is marked in the notebook; read it back below
@@ -272,7 +281,46 @@ def _execute(
         allow_unverified,
         parameters_file,
         tuple(overrides),
+        kernel.launched_at if kernel is not None else None,
     )
+
+
+def _redactor(parameters: Mapping[str, Any]) -> Any:
+    return redactor_for({"metadata": {"papermill": {"parameters": dict(parameters)}}}, key=secrets.token_bytes(32))
+
+
+async def _launch_ahead(
+    notebook: Path,
+    parameters: Mapping[str, Any],
+    *,
+    kernel_name: str | None = None,
+    cwd: Path | None = None,
+    parameters_file: str | None = None,
+    **_options: Any,
+) -> StartedKernel | None:
+    """Launch the kernel of the run of ``notebook`` now, to be ready when it begins (:mod:`aurora_kit.kernels`);
+    None when it cannot be launched (that run then starts its own kernel, as a single run does)."""
+    import nbformat
+    from papermill.utils import nb_kernel_name
+
+    from aurora_kit import kernels
+    from aurora_kit.redaction import KEY_ENV
+
+    try:
+        redactor = _redactor(injected_for(notebook.stem, parameters))
+        key = redactor.key
+        assert key is not None
+        redactor.add([key.hex()])
+        run_id = new_run_id(notebook.stem)
+        environ = {RUN_ID_ENV: run_id, OPERATOR_ENV: operator(), KEY_ENV: key.hex()}
+        if parameters_file:
+            environ[PARAMETERS_FILE_ENV] = parameters_file
+        name = kernel_name or str(nb_kernel_name(nbformat.read(str(notebook), as_version=4), None))
+        return await kernels.launch(
+            kernel_name=name, cwd=str(cwd or notebook.parent), environ=environ, run_id=run_id, redactor=redactor
+        )
+    except Exception:
+        return None
 
 
 def planned_calls(nb: Any) -> list[dict[str, Any]]:
@@ -323,6 +371,8 @@ def _finish(run: _Executed) -> RunResult:
             **fields,
         )
         summary["confirmations"] = run.redactor.obj(confirmations_in(run.nb))  # who confirmed what (the gate)
+        if run.kernel_started is not None:  # booted while the previous runbook ran (aurora_kit.kernels)
+            summary["kernel_started_at"] = run.kernel_started.isoformat()
         return summary
 
     banner.dress(run.nb, summarize(outcome, error))
@@ -428,6 +478,10 @@ def run_many(
     returns. A runbook that is not accepted is finished in the foreground before deciding whether to go on. If a
     record's HTML render fails after its runbook passed, that runbook is reported failed and nothing after the
     runbook already executing is run (unless ``keep_going``).
+
+    Each runbook after the first runs on a kernel launched while the runbook before it ran, and a finished
+    runbook's kernel exits while the next one runs (:mod:`aurora_kit.kernels`: what the records say then); every
+    kernel has exited when this returns.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -463,7 +517,17 @@ def run_many(
                 terminal.finished(result)
             settle(result)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aurora-kit-seal") as sealer:
+    ahead: dict[int, StartedKernel | None] = {}  # position -> its kernel, launched during the previous runbook
+    retiring: list[StartedKernel] = []  # kernels asked to shut down, not yet reaped
+
+    def reap(kernels: list[StartedKernel]) -> None:
+        for kernel in kernels:
+            with contextlib.suppress(Exception):  # a kernel that would not go was killed; nothing to report
+                kernel.reap()
+
+    with contextlib.ExitStack() as kernels_left:
+        kernels_left.callback(lambda: reap([*retiring, *(k for k in ahead.values() if k is not None)]))
+        sealer = kernels_left.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="aurora-kit-seal"))
         if len(notebooks) > 1:
             sealer.submit(_warm_up_html)  # overlaps the first runbook; a failure here shows in the real render
         for position, notebook in enumerate(notebooks, start=1):
@@ -473,7 +537,32 @@ def run_many(
                 terminal.not_run(notebook.stem, f"stopped after {stopped}; --keep-going runs the rest")
                 continue
             terminal.starting(notebook.stem)
-            executed = _execute(notebook, parameters, audit_dir=audit_dir, batch_id=batch_id, **options)
+            kernel = ahead.pop(position, None)
+            if kernel is not None and not kernel.alive():  # it died booting: this run starts its own
+                retiring.append(kernel)
+                kernel = None
+            boot_next = None
+            if position < len(notebooks):  # the next runbook's kernel boots while this one runs, once it is ready
+
+                async def boot_next(notebook: Any = None, following: int = position + 1) -> None:
+                    ahead[following] = await _launch_ahead(notebooks[following - 1], parameters, **options)
+
+            previous, retiring[:] = list(retiring), []
+            try:
+                executed = _execute(
+                    notebook,
+                    parameters,
+                    audit_dir=audit_dir,
+                    batch_id=batch_id,
+                    kernel=kernel,
+                    on_kernel_ready=boot_next,
+                    **options,
+                )
+            finally:
+                if kernel is not None:
+                    kernel.retire()  # exits while the next runbook runs
+                    retiring.append(kernel)
+                reap(previous)  # retired a whole runbook ago: gone by now (else terminated, then killed)
             outcome = executed.outcome
             if not outcome.accepted or position == len(notebooks):  # nothing to overlap with
                 collect(wait=True)  # earlier records first: the index stays in run order

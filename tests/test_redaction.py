@@ -42,6 +42,22 @@ def test_registered_digest_redacts_every_occurrence() -> None:
     assert r.text("012345678") == "012345678"
 
 
+def test_a_value_or_digest_added_later_redacts_text_already_seen() -> None:
+    """values() and text() are cached (every save redacts every source again): a secret learnt after a first
+    redaction of the same text must still be redacted the next time."""
+    key = b"k" * 32
+    r = Redactor(key=key)
+    source = "first s3cr3t-value-1, then tok-value-22"
+    assert r.values(source) == source
+    assert r.text(source) == source
+    r.add_digest(len("s3cr3t-value-1"), secret_digest(key, "s3cr3t-value-1"))
+    assert "s3cr3t-value-1" not in r.values(source)
+    assert "s3cr3t-value-1" not in r.text(source)
+    r.add(["tok-value-22"])
+    assert "tok-value-22" not in r.values(source)
+    assert "tok-value-22" not in r.text(source)
+
+
 def test_secret_keys_are_redacted_but_secret_identifiers_kept() -> None:
     r = Redactor()
     data = {"MasterUserSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:x", "Password": "pw", "a": [{"token": 1}]}

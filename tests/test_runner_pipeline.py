@@ -76,3 +76,37 @@ def test_a_render_failure_after_success_stops_the_batch(tmp_path: Path, monkeypa
     assert [(e["runbook"], e["outcome"]) for e in entries] == ran
     assert audit.verify(audit_dir).ok
     assert re.search(rf"FAIL +{NAMES[0]} .*HTML render failed: no templates", out.getvalue())
+
+
+def test_kernels_started_ahead_carry_their_run_and_none_is_left(tmp_path: Path) -> None:
+    """From the second runbook on, each runs on a kernel launched while the one before ran (aurora_kit.kernels): it
+    has its own run's id and key in its environment, its record says when it was launched, and every kernel has
+    exited when the batch returns."""
+    import nbformat
+
+    from aurora_kit.deadline import kernels
+
+    books = _books(tmp_path)[:3]
+    for book in books:
+        nb = nbformat.read(str(book), as_version=4)
+        nb.cells.append(
+            nbformat.v4.new_code_cell(
+                "import os\naurora_kit.record_result('kernel_run_id', os.environ['AURORA_KIT_RUN_ID'])\n"
+                "aurora_kit.record_result('has_key', bool(os.environ.get('AURORA_KIT_REDACTION_KEY')))"
+            )
+        )
+        nbformat.write(nb, str(book))
+    audit_dir = tmp_path / "audit"
+    before = {p.pid for p in kernels()}
+    results = runner.run_many(books, _parameters(), audit_dir=audit_dir, out=io.StringIO())
+    assert [r.status for r in results] == ["passed"] * 3
+    assert [p.pid for p in kernels() if p.pid not in before] == []
+    for n, result in enumerate(results):
+        assert result.results["kernel_run_id"] == result.run_id
+        assert result.results["has_key"] is True
+        summary = audit.find(audit_dir, result.run_id)["summary"]
+        if n == 0:
+            assert "kernel_started_at" not in summary  # the first starts its own kernel, inside its duration
+        else:
+            assert summary["kernel_started_at"] <= summary["started_at"]
+    assert audit.verify(audit_dir).ok
