@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from aurora_kit import params
@@ -588,3 +589,33 @@ def test_defect_14_the_failover_promotes_the_reader_the_plan_shows() -> None:
     assert "ak-local-3 will be promoted" in failover.plan(run).title
     failover.failover(run, wf.DataPlane(False, "test: no data plane"))
     assert backend.calls == ["failover {'target_instance_id': 'ak-local-3', 'mode': 'planned'}"]
+
+
+class _Conn:
+    """What must_reconnect reads of a psycopg connection."""
+
+    def __init__(self, *, broken: bool = False, closed: bool = False) -> None:
+        self.broken, self.closed = broken, closed
+
+
+@pytest.mark.parametrize(
+    ("exc", "conn", "reconnect"),
+    [
+        # the failure seen once in 20 crash failovers: no SQLSTATE, the connection not (yet) marked broken
+        (psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"), _Conn(), True),
+        (psycopg.OperationalError("ssl error"), _Conn(broken=True), True),
+        (psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"), _Conn(), True),
+        (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), _Conn(), True),
+        (psycopg.errors.CrashShutdown("terminating connection because of crash of another server process"), _Conn(),
+         True),
+        (psycopg.errors.UniqueViolation("duplicate key"), _Conn(), False),  # the session is fine: write again
+        (psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), _Conn(), False),
+        (psycopg.errors.QueryCanceled("canceled"), _Conn(closed=True), True),
+    ],
+)  # fmt: skip
+def test_the_write_probe_reconnects_exactly_when_the_connection_is_gone(
+    exc: Exception, conn: _Conn, reconnect: bool
+) -> None:
+    from aurora_kit.checks.common import must_reconnect
+
+    assert must_reconnect(exc, conn) is reconnect

@@ -66,6 +66,20 @@ def sqlstate_of(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+#: SQLSTATEs after which a connection is of no more use to a writer: read-only (25006: it reached a reader, or its
+#: writer was demoted), admin and crash shutdown (57P01, 57P02)
+RECONNECT_SQLSTATES = ("25006", "57P01", "57P02")
+
+
+def must_reconnect(exc: BaseException, conn: Any) -> bool:
+    """Whether a failed write leaves a writer needing a new connection. An OperationalError without a SQLSTATE is a
+    failed connection even when psycopg has not marked it broken (seen once in 20 crash failovers: a probe then
+    wrote into the dead connection for 60 s)."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    lost = isinstance(exc, psycopg.OperationalError) and not sqlstate
+    return bool(lost or conn.broken or conn.closed or sqlstate in RECONNECT_SQLSTATES)
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolated percentile (numpy's default) of ``values``; None when empty."""
     if not values:

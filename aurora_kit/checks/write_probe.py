@@ -38,7 +38,7 @@ import psycopg
 
 from aurora_kit.backends.base import ClusterBackend, ConnectionInfo, FailoverMode, FailoverResult
 from aurora_kit.checks._probe_tables import SCHEMA, ensure_probe_tables
-from aurora_kit.checks.common import connect, instance_identity, sqlstate_of
+from aurora_kit.checks.common import connect, instance_identity, must_reconnect, sqlstate_of
 from aurora_kit.checks.result import CheckResult
 from aurora_kit.display import quantity
 from aurora_kit.errors import InvalidParameterError, VerificationError, WaitTimeoutError
@@ -487,9 +487,7 @@ class WriteProbe:
                         self._acks.append(Ack(attempt, self.now(), row[0], str(row[1]), row[2], warned))
                 except psycopg.Error as exc:
                     self._fail("write", sqlstate_of(exc), str(exc).strip().splitlines()[0] if str(exc) else "", attempt)
-                    sqlstate = getattr(exc, "sqlstate", None)  # none on an OperationalError: the connection failed,
-                    lost = isinstance(exc, psycopg.OperationalError) and not sqlstate  # even if not marked broken
-                    if lost or conn.broken or conn.closed or sqlstate in ("25006", "57P01", "57P02"):
+                    if must_reconnect(exc, conn):
                         conn.close()
                         conn = None
                 next_t = self._pace(next_t, period)
