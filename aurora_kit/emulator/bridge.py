@@ -290,6 +290,9 @@ class Bridge:
             secret.secretsmanager.put_secret_value(secret.secret_arn, value, None, None, ["AWSCURRENT"])
         view.secret_synced = True
 
+    def local_snapshot_exists(self, snapshot_id: str) -> bool:
+        return any(s.db_cluster_snapshot_identifier == snapshot_id for s in self.local.describe_snapshots())
+
     def secret_status(self, resource: Any) -> str | None:
         view = self.view(getattr(resource, "db_cluster_identifier", None))
         if view is None:
@@ -551,12 +554,18 @@ class Bridge:
 
     # -- shutdown --------------------------------------------------------------------------------------------
     def delete_all(self) -> None:
-        """Delete every local cluster the emulator made (its state lives only as long as the emulator)."""
+        """Delete every local cluster and snapshot the emulator made (its state lives only as long as the emulator:
+        a final snapshot left on disk would make the next emulator refuse a teardown that names it)."""
         for cluster in self.local.list_clusters():
             try:
                 self.local.delete_cluster(cluster.db_cluster_identifier, final_snapshot_id=None,
                                           skip_final_snapshot=True, lift_deletion_protection=True)  # fmt: skip
             except AuroraKitError as exc:
                 log.warning("could not delete local cluster %s: %s", cluster.db_cluster_identifier, exc)
+        for snapshot in self.local.describe_snapshots():
+            try:
+                self.local.delete_snapshot(snapshot.db_cluster_snapshot_identifier)
+            except AuroraKitError as exc:
+                log.warning("could not delete local snapshot %s: %s", snapshot.db_cluster_snapshot_identifier, exc)
         for worker in self._workers.values():
             worker.stop()

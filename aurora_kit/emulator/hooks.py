@@ -118,8 +118,8 @@ def install(bridge: Bridge, patch: Any) -> None:
             raise exc.DBClusterToBeDeletedHasActiveMembers()
         if view.status == "deleting":
             raise exc.InvalidDBClusterStateFault(f"DB cluster {cluster_identifier} is already being deleted.")
-        if snapshot_name and snapshot_name in self.cluster_snapshots:
-            raise exc.DBClusterSnapshotAlreadyExistsError(snapshot_name)
+        if snapshot_name and (snapshot_name in self.cluster_snapshots or bridge.local_snapshot_exists(snapshot_name)):
+            raise exc.DBClusterSnapshotAlreadyExistsError(snapshot_name)  # at once, as RDS answers
         bridge.delete_cluster(cluster, snapshot_name, lambda: delete_cluster(self, cluster_identifier, snapshot_name))
         return cluster
 

@@ -2,7 +2,8 @@
 
 - ``aws_emulator`` (module): the emulator on free ports (``--port 0 --db-port 0``) with a fresh home under /tmp;
   yields a :class:`RunningEmulator` (API url, data-plane address, CA bundle, control client). At the end it is
-  stopped with SIGTERM — it deletes its clusters itself — and no PostgreSQL process of its home may survive.
+  stopped with SIGTERM — it deletes its clusters and snapshots itself — and no PostgreSQL process of its home nor
+  snapshot may survive.
 - ``emulator_env`` (function): this process (and the notebook kernels it starts) talks to it: ``AWS_ENDPOINT_URL``,
   fake credentials, region; every other ``AWS_*`` variable removed. The recorded calls are reset.
 
@@ -135,6 +136,9 @@ def aws_emulator() -> Iterator[RunningEmulator]:
             _stop(emulator)
             leftovers = postmasters_under(home)
             assert not leftovers, f"the emulator left PostgreSQL processes: {[p.pid for p in leftovers]}"
+            snapshots = home / "local" / "snapshots"  # a final snapshot left would break the next emulator's teardown
+            kept = sorted(p.name for p in snapshots.iterdir()) if snapshots.is_dir() else []
+            assert not kept, f"the emulator left snapshots: {kept}"
         finally:
             clean_up_root(home / "local")
             if home.exists():
