@@ -17,6 +17,22 @@ from aurora_kit.display import duration, text_table
 from aurora_kit.figures import one_line
 from aurora_kit.outcome import NOT_RUN, Outcome, RunOutcome, batch_exit_code
 
+
+def command_name() -> str:
+    """How to call aurora-kit again from where it runs now, for the commands it prints: ``aurora-kit`` when that is
+    what PATH finds, else the path it was started by (``.venv/bin/aurora-kit`` from ``make``)."""
+    import os
+    import shutil
+
+    started = sys.argv[0] if sys.argv else ""
+    if os.path.basename(started) != "aurora-kit":  # python -m aurora_kit.cli, a test: the installed name
+        return "aurora-kit"
+    found = shutil.which("aurora-kit")
+    if found and os.path.realpath(found) == os.path.realpath(started):
+        return "aurora-kit"
+    return shlex.quote(started)
+
+
 _ANSI = {Outcome.PASSED: "32", Outcome.FAILED: "31", Outcome.NOT_VERIFIED: "33", Outcome.DRY_RUN: "34"}
 _INDENT = " " * 16
 
@@ -152,7 +168,8 @@ class Terminal:
         code = exit_code(results)
         meaning = {0: "ok", 1: "a run failed", 3: "checks not verified (--allow-unverified accepts them)"}[code]
         self._print(f"aurora-kit run: {', '.join(parts) or 'nothing run'} in {duration(total)}; exit {code}: {meaning}")
-        self._print(f"verify the records with: aurora-kit audit verify --audit-dir {shlex.quote(str(audit_dir))}")
+        verify = f"{command_name()} audit verify --audit-dir {shlex.quote(str(audit_dir))}"
+        self._print(f"verify the records with: {verify}")
         from aurora_kit.audit import head
 
         digest, entries, _last = head(audit_dir)

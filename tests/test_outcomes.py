@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -556,3 +557,20 @@ def test_the_kernel_is_not_interrupted_when_it_is_shut_down(monkeypatch: pytest.
     manager.shutting_down = False  # a timeout's interrupt during a cell still goes through
     asyncio.run(manager._async_interrupt_kernel())
     assert sent == ["SIGINT"]
+
+
+def test_printed_commands_name_aurora_kit_as_it_was_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make rehearse` starts .venv/bin/aurora-kit, which is not on PATH: the printed command must say that path."""
+    from aurora_kit.report import command_name
+
+    script = tmp_path / "venv bin" / "aurora-kit"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(script), "run"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert command_name() == shlex.quote(str(script))  # quoted: a space in the path
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin")
+    assert command_name() == "aurora-kit"  # what PATH finds is the one running
+    monkeypatch.setattr(sys, "argv", ["/usr/lib/python3/dist-packages/pytest", "-q"])
+    assert command_name() == "aurora-kit"

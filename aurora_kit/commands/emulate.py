@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aurora_kit.errors import InvalidParameterError
+from aurora_kit.report import command_name
 
 DEFAULT_HOME = Path(".aurora-kit-emulator")
 
@@ -79,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
         f"{info['data_plane']} (TLS; CA {info['ca_bundle']})\n"
         f"  export AWS_ENDPOINT_URL={info['aws_endpoint_url']} AWS_ACCESS_KEY_ID=testing "
         f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={info['region']}\n"
-        "  aurora-kit run --all -f parameters/aws-emulated.yaml -p confirm=true "
+        f"  {command_name()} run --all -f parameters/aws-emulated.yaml -p confirm=true "
         "-p teardown.confirm_cluster_id=ak-emulated\n"
-        "Ctrl-C stops it and deletes its clusters.",
+        "Ctrl-C stops it and deletes its clusters and snapshots.",
         flush=True,
     )
     try:
