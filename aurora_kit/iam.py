@@ -40,7 +40,8 @@ class Implied:
 
 #: what AWS authorises beyond the call itself (Amazon RDS / Aurora User Guides: "Password management with AWS Secrets
 #: Manager", "Tagging Amazon RDS resources", "Using service-linked roles for Amazon RDS", "Encrypting Amazon Aurora
-#: resources"; CloudWatch API reference: PutMetricAlarm's Tags; RDS API reference: DeleteDBCluster)
+#: resources"; IAM User Guide: "Tagging IAM roles"; CloudWatch API reference: PutMetricAlarm's Tags; RDS API
+#: reference: DeleteDBCluster)
 IMPLIED: tuple[Implied, ...] = (
     Implied("rds", "CreateDBCluster", "ManageMasterUserPassword",
             ("secretsmanager:CreateSecret", "secretsmanager:TagResource", "kms:DescribeKey"),
@@ -57,6 +58,8 @@ IMPLIED: tuple[Implied, ...] = (
             "a final snapshot is a cluster snapshot the caller takes"),
     Implied("cloudwatch", "PutMetricAlarm", "Tags", ("cloudwatch:TagResource",), "tags given with the alarm"),
     Implied("rds", "CreateDBProxy", None, ("iam:PassRole",), "the proxy's role is passed to RDS Proxy"),
+    Implied("iam", "CreateRole", "Tags", ("iam:TagRole",), "a role created with tags (IAM User Guide, \"Tagging IAM "
+            "roles\": creating a role with tags needs iam:TagRole too)"),
     Implied("application-autoscaling", "RegisterScalableTarget", None, ("iam:CreateServiceLinkedRole",),
             "the first Aurora scalable target creates AWSServiceRoleForApplicationAutoScaling_RDSCluster"),
     Implied("application-autoscaling", "PutScalingPolicy", None, ("cloudwatch:DescribeAlarms",

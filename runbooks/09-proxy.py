@@ -29,11 +29,11 @@
 # **Least-privilege IAM (aws backend)** — generated from the calls this runbook makes (`aurora-kit iam-policy 09`
 # prints the policy; with `-f <parameters>` scoped to its Region, IAM user and KMS key): `iam:CreateRole`,
 # `iam:DeleteRole`, `iam:DeleteRolePolicy`, `iam:GetRole`, `iam:ListRoleTags`, `iam:PassRole`, `iam:PutRolePolicy`,
-# `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBProxy`, `rds:CreateDBProxyEndpoint`, `rds:DeleteDBProxy`,
-# `rds:DeleteDBProxyEndpoint`, `rds:DescribeDBClusters`, `rds:DescribeDBInstances`, `rds:DescribeDBProxies`,
-# `rds:DescribeDBProxyEndpoints`, `rds:DescribeDBProxyTargetGroups`, `rds:DescribeDBProxyTargets`,
-# `rds:DescribeDBSubnetGroups`, `rds:DescribeEvents`, `rds:FailoverDBCluster`, `rds:ModifyDBProxyTargetGroup`,
-# `rds:RegisterDBProxyTargets`, `secretsmanager:GetSecretValue`.
+# `iam:TagRole`, `rds-db:connect`, `rds:AddTagsToResource`, `rds:CreateDBProxy`, `rds:CreateDBProxyEndpoint`,
+# `rds:DeleteDBProxy`, `rds:DeleteDBProxyEndpoint`, `rds:DescribeDBClusters`, `rds:DescribeDBInstances`,
+# `rds:DescribeDBProxies`, `rds:DescribeDBProxyEndpoints`, `rds:DescribeDBProxyTargetGroups`,
+# `rds:DescribeDBProxyTargets`, `rds:DescribeDBSubnetGroups`, `rds:DescribeEvents`, `rds:FailoverDBCluster`,
+# `rds:ModifyDBProxyTargetGroup`, `rds:RegisterDBProxyTargets`, `secretsmanager:GetSecretValue`.
 #
 # **Steps** — 1. plan · 2. create the proxy, targets available · 3. multiplexing · 4. session pinning · 5. the
 # read-only endpoint · 6. failovers through the proxy vs the cluster endpoint · 7. delete · 8. summary.
