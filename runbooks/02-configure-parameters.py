@@ -19,7 +19,7 @@
 # | **Risk** | medium — a bad value affects every instance; the rolling reboot drops each instance's connections for a few seconds (the writer's reboot is a short write outage) |
 # | **Blast radius** | the cluster parameter group of `cluster_id` and all its instances |
 # | **Failure type** | none injected |
-# | **Typical time** | local ≈ 3 s · aws 5–15 min with reboots |
+# | **Typical time** | local ≈ 2 s · aws 5–15 min with reboots |
 # | **Prerequisites** | `01-create-cluster`; `-p confirm=true` for the reboot; a maintenance window if the writer must reboot |
 # | **Rollback** | rerun with the previous values (the diff table below is the record of them), reboot again for static ones |
 #

@@ -20,7 +20,7 @@
 # | **Risk** | low — creates the extension and one table `aurora_kit_vector_proof` (replaced on each run); the index build uses CPU on the writer |
 # | **Blast radius** | the `app` database of `cluster_id` |
 # | **Failure type** | none injected |
-# | **Typical time** | local ≈ 4 s (2,000 × 16) · aws minutes for 100k × 384 |
+# | **Typical time** | local ≈ 2 s (2,000 × 16) · aws minutes for 100k × 384 |
 # | **Prerequisites** | `01-create-cluster`; the data plane reachable (runs nothing otherwise, and says so) |
 # | **Rollback** | `DROP TABLE aurora_kit_vector_proof; DROP EXTENSION vector;` (only if nothing else uses it) |
 #

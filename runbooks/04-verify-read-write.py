@@ -20,7 +20,7 @@
 # | **Risk** | low — small writes in schema `aurora_kit` (deleted afterwards); ≤ 30 extra connections for `probe.duration_s` |
 # | **Blast radius** | the `app` database of `cluster_id` |
 # | **Failure type** | none injected |
-# | **Typical time** | local ≈ 4 s · aws ≈ 1 min |
+# | **Typical time** | local ≈ 3 s · aws ≈ 1 min |
 # | **Prerequisites** | `01-create-cluster`; the data plane reachable (runs nothing otherwise, and says so) |
 # | **Rollback** | nothing to roll back (`DROP SCHEMA aurora_kit CASCADE` removes the probe tables) |
 #

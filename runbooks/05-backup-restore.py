@@ -20,7 +20,7 @@
 # | **Risk** | low for the source (one small seed table `aurora_kit_pitr_seed`, a snapshot), but the verification reads **every user table** on the source and the restores (row counts + checksums): on a large database that is a full scan — run it off-peak; creates 1–2 new clusters |
 # | **Blast radius** | new clusters `backup_restore.restore_cluster_id` (and `…-pitr`); the snapshot |
 # | **Failure type** | none injected |
-# | **Typical time** | local ≈ 6 s · aws 30–60 min (restores, and LatestRestorableTime trails by ~5 min) |
+# | **Typical time** | local ≈ 3–4 s · aws 30–60 min (restores, and LatestRestorableTime trails by ~5 min) |
 # | **Prerequisites** | `01-create-cluster`; `backup_retention_period` ≥ 1; the data plane for verification |
 # | **Rollback** | delete the restored clusters (`99-teardown` with their ids) and the snapshot |
 #

@@ -21,7 +21,7 @@
 # | **Risk** | **high** — a write outage of seconds (Aurora: typically < 30 s) on the whole cluster; connections to the old writer drop; DNS-caching clients may write to the old writer (now read-only) |
 # | **Blast radius** | every client of `cluster_id` |
 # | **Failure type** | writer failure (planned switchover or crash) |
-# | **Typical time** | local ≈ 5 s · aws 1–2 min |
+# | **Typical time** | local ≈ 2.5 s · aws 1–2 min |
 # | **Prerequisites** | ≥ 1 reader, all instances `available`; `-p confirm=true` (else `ConfirmationRequiredError` before any call); on aws a change window; the data plane for RTO / lost commits |
 # | **Rollback** | run again with `failover.target_instance_id` = the old writer (or `failover.failback: true`) |
 #

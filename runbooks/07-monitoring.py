@@ -19,7 +19,7 @@
 # | **Risk** | low — creates/updates alarms only (upsert by name) |
 # | **Blast radius** | alarms named after `cluster_id`; notifications to the SNS topic |
 # | **Failure type** | none injected |
-# | **Typical time** | local ≈ 2 s · aws 1–4 min (07 waits for CloudWatch's first evaluation of every alarm) |
+# | **Typical time** | local ≈ 1.5 s · aws 1–4 min (07 waits for CloudWatch's first evaluation of every alarm) |
 # | **Prerequisites** | `01-create-cluster`; aws: the SNS topic |
 # | **Rollback** | delete the alarms (`aws cloudwatch delete-alarms` with the names below) |
 #

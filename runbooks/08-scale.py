@@ -22,7 +22,7 @@
 # | **Risk** | **high** — each class change restarts an instance (its connections drop); one planned failover (a write outage of seconds; Aurora: typically < 30 s); readers added and removed change what the reader endpoint reaches; added readers cost money on AWS |
 # | **Blast radius** | every instance of `cluster_id`; readers' clients during their restart; writers' clients during the failover |
 # | **Failure type** | planned failover (class change), instance restarts |
-# | **Typical time** | local ≈ 8 s · aws 30–90 min (each class change 5–15 min, new readers 10 min each) |
+# | **Typical time** | local ≈ 5–6 s · aws 30–90 min (each class change 5–15 min, new readers 10 min each) |
 # | **Prerequisites** | `01-create-cluster` with ≥ 1 reader, every instance `available`; `-p confirm=true` (class change, failover, `db.serverless`, removal; else `ConfirmationRequiredError` before any call); a change window on aws; the data plane for the write gap and the settings |
 # | **Rollback** | rerun with `scale.instance_class_to` = the old class; remove added readers (`scale.remove_instance_id`); `scale.autoscaling.keep_policy: false` deletes the policy (the readers it added stay, as on AWS) |
 #

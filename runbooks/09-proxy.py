@@ -22,7 +22,7 @@
 # | **Risk** | **high** when `proxy.failover_modes` is set (each is a failover: a write outage of seconds); otherwise low (creates a proxy; its checks open a few dozen connections) |
 # | **Blast radius** | a new proxy and its role; with failovers, every client of `cluster_id` |
 # | **Failure type** | planned (aws, local) or crash (local) failover |
-# | **Typical time** | local ≈ 5 s · aws 10–20 min (a proxy takes minutes to create) |
+# | **Typical time** | local ≈ 3.5 s · aws 10–20 min (a proxy takes minutes to create) |
 # | **Prerequisites** | `01-create-cluster` with a managed master secret (aws) and ≥ 1 reader; aws: the proxy's subnets (the cluster's DB subnet group) and security groups, and the data plane from inside the VPC; local: PgBouncer installed (`apt-get install pgbouncer`; `make` says how elsewhere); `-p confirm=true` for the failovers and the deletion |
 # | **Rollback** | `proxy.delete_proxy: true` (with `confirm`) deletes the proxy, its endpoint and the role it created; clients go back to the cluster endpoint |
 #

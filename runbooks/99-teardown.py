@@ -20,7 +20,7 @@
 # | **Risk** | **high — irreversible** without a final snapshot: the data is gone |
 # | **Blast radius** | `cluster_id`, all its instances and (unless retained) its automated backups; manual snapshots are kept |
 # | **Failure type** | none injected |
-# | **Typical time** | local ≈ 2 s · aws 10–20 min |
+# | **Typical time** | local ≈ 1 s · aws 10–20 min |
 # | **Prerequisites** | `-p confirm=true` and `-p teardown.confirm_cluster_id=<cluster_id>` (the cluster typed again); the final-snapshot decision; no application still using the cluster |
 # | **Rollback** | restore the final snapshot (`05-backup-restore` / `RestoreDBClusterFromSnapshot`); without one, none |
 #
