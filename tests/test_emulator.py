@@ -179,9 +179,11 @@ def test_rds_proxy_routes_pins_multiplexes_and_goes(backend: AwsBackend, emulato
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
         pinning = check_pinning(info, pins_expected=True)
         assert not pinning.problems(), pinning.problems()
-        multiplexed = check_multiplexing(info, clients=20, transactions=3)
+        multiplexed = check_multiplexing(info, clients=20, transactions=3, max_connections_percent=20)
         assert not multiplexed.problems(), multiplexed.problems()
         assert multiplexed.server_sessions < 20
+        max_connections = _sql(backend, "cluster", "SELECT current_setting('max_connections')::int")[0]
+        assert multiplexed.pool_size == max_connections * 20 // 100  # RDS Proxy reports no pool: read through it
         # refused by PgBouncer's SCRAM check against the secret's password (its own wording, not RDS Proxy's)
         assert _refusal(dataclasses.replace(info, password="not-the-secret")).endswith("SASL authentication failed")
         iam = backend.create_proxy(CLUSTER, ProxySpec(proxy_name="emu-proxy-iam", iam_auth=True))

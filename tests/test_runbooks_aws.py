@@ -209,6 +209,7 @@ def test_every_runbook_on_the_emulated_aws_with_no_step_skipped(emulator_env: An
     assert proxy["pinning"]["pinned"] is True  # RDS Proxy pins a session-level SET (the aws backend expects it)
     assert proxy["pinning"]["leaked"] == 0
     assert proxy["multiplexing"]["server_sessions"] < proxy["multiplexing"]["clients"]
+    assert proxy["multiplexing"]["pool_size"] == 100  # 50 % of max_connections 200 (02's group), read through it
     assert proxy["read_only"]["in_recovery"] == proxy["read_only"]["connections"]
     planned = proxy["proxy"]["planned"]  # a real failover, measured through the proxy and on the cluster endpoint
     assert planned["proxy_gap_s"] > 0  # with 0 lost commits on both sides: judged by the check, which passed

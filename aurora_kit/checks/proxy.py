@@ -29,6 +29,7 @@ from aurora_kit.checks.common import connect, instance_identity, sqlstate_of
 from aurora_kit.checks.result import CheckResult
 from aurora_kit.checks.write_probe import WriteProbe, WriteProbeReport
 from aurora_kit.display import quantity
+from aurora_kit.rules import proxy_pool_size
 
 #: RDS Proxy's documented claim for Aurora Multi-AZ failovers
 CLAIMED_REDUCTION = 0.66
@@ -232,10 +233,13 @@ def check_multiplexing(
     clients: int = 40,
     transactions: int = 5,
     pool_size: int | None = None,
+    max_connections_percent: int | None = None,
     connect_timeout: float = 5.0,
 ) -> MultiplexingReport:
     """Open ``clients`` connections through the proxy (all held open), then let each run ``transactions`` short
-    transactions at once; count the distinct server sessions (``pg_backend_pid()``) that served them."""
+    transactions at once; count the distinct server sessions (``pg_backend_pid()``) that served them. Without a
+    ``pool_size`` (RDS Proxy does not report one), the pool is ``max_connections_percent`` of the writer's
+    ``max_connections`` as the proxy's first session reads it (RDS Proxy's definition of the pool)."""
     conns: list[psycopg.Connection[Any]] = []
     pids: Counter[int] = Counter()
     errors: Counter[str] = Counter()
@@ -259,6 +263,9 @@ def check_multiplexing(
             conn = connect(info, connect_timeout=connect_timeout, application_name="aurora_kit_multiplexing")
             conn.prepare_threshold = None
             conns.append(conn)
+        if pool_size is None and max_connections_percent is not None:
+            row = conns[0].execute("SELECT current_setting('max_connections')::int", prepare=False).fetchone()
+            pool_size = proxy_pool_size(int(row[0]), max_connections_percent) if row else None
         with ThreadPoolExecutor(max_workers=clients) as pool:
             list(pool.map(work, conns))
     finally:

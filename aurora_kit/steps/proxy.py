@@ -116,6 +116,7 @@ def multiplexing(run: Run, proxy: Proxy) -> MultiplexingReport:
         run.backend.proxy_connection_info(proxy.db_proxy_name),
         clients=run.section("proxy").multiplexing_clients,
         pool_size=proxy.pool_size,
+        max_connections_percent=proxy.max_connections_percent,
         connect_timeout=connect_timeout(run),
     )
 
