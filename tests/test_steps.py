@@ -619,3 +619,19 @@ def test_the_write_probe_reconnects_exactly_when_the_connection_is_gone(
     from aurora_kit.checks.common import must_reconnect
 
     assert must_reconnect(exc, conn) is reconnect
+
+
+def test_a_proxy_gap_within_the_allowed_excess_is_called_no_difference() -> None:
+    """One failover each side: a few hundredths of a second either way is noise, and the verdict line says so
+    instead of reporting "9 % shorter" as a finding (the newcomer review saw that on the emulator)."""
+    from aurora_kit.checks.proxy import ProxyFailoverReport
+
+    def report(proxy_gap: float, direct_gap: float, slack: float) -> ProxyFailoverReport:
+        return ProxyFailoverReport("planned", _probe_report(gap_s=direct_gap), _probe_report(gap_s=proxy_gap), {},
+                                   slack_s=slack)  # fmt: skip
+
+    close = report(0.4, 0.5, 0.25)
+    assert not close.problems()
+    assert "no difference one failover can show" in close.limits()
+    assert "no difference" not in report(0.4, 0.5, 0.0).limits()  # aws: no slack, the difference is the finding
+    assert report(0.9, 0.5, 0.25).problems()  # longer than allowed: a failure, as before

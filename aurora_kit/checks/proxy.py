@@ -82,6 +82,8 @@ class ProxyFailoverReport(CheckResult):
             return ""
         shorter = self.reduction
         rel = f"{abs(shorter) * 100:.0f} % {'shorter' if shorter >= 0 else 'longer'}" if shorter is not None else ""
+        if self.slack_s and abs(p - d) <= self.slack_s:  # one failover each: a difference this small is noise
+            rel += f", within ±{self.slack_s:g} s: no difference one failover can show"
         return (
             f"{self.mode}: proxy gap {p:.3f} s vs cluster endpoint {d:.3f} s ({rel}; RDS Proxy claims up to "
             f"{CLAIMED_REDUCTION * 100:.0f} %), lost commits {self.proxied.lost} / {self.direct.lost} ≤ {self.max_lost}"
