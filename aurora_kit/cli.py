@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from aurora_kit.errors import AuroraKitError
-from aurora_kit.outcome import EXIT_REFUSED
+from aurora_kit.outcome import EXIT_INTERRUPTED, EXIT_REFUSED
 
 # command groups, in help order; a module missing here means that group is not built yet
 COMMAND_MODULES = ("local", "run", "audit", "emulate", "iam_policy")
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operate Aurora PostgreSQL (+ pgvector) with runbooks that measure what they claim; "
         "rehearse them on a local Aurora-shaped PostgreSQL cluster.",
         epilog="exit codes: 0 ok (passed, dry run, or unverified checks accepted) · 1 failed · 2 refused before "
-        "running · 3 not verified (checks skipped). Start with: aurora-kit run 01 -f parameters/local.yaml",
+        "running · 3 not verified (checks skipped) · 130 interrupted. "
+        "Start with: aurora-kit run 01 -f parameters/local.yaml",
     )
     parser.add_argument("--version", action="version", version=f"aurora-kit {aurora_kit.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,6 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuroraKitError as exc:
         print(f"aurora-kit: error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except KeyboardInterrupt:  # Ctrl-C: say what it leaves instead of a traceback
+        print(
+            "aurora-kit: interrupted: a runbook under way stopped where it was — its record is left unsealed "
+            "(`aurora-kit audit list` shows it) and nothing it changed was undone: check the cluster's state "
+            "(its runbooks' describe steps, or `aurora-kit local status`) before running again",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

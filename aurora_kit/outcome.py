@@ -33,6 +33,8 @@ CHECK_MIME = "application/vnd.aurora-kit.check+json"
 
 #: exit code for a run refused before any kernel started (bad parameters, unknown runbook, unusable root)
 EXIT_REFUSED = 2
+#: the shell's convention for a command stopped by SIGINT (128 + 2)
+EXIT_INTERRUPTED = 130
 #: status of a runbook of a batch that was not started because an earlier one was not accepted
 NOT_RUN = "not run"
 

@@ -103,3 +103,21 @@ def test_audit_head_prints_the_head_that_verify_accepts_and_a_rewritten_tail_is_
     assert "TAMPERED" in out
     assert f"first suspect record: {last['run_id']}" in out
     assert main(["audit", "verify", "--audit-dir", str(audit_dir), "--expect-head", head]) == 1
+
+
+def test_ctrl_c_says_what_it_leaves_and_exits_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run interrupted with Ctrl-C: no traceback; the message says the record is unsealed and nothing was
+    undone; the exit code is the shell's 130."""
+    import aurora_kit.commands.audit as audit_command
+
+    def interrupted(_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_command, "list_records", interrupted)
+    assert main(["audit", "list"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err
+    assert "left unsealed" in err
+    assert "Traceback" not in err
