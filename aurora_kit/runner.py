@@ -237,10 +237,7 @@ def _execute(
     ahead: dict[str, Any] = {"km": kernel.km} if kernel is not None else {}
     if on_kernel_ready is not None:
         ahead["on_notebook_start"] = on_kernel_ready  # nbclient awaits it once the kernel answered, before cell 1
-    environ = {RUN_ID_ENV: run_id, OPERATOR_ENV: who}
-    if parameters_file:
-        environ[PARAMETERS_FILE_ENV] = parameters_file
-    with temporary_environ(**environ):
+    with temporary_environ(**_kernel_environ(run_id, who, parameters_file)):
         try:
             pm.execute_notebook(
                 str(notebook),
@@ -285,6 +282,14 @@ def _execute(
     )
 
 
+def _kernel_environ(run_id: str, who: str, parameters_file: str | None) -> dict[str, str]:
+    """What a run's kernel finds in its environment: its run id, the operator, the parameters file if any."""
+    environ = {RUN_ID_ENV: run_id, OPERATOR_ENV: who}
+    if parameters_file:
+        environ[PARAMETERS_FILE_ENV] = parameters_file
+    return environ
+
+
 def _redactor(parameters: Mapping[str, Any]) -> Any:
     return redactor_for({"metadata": {"papermill": {"parameters": dict(parameters)}}}, key=secrets.token_bytes(32))
 
@@ -312,9 +317,7 @@ async def _launch_ahead(
         assert key is not None
         redactor.add([key.hex()])
         run_id = new_run_id(notebook.stem)
-        environ = {RUN_ID_ENV: run_id, OPERATOR_ENV: operator(), KEY_ENV: key.hex()}
-        if parameters_file:
-            environ[PARAMETERS_FILE_ENV] = parameters_file
+        environ = {**_kernel_environ(run_id, operator(), parameters_file), KEY_ENV: key.hex()}
         name = kernel_name or str(nb_kernel_name(nbformat.read(str(notebook), as_version=4), None))
         return await kernels.launch(
             kernel_name=name, cwd=str(cwd or notebook.parent), environ=environ, run_id=run_id, redactor=redactor
