@@ -29,8 +29,9 @@ from _common import figure, local_cluster, parser
 
 from aurora_kit.checks.proxy import compare_failover
 from aurora_kit.checks.write_probe import WriteProbe
-from aurora_kit.rules import FailoverCandidate, class_change_order
+from aurora_kit.rules import class_change_order
 from aurora_kit.specs import ProxySpec
+from aurora_kit.steps.common import failover_candidates
 
 CLASSES = ("db.r6g.xlarge", "db.r6g.large")
 
@@ -39,16 +40,7 @@ def _class_change(backend: Any, cid: str, proxy_name: str, target: str, rate: fl
     """One rolling class change to ``target`` under a probe on the cluster endpoint and one through the proxy."""
     cluster = backend.describe_cluster(cid)
     instances = {i.db_instance_identifier: i for i in backend.describe_instances(cid)}
-    members = [
-        FailoverCandidate(
-            m.db_instance_identifier,
-            m.is_cluster_writer,
-            instances[m.db_instance_identifier].status == "available",
-            m.promotion_tier,
-            instances[m.db_instance_identifier].db_instance_class,
-        )
-        for m in cluster.db_cluster_members
-    ]
+    members = failover_candidates(cluster, instances)
     steps = class_change_order(members, [m.instance_id for m in members if m.instance_class != target])
     probes = {
         "cluster": WriteProbe(backend.connection_info(cid, "cluster"), rate=rate),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aurora_kit.display import Table, show
 from aurora_kit.errors import AuroraKitError, ClusterNotFoundError, ConfirmationRequiredError
 from aurora_kit.outcome import Check, CheckStatus
+from aurora_kit.rules import FailoverCandidate
 
 if TYPE_CHECKING:
     from aurora_kit.backends.base import Cluster, ClusterBackend, ConnectionInfo, Instance
@@ -453,6 +454,18 @@ def cluster_summary(cluster: Cluster) -> dict[str, Any]:
 
 
 #: what every step module re-exports, so a runbook needs one import (``from aurora_kit.steps import x as wf``)
+def failover_candidates(cluster: Cluster, instances: Mapping[str, Instance]) -> list[FailoverCandidate]:
+    """The cluster's members as Aurora's failover and class-change rules see them (writer or not, available,
+    promotion tier, class); a member whose instance is not described (being created or deleted) is unavailable."""
+    out = []
+    for m in cluster.db_cluster_members:
+        inst = instances.get(m.db_instance_identifier)
+        available = inst is not None and inst.status == "available"
+        klass = inst.db_instance_class if inst is not None else ""
+        out.append(FailoverCandidate(m.db_instance_identifier, m.is_cluster_writer, available, m.promotion_tier, klass))
+    return out
+
+
 __all__ = [
     "DataPlane",
     "Skipped",
@@ -463,6 +476,7 @@ __all__ = [
     "connect_timeout",
     "data_plane",
     "endpoint_plane",
+    "failover_candidates",
     "members_table",
     "parameters_form",
     "plan_table",

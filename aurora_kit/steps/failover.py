@@ -9,7 +9,7 @@ from aurora_kit.display import Table, quantity
 from aurora_kit.polling import wait_for
 from aurora_kit.rules import FailoverCandidate, failover_target
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
-from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm
+from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm, failover_candidates
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
@@ -20,20 +20,8 @@ if TYPE_CHECKING:
 
 def _candidates(run: Run) -> list[FailoverCandidate]:
     cid = run.params.cluster_id
-    c = run.backend.describe_cluster(cid)
     instances = {i.db_instance_identifier: i for i in run.backend.describe_instances(cid)}
-    return [
-        FailoverCandidate(
-            m.db_instance_identifier,
-            m.is_cluster_writer,
-            instances[m.db_instance_identifier].status == "available"
-            if m.db_instance_identifier in instances
-            else False,
-            m.promotion_tier,
-            instances[m.db_instance_identifier].db_instance_class if m.db_instance_identifier in instances else "",
-        )
-        for m in c.db_cluster_members
-    ]
+    return failover_candidates(run.backend.describe_cluster(cid), instances)
 
 
 def target(run: Run) -> str:

@@ -17,14 +17,13 @@ from aurora_kit.display import Table, quantity
 from aurora_kit.errors import InvalidParameterError
 from aurora_kit.params.scaling import ADDED
 from aurora_kit.rules import (
-    FailoverCandidate,
     check_reader_additions,
     check_reader_removal,
     class_change_order,
     memory_settings,
 )
 from aurora_kit.steps.common import *  # noqa: F403 - every runbook module re-exports the common steps
-from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm, connect_timeout
+from aurora_kit.steps.common import DataPlane, Skipped, check_step, confirm, connect_timeout, failover_candidates
 from aurora_kit.steps.common import __all__ as _common
 
 if TYPE_CHECKING:
@@ -39,20 +38,6 @@ def _instances(run: Run) -> dict[str, Instance]:
     return {i.db_instance_identifier: i for i in run.backend.describe_instances(run.params.cluster_id)}
 
 
-def _candidates(cluster: Cluster, instances: dict[str, Instance]) -> list[FailoverCandidate]:
-    """The members as the class-change order sees them: writer or not, available, tier, class."""
-    return [
-        FailoverCandidate(
-            m.db_instance_identifier,
-            m.is_cluster_writer,
-            instances[m.db_instance_identifier].status == "available",
-            m.promotion_tier,
-            instances[m.db_instance_identifier].db_instance_class,
-        )
-        for m in cluster.db_cluster_members
-    ]
-
-
 def preflight(run: Run, cluster: Cluster, instances: dict[str, Instance]) -> None:
     """Everything this run will ask for, checked against the cluster as it will be when each step comes —
     before the first mutating call (an invalid removal found only at the end would leave a class change, new
@@ -63,7 +48,7 @@ def preflight(run: Run, cluster: Cluster, instances: dict[str, Instance]) -> Non
     cid = cluster.db_cluster_identifier
     writer = cluster.writer_id
     if scale.instance_class_to is not None:
-        candidates = _candidates(cluster, instances)
+        candidates = failover_candidates(cluster, instances)
         to_change = [c.instance_id for c in candidates if c.instance_class != scale.instance_class_to]
         steps = class_change_order(candidates, to_change)
         writer = next((st.instance_id for st in steps if st.action == "failover"), writer)
@@ -165,7 +150,7 @@ def change_class(run: Run, dp: DataPlane) -> ClassChange:
         return ClassChange(None, status="not requested")
     cluster = run.backend.describe_cluster(cid)
     instances = _instances(run)
-    members = _candidates(cluster, instances)
+    members = failover_candidates(cluster, instances)
     to_change = [m.instance_id for m in members if m.instance_class != target]
     steps = class_change_order(members, to_change)  # refuses (no changed reader to fail over to) before any call
     if not steps:
