@@ -11,7 +11,7 @@ metric                         measured as                                      
 CPUUtilization (Percent)       the instance's PostgreSQL processes (psutil)        instance; cluster + Role
 FreeableMemory (Bytes)         the host's available memory (instances share it)    instance; cluster + Role
 DatabaseConnections (Count)    client backends in ``pg_stat_activity``            instance; cluster; cluster + Role
-AuroraReplicaLag (ms)          ``pg_stat_replication.replay_lag`` of each reader   reader instance; cluster + READER
+AuroraReplicaLag (ms)          time to replay the writer's flushed WAL (sampled)   reader instance; cluster + READER
 AuroraReplicaLagMaximum (ms)   the largest reader lag, published by the writer     writer instance; cluster + WRITER
 =============================  ==================================================  ===================================
 
@@ -23,6 +23,7 @@ simplification (documented in the README's table).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import psutil  # type: ignore[import-untyped]
+import psycopg
+
+from aurora_kit.backends.local.monitoring import replica_lag_ms
 
 if TYPE_CHECKING:
     from aurora_kit.emulator.bridge import Bridge
@@ -80,36 +84,36 @@ class Metrics:
             )
 
         total_connections = 0.0
-        for iid in list(view.addresses):
-            role = "WRITER" if iid == writer else "READER"
-            with self.bridge.master(cluster_id, iid) as conn:
+        with contextlib.ExitStack() as stack:
+            conns = {iid: stack.enter_context(self.bridge.master(cluster_id, iid)) for iid in list(view.addresses)}
+            for iid, conn in conns.items():
+                role = "WRITER" if iid == writer else "READER"
                 row = conn.execute(
                     "SELECT current_setting('data_directory'), (SELECT count(*) - 1 FROM pg_stat_activity "
                     "WHERE backend_type = 'client backend')"
                 ).fetchone()
-                if iid == writer:
-                    lags = {
-                        str(name): float(ms or 0.0)
-                        for name, ms in conn.execute(
-                            "SELECT application_name, extract(epoch FROM replay_lag) * 1000 FROM pg_stat_replication"
-                        ).fetchall()
-                    }
-            assert row is not None
-            values = {
-                "CPUUtilization": (self._cpu(str(row[0])), "Percent"),
-                "FreeableMemory": (memory, "Bytes"),
-                "DatabaseConnections": (float(row[1]), "Count"),
-            }
-            total_connections += float(row[1])
-            for name, (value, unit) in values.items():
-                put(name, value, unit, DBInstanceIdentifier=iid)
-                per_role[role].setdefault(name, []).append(value)
-        readers = [i for i in view.addresses if i != writer]
-        for reader in readers:
-            put("AuroraReplicaLag", lags.get(reader, 0.0), "Milliseconds", DBInstanceIdentifier=reader)
-            per_role["READER"].setdefault("AuroraReplicaLag", []).append(lags.get(reader, 0.0))
-        if writer is not None and readers:
-            maximum = max((lags.get(r, 0.0) for r in readers), default=0.0)
+                assert row is not None
+                values = {
+                    "CPUUtilization": (self._cpu(str(row[0])), "Percent"),
+                    "FreeableMemory": (memory, "Bytes"),
+                    "DatabaseConnections": (float(row[1]), "Count"),
+                }
+                total_connections += float(row[1])
+                for name, (value, unit) in values.items():
+                    put(name, value, unit, DBInstanceIdentifier=iid)
+                    per_role[role].setdefault(name, []).append(value)
+            readers = [i for i in conns if i != writer]
+            if writer in conns and readers:
+                try:  # a writer demoted since the view was read refuses pg_current_wal_flush_lsn(): no sample
+                    measured = replica_lag_ms(conns[writer], {r: conns[r] for r in readers})
+                except psycopg.Error:
+                    measured = {}
+                lags = {r: ms for r, ms in measured.items() if ms is not None}
+        for reader in lags:
+            put("AuroraReplicaLag", lags[reader], "Milliseconds", DBInstanceIdentifier=reader)
+            per_role["READER"].setdefault("AuroraReplicaLag", []).append(lags[reader])
+        if writer is not None and lags:
+            maximum = max(lags.values())
             put("AuroraReplicaLagMaximum", maximum, "Milliseconds", DBInstanceIdentifier=writer)
             put("AuroraReplicaLagMaximum", maximum, "Milliseconds", DBClusterIdentifier=cluster_id, Role="WRITER")
         units = {"CPUUtilization": "Percent", "FreeableMemory": "Bytes", "DatabaseConnections": "Count",

@@ -1,8 +1,8 @@
 """Alarms of a local cluster: the AlarmSpecs are stored in state; ``describe_alarms`` evaluates each threshold
 *now* from the instances (a single sample, not CloudWatch's period × evaluation periods):
 
-* ``AuroraReplicaLag`` (ms, one alarm per reader): 0 when the reader replayed all it received, else
-  ``clock_timestamp() - pg_last_xact_replay_timestamp()``;
+* ``AuroraReplicaLag`` (ms, one alarm per reader): measured by :func:`replica_lag_ms` — how long after the writer's
+  flushed WAL position is read the reader has replayed up to it;
 * ``CPUUtilization`` (% of the host, one alarm per instance): CPU of the postmaster and its children sampled over
   0.2 s with psutil, divided by the CPU count;
 * ``FreeableMemory`` (bytes, one alarm per instance): ``psutil.virtual_memory().available`` of the host;
@@ -15,7 +15,10 @@ Alarm names follow the aws backend: ``aurora-kit/<cluster>/<instance>/<metric>``
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import psycopg
@@ -27,6 +30,52 @@ from aurora_kit.errors import InvalidParameterError
 from aurora_kit.specs import AlarmSpec
 
 PREFIX = "aurora-kit"
+#: how long a lag sample waits for a reader to replay what the writer has flushed, and how often it looks
+LAG_WAIT_S = 2.0
+LAG_POLL_S = 0.005
+
+
+def replica_lag_ms(
+    writer: psycopg.Connection[Any], readers: Mapping[str, psycopg.Connection[Any]], *, wait_s: float = LAG_WAIT_S
+) -> dict[str, float | None]:
+    """``AuroraReplicaLag`` of each reader, measured: the writer's flushed WAL position is read, then each reader is
+    polled until it has replayed up to it; the lag is the time that took (an upper bound: it includes the round
+    trips, ~1 ms). A reader still behind after ``wait_s`` reports the larger of the time waited and the age of the
+    last transaction it replayed. None for a connection that is not in recovery (no longer a reader).
+
+    Why not the usual one-liners: ``clock_timestamp() - pg_last_xact_replay_timestamp()`` is the age of the last
+    *commit* replayed, so a caught-up reader of a quiet cluster reads seconds "behind" whenever a record that is no
+    transaction (a checkpoint, the 15-s running-xacts record) has been received and not yet replayed — an alarm that
+    fired on an idle cluster in CI; and ``pg_stat_replication.replay_lag`` keeps its last measured value while a
+    reader stops replaying but goes on receiving."""
+    start = time.monotonic()
+    row = writer.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+    assert row is not None
+    target = row[0]
+    out: dict[str, float | None] = {}
+    pending = dict(readers)
+    while True:
+        waited_ms = (time.monotonic() - start) * 1000
+        for iid, conn in list(pending.items()):
+            sample = conn.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn, "
+                "EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000",
+                (target,),
+            ).fetchone()
+            assert sample is not None
+            replayed, commit_age_ms = sample
+            if replayed is None:
+                out[iid] = None
+            elif replayed:
+                out[iid] = round((time.monotonic() - start) * 1000, 1)
+            elif waited_ms >= wait_s * 1000:
+                out[iid] = round(max(waited_ms, float(commit_age_ms or 0.0)), 1)
+            else:
+                continue
+            del pending[iid]
+        if not pending:
+            return out
+        time.sleep(LAG_POLL_S)
 
 
 def check_alarms(alarms: list[AlarmSpec]) -> None:
@@ -78,20 +127,12 @@ def _cpu_percent(nodes: Nodes, cl: ClusterRecord, members: list[str]) -> dict[st
     return out
 
 
-def _instance_metric(nodes: Nodes, cluster_id: str, iid: str, metric: str) -> float | None:
+def _client_backends(nodes: Nodes, cluster_id: str, iid: str) -> float | None:
+    """``DatabaseConnections`` of one instance (None when it does not answer)."""
     try:
-        if metric == "AuroraReplicaLag":
-            row = nodes.query(
-                cluster_id,
-                iid,
-                "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
-                "WHEN pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() THEN 0 "
-                "ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000 END",
-            )[0]
-        else:
-            row = nodes.query(
-                cluster_id, iid, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-            )[0]
+        row = nodes.query(
+            cluster_id, iid, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        )[0]
     except psycopg.Error:
         return None
     return None if row[0] is None else float(row[0])
@@ -113,11 +154,29 @@ def reader_average(nodes: Nodes, cl: ClusterRecord, predefined: str) -> tuple[fl
     if metric == "CPUUtilization":
         values = _cpu_percent(nodes, cl, readers)
     else:
-        found = {r: _instance_metric(nodes, cl.cluster_id, r, metric) for r in readers}
+        found = {r: _client_backends(nodes, cl.cluster_id, r) for r in readers}
         values = {r: v for r, v in found.items() if v is not None}
     if not values:
         return None, {}
     return sum(values.values()) / len(values), values
+
+
+def _lags(nodes: Nodes, cl: ClusterRecord, running: list[str]) -> dict[str, float | None]:
+    """:func:`replica_lag_ms` of the running readers ({} when the writer or no reader answers)."""
+    writer = cl.writer_id
+    readers = [r for r in running if r in cl.reader_ids]
+    if writer not in running or not readers:
+        return {}
+    with contextlib.ExitStack() as stack:
+        try:
+            wconn = stack.enter_context(nodes.connect(cl.cluster_id, writer, cl=cl))
+            rconns: dict[str, psycopg.Connection[Any]] = {}
+            for r in readers:
+                with contextlib.suppress(psycopg.Error):
+                    rconns[r] = stack.enter_context(nodes.connect(cl.cluster_id, r, cl=cl))
+            return replica_lag_ms(wconn, rconns)
+        except psycopg.Error:
+            return {}
 
 
 def _aggregate(values: list[float], statistic: str) -> float:
@@ -135,15 +194,14 @@ def describe_alarms(nodes: Nodes, cluster_id: str) -> list[AlarmState]:
     specs = [AlarmSpec(**a) for a in cl.alarms]
     running = nodes.running(cluster_id, cl)
     cpu = _cpu_percent(nodes, cl, running) if any(s.metric == "CPUUtilization" for s in specs) else {}
+    lags = _lags(nodes, cl, running) if any(s.metric == "AuroraReplicaLag" for s in specs) else {}
     out: list[AlarmState] = []
     for spec in specs:
         for name, dimension in _targets(spec, cl):
             iid = dimension.split("=", 1)[1]
             value: float | None
             if spec.metric == "DatabaseConnections":
-                values = [
-                    v for v in (_instance_metric(nodes, cluster_id, i, spec.metric) for i in running) if v is not None
-                ]
+                values = [v for v in (_client_backends(nodes, cluster_id, i) for i in running) if v is not None]
                 value = _aggregate(values, spec.statistic) if values else None
             elif iid not in running:
                 value = None
@@ -151,8 +209,8 @@ def describe_alarms(nodes: Nodes, cluster_id: str) -> list[AlarmState]:
                 value = cpu.get(iid)
             elif spec.metric == "FreeableMemory":
                 value = float(psutil.virtual_memory().available)
-            else:
-                value = _instance_metric(nodes, cluster_id, iid, spec.metric)
+            else:  # AuroraReplicaLag
+                value = lags.get(iid)
             if value is None:
                 state, reason = "INSUFFICIENT_DATA", "no sample (instance not running or not reachable)"
             elif spec.breached(value):

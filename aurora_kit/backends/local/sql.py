@@ -23,7 +23,8 @@ superuser, so that SQL and Aurora-aware clients (the AWS Advanced Python Wrapper
     writer the file names (mid-failover: the old writer until the new one is writable and published).
     *Live figures* where the node has them: on the writer, each reader's row comes from ``pg_stat_replication``
     (flush/write/replay LSN, ``replay_lag``, ``reply_time``, ``backend_xmin``); on a reader, its own row from
-    ``pg_stat_wal_receiver`` and its replay position, the writer's from the last message received. Rows the node
+    ``pg_stat_wal_receiver`` and its replay position, the writer's from the last message received; its
+    ``replica_lag_in_msec`` is the time it takes to replay what it has received (polled up to 0.5 s). Rows the node
     has no live figure for (other readers seen from a reader, a reader not streaming) carry NULL figures and the
     publication time as ``last_update_timestamp``. As on Aurora since 13.9, the connected instance's own
     ``last_update_timestamp`` is NULL. ``cpu`` is NULL: no sampler runs locally. ``SECURITY DEFINER``: every
@@ -79,7 +80,27 @@ DECLARE
     readers text[];
     busy bigint := (SELECT count(*) FROM pg_stat_activity
                      WHERE backend_type = 'client backend' AND xact_start IS NOT NULL);
+    received pg_lsn;
+    started timestamptz;
+    my_lag real;
 BEGIN
+    IF NOT writing THEN
+        -- this reader's lag: how long it takes to replay what it has received (polled, at most 0.5 s; a reader still
+        -- behind then reads the larger of that and the age of its last replayed commit). Not that age alone: a quiet
+        -- reader that has received a record which is no transaction (a checkpoint) would read seconds behind.
+        received := pg_last_wal_receive_lsn();
+        started := clock_timestamp();
+        my_lag := 0;
+        WHILE received IS NOT NULL AND pg_last_wal_replay_lsn() < received LOOP
+            IF clock_timestamp() - started >= interval '0.5 s' THEN
+                my_lag := GREATEST(EXTRACT(epoch FROM clock_timestamp() - started) * 1000,
+                                   EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000);
+                EXIT;
+            END IF;
+            PERFORM pg_sleep(0.005);
+            my_lag := EXTRACT(epoch FROM clock_timestamp() - started) * 1000;
+        END LOOP;
+    END IF;
     IF writing THEN
         writer := me;
     ELSE
@@ -142,9 +163,7 @@ BEGIN
         CASE WHEN m.id = me THEN w.pid IS NOT NULL END, NULL::integer, NULL::timestamptz,
         CASE WHEN m.id = me THEN NULL ELSE published END,
         NULL::bigint, NULL::integer,
-        (CASE WHEN m.id <> me THEN NULL
-              WHEN pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() THEN 0
-              ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000 END)::real,
+        CASE WHEN m.id = me THEN my_lag END,
         NULL::real, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
         NULL::integer, NULL::real
       FROM unnest(readers) AS m(id)
