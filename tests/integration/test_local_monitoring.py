@@ -36,43 +36,56 @@ def conns(local_backend: Any, local_cluster: Cluster) -> Iterator[tuple[psycopg.
                 conn.execute("SELECT pg_wal_replay_resume()")
 
 
+def _hold_a_record_unreplayed(writer: psycopg.Connection[Any], reader: psycopg.Connection[Any]) -> float:
+    """A commit, ``QUIET_S`` of nothing, then a record that is no transaction (a CHECKPOINT) received by the paused
+    reader and held unreplayed. Returns what the replaced formula reads now: the age of the last replayed commit."""
+    writer.execute("CREATE TABLE IF NOT EXISTS lag_probe (at timestamptz)")
+    writer.execute("INSERT INTO lag_probe VALUES (now())")
+    time.sleep(QUIET_S)
+    reader.execute("SELECT pg_wal_replay_pause()")
+    writer.execute("CHECKPOINT")
+    while reader.execute("SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()").fetchone() != (True,):
+        time.sleep(0.01)
+    row = reader.execute(
+        "SELECT EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000"
+    ).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def _resume_after(reader: psycopg.Connection[Any], delay_s: float) -> tuple[threading.Thread, list[float]]:
+    """Resume the reader's replay ``delay_s`` from now on a connection opened ahead; the list gets the moment."""
+    other = psycopg.connect(reader.info.dsn, password=reader.info.password, autocommit=True)
+    resumed: list[float] = []
+
+    def resume() -> None:
+        with other:
+            time.sleep(delay_s)
+            other.execute("SELECT pg_wal_replay_resume()")
+            resumed.append(time.monotonic())
+
+    thread = threading.Thread(target=resume)
+    thread.start()
+    return thread, resumed
+
+
 def test_quiet_cluster_reads_no_lag_while_a_non_transaction_record_waits(
     conns: tuple[psycopg.Connection[Any], dict[str, Any]],
 ) -> None:
     writer, readers = conns
     name, reader = sorted(readers.items())[0]
-    writer.execute("CREATE TABLE IF NOT EXISTS lag_probe (at timestamptz)")
-    writer.execute("INSERT INTO lag_probe VALUES (now())")
-    time.sleep(QUIET_S)
-    reader.execute("SELECT pg_wal_replay_pause()")
-    writer.execute("CHECKPOINT")  # WAL that is no transaction: received by the reader, held unreplayed
-    while reader.execute("SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()").fetchone() != (True,):
-        time.sleep(0.01)
-    (old,) = reader.execute(  # the formula this replaces: age of the last replayed commit once anything waits
-        "SELECT EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000"
-    ).fetchone()
-    assert float(old) >= QUIET_S * 1000
-
-    resumed: list[float] = []
-
-    other = psycopg.connect(reader.info.dsn, password=reader.info.password, autocommit=True)  # connected ahead
-
-    def resume_later() -> None:
-        with other:
-            time.sleep(0.4)
-            other.execute("SELECT pg_wal_replay_resume()")
-            resumed.append(time.monotonic())
+    old = _hold_a_record_unreplayed(writer, reader)
+    assert old >= QUIET_S * 1000
 
     start = time.monotonic()
-    thread = threading.Thread(target=resume_later)
-    thread.start()
+    thread, resumed = _resume_after(reader, 0.4)
     lags = replica_lag_ms(writer, {name: reader}, wait_s=30)
     thread.join()
     lag = lags[name]
     assert lag is not None
     # the measured lag is the time the record waited for replay: at least the pause, at most until it was resumed
     assert 350 <= lag <= (resumed[0] - start) * 1000 + 250, (lag, resumed[0] - start)
-    assert lag < float(old)
+    assert lag < old
 
 
 def test_a_reader_that_stopped_replaying_is_in_alarm(
@@ -105,30 +118,15 @@ def test_aurora_replica_status_on_a_quiet_reader_reads_the_replay_wait_not_the_c
 ) -> None:
     writer, readers = conns
     name, reader = sorted(readers.items())[0]
-    writer.execute("CREATE TABLE IF NOT EXISTS lag_probe (at timestamptz)")
-    writer.execute("INSERT INTO lag_probe VALUES (now())")
-    time.sleep(QUIET_S)
-    reader.execute("SELECT pg_wal_replay_pause()")
-    writer.execute("CHECKPOINT")
-    while reader.execute("SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()").fetchone() != (True,):
-        time.sleep(0.01)
-
-    other = psycopg.connect(reader.info.dsn, password=reader.info.password, autocommit=True)  # connected ahead
-
-    def resume_later() -> None:
-        with other:
-            time.sleep(0.2)
-            other.execute("SELECT pg_wal_replay_resume()")
-
-    thread = threading.Thread(target=resume_later)
-    thread.start()
+    old = _hold_a_record_unreplayed(writer, reader)
+    thread, _ = _resume_after(reader, 0.2)
     row = reader.execute(
         "SELECT replica_lag_in_msec FROM pg_catalog.aurora_replica_status() WHERE server_id = %s", (name,)
     ).fetchone()
     thread.join()
     assert row is not None
     # replayed within the shim's 0.5 s poll: the wait it saw, not the >= 3 s since the last commit
-    assert 150 <= row[0] < QUIET_S * 1000, row
+    assert 150 <= row[0] < old, (row, old)
     # caught up: no wait (a few ms at most, should a record arrive just then)
     (caught_up,) = reader.execute(
         "SELECT replica_lag_in_msec FROM pg_catalog.aurora_replica_status() WHERE server_id = %s", (name,)
